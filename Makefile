@@ -1,0 +1,108 @@
+# restockd: build, test and run.
+#
+#   make run     install missing packages, build, migrate, start on plugin.lua
+#   make test    build under ASan+UBSan and run the whole test suite
+#
+# Every Debian package the project needs is listed in PKGS; `make deps` installs
+# whichever are missing (as root, or through sudo).
+
+PKGS := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev \
+        libsqlite3-dev libcurl4-openssl-dev libjansson-dev libssl-dev \
+        node-llhttp lua-busted lua-socket lua-cjson
+
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+PKG_LIBS   := lua5.4 libuv sqlite3 jansson libcrypto
+
+# Recursively expanded so that pkg-config runs after `deps` has installed it.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_LIBS))
+PKG_LDLIBS = $(shell pkg-config --libs $(PKG_LIBS)) -lm
+
+VERSION  := 0.1.0
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla \
+            -Wformat=2 -Wno-unused-parameter
+CSTD     := -std=c11 -D_GNU_SOURCE -DRESTOCKD_VERSION='"$(VERSION)"'
+OPT      ?= -O2 -g
+SAN      := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined
+
+SRCS := $(wildcard core/*.c)
+MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+
+REL_OBJS  := $(SRCS:core/%.c=build/release/%.o) build/release/migrations_gen.o \
+             $(addprefix build/release/llhttp_,api.o http.o llhttp.o)
+ASAN_OBJS := $(SRCS:core/%.c=build/asan/%.o) build/asan/migrations_gen.o \
+             $(addprefix build/asan/llhttp_,api.o http.o llhttp.o)
+
+UNIT_SRCS := $(wildcard spec/unit/*.c)
+# The unit tests link every core object except the one holding main().
+UNIT_CORE := $(filter-out build/asan/main.o,$(ASAN_OBJS))
+
+.PHONY: all deps run test unit asan release clean
+all: build/restockd
+
+deps:
+	@missing=""; for p in $(PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' \
+	    || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+	    --no-install-recommends $$missing; \
+	fi
+
+release: build/restockd
+asan: build/asan/restockd
+
+build/restockd: $(REL_OBJS)
+	$(CC) $(OPT) -o $@ $^ $(PKG_LDLIBS)
+
+build/asan/restockd: $(ASAN_OBJS)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LDLIBS)
+
+build/asan/unit_tests: $(UNIT_SRCS) $(UNIT_CORE) | deps
+	$(CC) $(CSTD) $(WARN) $(SAN) $(PKG_CFLAGS) -Icore -I$(LLHTTP_INC) \
+	  -o $@ $(UNIT_SRCS) $(UNIT_CORE) $(PKG_LDLIBS)
+
+build/release/%.o: core/%.c $(wildcard core/*.h) | deps build/release
+	$(CC) $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -I$(LLHTTP_INC) -c -o $@ $<
+
+build/asan/%.o: core/%.c $(wildcard core/*.h) | deps build/asan
+	$(CC) $(CSTD) $(WARN) $(SAN) $(PKG_CFLAGS) -I$(LLHTTP_INC) -c -o $@ $<
+
+# llhttp is compiled from the node-llhttp package's sources, with its own
+# (relaxed) warnings: it is not our code to fix.
+build/release/llhttp_%.o: | deps build/release
+	$(CC) $(OPT) -w -I$(LLHTTP_INC) -c -o $@ $(LLHTTP_SRC)/$*.c
+build/asan/llhttp_%.o: | deps build/asan
+	$(CC) $(SAN) -w -I$(LLHTTP_INC) -c -o $@ $(LLHTTP_SRC)/$*.c
+
+# The SQL files of migrations/ are compiled into the binary, so an installed
+# restockd never goes looking for them.
+build/gen/migrations_gen.c: $(MIGRATIONS) core/embed_migrations.sh | build/gen
+	sh core/embed_migrations.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+build/release/migrations_gen.o: build/gen/migrations_gen.c core/migrate.h
+	$(CC) $(CSTD) $(WARN) $(OPT) -Icore -c -o $@ $<
+build/asan/migrations_gen.o: build/gen/migrations_gen.c core/migrate.h
+	$(CC) $(CSTD) $(WARN) $(SAN) -Icore -c -o $@ $<
+
+build/release build/asan build/gen:
+	mkdir -p $@
+
+plugin.lua:
+	cp plugin.lua.example plugin.lua
+
+run: build/restockd plugin.lua
+	./build/restockd migrations run
+	exec ./build/restockd start
+
+test: build/asan/restockd build/asan/unit_tests
+	sh spec/run.sh
+
+unit: build/asan/unit_tests
+	./build/asan/unit_tests
+
+clean:
+	rm -rf build

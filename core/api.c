@@ -1,0 +1,147 @@
+/* The route table, the dispatcher, and helpers shared by the routes. */
+#include "api.h"
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <string.h>
+
+#include "log.h"
+#include "router.h"
+#include "stock.h"
+#include "url.h"
+
+static void api_health(HttpRequest *req, void *app) {
+  http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static const Route routes[] = {
+    {"GET", "/health", api_health},
+    {"POST", "/restock-notifications/variants/{variant_id}", api_subscribe},
+    {"POST", "/admin/variants", api_admin_variants_post},
+    {"GET", "/admin/variants/{id}", api_admin_variant_get},
+    {"POST", "/admin/variants/{id}", api_admin_variant_post},
+    {"POST", "/admin/products/{product_id}/variants/{id}",
+     api_admin_product_variant_post},
+    {"GET", "/admin/restock-notifications", api_admin_notifications_get},
+    {"DELETE", "/admin/restock-notifications", api_admin_notifications_delete},
+};
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+/* Most query parameters a request may carry. */
+#define MAX_PARAMS 64
+
+void api_set_admin_token(App *app, const char *token) {
+  app->admin_enabled = token && *token;
+  if (app->admin_enabled)
+    SHA256((const unsigned char *)token, strlen(token), app->admin_digest);
+}
+
+/* Compares the bearer token with the configured one in constant time: both
+ * are hashed first, so not even their lengths leak through timing. */
+static bool admin_authorized(const App *app, const HttpRequest *req) {
+  if (!app->admin_enabled) return false;
+  const char *auth = http_header(req, "authorization");
+  if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) return false;
+  const char *token = auth + 7;
+  while (*token == ' ') token++;
+  unsigned char digest[32];
+  SHA256((const unsigned char *)token, strlen(token), digest);
+  return CRYPTO_memcmp(digest, app->admin_digest, sizeof digest) == 0;
+}
+
+static bool is_admin_path(const HttpRequest *req) {
+  return req->path_len >= 6 && memcmp(req->path, "/admin", 6) == 0 &&
+         (req->path_len == 6 || req->path[6] == '/');
+}
+
+void api_handle(HttpRequest *req, void *data) {
+  App *app = data;
+  if (is_admin_path(req) && !admin_authorized(app, req)) {
+    http_add_header(req, "WWW-Authenticate", "Bearer");
+    http_respond_error(req, 401, "unauthorized",
+                       app->admin_enabled
+                           ? "A valid admin token is required"
+                           : "The admin API is disabled: set "
+                             "RESTOCK_ADMIN_TOKEN to enable it");
+    return;
+  }
+  switch (router_match(routes, NROUTES, req->method, req->path, req->path_len,
+                       &req->match)) {
+    case ROUTE_NOT_FOUND:
+      http_respond_error(req, 404, "not_found", "Route %s %.*s was not found",
+                         req->method, (int)req->path_len, req->path);
+      return;
+    case ROUTE_BAD_METHOD:
+      http_add_header(req, "Allow", req->match.allow);
+      http_respond_error(req, 405, "not_allowed",
+                         "Method %s is not allowed here; allowed: %s",
+                         req->method, req->match.allow);
+      return;
+    case ROUTE_BAD_PATH:
+      http_respond_error(req, 400, "invalid_data",
+                         "The path has a malformed %%-escape");
+      return;
+    case ROUTE_FOUND:
+      break;
+  }
+  if (req->query &&
+      url_parse_pairs(req->query, req->query_len, MAX_PARAMS, &req->params)) {
+    http_respond_error(req, 400, "invalid_data",
+                       "The query string is malformed or too long");
+    return;
+  }
+  req->match.route->fn(req, app);
+}
+
+json_t *api_json_body(HttpRequest *req) {
+  if (req->body_len == 0) return json_object();
+  json_error_t error;
+  json_t *body = json_loadb(req->body, req->body_len,
+                            JSON_REJECT_DUPLICATES, &error);
+  if (!body) {
+    http_respond_error(req, 400, "invalid_data",
+                       "The body is not valid JSON: %s (at byte %d)",
+                       error.text, error.position);
+    return NULL;
+  }
+  if (!json_is_object(body)) {
+    json_decref(body);
+    http_respond_error(req, 400, "invalid_data",
+                       "The body must be a JSON object");
+    return NULL;
+  }
+  return body;
+}
+
+bool api_valid_id(const char *s) {
+  size_t len = strlen(s);
+  if (len == 0 || len > API_MAX_ID) return false;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  /* jansson refuses strings that are not UTF-8. */
+  json_t *probe = json_string(s);
+  json_decref(probe);
+  return probe != NULL;
+}
+
+void api_store_failed(HttpRequest *req) {
+  http_respond_error(req, 500, "unexpected_state",
+                     "The database failed; the server log says why");
+}
+
+static json_t *string_or_null(const char *s) {
+  return s ? json_string(s) : json_null();
+}
+
+json_t *api_variant_json(const Variant *v) {
+  return json_pack(
+      "{s:s, s:o, s:o, s:o, s:I, s:b, s:b, s:I, s:s, s:s}", "id", v->id,
+      "product_id", string_or_null(v->product_id), "sku",
+      string_or_null(v->sku), "title", string_or_null(v->title),
+      "inventory_quantity", (json_int_t)v->inventory_quantity,
+      "allow_backorder", v->allow_backorder, "manage_inventory",
+      v->manage_inventory, "quantity", (json_int_t)stock_quantity(v),
+      "created_at", v->created_at, "updated_at", v->updated_at);
+}

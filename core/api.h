@@ -1,0 +1,36 @@
+/* What the route files share: request helpers and the route handlers. */
+#ifndef RESTOCKD_API_H
+#define RESTOCKD_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "app.h"
+#include "http.h"
+#include "store.h"
+
+#define API_MAX_ID 255
+
+/* Parses the request body as a JSON object (an empty body is {}). On failure
+ * responds 400 and returns NULL. The caller owns the result. */
+json_t *api_json_body(HttpRequest *req);
+/* True when `s` is a usable identifier: 1 to API_MAX_ID bytes of UTF-8
+ * without control characters. */
+bool api_valid_id(const char *s);
+/* Responds 500 for a storage failure (already logged). */
+void api_store_failed(HttpRequest *req);
+/* The variant as the API shows it, quantity included. */
+json_t *api_variant_json(const Variant *v);
+
+/* Routes of api_store.c. */
+void api_subscribe(HttpRequest *req, void *app);
+
+/* Routes of api_admin.c. */
+void api_admin_variants_post(HttpRequest *req, void *app);
+void api_admin_variant_get(HttpRequest *req, void *app);
+void api_admin_variant_post(HttpRequest *req, void *app);
+void api_admin_product_variant_post(HttpRequest *req, void *app);
+void api_admin_notifications_get(HttpRequest *req, void *app);
+void api_admin_notifications_delete(HttpRequest *req, void *app);
+
+#endif

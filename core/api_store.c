@@ -1,0 +1,123 @@
+/* The storefront routes: subscribing to a sold-out variant. */
+#include <string.h>
+#include <strings.h>
+
+#include "api.h"
+#include "email.h"
+#include "stock.h"
+#include "url.h"
+
+/* The two fields of a subscribe request, from either body encoding. Strings
+ * point into `form` or `json`, which own them. */
+typedef struct {
+  KeyValueList form;
+  json_t *json;
+  const char *email;
+  const char *sales_channel_id;
+} SubscribeBody;
+
+/* Reads the body. On failure responds 400 and returns -1. */
+static int read_body(HttpRequest *req, SubscribeBody *b) {
+  const char *type = http_header(req, "content-type");
+  if (type &&
+      strncasecmp(type, "application/x-www-form-urlencoded", 33) == 0) {
+    if (url_parse_pairs(req->body, req->body_len, 64, &b->form)) {
+      http_respond_error(req, 400, "invalid_data", "The form body is malformed");
+      return -1;
+    }
+    b->email = url_pairs_get(&b->form, "email");
+    b->sales_channel_id = url_pairs_get(&b->form, "sales_channel_id");
+    if (b->sales_channel_id && !*b->sales_channel_id) b->sales_channel_id = NULL;
+    return 0;
+  }
+  b->json = api_json_body(req);
+  if (!b->json) return -1;
+  json_t *email = json_object_get(b->json, "email");
+  json_t *channel = json_object_get(b->json, "sales_channel_id");
+  if (email && !json_is_string(email)) {
+    http_respond_error(req, 400, "invalid_data", "email must be a string");
+    return -1;
+  }
+  if (channel && !json_is_null(channel) && !json_is_string(channel)) {
+    http_respond_error(req, 400, "invalid_data",
+                       "sales_channel_id must be a string");
+    return -1;
+  }
+  b->email = email ? json_string_value(email) : NULL;
+  b->sales_channel_id = json_is_string(channel) ? json_string_value(channel)
+                                                : NULL;
+  return 0;
+}
+
+/* POST /restock-notifications/variants/{variant_id} */
+void api_subscribe(HttpRequest *req, void *data) {
+  App *app = data;
+  const char *variant_id = router_param(&req->match, "variant_id");
+  SubscribeBody body;
+  memset(&body, 0, sizeof body);
+  Variant v;
+  memset(&v, 0, sizeof v);
+  char email[EMAIL_MAX + 1];
+  const char *why = NULL;
+
+  if (read_body(req, &body)) goto out;
+  if (!body.email) {
+    http_respond_error(req, 400, "invalid_data", "email is required");
+    goto out;
+  }
+  if (email_normalize(body.email, strlen(body.email), email, &why)) {
+    http_respond_error(req, 400, "invalid_data", "Invalid email: %s", why);
+    goto out;
+  }
+  /* No sales channel or publishable key exists until multi-warehouse stock
+   * lands, so naming one is naming an unknown one. */
+  const char *key = http_header(req, "x-publishable-api-key");
+  if (key) {
+    http_respond_error(req, 400, "invalid_data",
+                       "Publishable API key %s was not found", key);
+    goto out;
+  }
+  if (body.sales_channel_id) {
+    http_respond_error(req, 400, "invalid_data",
+                       "Sales channel with id: %s was not found",
+                       body.sales_channel_id);
+    goto out;
+  }
+
+  int rc = store_variant_get(app->store, variant_id, &v);
+  if (rc == STORE_NOT_FOUND) {
+    http_respond_error(req, 404, "not_found",
+                       "Variant with id: %s was not found", variant_id);
+    goto out;
+  }
+  if (rc != 0) {
+    api_store_failed(req);
+    goto out;
+  }
+  if (stock_in_stock(&v, stock_quantity(&v))) {
+    http_respond_error(req, 400, "not_allowed",
+                       "You cannot sign up for restock notifications on a "
+                       "product that is not sold out");
+    goto out;
+  }
+
+  char created_at[32];
+  bool inserted = false;
+  if (store_begin(app->store) ||
+      store_subscription_add(app->store, v.id, NULL, email, created_at,
+                             &inserted) ||
+      store_commit(app->store)) {
+    store_rollback(app->store);
+    api_store_failed(req);
+    goto out;
+  }
+  http_respond_json(
+      req, 201,
+      json_pack("{s:{s:s, s:n, s:s, s:s}}", "restock_notification",
+                "variant_id", v.id, "sales_channel_id", "email", email,
+                "created_at", created_at));
+out:
+  variant_clear(&v);
+  url_pairs_free(&body.form);
+  json_decref(body.json);
+}

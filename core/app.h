@@ -1,0 +1,28 @@
+/* The running server's state, shared by the routes. */
+#ifndef RESTOCKD_APP_H
+#define RESTOCKD_APP_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "http.h"
+#include "lua_host.h"
+#include "store.h"
+
+typedef struct App {
+  uv_loop_t *loop;
+  Store *store;
+  LuaHost *lua;
+  HttpServer *http;
+  const char *config_path;
+  /* SHA-256 of RESTOCK_ADMIN_TOKEN; admin routes answer 401 without it. */
+  bool admin_enabled;
+  unsigned char admin_digest[32];
+} App;
+
+/* Sets the admin token (NULL or "" disables the admin API). */
+void api_set_admin_token(App *app, const char *token);
+/* The HTTP handler of every route; `data` is the App. */
+void api_handle(HttpRequest *req, void *data);
+
+#endif

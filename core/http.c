@@ -1,0 +1,655 @@
+#include "http.h"
+
+#include <llhttp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "xmalloc.h"
+
+/* How long a connection that we are closing keeps reading (and dropping)
+ * what the client still sends, so that closing with unread data does not
+ * turn into a reset that destroys our last response in flight. */
+#define LINGER_MS 1000
+/* Reading pauses while this much response data waits to be written, so that
+ * a client that pipelines without reading cannot make us buffer without
+ * bound. */
+#define WRITE_HIGH_WATER (1u << 20)
+#define WRITE_LOW_WATER (256u << 10)
+
+struct HttpConn {
+  uv_tcp_t tcp; /* tcp.data and timer.data point at the connection */
+  uv_timer_t timer;
+  uv_shutdown_t shutdown;
+  HttpServer *srv;
+  HttpConn *prev, *next;
+  llhttp_t parser;
+
+  /* The request being parsed. */
+  Buf url, field, value, body;
+  HttpHeader *headers;
+  size_t nheaders, cap_headers;
+  size_t header_bytes;
+  int error_status; /* 413 or 431 when a limit stopped the parse */
+  bool in_message;
+  bool keep_alive;
+
+  /* Responses queued during one read, written with one uv_write. */
+  Buf out;
+  unsigned writes_pending;
+  bool close_after_write; /* no more requests: close once written */
+  bool lingering;         /* shut down; draining input until EOF */
+  bool read_paused;       /* back-pressure from unwritten responses */
+  bool closing;
+  int open_handles;
+  char addr[64];
+};
+
+struct HttpServer {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  HttpConfig cfg;
+  HttpHandler handler;
+  void *data;
+  llhttp_settings_t settings;
+  HttpConn *conns;
+  size_t nconns;
+  char address[96];
+  char readbuf[64 * 1024];
+  bool stopping;
+  bool listener_closed;
+  void (*done)(void *);
+  void *done_arg;
+};
+
+typedef struct {
+  uv_write_t req;
+  HttpConn *conn;
+  char *data;
+} WriteReq;
+
+void http_config_defaults(HttpConfig *c) {
+  memset(c, 0, sizeof *c);
+  c->host = "127.0.0.1";
+  c->port = 9000;
+  c->idle_timeout_ms = 60000;
+  c->max_connections = 1024;
+  c->max_body = 1u << 20;
+  c->max_header_bytes = 16u << 10;
+  c->max_headers = 100;
+}
+
+static const char *status_text(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+  }
+}
+
+/* The Date header's value, formatted at most once a second. */
+static const char *http_date(void) {
+  static time_t last;
+  static char text[64];
+  time_t now = time(NULL);
+  if (now != last) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    last = now;
+  }
+  return text;
+}
+
+/* ---- closing ---------------------------------------------------------- */
+
+static void maybe_done(HttpServer *srv) {
+  if (srv->stopping && srv->listener_closed && srv->nconns == 0 && srv->done) {
+    void (*done)(void *) = srv->done;
+    srv->done = NULL;
+    done(srv->done_arg);
+  }
+}
+
+static void free_headers(HttpConn *c) {
+  for (size_t i = 0; i < c->nheaders; i++) {
+    free(c->headers[i].name);
+    free(c->headers[i].value);
+  }
+  c->nheaders = 0;
+}
+
+static void on_handle_close(uv_handle_t *h) {
+  HttpConn *c = h->data;
+  if (--c->open_handles > 0) return;
+  HttpServer *srv = c->srv;
+  free_headers(c);
+  free(c->headers);
+  buf_free(&c->url);
+  buf_free(&c->field);
+  buf_free(&c->value);
+  buf_free(&c->body);
+  buf_free(&c->out);
+  free(c);
+  srv->nconns--;
+  maybe_done(srv);
+}
+
+static void conn_close(HttpConn *c) {
+  if (c->closing) return;
+  c->closing = true;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    c->srv->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_close((uv_handle_t *)&c->tcp, on_handle_close);
+  uv_close((uv_handle_t *)&c->timer, on_handle_close);
+}
+
+static void on_timer(uv_timer_t *t) { conn_close(t->data); }
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  HttpConn *c = req->handle->data;
+  if (status < 0) conn_close(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf);
+
+/* Everything has been written and no more requests will be read: send FIN,
+ * then keep reading and dropping input until the client closes too, or for
+ * LINGER_MS at most. */
+static void conn_linger(HttpConn *c) {
+  if (c->lingering || c->closing) return;
+  c->lingering = true;
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+    conn_close(c);
+    return;
+  }
+  uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static void on_write(uv_write_t *req, int status) {
+  WriteReq *w = (WriteReq *)req;
+  HttpConn *c = w->conn;
+  free(w->data);
+  free(w);
+  c->writes_pending--;
+  if (c->closing) return;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  if (c->read_paused && !c->close_after_write &&
+      uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <
+          WRITE_LOW_WATER) {
+    c->read_paused = false;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  }
+  if (c->close_after_write && c->writes_pending == 0) conn_linger(c);
+}
+
+static void conn_flush(HttpConn *c) {
+  if (c->closing) return;
+  if (c->out.len > 0) {
+    WriteReq *w = xmalloc(sizeof *w);
+    w->conn = c;
+    size_t len = c->out.len;
+    w->data = buf_steal(&c->out);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+      free(w->data);
+      free(w);
+      conn_close(c);
+      return;
+    }
+    c->writes_pending++;
+    if (!c->close_after_write &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
+            WRITE_HIGH_WATER) {
+      c->read_paused = true;
+      uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+  }
+  if (c->close_after_write) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (c->writes_pending == 0) conn_linger(c);
+  }
+}
+
+/* Appends a complete response to the connection's output. */
+static void conn_queue(HttpConn *c, int status, const char *content_type,
+                       const char *extra_headers, const char *body,
+                       size_t len) {
+  if (!c->keep_alive || c->srv->stopping) c->close_after_write = true;
+  buf_printf(&c->out,
+             "HTTP/1.1 %d %s\r\n"
+             "Content-Type: %s\r\n"
+             "Content-Length: %zu\r\n"
+             "Date: %s\r\n"
+             "%s"
+             "Connection: %s\r\n\r\n",
+             status, status_text(status), content_type, len, http_date(),
+             extra_headers ? extra_headers : "",
+             c->close_after_write ? "close" : "keep-alive");
+  buf_append(&c->out, body, len);
+}
+
+/* Answers a request that could not be parsed, and closes. */
+static void conn_fail(HttpConn *c, int status, const char *type,
+                      const char *message) {
+  json_t *j = json_pack("{s:s, s:s}", "type", type, "message", message);
+  char *body = json_dumps(j, JSON_COMPACT);
+  c->keep_alive = false;
+  conn_queue(c, status, "application/json", NULL, body, strlen(body));
+  free(body);
+  json_decref(j);
+}
+
+/* ---- parsing ---------------------------------------------------------- */
+
+static int over_header_limit(HttpConn *c, size_t more) {
+  c->header_bytes += more;
+  if (c->header_bytes > c->srv->cfg.max_header_bytes) {
+    c->error_status = 431;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  HttpConn *c = p->data;
+  buf_reset(&c->url);
+  buf_reset(&c->field);
+  buf_reset(&c->value);
+  buf_reset(&c->body);
+  free_headers(c);
+  c->header_bytes = 0;
+  c->error_status = 0;
+  c->in_message = true;
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  HttpConn *c = p->data;
+  if (over_header_limit(c, len)) return -1;
+  buf_append(&c->url, at, len);
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  HttpConn *c = p->data;
+  if (over_header_limit(c, len)) return -1;
+  buf_append(&c->field, at, len);
+  return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  HttpConn *c = p->data;
+  if (over_header_limit(c, len)) return -1;
+  buf_append(&c->value, at, len);
+  return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  HttpConn *c = p->data;
+  if (c->nheaders == c->srv->cfg.max_headers) {
+    c->error_status = 431;
+    return -1;
+  }
+  if (c->nheaders == c->cap_headers) {
+    c->cap_headers = c->cap_headers ? c->cap_headers * 2 : 16;
+    c->headers = xrealloc(c->headers, c->cap_headers * sizeof *c->headers);
+  }
+  HttpHeader *h = &c->headers[c->nheaders++];
+  h->name = xstrndup(c->field.data ? c->field.data : "", c->field.len);
+  for (char *q = h->name; *q; q++)
+    if (*q >= 'A' && *q <= 'Z') *q = (char)(*q + 32);
+  h->value = xstrndup(c->value.data ? c->value.data : "", c->value.len);
+  buf_reset(&c->field);
+  buf_reset(&c->value);
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  HttpConn *c = p->data;
+  if ((p->flags & F_CONTENT_LENGTH) &&
+      p->content_length > c->srv->cfg.max_body) {
+    c->error_status = 413;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  HttpConn *c = p->data;
+  if (c->body.len + len > c->srv->cfg.max_body) {
+    c->error_status = 413;
+    return -1;
+  }
+  buf_append(&c->body, at, len);
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  HttpConn *c = p->data;
+  c->keep_alive = llhttp_should_keep_alive(p);
+  c->in_message = false;
+  /* Pausing hands control back to conn_feed, which runs the request before
+   * parsing whatever the client pipelined after it. */
+  return HPE_PAUSED;
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
+static void conn_dispatch(HttpConn *c) {
+  HttpRequest req;
+  memset(&req, 0, sizeof req);
+  req.conn = c;
+  req.method = llhttp_method_name((llhttp_method_t)c->parser.method);
+  const char *target = c->url.data ? c->url.data : "";
+  const char *q = memchr(target, '?', c->url.len);
+  req.path = target;
+  req.path_len = q ? (size_t)(q - target) : c->url.len;
+  if (q) {
+    req.query = q + 1;
+    req.query_len = c->url.len - req.path_len - 1;
+  }
+  req.headers = c->headers;
+  req.nheaders = c->nheaders;
+  req.body = c->body.data ? c->body.data : "";
+  req.body_len = c->body.len;
+  req.client_addr = c->addr;
+  req.start_ns = uv_hrtime();
+
+  c->srv->handler(&req, c->srv->data);
+  if (!req.status) {
+    log_error("http: %s %.*s: the handler gave no response", req.method,
+              (int)req.path_len, req.path);
+    http_respond_error(&req, 500, "unexpected_state", "No response");
+  }
+  router_match_free(&req.match);
+  url_pairs_free(&req.params);
+  buf_free(&req.extra_headers);
+  free_headers(c);
+}
+
+/* Parses `len` bytes and runs each complete request, in order. */
+static void conn_feed(HttpConn *c, const char *data, size_t len) {
+  while (len > 0 && !c->close_after_write && !c->closing) {
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    if (err == HPE_OK) return;
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+      const char *pos = llhttp_get_error_pos(&c->parser);
+      size_t used = pos ? (size_t)(pos - data) : len;
+      if (err == HPE_PAUSED) {
+        llhttp_resume(&c->parser);
+      } else {
+        /* We speak no other protocol: answer, then close. */
+        c->keep_alive = false;
+      }
+      conn_dispatch(c);
+      data += used;
+      len -= used;
+      continue;
+    }
+    switch (c->error_status) {
+      case 413:
+        conn_fail(c, 413, "payload_too_large",
+                  "Request body is larger than the limit");
+        break;
+      case 431:
+        conn_fail(c, 431, "invalid_data", "Request headers are too large");
+        break;
+      default:
+        conn_fail(c, 400, "invalid_data", llhttp_get_error_reason(&c->parser));
+    }
+    return;
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  HttpConn *c = h->data;
+  /* One buffer serves every connection: on_read consumes it entirely before
+   * the loop reads again. */
+  buf->base = c->srv->readbuf;
+  buf->len = sizeof c->srv->readbuf;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  HttpConn *c = s->data;
+  if (nread < 0) {
+    /* The client is done sending. Responses already queued still go out. */
+    if (c->lingering || nread != UV_EOF || c->writes_pending == 0) {
+      conn_close(c);
+    } else {
+      c->close_after_write = true;
+      uv_read_stop(s);
+    }
+    return;
+  }
+  if (c->lingering) return; /* dropped */
+  if (nread == 0) return;
+  uv_timer_again(&c->timer);
+  conn_feed(c, buf->base, (size_t)nread);
+  conn_flush(c);
+}
+
+/* ---- accepting -------------------------------------------------------- */
+
+static void on_connection(uv_stream_t *listener, int status) {
+  HttpServer *srv = listener->data;
+  if (status < 0) {
+    log_warn("http: accept: %s", uv_strerror(status));
+    return;
+  }
+  HttpConn *c = xcalloc(1, sizeof *c);
+  c->srv = srv;
+  uv_tcp_init(srv->loop, &c->tcp);
+  uv_timer_init(srv->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  c->open_handles = 2;
+  c->next = srv->conns;
+  if (srv->conns) srv->conns->prev = c;
+  srv->conns = c;
+  srv->nconns++;
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+    conn_close(c);
+    return;
+  }
+  struct sockaddr_storage ss;
+  int sslen = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0) {
+    if (ss.ss_family == AF_INET6)
+      uv_ip6_name((struct sockaddr_in6 *)&ss, c->addr, sizeof c->addr);
+    else
+      uv_ip4_name((struct sockaddr_in *)&ss, c->addr, sizeof c->addr);
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
+  c->parser.data = c;
+  c->keep_alive = true;
+  if (srv->nconns > srv->cfg.max_connections) {
+    static uint64_t last_warning;
+    uint64_t now = uv_now(srv->loop);
+    if (now - last_warning > 10000 || last_warning == 0) {
+      log_warn("http: %zu connections open, refusing new ones (limit %u)",
+               srv->nconns - 1, srv->cfg.max_connections);
+      last_warning = now;
+    }
+    conn_fail(c, 503, "unexpected_state", "Too many open connections");
+    conn_flush(c);
+    return;
+  }
+  uv_timer_start(&c->timer, on_timer, srv->cfg.idle_timeout_ms,
+                 srv->cfg.idle_timeout_ms);
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+    conn_close(c);
+}
+
+static void free_on_close(uv_handle_t *h) { free(h->data); }
+
+int http_server_start(uv_loop_t *loop, const HttpConfig *cfg,
+                      HttpHandler handler, void *data, HttpServer **out,
+                      char **err) {
+  HttpServer *srv = xcalloc(1, sizeof *srv);
+  srv->loop = loop;
+  srv->cfg = *cfg;
+  srv->handler = handler;
+  srv->data = data;
+  llhttp_settings_init(&srv->settings);
+  srv->settings.on_message_begin = on_message_begin;
+  srv->settings.on_url = on_url;
+  srv->settings.on_header_field = on_header_field;
+  srv->settings.on_header_value = on_header_value;
+  srv->settings.on_header_value_complete = on_header_value_complete;
+  srv->settings.on_headers_complete = on_headers_complete;
+  srv->settings.on_body = on_body;
+  srv->settings.on_message_complete = on_message_complete;
+
+  struct sockaddr_storage addr;
+  bool v6 = strchr(cfg->host, ':') != NULL;
+  int rc = v6 ? uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&addr)
+              : uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&addr);
+  if (rc < 0) {
+    *err = xasprintf("invalid listen address %s: %s", cfg->host,
+                     uv_strerror(rc));
+    free(srv);
+    return rc;
+  }
+  uv_tcp_init(loop, &srv->listener);
+  srv->listener.data = srv;
+  rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+  if (rc < 0) {
+    *err = xasprintf("cannot listen on %s port %d: %s", cfg->host, cfg->port,
+                     uv_strerror(rc));
+    /* The listener must be closed before it is freed; the caller runs the
+     * loop, which finishes the close. */
+    srv->stopping = true;
+    uv_close((uv_handle_t *)&srv->listener, free_on_close);
+    return rc;
+  }
+  int len = sizeof addr;
+  uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&addr, &len);
+  char ip[64] = "";
+  int port;
+  if (addr.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&addr, ip, sizeof ip);
+    port = ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+    snprintf(srv->address, sizeof srv->address, "[%s]:%d", ip, port);
+  } else {
+    uv_ip4_name((struct sockaddr_in *)&addr, ip, sizeof ip);
+    port = ntohs(((struct sockaddr_in *)&addr)->sin_port);
+    snprintf(srv->address, sizeof srv->address, "%s:%d", ip, port);
+  }
+  *out = srv;
+  return 0;
+}
+
+const char *http_server_address(const HttpServer *srv) { return srv->address; }
+
+size_t http_server_connections(const HttpServer *srv) { return srv->nconns; }
+
+static void on_listener_close(uv_handle_t *h) {
+  HttpServer *srv = h->data;
+  srv->listener_closed = true;
+  maybe_done(srv);
+}
+
+void http_server_stop(HttpServer *srv, void (*done)(void *), void *arg) {
+  if (srv->stopping) return;
+  srv->stopping = true;
+  srv->done = done;
+  srv->done_arg = arg;
+  uv_close((uv_handle_t *)&srv->listener, on_listener_close);
+  for (HttpConn *c = srv->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->in_message)
+      c->keep_alive = false; /* its response will say "close" */
+    else if (c->writes_pending > 0)
+      c->close_after_write = true;
+    else
+      conn_close(c);
+  }
+}
+
+void http_server_close_all(HttpServer *srv) {
+  for (HttpConn *c = srv->conns, *next; c; c = next) {
+    next = c->next;
+    conn_close(c);
+  }
+}
+
+void http_server_free(HttpServer *srv) { free(srv); }
+
+/* ---- responding ------------------------------------------------------- */
+
+const char *http_header(const HttpRequest *req, const char *name) {
+  for (size_t i = 0; i < req->nheaders; i++)
+    if (strcmp(req->headers[i].name, name) == 0) return req->headers[i].value;
+  return NULL;
+}
+
+void http_add_header(HttpRequest *req, const char *name, const char *value) {
+  buf_printf(&req->extra_headers, "%s: %s\r\n", name, value);
+}
+
+void http_respond(HttpRequest *req, int status, const char *content_type,
+                  const char *body, size_t len) {
+  if (req->status) {
+    log_error("http: a second response to one request was dropped");
+    return;
+  }
+  req->status = status;
+  conn_queue(req->conn, status, content_type, req->extra_headers.data, body,
+             len);
+}
+
+void http_respond_json(HttpRequest *req, int status, json_t *body) {
+  char *text = json_dumps(body, JSON_COMPACT);
+  json_decref(body);
+  http_respond(req, status, "application/json", text, strlen(text));
+  free(text);
+}
+
+void http_respond_error(HttpRequest *req, int status, const char *type,
+                        const char *fmt, ...) {
+  char message[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(message, sizeof message, fmt, ap);
+  va_end(ap);
+  json_t *text = json_string(message);
+  if (!text) {
+    /* The message quotes input that is not UTF-8: keep its ASCII. */
+    for (char *p = message; *p; p++)
+      if ((unsigned char)*p >= 0x80) *p = '?';
+    text = json_string(message);
+  }
+  json_t *body = json_object();
+  json_object_set_new(body, "type", json_string(type));
+  json_object_set_new(body, "message", text);
+  http_respond_json(req, status, body);
+}

@@ -1,0 +1,100 @@
+/* The HTTP/1.1 server: libuv for the sockets, llhttp for parsing. Keep-alive
+ * and pipelining, bounded requests (header bytes, header count, body size),
+ * an idle timeout, a cap on open connections, and a draining shutdown.
+ *
+ * Requests are handed to one handler function, in arrival order per
+ * connection. The handler must answer with http_respond (or one of its
+ * wrappers) before it returns. */
+#ifndef RESTOCKD_HTTP_H
+#define RESTOCKD_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "router.h"
+#include "url.h"
+
+typedef struct {
+  const char *host;
+  int port;                  /* 0: any free port */
+  uint64_t idle_timeout_ms;  /* close a connection silent this long */
+  unsigned max_connections;  /* answer 503 beyond this */
+  size_t max_body;           /* 413 beyond this */
+  size_t max_header_bytes;   /* 431 beyond this (request line included) */
+  unsigned max_headers;      /* 431 beyond this */
+} HttpConfig;
+
+/* Fills `c` with the defaults: 60 s idle, 1024 connections, 1 MiB body,
+ * 16 KiB of headers, 100 headers. */
+void http_config_defaults(HttpConfig *c);
+
+typedef struct HttpServer HttpServer;
+typedef struct HttpConn HttpConn;
+
+typedef struct {
+  char *name; /* lower-cased */
+  char *value;
+} HttpHeader;
+
+typedef struct HttpRequest {
+  HttpConn *conn;
+  const char *method;
+  const char *path; /* raw, without the query; points into the target */
+  size_t path_len;
+  const char *query; /* raw query string after '?', or NULL */
+  size_t query_len;
+  HttpHeader *headers;
+  size_t nheaders;
+  const char *body; /* NUL-terminated; "" when there is none */
+  size_t body_len;
+  const char *client_addr; /* the peer's IP address */
+  uint64_t start_ns;       /* uv_hrtime() when the request was complete */
+
+  /* Filled by the application's dispatcher. */
+  RouteMatch match;
+  KeyValueList params; /* query string (and form body) pairs */
+
+  /* Response state. */
+  Buf extra_headers; /* "Name: value\r\n" lines added by the handler */
+  int status;        /* set once responded */
+} HttpRequest;
+
+typedef void (*HttpHandler)(HttpRequest *req, void *data);
+
+/* Binds and listens. Returns 0, or a negative libuv error with a message in
+ * *err (free it). `data` is passed to `handler` untouched. */
+int http_server_start(uv_loop_t *loop, const HttpConfig *cfg,
+                      HttpHandler handler, void *data, HttpServer **out,
+                      char **err);
+/* The address actually bound, as "HOST:PORT" (IPv6 in brackets). */
+const char *http_server_address(const HttpServer *srv);
+/* Stops accepting, lets requests in flight finish and closes each
+ * connection once it is idle. `done` runs once every handle is closed; then
+ * the server may be freed with http_server_free. */
+void http_server_stop(HttpServer *srv, void (*done)(void *), void *arg);
+/* Closes every connection at once, pending writes or not (the end of a
+ * shutdown's grace period). http_server_stop must have been called. */
+void http_server_close_all(HttpServer *srv);
+void http_server_free(HttpServer *srv);
+/* Number of open connections. */
+size_t http_server_connections(const HttpServer *srv);
+
+/* The value of header `name` (lower-case), or NULL. */
+const char *http_header(const HttpRequest *req, const char *name);
+/* Adds a response header; call before responding. */
+void http_add_header(HttpRequest *req, const char *name, const char *value);
+/* Queues the response. `body` is copied. */
+void http_respond(HttpRequest *req, int status, const char *content_type,
+                  const char *body, size_t len);
+/* Responds with `body` as JSON and releases the caller's reference. */
+void http_respond_json(HttpRequest *req, int status, json_t *body);
+/* Responds with the error body {"type": type, "message": ...}. */
+void http_respond_error(HttpRequest *req, int status, const char *type,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

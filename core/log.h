@@ -1,0 +1,19 @@
+/* Logging: one line per entry on stderr, "TIME LEVEL message". */
+#ifndef RESTOCKD_LOG_H
+#define RESTOCKD_LOG_H
+
+typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } LogLevel;
+
+/* Entries below `level` are dropped. The default is LOG_INFO. */
+void log_set_level(LogLevel level);
+/* Writes one entry. Newlines in the message are kept (a Lua traceback reads
+ * better that way) but the entry always ends with exactly one. */
+void log_msg(LogLevel level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,353 @@
+/* restockd: command line, start-up and shut-down order. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "api.h"
+#include "app.h"
+#include "http.h"
+#include "log.h"
+#include "lua_host.h"
+#include "migrate.h"
+#include "store.h"
+#include "xmalloc.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+/* How long a shutdown waits for requests in flight. */
+#define SHUTDOWN_GRACE_MS 10000
+
+static const char usage[] =
+    "usage: restockd COMMAND [OPTIONS]\n"
+    "\n"
+    "A restock (\"back in stock\") notification server.\n"
+    "\n"
+    "Commands:\n"
+    "  migrations run     apply pending database migrations\n"
+    "  migrations status  list applied and pending migrations\n"
+    "  start              run the server\n"
+    "  check              load plugin.lua and print its effective options as "
+    "JSON\n"
+    "\n"
+    "Options (a flag beats its environment variable):\n"
+    "  --db PATH      database file          RESTOCK_DB      ./restock.db\n"
+    "  --config PATH  plugin script          RESTOCK_CONFIG  ./plugin.lua\n"
+    "  --host ADDR    listen address         HOST            127.0.0.1\n"
+    "  --port N       listen port (0: any)   PORT            9000\n"
+    "  -h, --help     show this help\n"
+    "  --version      print the version\n"
+    "\n"
+    "Environment:\n"
+    "  RESTOCK_ADMIN_TOKEN      bearer token of the /admin API (unset: 401)\n"
+    "  RESTOCK_SECRET           unsubscribe-token secret (default: generated\n"
+    "                           once and kept in the database)\n"
+    "  RESTOCK_IDLE_TIMEOUT     ms before an idle connection is closed (60000)\n"
+    "  RESTOCK_MAX_CONNECTIONS  open connections before 503 (1024)\n"
+    "\n"
+    "Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.\n"
+    "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads plugin.lua.\n";
+
+typedef struct {
+  const char *db;
+  const char *config;
+  const char *host;
+  int port;
+  uint64_t idle_timeout_ms;
+  unsigned max_connections;
+} Settings;
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt,
+                                                             ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "restockd: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\nTry 'restockd --help'.\n");
+  va_end(ap);
+  return EXIT_USAGE;
+}
+
+/* Parses a decimal number in [min, max]. Returns 0 or -1. */
+static int parse_number(const char *s, long long min, long long max,
+                        long long *out) {
+  if (!s || !*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 15)
+    return -1;
+  long long v = strtoll(s, NULL, 10);
+  if (v < min || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+static const char *env_or(const char *name, const char *dflt) {
+  const char *v = getenv(name);
+  return v && *v ? v : dflt;
+}
+
+/* Reads the settings from the environment, then the flags. `allowed` lists
+ * the flags the command takes. Returns 0 or an exit code. */
+static int parse_settings(int argc, char **argv, int first, const char *allowed,
+                          Settings *s) {
+  s->db = env_or("RESTOCK_DB", "./restock.db");
+  s->config = env_or("RESTOCK_CONFIG", "./plugin.lua");
+  s->host = env_or("HOST", "127.0.0.1");
+  const char *port = env_or("PORT", "9000");
+  long long n;
+  for (int i = first; i < argc; i++) {
+    const char *arg = argv[i], *value = NULL;
+    const char *eq = strchr(arg, '=');
+    char name[32];
+    if (strncmp(arg, "--", 2) != 0) return usage_error("unexpected argument '%s'", arg);
+    snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - arg) : (int)strlen(arg),
+             arg);
+    if (!strstr(allowed, name) || strlen(name) < 4)
+      return usage_error("unknown option '%s' for this command", name);
+    if (eq)
+      value = eq + 1;
+    else if (i + 1 < argc)
+      value = argv[++i];
+    else
+      return usage_error("option '%s' needs a value", name);
+    if (strcmp(name, "--db") == 0)
+      s->db = value;
+    else if (strcmp(name, "--config") == 0)
+      s->config = value;
+    else if (strcmp(name, "--host") == 0)
+      s->host = value;
+    else if (strcmp(name, "--port") == 0)
+      port = value;
+  }
+  if (parse_number(port, 0, 65535, &n))
+    return usage_error("invalid port '%s' (0 to 65535)", port);
+  s->port = (int)n;
+  const char *idle = env_or("RESTOCK_IDLE_TIMEOUT", "60000");
+  if (parse_number(idle, 1, 86400000, &n))
+    return usage_error("invalid RESTOCK_IDLE_TIMEOUT '%s' (ms, at least 1)",
+                       idle);
+  s->idle_timeout_ms = (uint64_t)n;
+  const char *maxc = env_or("RESTOCK_MAX_CONNECTIONS", "1024");
+  if (parse_number(maxc, 1, 1000000, &n))
+    return usage_error("invalid RESTOCK_MAX_CONNECTIONS '%s'", maxc);
+  s->max_connections = (unsigned)n;
+  return 0;
+}
+
+static int open_store(const Settings *s, Store **store) {
+  char *err = NULL;
+  if (store_open(s->db, store, &err)) {
+    fprintf(stderr, "restockd: %s\n", err);
+    free(err);
+    return EXIT_RUNTIME;
+  }
+  return 0;
+}
+
+static int cmd_migrations(const Settings *s, bool run) {
+  Store *store = NULL;
+  int rc = open_store(s, &store);
+  if (rc) return rc;
+  char *err = NULL;
+  if ((run ? migrate_run : migrate_status)(store, stdout, &err)) {
+    fprintf(stderr, "restockd: migration failed: %s\n", err);
+    free(err);
+    rc = EXIT_RUNTIME;
+  }
+  store_close(store);
+  return rc;
+}
+
+static int cmd_check(const Settings *s) {
+  LuaHost *lua = NULL;
+  char *err = NULL;
+  if (lua_host_load(s->config, &lua, &err)) {
+    fprintf(stderr, "restockd: cannot load %s: %s\n", s->config, err);
+    free(err);
+    return EXIT_USAGE;
+  }
+  json_t *j = options_to_json(lua_host_options(lua));
+  char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  printf("%s\n", text);
+  free(text);
+  json_decref(j);
+  lua_host_free(lua);
+  return 0;
+}
+
+/* ---- start ------------------------------------------------------------ */
+
+typedef struct {
+  App app;
+  uv_signal_t sigterm, sigint, sighup;
+  uv_timer_t grace;
+  bool stopping;
+} Server;
+
+static void close_handle(uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void on_http_stopped(void *arg) {
+  Server *srv = arg;
+  log_info("stopped");
+  uv_close((uv_handle_t *)&srv->sigterm, NULL);
+  uv_close((uv_handle_t *)&srv->sigint, NULL);
+  uv_close((uv_handle_t *)&srv->sighup, NULL);
+  uv_close((uv_handle_t *)&srv->grace, NULL);
+}
+
+static void on_grace_over(uv_timer_t *t) {
+  Server *srv = t->data;
+  log_warn("shutdown: requests still running after %d ms; closing them",
+           SHUTDOWN_GRACE_MS);
+  http_server_close_all(srv->app.http);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum) {
+  Server *srv = h->data;
+  if (srv->stopping) {
+    log_warn("second %s: closing every connection now", strsignal(signum));
+    http_server_close_all(srv->app.http);
+    return;
+  }
+  srv->stopping = true;
+  log_info("%s: shutting down (%zu connections open)", strsignal(signum),
+           http_server_connections(srv->app.http));
+  uv_timer_start(&srv->grace, on_grace_over, SHUTDOWN_GRACE_MS, 0);
+  uv_unref((uv_handle_t *)&srv->grace);
+  http_server_stop(srv->app.http, on_http_stopped, srv);
+}
+
+static void on_reload_signal(uv_signal_t *h, int signum) {
+  Server *srv = h->data;
+  LuaHost *fresh = NULL;
+  char *err = NULL;
+  if (lua_host_load(srv->app.config_path, &fresh, &err)) {
+    log_error("reload: %s failed to load; keeping the previous script: %s",
+              srv->app.config_path, err);
+    free(err);
+    return;
+  }
+  lua_host_free(srv->app.lua);
+  srv->app.lua = fresh;
+  log_info("reload: %s loaded", srv->app.config_path);
+}
+
+static int cmd_start(const Settings *s) {
+  Server srv;
+  memset(&srv, 0, sizeof srv);
+  App *app = &srv.app;
+  app->config_path = s->config;
+  int rc = open_store(s, &app->store);
+  if (rc) return rc;
+
+  size_t pending = 0;
+  char *err = NULL;
+  if (migrate_pending(app->store, &pending, &err)) {
+    fprintf(stderr, "restockd: %s\n", err);
+    free(err);
+    store_close(app->store);
+    return EXIT_RUNTIME;
+  }
+  if (pending) {
+    fprintf(stderr,
+            "restockd: the database %s has %zu pending migration%s; "
+            "run `restockd migrations run` first\n",
+            s->db, pending, pending == 1 ? "" : "s");
+    store_close(app->store);
+    return EXIT_USAGE;
+  }
+  if (lua_host_load(s->config, &app->lua, &err)) {
+    fprintf(stderr, "restockd: cannot load %s: %s\n", s->config, err);
+    free(err);
+    store_close(app->store);
+    return EXIT_USAGE;
+  }
+  api_set_admin_token(app, getenv("RESTOCK_ADMIN_TOKEN"));
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  app->loop = &loop;
+  HttpConfig hc;
+  http_config_defaults(&hc);
+  hc.host = s->host;
+  hc.port = s->port;
+  hc.idle_timeout_ms = s->idle_timeout_ms;
+  hc.max_connections = s->max_connections;
+  if (http_server_start(&loop, &hc, api_handle, app, &app->http, &err)) {
+    fprintf(stderr, "restockd: %s\n", err);
+    free(err);
+    rc = EXIT_RUNTIME;
+    goto out;
+  }
+  uv_signal_init(&loop, &srv.sigterm);
+  uv_signal_init(&loop, &srv.sigint);
+  uv_signal_init(&loop, &srv.sighup);
+  uv_timer_init(&loop, &srv.grace);
+  srv.sigterm.data = srv.sigint.data = srv.sighup.data = srv.grace.data = &srv;
+  uv_signal_start(&srv.sigterm, on_stop_signal, SIGTERM);
+  uv_signal_start(&srv.sigint, on_stop_signal, SIGINT);
+  uv_signal_start(&srv.sighup, on_reload_signal, SIGHUP);
+
+  printf("restockd listening on http://%s\n", http_server_address(app->http));
+  fflush(stdout);
+  log_info("restockd %s listening on http://%s (database %s, plugin %s)",
+           RESTOCKD_VERSION, http_server_address(app->http), s->db, s->config);
+  uv_run(&loop, UV_RUN_DEFAULT);
+
+out:
+  /* Whatever is still open (nothing, after a clean stop) is closed here, so
+   * that the loop can be closed and every handle's memory released. */
+  uv_walk(&loop, close_handle, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&loop) != 0) log_error("shutdown: the loop did not close");
+  if (app->http) http_server_free(app->http);
+  lua_host_free(app->lua);
+  store_close(app->store);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  signal(SIGPIPE, SIG_IGN);
+  Settings s;
+  memset(&s, 0, sizeof s);
+  if (argc < 2) {
+    fputs(usage, stderr);
+    return EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 ||
+      strcmp(cmd, "help") == 0) {
+    fputs(usage, stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+    printf("restockd %s\n", RESTOCKD_VERSION);
+    return 0;
+  }
+  for (int i = 2; i < argc; i++)
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      fputs(usage, stdout);
+      return 0;
+    }
+  int rc;
+  if (strcmp(cmd, "migrations") == 0) {
+    if (argc < 3 || (strcmp(argv[2], "run") && strcmp(argv[2], "status")))
+      return usage_error("'migrations' takes 'run' or 'status'");
+    if ((rc = parse_settings(argc, argv, 3, "--db", &s))) return rc;
+    return cmd_migrations(&s, strcmp(argv[2], "run") == 0);
+  }
+  if (strcmp(cmd, "start") == 0) {
+    if ((rc = parse_settings(argc, argv, 2, "--db --config --host --port", &s)))
+      return rc;
+    return cmd_start(&s);
+  }
+  if (strcmp(cmd, "check") == 0) {
+    if ((rc = parse_settings(argc, argv, 2, "--config", &s))) return rc;
+    return cmd_check(&s);
+  }
+  return usage_error("unknown command '%s'", cmd);
+}

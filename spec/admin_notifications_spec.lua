@@ -1,0 +1,220 @@
+-- GET and DELETE /admin/restock-notifications: filters, paging, shapes and
+-- the right to be forgotten.
+local helpers = require "spec.support.helpers"
+
+local null = helpers.null
+local admin = helpers.admin
+
+local function subscribe(server, variant_id, email)
+  local res = helpers.request(server, "POST", "/restock-notifications/variants/"
+    .. helpers.urlencode(variant_id), { json = { email = email } })
+  helpers.assert_status(res, 201)
+  return res.json.restock_notification
+end
+
+local function list(server, query)
+  return admin(server, "GET", "/admin/restock-notifications"
+    .. helpers.query(query or {}))
+end
+
+-- The emails of a list answer, in order.
+local function emails(json)
+  local t = {}
+  for i, n in ipairs(json.restock_notifications) do
+    t[i] = n.email
+  end
+  return t
+end
+
+-- The "variant_id email" pairs of a list answer, in order.
+local function pairs_of(json)
+  local t = {}
+  for i, n in ipairs(json.restock_notifications) do
+    t[i] = n.variant_id .. " " .. n.email
+  end
+  return t
+end
+
+describe("/admin/restock-notifications", function()
+  after_each(helpers.cleanup)
+
+  local server
+  -- The subscriptions made, in order, as "variant_id email".
+  local made
+  before_each(function()
+    server = helpers.start()
+    helpers.assert_status(admin(server, "POST", "/admin/variants",
+      { variants = { { id = "va" }, { id = "vb" }, { id = "vc" } } }), 200)
+    made = {}
+    local plan = {
+      { "va", "ann@example.com" }, { "vb", "ann@example.com" },
+      { "va", "ben@example.com" }, { "vc", "cat@example.com" },
+      { "vb", "ben@example.com" }, { "va", "cat@example.com" },
+    }
+    for _, p in ipairs(plan) do
+      subscribe(server, p[1], p[2])
+      made[#made + 1] = p[1] .. " " .. p[2]
+    end
+  end)
+
+  describe("GET", function()
+    it("lists every active subscription oldest first", function()
+      local res = list(server)
+      helpers.assert_status(res, 200)
+      assert.equals(6, res.json.count)
+      assert.equals(50, res.json.limit)
+      assert.equals(0, res.json.offset)
+      assert.same(made, pairs_of(res.json))
+    end)
+
+    it("gives each entry its fields", function()
+      local res = list(server, { variant_id = "vc" })
+      helpers.assert_status(res, 200)
+      local n = res.json.restock_notifications[1]
+      assert.equals("vc", n.variant_id)
+      assert.equals("cat@example.com", n.email)
+      assert.equals(null, n.sales_channel_id)
+      assert.truthy(n.created_at ~= nil and n.created_at ~= null)
+    end)
+
+    it("reports the created_at of the subscribe answer", function()
+      local created = subscribe(server, "vc", "dan@example.com").created_at
+      local res = list(server, { email = "dan@example.com" })
+      assert.equals(created, res.json.restock_notifications[1].created_at)
+    end)
+
+    it("filters by variant_id", function()
+      local res = list(server, { variant_id = "va" })
+      helpers.assert_status(res, 200)
+      assert.equals(3, res.json.count)
+      assert.same({ "ann@example.com", "ben@example.com", "cat@example.com" },
+        emails(res.json))
+    end)
+
+    it("filters by email", function()
+      local res = list(server, { email = "ben@example.com" })
+      helpers.assert_status(res, 200)
+      assert.equals(2, res.json.count)
+      assert.same({ "va ben@example.com", "vb ben@example.com" },
+        pairs_of(res.json))
+    end)
+
+    it("filters by variant_id and email together", function()
+      local res = list(server, { variant_id = "vb", email = "ann@example.com" })
+      helpers.assert_status(res, 200)
+      assert.equals(1, res.json.count)
+      assert.same({ "vb ann@example.com" }, pairs_of(res.json))
+    end)
+
+    it("answers an empty list for a filter nothing matches", function()
+      local res = list(server, { variant_id = "nobody" })
+      helpers.assert_status(res, 200)
+      assert.equals(0, res.json.count)
+      assert.equals(0, #res.json.restock_notifications)
+    end)
+
+    it("answers an empty list for an unknown sales_channel_id", function()
+      local res = list(server, { sales_channel_id = "sc_none" })
+      helpers.assert_status(res, 200)
+      assert.equals(0, res.json.count)
+      assert.equals(0, #res.json.restock_notifications)
+    end)
+
+    it("pages with limit and offset, counting every match", function()
+      local res = list(server, { limit = 2, offset = 1 })
+      helpers.assert_status(res, 200)
+      assert.equals(6, res.json.count)
+      assert.equals(2, res.json.limit)
+      assert.equals(1, res.json.offset)
+      assert.same({ made[2], made[3] }, pairs_of(res.json))
+
+      res = list(server, { limit = 4, offset = 4 })
+      assert.equals(6, res.json.count)
+      assert.same({ made[5], made[6] }, pairs_of(res.json))
+
+      res = list(server, { limit = 10, offset = 6 })
+      assert.equals(6, res.json.count)
+      assert.equals(0, #res.json.restock_notifications)
+    end)
+
+    it("pages within a filter", function()
+      local res = list(server, { variant_id = "va", limit = 1, offset = 1 })
+      helpers.assert_status(res, 200)
+      assert.equals(3, res.json.count)
+      assert.same({ "ben@example.com" }, emails(res.json))
+    end)
+
+    it("treats status=active like the default", function()
+      local res = list(server, { status = "active" })
+      helpers.assert_status(res, 200)
+      assert.equals(6, res.json.count)
+      assert.same(made, pairs_of(res.json))
+    end)
+
+    it("lists no notified subscriptions yet", function()
+      local res = list(server, { status = "notified" })
+      helpers.assert_status(res, 200)
+      assert.equals(0, res.json.count)
+      assert.equals(0, #res.json.restock_notifications)
+    end)
+
+    local bad = {
+      { "a non-numeric limit", { limit = "ten" } },
+      { "a negative limit", { limit = "-1" } },
+      { "a fractional limit", { limit = "1.5" } },
+      { "a non-numeric offset", { offset = "x" } },
+      { "a negative offset", { offset = "-5" } },
+      { "an unknown status", { status = "bogus" } },
+    }
+    for _, case in ipairs(bad) do
+      it("rejects " .. case[1] .. " with 400 invalid_data", function()
+        helpers.assert_error(list(server, case[2]), 400, "invalid_data")
+      end)
+    end
+  end)
+
+  describe("DELETE", function()
+    it("erases every subscription of an email", function()
+      local res = admin(server, "DELETE", "/admin/restock-notifications"
+        .. helpers.query({ email = "ann@example.com" }))
+      helpers.assert_status(res, 200)
+      assert.same({ deleted = 2 }, res.json)
+      assert.equals(0, list(server, { email = "ann@example.com" }).json.count)
+      assert.equals(4, list(server).json.count)
+    end)
+
+    it("erases one variant's subscription of an email", function()
+      local res = admin(server, "DELETE", "/admin/restock-notifications"
+        .. helpers.query({ email = "ben@example.com", variant_id = "vb" }))
+      helpers.assert_status(res, 200)
+      assert.same({ deleted = 1 }, res.json)
+      local left = list(server, { email = "ben@example.com" }).json
+      assert.same({ "va ben@example.com" }, pairs_of(left))
+      assert.equals(5, list(server).json.count)
+    end)
+
+    it("answers deleted 0 when nothing matches", function()
+      local res = admin(server, "DELETE", "/admin/restock-notifications"
+        .. helpers.query({ email = "nobody@example.com" }))
+      helpers.assert_status(res, 200)
+      assert.same({ deleted = 0 }, res.json)
+      assert.equals(6, list(server).json.count)
+    end)
+
+    it("rejects a request without email", function()
+      local res = admin(server, "DELETE", "/admin/restock-notifications")
+      helpers.assert_error(res, 400, "invalid_data")
+      res = admin(server, "DELETE", "/admin/restock-notifications?variant_id=va")
+      helpers.assert_error(res, 400, "invalid_data")
+      assert.equals(6, list(server).json.count)
+    end)
+
+    it("lets the email subscribe again afterwards", function()
+      admin(server, "DELETE", "/admin/restock-notifications"
+        .. helpers.query({ email = "cat@example.com" }))
+      subscribe(server, "va", "cat@example.com")
+      local res = list(server, { email = "cat@example.com" })
+      assert.same({ "va cat@example.com" }, pairs_of(res.json))
+    end)
+  end)
+end)

@@ -1,0 +1,324 @@
+-- The HTTP layer: routing errors, /health, keep-alive and pipelining, limits
+-- on bodies, headers, idle time and connections, and path decoding.
+local helpers = require "spec.support.helpers"
+local socket = require "socket"
+
+local MiB = 1048576
+
+describe("http", function()
+  after_each(helpers.cleanup)
+
+  describe("routing", function()
+    local server
+    before_each(function()
+      server = helpers.start()
+    end)
+
+    it("answers GET /health with status ok", function()
+      local res = helpers.request(server, "GET", "/health")
+      helpers.assert_status(res, 200)
+      assert.same({ status = "ok" }, res.json)
+      assert.truthy((res.headers["content-type"] or "")
+        :find("application/json", 1, true))
+    end)
+
+    it("answers an unknown route with 404 not_found", function()
+      local res = helpers.request(server, "GET", "/no/such/route")
+      helpers.assert_error(res, 404, "not_found")
+    end)
+
+    it("answers a POST to an unknown route with 404 not_found", function()
+      local res = helpers.request(server, "POST", "/nothing-here",
+        { json = { a = 1 } })
+      helpers.assert_error(res, 404, "not_found")
+    end)
+
+    it("answers a known path with the wrong method with 405 and Allow",
+      function()
+        local res = helpers.request(server, "DELETE", "/health")
+        helpers.assert_error(res, 405, "not_allowed")
+        local allow = res.headers["allow"]
+        assert.truthy(allow, "expected an Allow header")
+        assert.truthy(allow:find("GET", 1, true), allow)
+        assert.is_nil(allow:find("DELETE", 1, true))
+      end)
+
+    it("answers a wrong method on a store route with 405", function()
+      local res = helpers.request(server, "GET",
+        "/restock-notifications/variants/v1")
+      helpers.assert_error(res, 405, "not_allowed")
+      assert.truthy((res.headers["allow"] or ""):find("POST", 1, true))
+    end)
+
+    it("ignores the query string when routing", function()
+      local res = helpers.request(server, "GET", "/health?probe=1")
+      helpers.assert_status(res, 200)
+      assert.same({ status = "ok" }, res.json)
+    end)
+  end)
+
+  describe("keep-alive", function()
+    local server
+    before_each(function()
+      server = helpers.start()
+    end)
+
+    it("serves several requests on one connection", function()
+      local conn = helpers.connect(server)
+      for _ = 1, 5 do
+        local res = conn:request("GET", "/health")
+        helpers.assert_status(res, 200)
+        assert.same({ status = "ok" }, res.json)
+      end
+      local res = conn:request("GET", "/nope")
+      helpers.assert_error(res, 404, "not_found")
+      res = conn:request("GET", "/health")
+      helpers.assert_status(res, 200)
+      assert.is_false(conn:closed(0.1))
+    end)
+
+    it("answers pipelined requests in order", function()
+      local conn = helpers.connect(server)
+      local bytes = helpers.build_request(server, "GET", "/health", nil, true)
+        .. helpers.build_request(server, "GET", "/not-a-route", nil, true)
+        .. helpers.build_request(server, "GET", "/health", nil, true)
+      assert.truthy(conn:send_raw(bytes))
+      local statuses = {}
+      for i = 1, 3 do
+        local res, err = conn:read_response()
+        assert.truthy(res, "response " .. i .. ": " .. tostring(err))
+        statuses[i] = res.status
+      end
+      assert.same({ 200, 404, 200 }, statuses)
+      assert.equals(200, conn:request("GET", "/health").status)
+    end)
+
+    it("closes the connection after answering Connection: close", function()
+      local conn = helpers.connect(server)
+      assert.truthy(conn:send_raw(helpers.build_request(server, "GET",
+        "/health", nil, false)))
+      local res = assert(conn:read_response())
+      assert.equals(200, res.status)
+      assert.is_true(conn:closed(2))
+    end)
+  end)
+
+  describe("limits", function()
+    local server
+    before_each(function()
+      server = helpers.start()
+    end)
+
+    -- Sends a body larger than the limit for as long as the server reads
+    -- it, and returns the response the server sends meanwhile.
+    local function send_oversized(conn, total)
+      local head = table.concat({
+        "POST /admin/variants HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Authorization: Bearer " .. helpers.ADMIN_TOKEN,
+        "Content-Type: application/json",
+        "Content-Length: " .. total,
+        "", "" }, "\r\n")
+      assert.truthy(conn:send_raw(head))
+      local chunk = string.rep("x", 65536)
+      local sent = 0
+      local deadline = socket.gettime() + 10
+      while sent < total and socket.gettime() < deadline do
+        -- Stop writing as soon as the server has answered.
+        local readable = socket.select({ conn.sock }, nil, 0)
+        if #readable > 0 then
+          break
+        end
+        conn.sock:settimeout(0.05)
+        local n = math.min(#chunk, total - sent)
+        local last, err, partial = conn.sock:send(chunk, 1, n)
+        last = last or partial or 0
+        sent = sent + last
+        if err and err ~= "timeout" then
+          break
+        end
+      end
+      return conn:read_response()
+    end
+
+    it("answers a body over 1 MiB with 413 and closes", function()
+      local conn = helpers.connect(server)
+      local res, err = send_oversized(conn, 2000000)
+      assert.truthy(res, "expected a 413 response, got " .. tostring(err))
+      helpers.assert_error(res, 413, "payload_too_large")
+      assert.is_true(conn:closed(2))
+      assert.equals(200, helpers.request(server, "GET", "/health").status)
+    end)
+
+    it("accepts a body of exactly 1 MiB", function()
+      local prefix = '{"id":"big","title":"'
+      local suffix = '"}'
+      local body = prefix .. string.rep("t", MiB - #prefix - #suffix)
+        .. suffix
+      assert.equals(MiB, #body)
+      local res = helpers.admin(server, "POST", "/admin/variants", body)
+      assert.are_not.equal(413, res.status)
+      assert.equals(200, helpers.request(server, "GET", "/health").status)
+    end)
+
+    it("answers garbage with 400 JSON and closes", function()
+      local conn = helpers.connect(server)
+      assert.truthy(conn:send_raw("\0\1\2 GARBAGE\r\n\r\n"))
+      local res, err = conn:read_response()
+      assert.truthy(res, "expected a 400 response, got " .. tostring(err))
+      helpers.assert_error(res, 400)
+      assert.is_true(conn:closed(2))
+      assert.equals(200, helpers.request(server, "GET", "/health").status)
+    end)
+
+    it("answers a header block over 16 KiB with 431 and closes", function()
+      local conn = helpers.connect(server)
+      assert.truthy(conn:send_raw(helpers.build_request(server, "GET",
+        "/health", { headers = { ["X-Big"] = string.rep("a", 20480) } },
+        true)))
+      local res, err = conn:read_response()
+      assert.truthy(res, "expected a 431 response, got " .. tostring(err))
+      helpers.assert_error(res, 431)
+      assert.is_true(conn:closed(2))
+      assert.equals(200, helpers.request(server, "GET", "/health").status)
+    end)
+
+    it("accepts a header block of 8 KiB", function()
+      local res = helpers.request(server, "GET", "/health",
+        { headers = { ["X-Big"] = string.rep("a", 8192) } })
+      helpers.assert_status(res, 200)
+    end)
+
+    it("answers more than 100 headers with 431 and closes", function()
+      local headers = {}
+      for i = 1, 120 do
+        headers["X-Header-" .. i] = "v"
+      end
+      local conn = helpers.connect(server)
+      assert.truthy(conn:send_raw(helpers.build_request(server, "GET",
+        "/health", { headers = headers }, true)))
+      local res, err = conn:read_response()
+      assert.truthy(res, "expected a 431 response, got " .. tostring(err))
+      helpers.assert_error(res, 431)
+      assert.is_true(conn:closed(2))
+      assert.equals(200, helpers.request(server, "GET", "/health").status)
+    end)
+
+    it("accepts 90 headers", function()
+      local headers = {}
+      for i = 1, 88 do
+        headers["X-Header-" .. i] = "v"
+      end
+      local res = helpers.request(server, "GET", "/health",
+        { headers = headers })
+      helpers.assert_status(res, 200)
+    end)
+  end)
+
+  describe("idle timeout", function()
+    it("closes a silent connection after RESTOCK_IDLE_TIMEOUT ms", function()
+      local server = helpers.start({ env = { RESTOCK_IDLE_TIMEOUT = "300" } })
+      local conn = helpers.connect(server)
+      local started = socket.gettime()
+      assert.is_true(conn:closed(3))
+      local elapsed = socket.gettime() - started
+      assert.truthy(elapsed < 2.5, "closed only after " .. elapsed .. " s")
+      assert.equals(200, helpers.request(server, "GET", "/health").status)
+    end)
+
+    it("closes a keep-alive connection idle after a request", function()
+      local server = helpers.start({ env = { RESTOCK_IDLE_TIMEOUT = "300" } })
+      local conn = helpers.connect(server)
+      assert.equals(200, conn:request("GET", "/health").status)
+      assert.is_true(conn:closed(3))
+    end)
+
+    it("keeps a silent connection open by default", function()
+      local server = helpers.start()
+      local conn = helpers.connect(server)
+      assert.is_false(conn:closed(0.7))
+      assert.equals(200, conn:request("GET", "/health").status)
+    end)
+  end)
+
+  describe("connection cap", function()
+    it("refuses connections over RESTOCK_MAX_CONNECTIONS", function()
+      local server = helpers.start({
+        env = { RESTOCK_MAX_CONNECTIONS = "5" } })
+      local conns = {}
+      for i = 1, 5 do
+        conns[i] = helpers.connect(server)
+        assert.equals(200, conns[i]:request("GET", "/health").status)
+      end
+
+      -- The sixth connection gets a 503 or is closed, but never hangs.
+      local extra = helpers.connect(server, 3)
+      extra:send_request("GET", "/health")
+      local res, err = extra:read_response()
+      if res then
+        helpers.assert_error(res, 503, "unexpected_state")
+      else
+        assert.equals("closed", err)
+      end
+
+      -- The first five still work.
+      for i = 1, 5 do
+        assert.equals(200, conns[i]:request("GET", "/health").status)
+      end
+
+      -- Once some close, new connections are served again.
+      for i = 1, 5 do
+        conns[i]:close()
+      end
+      local ok = helpers.wait_for(function()
+        local conn = helpers.try_connect(server, 1)
+        if not conn then
+          return false
+        end
+        conn:send_request("GET", "/health")
+        local r = conn:read_response()
+        conn:close()
+        return r and r.status == 200
+      end, 5)
+      assert.truthy(ok, "new connections were not served after closing")
+    end)
+  end)
+
+  describe("concurrency", function()
+    it("serves 200 concurrent keep-alive connections, twice", function()
+      local server = helpers.start()
+      local conns = {}
+      for i = 1, 200 do
+        conns[i] = helpers.connect(server)
+      end
+      for round = 1, 2 do
+        for i = 1, 200 do
+          assert.truthy(conns[i]:send_request("GET", "/health"),
+            "round " .. round .. ": send on connection " .. i)
+        end
+        for i = 1, 200 do
+          local res, err = conns[i]:read_response()
+          assert.truthy(res, string.format("round %d: connection %d: %s",
+            round, i, tostring(err)))
+          assert.equals(200, res.status)
+          assert.same({ status = "ok" }, res.json)
+        end
+      end
+    end)
+  end)
+
+  describe("path parameters", function()
+    it("are percent-decoded", function()
+      local server = helpers.start()
+      local res = helpers.admin(server, "POST", "/admin/variants",
+        { id = "var 1", inventory_quantity = 0 })
+      helpers.assert_status(res, 200)
+      res = helpers.admin(server, "GET", "/admin/variants/var%201")
+      helpers.assert_status(res, 200)
+      assert.equals("var 1", res.json.variant.id)
+      res = helpers.admin(server, "GET", "/admin/variants/var%2F1")
+      helpers.assert_error(res, 404, "not_found",
+        "Variant with id: var/1 was not found")
+    end)
+  end)
+end)
