@@ -44,8 +44,12 @@ return function(options)
     return table.concat(lines, "\n")
   end
 
+  -- The last test to end, so that an error in its after_each can name it.
+  local last_test
+
   handler.testEnd = function(element, parent, status)
     local name = handler.getFullName(element)
+    last_test = name
     if status == "success" then
       out("ok - " .. name)
     elseif status == "failure" then
@@ -59,10 +63,20 @@ return function(options)
   end
 
   -- Errors outside an "it" (file, describe, setup, after_each, teardown) have
-  -- no test end of their own, so they get their line here.
+  -- no test end of their own, so they get their line here. The base handler
+  -- has already recorded the error; an after_each error is renamed after
+  -- the test it followed, since that is where the server misbehaved.
   handler.outsideError = function(element)
     if element.descriptor ~= "it" then
-      out("ERROR - " .. handler.getFullName(element))
+      local name = handler.getFullName(element)
+      if element.descriptor == "after_each" and last_test then
+        name = last_test .. " (after_each)"
+        local recorded = handler.errors[#handler.errors]
+        if recorded then
+          recorded.name = name
+        end
+      end
+      out("ERROR - " .. name)
     end
     return nil, true
   end
