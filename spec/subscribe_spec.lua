@@ -6,8 +6,8 @@ local helpers = require "spec.support.helpers"
 local null = helpers.null
 local admin = helpers.admin
 
-local NOT_SOLD_OUT =
-  "You cannot sign up for restock notifications on a product that is not sold out"
+local NOT_SOLD_OUT = "You cannot sign up for restock notifications "
+  .. "on a product that is not sold out"
 
 -- Subscribes with a JSON body (a table, or a raw string) and extra headers.
 local function subscribe(server, variant_id, body, headers)

@@ -316,6 +316,7 @@ end
 
 -- Starts a server and waits for its listening line. opts (all optional):
 --   plugin      the plugin.lua text (a script with empty options by default)
+--   config      the path of an existing plugin script to use instead
 --   dir         the directory for its files (a fresh one by default)
 --   db          the database path (DIR/restock.db by default)
 --   no_migrate  do not run `migrations run` first
@@ -756,7 +757,9 @@ end
 -- An admin request with the bearer token. body, if given, is sent as JSON
 -- (a table) or as it is (a string, still labelled application/json).
 function helpers.admin(server, method, path, body, headers)
-  local opts = { headers = { Authorization = "Bearer " .. helpers.ADMIN_TOKEN } }
+  local opts = {
+    headers = { Authorization = "Bearer " .. helpers.ADMIN_TOKEN },
+  }
   for k, v in pairs(headers or {}) do
     opts.headers[k] = v
   end
