@@ -17,6 +17,8 @@ static void api_health(HttpRequest *req, void *app) {
 static const Route routes[] = {
     {"GET", "/health", api_health},
     {"POST", "/restock-notifications/variants/{variant_id}", api_subscribe},
+    {"GET", "/restock-notifications/unsubscribe", api_unsubscribe},
+    {"POST", "/restock-notifications/unsubscribe", api_unsubscribe},
     {"POST", "/admin/variants", api_admin_variants_post},
     {"GET", "/admin/variants/{id}", api_admin_variant_get},
     {"POST", "/admin/variants/{id}", api_admin_variant_post},
@@ -24,6 +26,8 @@ static const Route routes[] = {
      api_admin_product_variant_post},
     {"GET", "/admin/restock-notifications", api_admin_notifications_get},
     {"DELETE", "/admin/restock-notifications", api_admin_notifications_delete},
+    {"GET", "/admin/events", api_admin_events_get},
+    {"POST", "/admin/events/{id}/retry", api_admin_event_retry},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 

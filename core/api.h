@@ -24,6 +24,7 @@ json_t *api_variant_json(const Variant *v);
 
 /* Routes of api_store.c. */
 void api_subscribe(HttpRequest *req, void *app);
+void api_unsubscribe(HttpRequest *req, void *app);
 
 /* Routes of api_admin.c. */
 void api_admin_variants_post(HttpRequest *req, void *app);
@@ -32,5 +33,7 @@ void api_admin_variant_post(HttpRequest *req, void *app);
 void api_admin_product_variant_post(HttpRequest *req, void *app);
 void api_admin_notifications_get(HttpRequest *req, void *app);
 void api_admin_notifications_delete(HttpRequest *req, void *app);
+void api_admin_events_get(HttpRequest *req, void *app);
+void api_admin_event_retry(HttpRequest *req, void *app);
 
 #endif

@@ -7,6 +7,9 @@
 
 #include "api.h"
 #include "email.h"
+#include "engine.h"
+#include "outbox.h"
+#include "stock.h"
 #include "xmalloc.h"
 
 /* Longest product_id, sku or title accepted. */
@@ -106,12 +109,35 @@ static int variant_load_or_new(Store *s, const char *id, Variant *v,
   return rc;
 }
 
+/* The names of the fields that differ between `a` and `b`, as a new JSON
+ * array. */
+static json_t *changed_fields(const Variant *a, const Variant *b) {
+  json_t *fields = json_array();
+  const char *ta[] = {a->product_id, a->sku, a->title};
+  const char *tb[] = {b->product_id, b->sku, b->title};
+  const char *names[] = {"product_id", "sku", "title"};
+  for (size_t i = 0; i < 3; i++)
+    if ((ta[i] == NULL) != (tb[i] == NULL) ||
+        (ta[i] && strcmp(ta[i], tb[i]) != 0))
+      json_array_append_new(fields, json_string(names[i]));
+  if (a->inventory_quantity != b->inventory_quantity)
+    json_array_append_new(fields, json_string("inventory_quantity"));
+  if (a->allow_backorder != b->allow_backorder)
+    json_array_append_new(fields, json_string("allow_backorder"));
+  if (a->manage_inventory != b->manage_inventory)
+    json_array_append_new(fields, json_string("manage_inventory"));
+  return fields;
+}
+
 /* Upserts one variant from `obj` (inside the caller's transaction). `id` is
- * the path's id, or NULL to take it from the object. Returns 0; -1 with `err`
- * for bad input; STORE_ERROR. */
-static int upsert_one(Store *s, const char *id, const char *product_id,
+ * the path's id, or NULL to take it from the object. An update writes
+ * product-variant.updated with the changed fields, and a quantity that rose
+ * schedules a restock check. Returns 0; -1 with `err` for bad input;
+ * STORE_ERROR. */
+static int upsert_one(App *app, const char *id, const char *product_id,
                       json_t *obj, Variant *out, char *err, size_t errlen,
                       bool *not_found) {
+  Store *s = app->store;
   if (!id) {
     json_t *jid = json_is_object(obj) ? json_object_get(obj, "id") : NULL;
     if (!json_is_string(jid) || !api_valid_id(json_string_value(jid))) {
@@ -124,24 +150,53 @@ static int upsert_one(Store *s, const char *id, const char *product_id,
   bool exists = false;
   int rc = variant_load_or_new(s, id, out, &exists);
   if (rc) return rc;
+  Variant before;
+  variant_copy(&before, out);
   if (product_id) {
     if (exists && out->product_id && strcmp(out->product_id, product_id)) {
       *not_found = true;
-      return -1;
+      rc = -1;
+      goto out;
     }
     json_t *pid = json_is_object(obj) ? json_object_get(obj, "product_id")
                                       : NULL;
     if (pid && !(json_is_string(pid) &&
                  strcmp(json_string_value(pid), product_id) == 0)) {
       snprintf(err, errlen, "product_id does not match the path");
-      return -1;
+      rc = -1;
+      goto out;
     }
     free(out->product_id);
     out->product_id = xstrdup(product_id);
   }
-  if (variant_apply(out, obj, err, errlen)) return -1;
+  if (variant_apply(out, obj, err, errlen)) {
+    rc = -1;
+    goto out;
+  }
+  json_t *fields = changed_fields(&before, out);
+  if (exists && json_array_size(fields) == 0) {
+    json_decref(fields);
+    goto out; /* nothing changed: nothing written, nothing emitted */
+  }
   store_now(out->updated_at);
-  return store_variant_put(s, out);
+  rc = store_variant_put(s, out);
+  if (rc == 0 && exists) {
+    json_t *data = json_pack("{s:s, s:O}", "id", out->id, "fields", fields);
+    rc = outbox_write(app, "product-variant.updated", data);
+    json_decref(data);
+  }
+  json_decref(fields);
+  if (rc == 0 && exists && stock_quantity(out) > stock_quantity(&before))
+    rc = engine_schedule_check(app, out->id);
+out:
+  variant_clear(&before);
+  return rc;
+}
+
+/* After a commit that may have scheduled checks and written events. */
+static void after_commit(App *app) {
+  engine_rearm(app->engine);
+  outbox_kick(app->outbox);
 }
 
 /* The three single-variant POST routes: validates, upserts in one
@@ -163,10 +218,11 @@ static void post_variant(HttpRequest *req, App *app, const char *id,
     api_store_failed(req);
     goto out;
   }
-  int rc = upsert_one(app->store, id, product_id, body, &v, err, sizeof err,
+  int rc = upsert_one(app, id, product_id, body, &v, err, sizeof err,
                       &not_found);
   if (rc == 0) rc = store_commit(app->store);
   if (rc) store_rollback(app->store);
+  else after_commit(app);
   if (not_found)
     http_respond_error(req, 404, "not_found",
                        "Variant with id: %s was not found in product %s", id,
@@ -221,13 +277,14 @@ void api_admin_variants_post(HttpRequest *req, void *data) {
     Variant v;
     memset(&v, 0, sizeof v);
     bool not_found = false;
-    rc = upsert_one(app->store, NULL, NULL, json_array_get(list, i), &v, err,
+    rc = upsert_one(app, NULL, NULL, json_array_get(list, i), &v, err,
                     sizeof err, &not_found);
     if (rc == 0) json_array_append_new(out, api_variant_json(&v));
     variant_clear(&v);
   }
   if (rc == 0) rc = store_commit(app->store);
   if (rc) store_rollback(app->store);
+  else after_commit(app);
   if (rc == -1 && wrapped)
     http_respond_error(req, 400, "invalid_data", "variants[%zu]: %s", i - 1,
                        err);
@@ -345,4 +402,66 @@ void api_admin_notifications_delete(HttpRequest *req, void *data) {
     return;
   }
   http_respond_json(req, 200, json_pack("{s:I}", "deleted", (json_int_t)deleted));
+}
+
+/* GET /admin/events?name=&status=&limit=&offset= */
+void api_admin_events_get(HttpRequest *req, void *data) {
+  App *app = data;
+  long long limit, offset;
+  if (param_count(req, "limit", 50, 1000, &limit)) {
+    http_respond_error(req, 400, "invalid_data",
+                       "limit must be an integer from 0 to 1000");
+    return;
+  }
+  if (param_count(req, "offset", 0, (long long)1 << 40, &offset)) {
+    http_respond_error(req, 400, "invalid_data",
+                       "offset must be a non-negative integer");
+    return;
+  }
+  const char *status = url_pairs_get(&req->params, "status");
+  if (status && strcmp(status, "pending") && strcmp(status, "delivered") &&
+      strcmp(status, "dead")) {
+    http_respond_error(req, 400, "invalid_data",
+                       "status must be pending, delivered or dead");
+    return;
+  }
+  json_t *rows = NULL;
+  long long count = 0;
+  if (store_event_list(app->store, url_pairs_get(&req->params, "name"), status,
+                       limit, offset, &rows, &count)) {
+    api_store_failed(req);
+    return;
+  }
+  http_respond_json(req, 200,
+                    json_pack("{s:o, s:I, s:I, s:I}", "events", rows, "count",
+                              (json_int_t)count, "limit", (json_int_t)limit,
+                              "offset", (json_int_t)offset));
+}
+
+/* POST /admin/events/{id}/retry: requeues the event's dead deliveries. */
+void api_admin_event_retry(HttpRequest *req, void *data) {
+  App *app = data;
+  const char *raw = router_param(&req->match, "id");
+  long long id = -1;
+  if (strspn(raw, "0123456789") == strlen(raw) && strlen(raw) <= 15)
+    id = strtoll(raw, NULL, 10);
+  long long requeued = 0;
+  int rc = id < 0 ? STORE_NOT_FOUND : store_begin(app->store);
+  if (rc == 0)
+    rc = store_event_retry(app->store, id, store_now_ms(), &requeued);
+  if (rc == 0) rc = store_commit(app->store);
+  if (rc) store_rollback(app->store);
+  if (rc == STORE_NOT_FOUND) {
+    http_respond_error(req, 404, "not_found", "Event with id: %s was not found",
+                       raw);
+    return;
+  }
+  if (rc) {
+    api_store_failed(req);
+    return;
+  }
+  outbox_kick(app->outbox);
+  http_respond_json(req, 200,
+                    json_pack("{s:I, s:I}", "id", (json_int_t)id, "requeued",
+                              (json_int_t)requeued));
 }

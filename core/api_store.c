@@ -1,10 +1,13 @@
 /* The storefront routes: subscribing to a sold-out variant. */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "api.h"
 #include "email.h"
+#include "outbox.h"
 #include "stock.h"
+#include "token.h"
 #include "url.h"
 
 /* The two fields of a subscribe request, from either body encoding. Strings
@@ -47,6 +50,66 @@ static int read_body(HttpRequest *req, SubscribeBody *b) {
   b->sales_channel_id = json_is_string(channel) ? json_string_value(channel)
                                                 : NULL;
   return 0;
+}
+
+/* Writes restock-notification.subscribed, with the token that unsubscribes,
+ * inside the caller's transaction. */
+static int emit_subscribed(App *app, const char *variant_id,
+                           const char *channel, const char *email) {
+  char *token = token_make(app->token_key, variant_id, channel ? channel : "",
+                           email);
+  json_t *data = json_pack("{s:s, s:s, s:s}", "variant_id", variant_id,
+                           "email", email, "unsubscribe_token", token);
+  if (channel)
+    json_object_set_new(data, "sales_channel_id", json_string(channel));
+  int rc = outbox_write(app, "restock-notification.subscribed", data);
+  json_decref(data);
+  free(token);
+  return rc;
+}
+
+/* GET or POST /restock-notifications/unsubscribe?token=T (POST may carry
+ * the token in a JSON or form body instead). */
+void api_unsubscribe(HttpRequest *req, void *data) {
+  App *app = data;
+  const char *token = url_pairs_get(&req->params, "token");
+  KeyValueList form = {0};
+  json_t *body = NULL;
+  if (!token && strcmp(req->method, "POST") == 0 && req->body_len > 0) {
+    const char *type = http_header(req, "content-type");
+    if (type &&
+        strncasecmp(type, "application/x-www-form-urlencoded", 33) == 0) {
+      if (url_parse_pairs(req->body, req->body_len, 64, &form) == 0)
+        token = url_pairs_get(&form, "token");
+    } else if ((body = api_json_body(req)) == NULL) {
+      return;
+    } else if (json_is_string(json_object_get(body, "token"))) {
+      token = json_string_value(json_object_get(body, "token"));
+    }
+  }
+  char *variant = NULL, *channel = NULL, *email = NULL;
+  bool removed = false;
+  if (!token) {
+    http_respond_error(req, 400, "invalid_data", "token is required");
+  } else if (token_parse(app->token_key, token, &variant, &channel, &email)) {
+    http_respond_error(req, 400, "invalid_data",
+                       "The unsubscribe token is not valid");
+  } else if (store_begin(app->store) ||
+             store_subscription_remove(app->store, variant, channel, email,
+                                       &removed) ||
+             store_commit(app->store)) {
+    store_rollback(app->store);
+    api_store_failed(req);
+  } else {
+    /* Answered the same whether or not the subscription was still there:
+     * unsubscribing twice is no error. */
+    http_respond_json(req, 200, json_pack("{s:b}", "unsubscribed", 1));
+  }
+  free(variant);
+  free(channel);
+  free(email);
+  url_pairs_free(&form);
+  json_decref(body);
 }
 
 /* POST /restock-notifications/variants/{variant_id} */
@@ -106,11 +169,13 @@ void api_subscribe(HttpRequest *req, void *data) {
   if (store_begin(app->store) ||
       store_subscription_add(app->store, v.id, NULL, email, created_at,
                              &inserted) ||
+      (inserted && emit_subscribed(app, v.id, NULL, email)) ||
       store_commit(app->store)) {
     store_rollback(app->store);
     api_store_failed(req);
     goto out;
   }
+  if (inserted) outbox_kick(app->outbox);
   http_respond_json(
       req, 201,
       json_pack("{s:{s:s, s:n, s:s, s:s}}", "restock_notification",

@@ -5,15 +5,21 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "engine.h"
 #include "http.h"
 #include "lua_host.h"
+#include "outbox.h"
 #include "store.h"
+#include "token.h"
 
 typedef struct App {
   uv_loop_t *loop;
   Store *store;
-  LuaHost *lua;
+  LuaHost *lua; /* the current script; a reloaded one is released */
   HttpServer *http;
+  Engine *engine;
+  Outbox *outbox;
+  unsigned char token_key[TOKEN_KEY_LEN]; /* unsubscribe tokens */
   const char *config_path;
   /* SHA-256 of RESTOCK_ADMIN_TOKEN; admin routes answer 401 without it. */
   bool admin_enabled;

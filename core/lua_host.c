@@ -1,19 +1,47 @@
 #include "lua_host.h"
 
 #include <lauxlib.h>
-#include <lua.h>
 #include <lualib.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "lua_json.h"
 #include "xmalloc.h"
+
+/* Instructions between two looks at the clock while Lua runs. */
+#define HOOK_COUNT 1000
+/* The longest plugin.lua may take to load. */
+#define LOAD_TIMEOUT_MS 10000
 
 struct LuaHost {
   lua_State *L;
   Options options;
   int handlers_ref; /* registry: event name -> array of {fn=, name=, ...} */
+  struct App *app;
+  uv_loop_t *loop;
+  size_t running; /* tasks not yet freed */
+  bool loaded;
+  bool released;
+};
+
+struct LuaTask {
+  LuaHost *host;
+  lua_State *co;
+  int co_ref;
+  uv_timer_t deadline;
+  char *event;
+  char *handler;
+  uint64_t timeout_ms;
+  uint64_t deadline_ns;
+  bool killed;
+  bool waiting;
+  bool finished;
+  void (*cancel)(void *ctx);
+  void *cancel_ctx;
+  LuaTaskDone done;
+  void *arg;
+  LuaTask *prev, *next;
 };
 
 static const Options default_options = {
@@ -29,184 +57,48 @@ static const Options default_options = {
     .store_cors = NULL,
 };
 
-typedef enum { OPT_INT, OPT_NUMBER, OPT_BOOL, OPT_STRING } OptType;
+/* The task whose coroutine (or a coroutine it resumed) is running now. One
+ * thread runs Lua, so there is at most one. */
+static LuaTask *current;
+/* Every running task, of every host (a reloaded script's included). */
+static LuaTask *all_tasks;
+/* While plugin.lua loads: the deadline of its top-level code. */
+static uint64_t load_deadline_ns;
+static bool load_killed;
 
-/* The option table: name, type, and where it lives in Options. */
-static const struct {
-  const char *name;
-  OptType type;
-  size_t offset;
-  long long min; /* for OPT_INT */
-} option_specs[] = {
-    {"trigger_delay", OPT_INT, offsetof(Options, trigger_delay), 0},
-    {"inventory_required", OPT_INT, offsetof(Options, inventory_required), 0},
-    {"batch_size", OPT_INT, offsetof(Options, batch_size), 1},
-    {"max_attempts", OPT_INT, offsetof(Options, max_attempts), 1},
-    {"handler_timeout", OPT_INT, offsetof(Options, handler_timeout), 1},
-    {"notify_per_unit", OPT_NUMBER, offsetof(Options, notify_per_unit), 0},
-    {"notify_interval", OPT_INT, offsetof(Options, notify_interval), 1},
-    {"subscribe_rate_limit", OPT_INT, offsetof(Options, subscribe_rate_limit),
-     0},
-    {"trust_proxy", OPT_BOOL, offsetof(Options, trust_proxy), 0},
-    {"store_cors", OPT_STRING, offsetof(Options, store_cors), 0},
-};
-#define NOPTIONS (sizeof option_specs / sizeof option_specs[0])
-
-static LuaHost *host_of(lua_State *L) {
-  return lua_touserdata(L, lua_upvalueindex(1));
-}
-
-/* restock.options(t): validates each key of t and stores it. Raises an error
- * naming the key on an unknown key, a wrong type or a negative number. */
-static int l_options(lua_State *L) {
-  LuaHost *h = host_of(L);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_pushnil(L); /* [t, nil] */
-  while (lua_next(L, 1)) { /* [t, key, value] */
-    if (lua_type(L, -2) != LUA_TSTRING)
-      return luaL_error(L, "restock.options: option names must be strings");
-    const char *key = lua_tostring(L, -2);
-    size_t i = 0;
-    while (i < NOPTIONS && strcmp(option_specs[i].name, key) != 0) i++;
-    if (i == NOPTIONS)
-      return luaL_error(L, "restock.options: unknown option '%s'", key);
-    char *field = (char *)&h->options + option_specs[i].offset;
-    switch (option_specs[i].type) {
-      case OPT_INT: {
-        int isint = 0;
-        lua_Integer v = lua_tointegerx(L, -1, &isint);
-        if (lua_type(L, -1) != LUA_TNUMBER || !isint)
-          return luaL_error(L, "restock.options: option '%s' must be an integer",
-                            key);
-        if (v < option_specs[i].min)
-          return luaL_error(L, "restock.options: option '%s' must be %s", key,
-                            option_specs[i].min ? "at least 1"
-                                                : "zero or more (not negative)");
-        *(long long *)field = (long long)v;
-        break;
-      }
-      case OPT_NUMBER: {
-        if (lua_type(L, -1) != LUA_TNUMBER)
-          return luaL_error(L, "restock.options: option '%s' must be a number",
-                            key);
-        double v = lua_tonumber(L, -1);
-        if (!(v >= 0) || isinf(v))
-          return luaL_error(
-              L, "restock.options: option '%s' must be zero or more (not negative)",
-              key);
-        *(double *)field = v;
-        break;
-      }
-      case OPT_BOOL:
-        if (lua_type(L, -1) != LUA_TBOOLEAN)
-          return luaL_error(L, "restock.options: option '%s' must be a boolean",
-                            key);
-        *(bool *)field = lua_toboolean(L, -1);
-        break;
-      case OPT_STRING:
-        if (lua_type(L, -1) != LUA_TSTRING)
-          return luaL_error(L, "restock.options: option '%s' must be a string",
-                            key);
-        free(*(char **)field);
-        *(char **)field = xstrdup(lua_tostring(L, -1));
-        break;
-    }
-    lua_pop(L, 1); /* [t, key] */
+/* The count hook: checks the wall clock and, once the deadline has passed,
+ * raises an error on every line and every instruction, so that no pcall in
+ * the script can keep it running. */
+static void hook(lua_State *L, lua_Debug *ar) {
+  bool killed;
+  if (current) {
+    if (!current->killed && uv_hrtime() >= current->deadline_ns)
+      current->killed = true;
+    killed = current->killed;
+  } else {
+    if (!load_killed && load_deadline_ns && uv_hrtime() >= load_deadline_ns)
+      load_killed = true;
+    killed = load_killed;
   }
-  return 0;
-}
-
-/* restock.subscribe(event, fn [, {name=, max_attempts=}]) */
-static int l_subscribe(lua_State *L) {
-  LuaHost *h = host_of(L);
-  const char *event = luaL_checkstring(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  const char *name = NULL;
-  lua_Integer max_attempts = 0;
-  if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    if (lua_getfield(L, 3, "name") != LUA_TNIL) {
-      if (lua_type(L, -1) != LUA_TSTRING)
-        return luaL_argerror(L, 3, "name must be a string");
-      name = lua_tostring(L, -1);
-    }
-    if (lua_getfield(L, 3, "max_attempts") != LUA_TNIL) {
-      int isint = 0;
-      max_attempts = lua_tointegerx(L, -1, &isint);
-      if (!isint || max_attempts < 1)
-        return luaL_argerror(L, 3, "max_attempts must be a positive integer");
-    }
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref); /* [.., handlers] */
-  if (lua_getfield(L, -1, event) == LUA_TNIL) {      /* [.., handlers, list] */
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, event);
-  }
-  lua_Integer n = (lua_Integer)lua_rawlen(L, -1) + 1;
-  lua_createtable(L, 0, 3); /* [.., handlers, list, entry] */
-  lua_pushvalue(L, 2);
-  lua_setfield(L, -2, "fn");
-  if (name)
-    lua_pushstring(L, name);
-  else
-    lua_pushfstring(L, "%s#%d", event, (int)n);
-  lua_setfield(L, -2, "name");
-  if (max_attempts > 0) {
-    lua_pushinteger(L, max_attempts);
-    lua_setfield(L, -2, "max_attempts");
-  }
-  lua_rawseti(L, -2, n);
-  return 0;
-}
-
-/* restock.log.info/warn/error(fmt, ...): string.format, then one log line. */
-static int log_at(lua_State *L, LogLevel level) {
-  int n = lua_gettop(L);
-  lua_pushvalue(L, lua_upvalueindex(2)); /* string.format */
-  lua_insert(L, 1);
-  lua_call(L, n, 1);
-  log_msg(level, "%s", lua_tostring(L, -1));
-  return 0;
-}
-static int l_log_info(lua_State *L) { return log_at(L, LOG_INFO); }
-static int l_log_warn(lua_State *L) { return log_at(L, LOG_WARN); }
-static int l_log_error(lua_State *L) { return log_at(L, LOG_ERROR); }
-
-/* The loader of `require "restock"`: builds the module table. */
-static int open_restock(lua_State *L) {
-  LuaHost *h = lua_touserdata(L, lua_upvalueindex(1));
-  lua_newtable(L); /* [restock] */
-  static const luaL_Reg top[] = {
-      {"options", l_options}, {"subscribe", l_subscribe}, {NULL, NULL}};
-  lua_pushlightuserdata(L, h);
-  luaL_setfuncs(L, top, 1);
-
-  lua_newtable(L); /* [restock, log] */
-  static const luaL_Reg log_fns[] = {{"info", l_log_info},
-                                     {"warn", l_log_warn},
-                                     {"error", l_log_error},
-                                     {NULL, NULL}};
-  lua_pushlightuserdata(L, h);
-  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 0);
-  lua_getfield(L, -1, "format"); /* [restock, log, h, string, format] */
-  lua_remove(L, -2);
-  luaL_setfuncs(L, log_fns, 2);
-  lua_setfield(L, -2, "log");
-  return 1;
+  if (!killed) return;
+  lua_sethook(L, hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
+  luaL_error(L, "timed out");
 }
 
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
-  if (!msg) msg = luaL_tolstring(L, 1, NULL);
+  if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)",
+                                  luaL_typename(L, 1));
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
 
-int lua_host_load(const char *path, LuaHost **out, char **err) {
+int lua_host_load(const char *path, struct App *app, uv_loop_t *loop,
+                  LuaHost **out, char **err) {
   LuaHost *h = xcalloc(1, sizeof *h);
   h->options = default_options;
+  h->app = app;
+  h->loop = loop;
   lua_State *L = luaL_newstate();
   if (!L) {
     free(h);
@@ -214,45 +106,254 @@ int lua_host_load(const char *path, LuaHost **out, char **err) {
     return -1;
   }
   h->L = L;
+  /* Every thread copies the main thread's extra space: the host pointer. */
+  *(LuaHost **)lua_getextraspace(L) = h;
   luaL_openlibs(L);
   lua_newtable(L);
   h->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE); /* [preload] */
-  lua_pushlightuserdata(L, h);
-  lua_pushcclosure(L, open_restock, 1);
+  lua_pushcfunction(L, lua_api_open);
   lua_setfield(L, -2, "restock");
   lua_pop(L, 1);
 
+  load_deadline_ns = uv_hrtime() + (uint64_t)LOAD_TIMEOUT_MS * 1000000;
+  load_killed = false;
+  lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_COUNT);
   lua_pushcfunction(L, traceback); /* [tb] */
   int rc = luaL_loadfilex(L, path, "t");
   if (rc == LUA_OK) rc = lua_pcall(L, 0, 0, -2);
+  lua_sethook(L, NULL, 0, 0);
+  load_deadline_ns = 0;
   if (rc != LUA_OK) {
-    *err = xasprintf("%s", lua_tostring(L, -1));
-    lua_host_free(h);
+    *err = load_killed
+               ? xasprintf("the script ran for more than %d ms at load time",
+                           LOAD_TIMEOUT_MS)
+               : xstrdup(lua_tostring(L, -1));
+    h->released = true;
+    lua_host_release(h);
     return -1;
   }
   lua_pop(L, 1);
+  h->loaded = true;
   *out = h;
   return 0;
 }
 
-void lua_host_free(LuaHost *h) {
-  if (!h) return;
-  if (h->L) lua_close(h->L);
+bool lua_host_loaded(const LuaHost *h) { return h->loaded; }
+
+static void host_free(LuaHost *h) {
+  lua_close(h->L);
   free(h->options.store_cors);
   free(h);
 }
 
-const Options *lua_host_options(const LuaHost *h) { return &h->options; }
+void lua_host_release(LuaHost *h) {
+  if (!h) return;
+  h->released = true;
+  if (h->running == 0) host_free(h);
+}
 
-size_t lua_host_handler_count(LuaHost *h, const char *event) {
+const Options *lua_host_options(const LuaHost *h) { return &h->options; }
+Options *lua_host_options_mut(LuaHost *h) { return &h->options; }
+struct App *lua_host_app(LuaHost *h) { return h->app; }
+size_t lua_host_running(const LuaHost *h) { return h->running; }
+
+void lua_host_push_handlers(LuaHost *h) {
+  lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->handlers_ref);
+}
+
+size_t lua_host_handlers(LuaHost *h, const char *event, LuaHandlerInfo *out,
+                         size_t max) {
   lua_State *L = h->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref);
-  lua_getfield(L, -1, event);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref); /* [handlers] */
+  lua_getfield(L, -1, event);                         /* [handlers, list] */
   size_t n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+  for (size_t i = 0; i < n && i < max; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i + 1); /* [handlers, list, entry] */
+    lua_getfield(L, -1, "name");
+    /* The name stays anchored in the entry, which the registry holds. */
+    out[i].name = lua_tostring(L, -1);
+    lua_getfield(L, -2, "max_attempts");
+    out[i].max_attempts = lua_isinteger(L, -1) ? lua_tointeger(L, -1)
+                                               : h->options.max_attempts;
+    lua_pop(L, 3);
+  }
   lua_pop(L, 2);
   return n;
 }
+
+/* ---- tasks ------------------------------------------------------------ */
+
+static void on_task_closed(uv_handle_t *handle) {
+  LuaTask *t = handle->data;
+  LuaHost *h = t->host;
+  free(t->event);
+  free(t->handler);
+  free(t);
+  h->running--;
+  if (h->released && h->running == 0) host_free(h);
+}
+
+/* Ends a task once: cancels its wait, reports, and frees it. */
+static void task_finish(LuaTask *t, bool ok, const char *err) {
+  if (t->finished) return;
+  t->finished = true;
+  if (t->waiting && t->cancel) t->cancel(t->cancel_ctx);
+  t->waiting = false;
+  uv_timer_stop(&t->deadline);
+  LuaHost *h = t->host;
+  if (t->prev)
+    t->prev->next = t->next;
+  else
+    all_tasks = t->next;
+  if (t->next) t->next->prev = t->prev;
+  luaL_unref(h->L, LUA_REGISTRYINDEX, t->co_ref);
+  t->done(t->arg, ok, err);
+  uv_close((uv_handle_t *)&t->deadline, on_task_closed);
+}
+
+/* A short description of the error object on top of `co`, without running
+ * any of its metamethods. */
+static const char *error_text(lua_State *co) {
+  if (lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER)
+    return lua_tostring(co, -1);
+  return "(error object is not a string)";
+}
+
+/* Resumes the task's coroutine with `nargs` values and handles the outcome. */
+static void task_step(LuaTask *t, int nargs) {
+  LuaTask *outer = current;
+  current = t;
+  int nres = 0;
+  int st = lua_resume(t->co, NULL, nargs, &nres);
+  current = outer;
+  if (t->finished) return;
+  if (st == LUA_YIELD) {
+    lua_pop(t->co, nres);
+    if (!t->waiting)
+      task_finish(t, false,
+                  "the handler yielded outside restock.sleep or "
+                  "restock.http.request");
+    return;
+  }
+  if (st == LUA_OK) {
+    /* `return nil, err` fails the delivery; anything else succeeds. */
+    if (nres >= 2 && lua_isnil(t->co, -nres)) {
+      const char *why = lua_tostring(t->co, -nres + 1);
+      char *msg = xasprintf("%s", why ? why : "the handler returned nil");
+      lua_pop(t->co, nres);
+      task_finish(t, false, msg);
+      free(msg);
+    } else {
+      lua_pop(t->co, nres);
+      task_finish(t, true, NULL);
+    }
+    return;
+  }
+  char *msg;
+  if (t->killed) {
+    msg = xasprintf("timed out after %llu ms",
+                    (unsigned long long)t->timeout_ms);
+  } else {
+    lua_State *L = t->host->L;
+    luaL_traceback(L, t->co, error_text(t->co), 0);
+    msg = xstrdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  task_finish(t, false, msg);
+  free(msg);
+}
+
+static void on_deadline(uv_timer_t *timer) {
+  LuaTask *t = timer->data;
+  /* The hook catches a handler that is running; this catches one that is
+   * waiting. */
+  t->killed = true;
+  char msg[64];
+  snprintf(msg, sizeof msg, "timed out after %llu ms",
+           (unsigned long long)t->timeout_ms);
+  task_finish(t, false, msg);
+}
+
+int lua_host_run(LuaHost *h, const char *event, const char *handler,
+                 const char *data, uint64_t timeout_ms, LuaTaskDone done,
+                 void *arg) {
+  lua_State *L = h->L;
+  if (!h->loop) return LUA_HOST_NO_HANDLER;
+  json_error_t jerr;
+  json_t *j = json_loads(data, JSON_DECODE_ANY, &jerr);
+  if (!j) return -1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref); /* [handlers] */
+  lua_getfield(L, -1, event);                         /* [handlers, list] */
+  size_t n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+  bool found = false;
+  for (size_t i = 1; i <= n && !found; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i); /* [handlers, list, entry] */
+    lua_getfield(L, -1, "name");
+    if (strcmp(lua_tostring(L, -1), handler) == 0) {
+      lua_getfield(L, -2, "fn"); /* [handlers, list, entry, name, fn] */
+      lua_replace(L, -5);        /* [fn, list, entry, name] */
+      found = true;
+      lua_pop(L, 3); /* [fn] */
+    } else {
+      lua_pop(L, 2);
+    }
+  }
+  if (!found) {
+    lua_pop(L, 2);
+    json_decref(j);
+    return LUA_HOST_NO_HANDLER;
+  }
+  LuaTask *t = xcalloc(1, sizeof *t);
+  t->host = h;
+  t->event = xstrdup(event);
+  t->handler = xstrdup(handler);
+  t->timeout_ms = timeout_ms;
+  t->deadline_ns = uv_hrtime() + timeout_ms * 1000000;
+  t->done = done;
+  t->arg = arg;
+  t->co = lua_newthread(L); /* [fn, co] */
+  lua_sethook(t->co, hook, LUA_MASKCOUNT, HOOK_COUNT);
+  lua_insert(L, -2);        /* [co, fn] */
+  lua_xmove(L, t->co, 1);   /* [co] */
+  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [] */
+  if (lua_json_push(t->co, j)) lua_pushnil(t->co); /* too deep: unreachable */
+  json_decref(j);
+  uv_timer_init(h->loop, &t->deadline);
+  t->deadline.data = t;
+  uv_timer_start(&t->deadline, on_deadline, timeout_ms, 0);
+  t->next = all_tasks;
+  if (all_tasks) all_tasks->prev = t;
+  all_tasks = t;
+  h->running++;
+  task_step(t, 1);
+  return 0;
+}
+
+void lua_host_abort_all(const char *why) {
+  while (all_tasks) task_finish(all_tasks, false, why);
+}
+
+LuaTask *lua_task_current(lua_State *L) {
+  return current && current->co == L ? current : NULL;
+}
+
+void lua_task_wait(LuaTask *t, void (*cancel)(void *ctx), void *ctx) {
+  t->waiting = true;
+  t->cancel = cancel;
+  t->cancel_ctx = ctx;
+}
+
+void lua_task_resume(LuaTask *t, int nresults) {
+  if (t->finished) return;
+  t->waiting = false;
+  t->cancel = NULL;
+  t->cancel_ctx = NULL;
+  task_step(t, nresults);
+}
+
+lua_State *lua_task_thread(LuaTask *t) { return t->co; }
+uv_loop_t *lua_task_loop(LuaTask *t) { return t->host->loop; }
 
 json_t *options_to_json(const Options *o) {
   return json_pack(

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/rand.h>
 #include <uv.h>
 
 #include "api.h"
@@ -163,7 +164,7 @@ static int cmd_migrations(const Settings *s, bool run) {
 static int cmd_check(const Settings *s) {
   LuaHost *lua = NULL;
   char *err = NULL;
-  if (lua_host_load(s->config, &lua, &err)) {
+  if (lua_host_load(s->config, NULL, NULL, &lua, &err)) {
     fprintf(stderr, "restockd: cannot load %s: %s\n", s->config, err);
     free(err);
     return EXIT_USAGE;
@@ -173,7 +174,7 @@ static int cmd_check(const Settings *s) {
   printf("%s\n", text);
   free(text);
   json_decref(j);
-  lua_host_free(lua);
+  lua_host_release(lua);
   return 0;
 }
 
@@ -184,56 +185,116 @@ typedef struct {
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t grace;
   bool stopping;
+  bool http_stopped;
+  bool handlers_idle;
 } Server;
 
 static void close_handle(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-static void on_http_stopped(void *arg) {
-  Server *srv = arg;
+/* Once HTTP has drained and no handler runs, every handle is closed and
+ * uv_run returns. */
+static void maybe_stopped(Server *srv) {
+  if (!srv->http_stopped || !srv->handlers_idle) return;
   log_info("stopped");
   uv_close((uv_handle_t *)&srv->sigterm, NULL);
   uv_close((uv_handle_t *)&srv->sigint, NULL);
   uv_close((uv_handle_t *)&srv->sighup, NULL);
   uv_close((uv_handle_t *)&srv->grace, NULL);
+  engine_close(srv->app.engine);
+  outbox_close(srv->app.outbox);
+  srv->app.engine = NULL;
+  srv->app.outbox = NULL;
+}
+
+static void on_http_stopped(void *arg) {
+  Server *srv = arg;
+  srv->http_stopped = true;
+  maybe_stopped(srv);
+}
+
+static void on_handlers_idle(void *arg) {
+  Server *srv = arg;
+  srv->handlers_idle = true;
+  maybe_stopped(srv);
+}
+
+static void force_stop(Server *srv) {
+  http_server_close_all(srv->app.http);
+  lua_host_abort_all("aborted: the server is shutting down");
 }
 
 static void on_grace_over(uv_timer_t *t) {
   Server *srv = t->data;
-  log_warn("shutdown: requests still running after %d ms; closing them",
-           SHUTDOWN_GRACE_MS);
-  http_server_close_all(srv->app.http);
+  log_warn("shutdown: still busy after %d ms (%zu connections, %zu handlers);"
+           " stopping them",
+           SHUTDOWN_GRACE_MS, http_server_connections(srv->app.http),
+           outbox_inflight(srv->app.outbox));
+  force_stop(srv);
 }
 
 static void on_stop_signal(uv_signal_t *h, int signum) {
   Server *srv = h->data;
   if (srv->stopping) {
-    log_warn("second %s: closing every connection now", strsignal(signum));
-    http_server_close_all(srv->app.http);
+    log_warn("second %s: stopping everything now", strsignal(signum));
+    force_stop(srv);
     return;
   }
   srv->stopping = true;
-  log_info("%s: shutting down (%zu connections open)", strsignal(signum),
-           http_server_connections(srv->app.http));
+  log_info("%s: shutting down (%zu connections open, %zu handlers running)",
+           strsignal(signum), http_server_connections(srv->app.http),
+           outbox_inflight(srv->app.outbox));
   uv_timer_start(&srv->grace, on_grace_over, SHUTDOWN_GRACE_MS, 0);
-  uv_unref((uv_handle_t *)&srv->grace);
   http_server_stop(srv->app.http, on_http_stopped, srv);
+  outbox_stop(srv->app.outbox, on_handlers_idle, srv);
 }
 
 static void on_reload_signal(uv_signal_t *h, int signum) {
   Server *srv = h->data;
+  App *app = &srv->app;
   LuaHost *fresh = NULL;
   char *err = NULL;
-  if (lua_host_load(srv->app.config_path, &fresh, &err)) {
+  if (lua_host_load(app->config_path, app, app->loop, &fresh, &err)) {
     log_error("reload: %s failed to load; keeping the previous script: %s",
-              srv->app.config_path, err);
+              app->config_path, err);
     free(err);
     return;
   }
-  lua_host_free(srv->app.lua);
-  srv->app.lua = fresh;
-  log_info("reload: %s loaded", srv->app.config_path);
+  /* Handlers already running finish on the old state, which is freed after
+   * the last of them. */
+  lua_host_release(app->lua);
+  app->lua = fresh;
+  log_info("reload: %s loaded", app->config_path);
+  outbox_kick(app->outbox);
+}
+
+/* The unsubscribe-token key: from RESTOCK_SECRET, or from a secret generated
+ * once and kept in the database. Returns 0 or -1 (logged). */
+static int load_secret(App *app) {
+  const char *env = getenv("RESTOCK_SECRET");
+  if (env && *env) {
+    token_key(env, app->token_key);
+    return 0;
+  }
+  char *secret = NULL;
+  int rc = store_meta_get(app->store, "unsubscribe_secret", &secret);
+  if (rc == STORE_NOT_FOUND) {
+    unsigned char raw[32];
+    char hex[65];
+    if (RAND_bytes(raw, sizeof raw) != 1) {
+      log_error("cannot generate the unsubscribe secret");
+      return -1;
+    }
+    for (size_t i = 0; i < sizeof raw; i++)
+      snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    rc = store_meta_put(app->store, "unsubscribe_secret", hex);
+    if (rc == 0) secret = xstrdup(hex);
+  }
+  if (rc) return -1;
+  token_key(secret, app->token_key);
+  free(secret);
+  return 0;
 }
 
 static int cmd_start(const Settings *s) {
@@ -260,17 +321,23 @@ static int cmd_start(const Settings *s) {
     store_close(app->store);
     return EXIT_USAGE;
   }
-  if (lua_host_load(s->config, &app->lua, &err)) {
-    fprintf(stderr, "restockd: cannot load %s: %s\n", s->config, err);
-    free(err);
+  if (load_secret(app)) {
     store_close(app->store);
-    return EXIT_USAGE;
+    return EXIT_RUNTIME;
   }
   api_set_admin_token(app, getenv("RESTOCK_ADMIN_TOKEN"));
 
   uv_loop_t loop;
   uv_loop_init(&loop);
   app->loop = &loop;
+  app->engine = engine_new(app, &loop);
+  app->outbox = outbox_new(app, &loop);
+  if (lua_host_load(s->config, app, &loop, &app->lua, &err)) {
+    fprintf(stderr, "restockd: cannot load %s: %s\n", s->config, err);
+    free(err);
+    rc = EXIT_USAGE;
+    goto out;
+  }
   HttpConfig hc;
   http_config_defaults(&hc);
   hc.host = s->host;
@@ -291,6 +358,9 @@ static int cmd_start(const Settings *s) {
   uv_signal_start(&srv.sigterm, on_stop_signal, SIGTERM);
   uv_signal_start(&srv.sigint, on_stop_signal, SIGINT);
   uv_signal_start(&srv.sighup, on_reload_signal, SIGHUP);
+  /* Work left by the previous run: checks due, deliveries pending. */
+  engine_rearm(app->engine);
+  outbox_kick(app->outbox);
 
   printf("restockd listening on http://%s\n", http_server_address(app->http));
   fflush(stdout);
@@ -301,11 +371,14 @@ static int cmd_start(const Settings *s) {
 out:
   /* Whatever is still open (nothing, after a clean stop) is closed here, so
    * that the loop can be closed and every handle's memory released. */
+  lua_host_abort_all("aborted: the server is stopping");
+  engine_close(app->engine);
+  outbox_close(app->outbox);
   uv_walk(&loop, close_handle, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&loop) != 0) log_error("shutdown: the loop did not close");
   if (app->http) http_server_free(app->http);
-  lua_host_free(app->lua);
+  lua_host_release(app->lua);
   store_close(app->store);
   return rc;
 }

@@ -25,6 +25,32 @@ typedef enum {
   SQL_HIST_ERASE,
   SQL_META_GET,
   SQL_META_PUT,
+  SQL_SUB_ANY,
+  SQL_SUB_SCOPES,
+  SQL_SUB_TAKE,
+  SQL_SUB_TO_HISTORY,
+  SQL_SUB_DELETE_UPTO,
+  SQL_SUB_SCOPE_ANY,
+  SQL_SUB_REMOVE,
+  SQL_CHECK_INSERT,
+  SQL_CHECK_REPLACE,
+  SQL_CHECK_NEXT,
+  SQL_CHECK_DUE,
+  SQL_CHECK_DELETE,
+  SQL_CHECK_COUNT,
+  SQL_EVENT_INSERT,
+  SQL_DELIVERY_INSERT,
+  SQL_DELIVERY_DUE,
+  SQL_DELIVERY_LEASE,
+  SQL_DELIVERY_UPDATE,
+  SQL_EVENT_REFRESH,
+  SQL_DELIVERY_NEXT,
+  SQL_EVENT_LIST,
+  SQL_EVENT_COUNT,
+  SQL_EVENT_DELIVERIES,
+  SQL_EVENT_EXISTS,
+  SQL_EVENT_RETRY,
+  SQL_DELIVERY_PENDING,
   SQL_COUNT_
 } StmtId;
 
@@ -71,6 +97,92 @@ static const char *const sql_text[SQL_COUNT_] = {
         " WHERE email = ?1 AND (?2 IS NULL OR variant_id = ?2)",
     [SQL_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [SQL_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+    [SQL_SUB_ANY] =
+        "SELECT 1 FROM restock_subscriptions WHERE variant_id = ?1 LIMIT 1",
+    [SQL_SUB_SCOPES] =
+        "SELECT DISTINCT sales_channel_id FROM restock_subscriptions"
+        " WHERE variant_id = ?1 ORDER BY sales_channel_id",
+    [SQL_SUB_TAKE] =
+        "SELECT id, email FROM restock_subscriptions"
+        " WHERE variant_id = ?1 AND sales_channel_id = ?2 ORDER BY id"
+        " LIMIT ?3",
+    [SQL_SUB_TO_HISTORY] =
+        "INSERT INTO restock_history (variant_id, sales_channel_id, email,"
+        " created_at, notified_at)"
+        " SELECT variant_id, sales_channel_id, email, created_at, ?4"
+        " FROM restock_subscriptions"
+        " WHERE variant_id = ?1 AND sales_channel_id = ?2 AND id <= ?3"
+        " ORDER BY id",
+    [SQL_SUB_DELETE_UPTO] =
+        "DELETE FROM restock_subscriptions"
+        " WHERE variant_id = ?1 AND sales_channel_id = ?2 AND id <= ?3",
+    [SQL_SUB_SCOPE_ANY] =
+        "SELECT 1 FROM restock_subscriptions"
+        " WHERE variant_id = ?1 AND sales_channel_id = ?2 LIMIT 1",
+    [SQL_SUB_REMOVE] =
+        "DELETE FROM restock_subscriptions"
+        " WHERE variant_id = ?1 AND sales_channel_id = ?2 AND email = ?3",
+    [SQL_CHECK_INSERT] =
+        "INSERT OR IGNORE INTO restock_checks (variant_id, due_at)"
+        " VALUES (?1, ?2)",
+    [SQL_CHECK_REPLACE] =
+        "INSERT OR REPLACE INTO restock_checks (variant_id, due_at)"
+        " VALUES (?1, ?2)",
+    [SQL_CHECK_NEXT] = "SELECT min(due_at) FROM restock_checks",
+    [SQL_CHECK_DUE] =
+        "SELECT variant_id FROM restock_checks WHERE due_at <= ?1"
+        " ORDER BY due_at LIMIT ?2",
+    [SQL_CHECK_DELETE] = "DELETE FROM restock_checks WHERE variant_id = ?1",
+    [SQL_CHECK_COUNT] = "SELECT count(*) FROM restock_checks",
+    [SQL_EVENT_INSERT] =
+        "INSERT INTO events (name, data, status, created_at)"
+        " VALUES (?1, ?2, ?3, ?4)",
+    [SQL_DELIVERY_INSERT] =
+        "INSERT INTO deliveries (event_id, handler, max_attempts, next_at,"
+        " updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [SQL_DELIVERY_DUE] =
+        "SELECT d.event_id, d.handler, d.attempts, d.max_attempts, e.name,"
+        " e.data FROM deliveries d JOIN events e ON e.id = d.event_id"
+        " WHERE d.status = 'pending' AND d.next_at <= ?1"
+        " ORDER BY d.next_at, d.event_id LIMIT ?2",
+    [SQL_DELIVERY_LEASE] =
+        "UPDATE deliveries SET next_at = ?3"
+        " WHERE event_id = ?1 AND handler = ?2",
+    [SQL_DELIVERY_UPDATE] =
+        "UPDATE deliveries SET status = ?3, attempts = ?4, next_at = ?5,"
+        " last_error = coalesce(?6, last_error), updated_at = ?7"
+        " WHERE event_id = ?1 AND handler = ?2",
+    [SQL_EVENT_REFRESH] =
+        "UPDATE events SET"
+        " status = CASE"
+        "  WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1"
+        "               AND status = 'pending') THEN 'pending'"
+        "  WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1"
+        "               AND status = 'dead') THEN 'dead'"
+        "  ELSE 'delivered' END,"
+        " attempts = (SELECT coalesce(max(attempts), 0) FROM deliveries"
+        "             WHERE event_id = ?1),"
+        " last_error = coalesce(?2, last_error)"
+        " WHERE id = ?1",
+    [SQL_DELIVERY_NEXT] =
+        "SELECT min(next_at) FROM deliveries WHERE status = 'pending'",
+    [SQL_EVENT_LIST] =
+        "SELECT id, name, data, status, attempts, last_error, created_at"
+        " FROM events WHERE (?1 IS NULL OR name = ?1)"
+        " AND (?2 IS NULL OR status = ?2) ORDER BY id LIMIT ?3 OFFSET ?4",
+    [SQL_EVENT_COUNT] =
+        "SELECT count(*) FROM events WHERE (?1 IS NULL OR name = ?1)"
+        " AND (?2 IS NULL OR status = ?2)",
+    [SQL_EVENT_DELIVERIES] =
+        "SELECT handler, status, attempts, max_attempts, last_error,"
+        " updated_at FROM deliveries WHERE event_id = ?1 ORDER BY rowid",
+    [SQL_EVENT_EXISTS] = "SELECT 1 FROM events WHERE id = ?1",
+    [SQL_EVENT_RETRY] =
+        "UPDATE deliveries SET status = 'pending', attempts = 0,"
+        " next_at = ?2, updated_at = ?3"
+        " WHERE event_id = ?1 AND status = 'dead'",
+    [SQL_DELIVERY_PENDING] =
+        "SELECT count(*) FROM deliveries WHERE status = 'pending'",
 };
 
 struct Store {
@@ -354,4 +466,382 @@ int store_meta_put(Store *s, const char *key, const char *value) {
   bind_text(st, 2, value);
   if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "meta put");
   return done(st, 0);
+}
+
+long long store_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs a statement that returns one optional integer (a count, a min()):
+ * *value gets it, *any whether it was not NULL. */
+static int query_int(Store *s, StmtId id, const char *text_arg,
+                     long long *value, bool *any) {
+  sqlite3_stmt *st = stmt(s, id);
+  if (!st) return STORE_ERROR;
+  if (text_arg) bind_text(st, 1, text_arg);
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return fail(s, st, sql_text[id]);
+  bool has = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+  if (any) *any = has;
+  if (value) *value = has ? sqlite3_column_int64(st, 0) : 0;
+  return done(st, 0);
+}
+
+int store_subscription_any(Store *s, const char *variant_id, bool *any) {
+  return query_int(s, SQL_SUB_ANY, variant_id, NULL, any);
+}
+
+int store_subscription_scopes(Store *s, const char *variant_id,
+                              json_t **channels) {
+  sqlite3_stmt *st = stmt(s, SQL_SUB_SCOPES);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, variant_id);
+  json_t *arr = json_array();
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    json_array_append_new(
+        arr, json_string((const char *)sqlite3_column_text(st, 0)));
+  if (rc != SQLITE_DONE) {
+    json_decref(arr);
+    return fail(s, st, "subscription scopes");
+  }
+  *channels = arr;
+  return done(st, 0);
+}
+
+int store_subscription_take(Store *s, const char *variant_id,
+                            const char *channel, long long limit,
+                            const char *now, json_t **emails, bool *more) {
+  sqlite3_stmt *st = stmt(s, SQL_SUB_TAKE);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, variant_id);
+  bind_text(st, 2, channel);
+  sqlite3_bind_int64(st, 3, limit);
+  json_t *arr = json_array();
+  long long last = -1;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    last = sqlite3_column_int64(st, 0);
+    json_array_append_new(
+        arr, json_string((const char *)sqlite3_column_text(st, 1)));
+  }
+  if (rc != SQLITE_DONE) {
+    json_decref(arr);
+    return fail(s, st, "subscription take");
+  }
+  done(st, 0);
+  /* Subscriptions are taken oldest first, so they are exactly those of the
+   * scope with an id up to the last one read. */
+  if (last >= 0) {
+    StmtId ids[] = {SQL_SUB_TO_HISTORY, SQL_SUB_DELETE_UPTO};
+    for (size_t i = 0; i < 2; i++) {
+      st = stmt(s, ids[i]);
+      if (!st) {
+        json_decref(arr);
+        return STORE_ERROR;
+      }
+      bind_text(st, 1, variant_id);
+      bind_text(st, 2, channel);
+      sqlite3_bind_int64(st, 3, last);
+      if (ids[i] == SQL_SUB_TO_HISTORY) bind_text(st, 4, now);
+      if (sqlite3_step(st) != SQLITE_DONE) {
+        json_decref(arr);
+        return fail(s, st, "subscription take");
+      }
+      done(st, 0);
+    }
+  }
+  st = stmt(s, SQL_SUB_SCOPE_ANY);
+  if (!st) {
+    json_decref(arr);
+    return STORE_ERROR;
+  }
+  bind_text(st, 1, variant_id);
+  bind_text(st, 2, channel);
+  rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    json_decref(arr);
+    return fail(s, st, "subscription take");
+  }
+  *more = rc == SQLITE_ROW;
+  *emails = arr;
+  return done(st, 0);
+}
+
+int store_subscription_remove(Store *s, const char *variant_id,
+                              const char *channel, const char *email,
+                              bool *removed) {
+  sqlite3_stmt *st = stmt(s, SQL_SUB_REMOVE);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, variant_id);
+  bind_text(st, 2, channel);
+  bind_text(st, 3, email);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "unsubscribe");
+  done(st, 0);
+  *removed = sqlite3_changes(s->db) > 0;
+  return 0;
+}
+
+int store_check_schedule(Store *s, const char *variant_id, long long due_at,
+                         bool replace) {
+  sqlite3_stmt *st = stmt(s, replace ? SQL_CHECK_REPLACE : SQL_CHECK_INSERT);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, variant_id);
+  sqlite3_bind_int64(st, 2, due_at);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "check schedule");
+  return done(st, 0);
+}
+
+int store_check_next(Store *s, long long *due_at, bool *any) {
+  return query_int(s, SQL_CHECK_NEXT, NULL, due_at, any);
+}
+
+int store_check_count(Store *s, long long *count) {
+  return query_int(s, SQL_CHECK_COUNT, NULL, count, NULL);
+}
+
+int store_check_due(Store *s, long long now, long long max, json_t **ids) {
+  sqlite3_stmt *st = stmt(s, SQL_CHECK_DUE);
+  if (!st) return STORE_ERROR;
+  sqlite3_bind_int64(st, 1, now);
+  sqlite3_bind_int64(st, 2, max);
+  json_t *arr = json_array();
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    json_array_append_new(
+        arr, json_string((const char *)sqlite3_column_text(st, 0)));
+  if (rc != SQLITE_DONE) {
+    json_decref(arr);
+    return fail(s, st, "checks due");
+  }
+  *ids = arr;
+  return done(st, 0);
+}
+
+int store_check_delete(Store *s, const char *variant_id) {
+  sqlite3_stmt *st = stmt(s, SQL_CHECK_DELETE);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, variant_id);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "check delete");
+  return done(st, 0);
+}
+
+int store_event_insert(Store *s, const char *name, const char *data,
+                       const char *status, long long *id) {
+  sqlite3_stmt *st = stmt(s, SQL_EVENT_INSERT);
+  if (!st) return STORE_ERROR;
+  char now[32];
+  store_now(now);
+  bind_text(st, 1, name);
+  bind_text(st, 2, data);
+  bind_text(st, 3, status);
+  bind_text(st, 4, now);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "event insert");
+  *id = sqlite3_last_insert_rowid(s->db);
+  return done(st, 0);
+}
+
+int store_delivery_insert(Store *s, long long event_id, const char *handler,
+                          long long max_attempts, long long next_at) {
+  sqlite3_stmt *st = stmt(s, SQL_DELIVERY_INSERT);
+  if (!st) return STORE_ERROR;
+  char now[32];
+  store_now(now);
+  sqlite3_bind_int64(st, 1, event_id);
+  bind_text(st, 2, handler);
+  sqlite3_bind_int64(st, 3, max_attempts);
+  sqlite3_bind_int64(st, 4, next_at);
+  bind_text(st, 5, now);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "delivery insert");
+  return done(st, 0);
+}
+
+void due_delivery_clear(DueDelivery *d) {
+  free(d->handler);
+  free(d->event);
+  free(d->data);
+  memset(d, 0, sizeof *d);
+}
+
+int store_delivery_due(Store *s, long long now, long long max,
+                       DueDelivery **out, size_t *n) {
+  sqlite3_stmt *st = stmt(s, SQL_DELIVERY_DUE);
+  if (!st) return STORE_ERROR;
+  sqlite3_bind_int64(st, 1, now);
+  sqlite3_bind_int64(st, 2, max);
+  DueDelivery *items = NULL;
+  size_t count = 0, cap = 0;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (count == cap) {
+      cap = cap ? cap * 2 : 16;
+      items = xrealloc(items, cap * sizeof *items);
+    }
+    DueDelivery *d = &items[count++];
+    d->event_id = sqlite3_column_int64(st, 0);
+    d->handler = col_text(st, 1);
+    d->attempts = sqlite3_column_int64(st, 2);
+    d->max_attempts = sqlite3_column_int64(st, 3);
+    d->event = col_text(st, 4);
+    d->data = col_text(st, 5);
+  }
+  if (rc != SQLITE_DONE) {
+    for (size_t i = 0; i < count; i++) due_delivery_clear(&items[i]);
+    free(items);
+    return fail(s, st, "deliveries due");
+  }
+  *out = items;
+  *n = count;
+  return done(st, 0);
+}
+
+int store_delivery_lease(Store *s, long long event_id, const char *handler,
+                         long long next_at) {
+  sqlite3_stmt *st = stmt(s, SQL_DELIVERY_LEASE);
+  if (!st) return STORE_ERROR;
+  sqlite3_bind_int64(st, 1, event_id);
+  bind_text(st, 2, handler);
+  sqlite3_bind_int64(st, 3, next_at);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "delivery lease");
+  return done(st, 0);
+}
+
+int store_delivery_update(Store *s, long long event_id, const char *handler,
+                          const char *status, long long attempts,
+                          long long next_at, const char *error) {
+  sqlite3_stmt *st = stmt(s, SQL_DELIVERY_UPDATE);
+  if (!st) return STORE_ERROR;
+  char now[32];
+  store_now(now);
+  sqlite3_bind_int64(st, 1, event_id);
+  bind_text(st, 2, handler);
+  bind_text(st, 3, status);
+  sqlite3_bind_int64(st, 4, attempts);
+  sqlite3_bind_int64(st, 5, next_at);
+  bind_text(st, 6, error);
+  bind_text(st, 7, now);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "delivery update");
+  return done(st, 0);
+}
+
+int store_event_refresh(Store *s, long long event_id, const char *error) {
+  sqlite3_stmt *st = stmt(s, SQL_EVENT_REFRESH);
+  if (!st) return STORE_ERROR;
+  sqlite3_bind_int64(st, 1, event_id);
+  bind_text(st, 2, error);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "event refresh");
+  return done(st, 0);
+}
+
+int store_delivery_next(Store *s, long long *next_at, bool *any) {
+  return query_int(s, SQL_DELIVERY_NEXT, NULL, next_at, any);
+}
+
+int store_delivery_pending_count(Store *s, long long *count) {
+  return query_int(s, SQL_DELIVERY_PENDING, NULL, count, NULL);
+}
+
+/* The deliveries of one event as a new JSON array. */
+static json_t *event_deliveries(Store *s, long long id) {
+  sqlite3_stmt *st = stmt(s, SQL_EVENT_DELIVERIES);
+  if (!st) return NULL;
+  sqlite3_bind_int64(st, 1, id);
+  json_t *arr = json_array();
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *err = (const char *)sqlite3_column_text(st, 4);
+    json_array_append_new(
+        arr, json_pack("{s:s, s:s, s:I, s:I, s:o, s:s}", "handler",
+                       sqlite3_column_text(st, 0), "status",
+                       sqlite3_column_text(st, 1), "attempts",
+                       (json_int_t)sqlite3_column_int64(st, 2), "max_attempts",
+                       (json_int_t)sqlite3_column_int64(st, 3), "last_error",
+                       err ? json_string(err) : json_null(), "updated_at",
+                       sqlite3_column_text(st, 5)));
+  }
+  if (rc != SQLITE_DONE) {
+    json_decref(arr);
+    fail(s, st, "event deliveries");
+    return NULL;
+  }
+  done(st, 0);
+  return arr;
+}
+
+int store_event_list(Store *s, const char *name, const char *status,
+                     long long limit, long long offset, json_t **rows,
+                     long long *count) {
+  sqlite3_stmt *st = stmt(s, SQL_EVENT_COUNT);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, name);
+  bind_text(st, 2, status);
+  if (sqlite3_step(st) != SQLITE_ROW) return fail(s, st, "event count");
+  *count = sqlite3_column_int64(st, 0);
+  done(st, 0);
+
+  st = stmt(s, SQL_EVENT_LIST);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, name);
+  bind_text(st, 2, status);
+  sqlite3_bind_int64(st, 3, limit);
+  sqlite3_bind_int64(st, 4, offset);
+  json_t *arr = json_array();
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *data = (const char *)sqlite3_column_text(st, 2);
+    json_t *jdata = json_loads(data ? data : "null", JSON_DECODE_ANY, NULL);
+    const char *err = (const char *)sqlite3_column_text(st, 5);
+    json_array_append_new(
+        arr, json_pack("{s:I, s:s, s:o, s:s, s:I, s:o, s:s}", "id",
+                       (json_int_t)sqlite3_column_int64(st, 0), "name",
+                       sqlite3_column_text(st, 1), "data",
+                       jdata ? jdata : json_null(), "status",
+                       sqlite3_column_text(st, 3), "attempts",
+                       (json_int_t)sqlite3_column_int64(st, 4), "last_error",
+                       err ? json_string(err) : json_null(), "created_at",
+                       sqlite3_column_text(st, 6)));
+  }
+  if (rc != SQLITE_DONE) {
+    json_decref(arr);
+    return fail(s, st, "event list");
+  }
+  done(st, 0);
+  /* Each event's deliveries, once the listing statement is reset. */
+  size_t i;
+  json_t *row;
+  json_array_foreach(arr, i, row) {
+    json_t *d = event_deliveries(
+        s, (long long)json_integer_value(json_object_get(row, "id")));
+    if (!d) {
+      json_decref(arr);
+      return STORE_ERROR;
+    }
+    json_object_set_new(row, "deliveries", d);
+  }
+  *rows = arr;
+  return 0;
+}
+
+int store_event_retry(Store *s, long long id, long long now,
+                      long long *requeued) {
+  sqlite3_stmt *st = stmt(s, SQL_EVENT_EXISTS);
+  if (!st) return STORE_ERROR;
+  sqlite3_bind_int64(st, 1, id);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return done(st, STORE_NOT_FOUND);
+  if (rc != SQLITE_ROW) return fail(s, st, "event retry");
+  done(st, 0);
+  st = stmt(s, SQL_EVENT_RETRY);
+  if (!st) return STORE_ERROR;
+  char text[32];
+  store_now(text);
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_int64(st, 2, now);
+  bind_text(st, 3, text);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "event retry");
+  done(st, 0);
+  *requeued = sqlite3_changes(s->db);
+  return store_event_refresh(s, id, NULL);
 }

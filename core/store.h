@@ -83,6 +83,88 @@ int store_subscription_list(Store *s, const SubscriptionFilter *f,
 int store_subscription_erase(Store *s, const char *email,
                              const char *variant_id, long long *deleted);
 
+/* True in *any when `variant_id` has an active subscription. */
+int store_subscription_any(Store *s, const char *variant_id, bool *any);
+/* The scopes of a variant's active subscriptions: a new JSON array of
+ * channel ids, "" standing for unscoped. */
+int store_subscription_scopes(Store *s, const char *variant_id,
+                              json_t **channels);
+/* Moves up to `limit` of the oldest active subscriptions of the scope
+ * (`channel` "" for unscoped) into the history, notified at `now`. Sets
+ * *emails to a new JSON array of their emails (oldest first), *more to
+ * whether any remain. Returns 0 or STORE_ERROR. */
+int store_subscription_take(Store *s, const char *variant_id,
+                            const char *channel, long long limit,
+                            const char *now, json_t **emails, bool *more);
+/* Removes one active subscription; *removed says whether there was one. */
+int store_subscription_remove(Store *s, const char *variant_id,
+                              const char *channel, const char *email,
+                              bool *removed);
+
+/* ---- scheduled restock checks (times in ms since the epoch) ---------- */
+
+/* Schedules a check of `variant_id` at `due_at`. Unless `replace`, a check
+ * already scheduled is kept as it is. */
+int store_check_schedule(Store *s, const char *variant_id, long long due_at,
+                         bool replace);
+/* The earliest due time in *due_at, and *any false when none is scheduled. */
+int store_check_next(Store *s, long long *due_at, bool *any);
+/* A new JSON array of up to `max` variant ids whose check is due at `now`. */
+int store_check_due(Store *s, long long now, long long max, json_t **ids);
+int store_check_delete(Store *s, const char *variant_id);
+/* Number of checks scheduled. */
+int store_check_count(Store *s, long long *count);
+
+/* ---- the outbox --------------------------------------------------------- */
+
+/* Inserts an event with its data (JSON text); *id gets its id. */
+int store_event_insert(Store *s, const char *name, const char *data,
+                       const char *status, long long *id);
+int store_delivery_insert(Store *s, long long event_id, const char *handler,
+                          long long max_attempts, long long next_at);
+
+typedef struct {
+  long long event_id;
+  char *handler;
+  long long attempts;
+  long long max_attempts;
+  char *event; /* the event's name */
+  char *data;  /* its data, JSON text */
+} DueDelivery;
+
+void due_delivery_clear(DueDelivery *d);
+/* Up to `max` pending deliveries due at `now`, oldest due first, into a new
+ * array *out of *n entries (free each with due_delivery_clear, then the
+ * array). */
+int store_delivery_due(Store *s, long long now, long long max,
+                       DueDelivery **out, size_t *n);
+/* Sets a pending delivery's next_at (a lease while it runs, or a retry). */
+int store_delivery_lease(Store *s, long long event_id, const char *handler,
+                         long long next_at);
+/* Records a delivery's outcome. `error` may be NULL. */
+int store_delivery_update(Store *s, long long event_id, const char *handler,
+                          const char *status, long long attempts,
+                          long long next_at, const char *error);
+/* Recomputes an event's status and attempts from its deliveries; a non-NULL
+ * `error` becomes its last_error. */
+int store_event_refresh(Store *s, long long event_id, const char *error);
+/* The earliest next_at of a pending delivery, *any false if there is none. */
+int store_delivery_next(Store *s, long long *next_at, bool *any);
+/* Lists events (each with its deliveries) matching `name` and `status`
+ * (NULL: any), oldest first. */
+int store_event_list(Store *s, const char *name, const char *status,
+                     long long limit, long long offset, json_t **rows,
+                     long long *count);
+/* Requeues the dead deliveries of event `id`, due at `now`. Returns 0 with
+ * *requeued, STORE_NOT_FOUND for no such event, or STORE_ERROR. */
+int store_event_retry(Store *s, long long id, long long now,
+                      long long *requeued);
+/* Pending deliveries, in *count. */
+int store_delivery_pending_count(Store *s, long long *count);
+
+/* The current time in milliseconds since the epoch. */
+long long store_now_ms(void);
+
 /* Reads a meta value into a new string (*out), or STORE_NOT_FOUND. */
 int store_meta_get(Store *s, const char *key, char **out);
 int store_meta_put(Store *s, const char *key, const char *value);

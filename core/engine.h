@@ -1,0 +1,31 @@
+/* The restock engine: scheduled restock checks and the restock rule.
+ *
+ * A committed change that can raise a variant's quantity schedules a check
+ * trigger_delay ms later, stored in the database in the same transaction
+ * (engine_schedule_check). One libuv timer is set to the earliest due check
+ * (engine_rearm, after the commit). At the check, each scope whose quantity
+ * is above inventory_required has its subscriptions moved to the history and
+ * its restock-notification.restocked events written, in one transaction. */
+#ifndef RESTOCKD_ENGINE_H
+#define RESTOCKD_ENGINE_H
+
+#include <uv.h>
+
+struct App;
+typedef struct Engine Engine;
+
+Engine *engine_new(struct App *app, uv_loop_t *loop);
+/* Inside the caller's transaction: schedules a check of `variant_id` unless
+ * one is already scheduled, or the variant has no subscription to check.
+ * Returns 0 or STORE_ERROR. */
+int engine_schedule_check(struct App *app, const char *variant_id);
+/* Sets the timer to the earliest scheduled check (call after a commit that
+ * scheduled one, and at start). */
+void engine_rearm(Engine *e);
+/* Runs the check of `variant_id` now, in a transaction of its own. Returns 0
+ * or STORE_ERROR. */
+int engine_run_check(struct App *app, const char *variant_id);
+/* Stops the timer and frees the engine once it has closed. */
+void engine_close(Engine *e);
+
+#endif

@@ -1,0 +1,361 @@
+/* The `restock` Lua module: what plugin.lua and its handlers can call. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "log.h"
+#include "lua_host.h"
+#include "lua_json.h"
+#include "outbox.h"
+#include "stock.h"
+#include "xmalloc.h"
+
+static LuaHost *host_of(lua_State *L) {
+  return *(LuaHost **)lua_getextraspace(L);
+}
+
+/* ---- restock.options ---------------------------------------------------- */
+
+typedef enum { OPT_INT, OPT_NUMBER, OPT_BOOL, OPT_STRING } OptType;
+
+static const struct {
+  const char *name;
+  OptType type;
+  size_t offset;
+  long long min; /* for OPT_INT */
+} option_specs[] = {
+    {"trigger_delay", OPT_INT, offsetof(Options, trigger_delay), 0},
+    {"inventory_required", OPT_INT, offsetof(Options, inventory_required), 0},
+    {"batch_size", OPT_INT, offsetof(Options, batch_size), 1},
+    {"max_attempts", OPT_INT, offsetof(Options, max_attempts), 1},
+    {"handler_timeout", OPT_INT, offsetof(Options, handler_timeout), 1},
+    {"notify_per_unit", OPT_NUMBER, offsetof(Options, notify_per_unit), 0},
+    {"notify_interval", OPT_INT, offsetof(Options, notify_interval), 1},
+    {"subscribe_rate_limit", OPT_INT, offsetof(Options, subscribe_rate_limit),
+     0},
+    {"trust_proxy", OPT_BOOL, offsetof(Options, trust_proxy), 0},
+    {"store_cors", OPT_STRING, offsetof(Options, store_cors), 0},
+};
+#define NOPTIONS (sizeof option_specs / sizeof option_specs[0])
+
+/* restock.options(t): validates each key of t and stores it. Raises an error
+ * naming the key on an unknown key, a wrong type or a negative number. */
+static int l_options(lua_State *L) {
+  Options *o = lua_host_options_mut(host_of(L));
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushnil(L);          /* [t, nil] */
+  while (lua_next(L, 1)) { /* [t, key, value] */
+    if (lua_type(L, -2) != LUA_TSTRING)
+      return luaL_error(L, "restock.options: option names must be strings");
+    const char *key = lua_tostring(L, -2);
+    size_t i = 0;
+    while (i < NOPTIONS && strcmp(option_specs[i].name, key) != 0) i++;
+    if (i == NOPTIONS)
+      return luaL_error(L, "restock.options: unknown option '%s'", key);
+    char *field = (char *)o + option_specs[i].offset;
+    switch (option_specs[i].type) {
+      case OPT_INT: {
+        int isint = 0;
+        lua_Integer v = lua_tointegerx(L, -1, &isint);
+        if (lua_type(L, -1) != LUA_TNUMBER || !isint)
+          return luaL_error(
+              L, "restock.options: option '%s' must be an integer", key);
+        if (v < option_specs[i].min)
+          return luaL_error(L, "restock.options: option '%s' must be %s", key,
+                            option_specs[i].min
+                                ? "at least 1"
+                                : "zero or more (not negative)");
+        *(long long *)field = (long long)v;
+        break;
+      }
+      case OPT_NUMBER: {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+          return luaL_error(L, "restock.options: option '%s' must be a number",
+                            key);
+        double v = lua_tonumber(L, -1);
+        if (!(v >= 0) || isinf(v))
+          return luaL_error(L,
+                            "restock.options: option '%s' must be zero or "
+                            "more (not negative)",
+                            key);
+        *(double *)field = v;
+        break;
+      }
+      case OPT_BOOL:
+        if (lua_type(L, -1) != LUA_TBOOLEAN)
+          return luaL_error(
+              L, "restock.options: option '%s' must be a boolean", key);
+        *(bool *)field = lua_toboolean(L, -1);
+        break;
+      case OPT_STRING:
+        if (lua_type(L, -1) != LUA_TSTRING)
+          return luaL_error(L, "restock.options: option '%s' must be a string",
+                            key);
+        free(*(char **)field);
+        *(char **)field = xstrdup(lua_tostring(L, -1));
+        break;
+    }
+    lua_pop(L, 1); /* [t, key] */
+  }
+  return 0;
+}
+
+/* ---- restock.subscribe -------------------------------------------------- */
+
+/* restock.subscribe(event, fn [, {name=, max_attempts=}]) */
+static int l_subscribe(lua_State *L) {
+  const char *event = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  const char *name = NULL;
+  lua_Integer max_attempts = 0;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (lua_getfield(L, 3, "name") != LUA_TNIL) {
+      if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0 ||
+          lua_rawlen(L, -1) > 200)
+        return luaL_argerror(L, 3, "name must be a string of 1 to 200 bytes");
+      name = lua_tostring(L, -1);
+    }
+    if (lua_getfield(L, 3, "max_attempts") != LUA_TNIL) {
+      int isint = 0;
+      max_attempts = lua_tointegerx(L, -1, &isint);
+      if (!isint || max_attempts < 1)
+        return luaL_argerror(L, 3, "max_attempts must be a positive integer");
+    }
+  }
+  lua_host_push_handlers(host_of(L));         /* [.., handlers] */
+  if (lua_getfield(L, -1, event) == LUA_TNIL) { /* [.., handlers, list] */
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, event);
+  }
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  if (name)
+    lua_pushstring(L, name);
+  else
+    lua_pushfstring(L, "%s#%d", event, (int)n + 1);
+  const char *final_name = lua_tostring(L, -1); /* [.., handlers, list, nm] */
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -2, i);
+    lua_getfield(L, -1, "name");
+    if (strcmp(lua_tostring(L, -1), final_name) == 0)
+      return luaL_error(L,
+                        "restock.subscribe: a handler named '%s' is already "
+                        "subscribed to %s",
+                        final_name, event);
+    lua_pop(L, 2);
+  }
+  lua_createtable(L, 0, 3); /* [.., handlers, list, nm, entry] */
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "fn");
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "name");
+  if (max_attempts > 0) {
+    lua_pushinteger(L, max_attempts);
+    lua_setfield(L, -2, "max_attempts");
+  }
+  lua_rawseti(L, -3, n + 1);
+  return 0;
+}
+
+/* ---- restock.emit ------------------------------------------------------- */
+
+static struct App *app_or_raise(lua_State *L, const char *what) {
+  struct App *app = lua_host_app(host_of(L));
+  if (!app) luaL_error(L, "%s is not available in `restockd check`", what);
+  return app;
+}
+
+/* restock.emit(event, data): true, or nil and a message. */
+static int l_emit(lua_State *L) {
+  struct App *app = app_or_raise(L, "restock.emit");
+  if (!lua_host_loaded(host_of(L)))
+    return luaL_error(L,
+                      "restock.emit cannot be called while plugin.lua loads; "
+                      "call it from a handler");
+  const char *event = luaL_checkstring(L, 1);
+  luaL_argcheck(L, lua_rawlen(L, 1) > 0 && lua_rawlen(L, 1) <= 200, 1,
+                "event names are 1 to 200 bytes");
+  char err[128] = "";
+  json_t *data = lua_isnoneornil(L, 2) ? json_object()
+                                       : lua_json_to(L, 2, err, sizeof err);
+  if (!data) return luaL_argerror(L, 2, err);
+  int rc = outbox_emit(app, event, data);
+  json_decref(data);
+  if (rc) {
+    lua_pushnil(L);
+    lua_pushstring(L, "the event could not be stored; the log says why");
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---- restock.variants --------------------------------------------------- */
+
+static void set_string(lua_State *L, const char *key, const char *value) {
+  if (!value) return;
+  lua_pushstring(L, value);
+  lua_setfield(L, -2, key);
+}
+
+/* restock.variants.retrieve(id): the variant as a table, or nil and a
+ * message. */
+static int l_variant_retrieve(lua_State *L) {
+  struct App *app = app_or_raise(L, "restock.variants.retrieve");
+  const char *id = luaL_checkstring(L, 1);
+  Variant v;
+  memset(&v, 0, sizeof v);
+  int rc = store_variant_get(app->store, id, &v);
+  if (rc) {
+    lua_pushnil(L);
+    if (rc == STORE_NOT_FOUND)
+      lua_pushfstring(L, "Variant with id: %s was not found", id);
+    else
+      lua_pushstring(L, "the database failed; the log says why");
+    return 2;
+  }
+  lua_createtable(L, 0, 10);
+  set_string(L, "id", v.id);
+  set_string(L, "product_id", v.product_id);
+  set_string(L, "sku", v.sku);
+  set_string(L, "title", v.title);
+  lua_pushinteger(L, v.inventory_quantity);
+  lua_setfield(L, -2, "inventory_quantity");
+  lua_pushinteger(L, stock_quantity(&v));
+  lua_setfield(L, -2, "quantity");
+  lua_pushboolean(L, v.allow_backorder);
+  lua_setfield(L, -2, "allow_backorder");
+  lua_pushboolean(L, v.manage_inventory);
+  lua_setfield(L, -2, "manage_inventory");
+  set_string(L, "created_at", v.created_at);
+  set_string(L, "updated_at", v.updated_at);
+  variant_clear(&v);
+  return 1;
+}
+
+/* ---- restock.json ------------------------------------------------------- */
+
+static int l_json_encode(lua_State *L) {
+  luaL_checkany(L, 1);
+  char err[128] = "";
+  json_t *j = lua_json_to(L, 1, err, sizeof err);
+  if (!j) return luaL_argerror(L, 1, err);
+  char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(j);
+  lua_pushstring(L, text);
+  free(text);
+  return 1;
+}
+
+static int l_json_decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  json_error_t err;
+  json_t *j = json_loadb(s, len, JSON_DECODE_ANY, &err);
+  if (!j) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "invalid JSON: %s (at byte %d)", err.text,
+                    err.position);
+    return 2;
+  }
+  int rc = lua_json_push(L, j);
+  json_decref(j);
+  if (rc) {
+    lua_pushnil(L);
+    lua_pushstring(L, "invalid JSON: nested too deeply");
+    return 2;
+  }
+  return 1;
+}
+
+/* ---- restock.log -------------------------------------------------------- */
+
+/* restock.log.info/warn/error(fmt, ...): string.format, then one log line. */
+static int log_at(lua_State *L, LogLevel level) {
+  int n = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1)); /* string.format */
+  lua_insert(L, 1);
+  lua_call(L, n, 1);
+  log_msg(level, "%s", lua_tostring(L, -1));
+  return 0;
+}
+static int l_log_info(lua_State *L) { return log_at(L, LOG_INFO); }
+static int l_log_warn(lua_State *L) { return log_at(L, LOG_WARN); }
+static int l_log_error(lua_State *L) { return log_at(L, LOG_ERROR); }
+
+/* ---- restock.sleep ------------------------------------------------------ */
+
+typedef struct {
+  uv_timer_t timer;
+  LuaTask *task;
+} Sleep;
+
+static void sleep_free(uv_handle_t *h) { free(h->data); }
+
+static void on_wake(uv_timer_t *timer) {
+  Sleep *s = timer->data;
+  LuaTask *t = s->task;
+  uv_close((uv_handle_t *)&s->timer, sleep_free);
+  lua_task_resume(t, 0);
+}
+
+static void sleep_cancel(void *ctx) {
+  Sleep *s = ctx;
+  uv_close((uv_handle_t *)&s->timer, sleep_free);
+}
+
+/* restock.sleep(ms): suspends this handler; the server runs on. */
+static int l_sleep(lua_State *L) {
+  lua_Integer ms = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, ms >= 0, 1, "must not be negative");
+  LuaTask *t = lua_task_current(L);
+  if (!t)
+    return luaL_error(L,
+                      "restock.sleep can only be called by an event handler "
+                      "(not at load time, nor inside a coroutine of its own)");
+  Sleep *s = xcalloc(1, sizeof *s);
+  s->task = t;
+  uv_timer_init(lua_task_loop(t), &s->timer);
+  s->timer.data = s;
+  uv_timer_start(&s->timer, on_wake, (uint64_t)ms, 0);
+  lua_task_wait(t, sleep_cancel, s);
+  return lua_yield(L, 0);
+}
+
+/* ---- the module --------------------------------------------------------- */
+
+int lua_api_open(lua_State *L) {
+  static const luaL_Reg top[] = {{"options", l_options},
+                                 {"subscribe", l_subscribe},
+                                 {"emit", l_emit},
+                                 {"sleep", l_sleep},
+                                 {NULL, NULL}};
+  static const luaL_Reg variants[] = {{"retrieve", l_variant_retrieve},
+                                      {NULL, NULL}};
+  static const luaL_Reg json[] = {
+      {"encode", l_json_encode}, {"decode", l_json_decode}, {NULL, NULL}};
+  static const luaL_Reg log_fns[] = {{"info", l_log_info},
+                                     {"warn", l_log_warn},
+                                     {"error", l_log_error},
+                                     {NULL, NULL}};
+  luaL_newlib(L, top); /* [restock] */
+  luaL_newlib(L, variants);
+  lua_setfield(L, -2, "variants");
+  luaL_newlib(L, json); /* [restock, json] */
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
+  lua_setfield(L, -2, "json");
+  lua_newtable(L); /* [restock, log] */
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 0);
+  lua_getfield(L, -1, "format"); /* [restock, log, string, format] */
+  lua_remove(L, -2);
+  luaL_setfuncs(L, log_fns, 1);
+  lua_setfield(L, -2, "log");
+  return 1;
+}

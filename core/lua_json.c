@@ -1,0 +1,183 @@
+#include "lua_json.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+
+/* True when `v` nests no deeper than `left` more levels. */
+static int depth_ok(const json_t *v, int left) {
+  if (!json_is_object(v) && !json_is_array(v)) return 1;
+  if (left == 0) return 0;
+  if (json_is_array(v)) {
+    for (size_t i = 0; i < json_array_size(v); i++)
+      if (!depth_ok(json_array_get(v, i), left - 1)) return 0;
+    return 1;
+  }
+  const char *key;
+  const json_t *value;
+  json_object_foreach((json_t *)v, key, value) {
+    if (!depth_ok(value, left - 1)) return 0;
+  }
+  return 1;
+}
+
+static void push(lua_State *L, const json_t *v) {
+  luaL_checkstack(L, 3, "JSON nested too deeply");
+  switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+      lua_createtable(L, 0, (int)json_object_size(v)); /* [t] */
+      const char *key;
+      const json_t *value;
+      json_object_foreach((json_t *)v, key, value) {
+        lua_pushstring(L, key);
+        push(L, value);
+        lua_rawset(L, -3);
+      }
+      break;
+    }
+    case JSON_ARRAY: {
+      size_t n = json_array_size(v);
+      lua_createtable(L, (int)n, 0);
+      for (size_t i = 0; i < n; i++) {
+        push(L, json_array_get(v, i));
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+      }
+      break;
+    }
+    case JSON_STRING:
+      lua_pushlstring(L, json_string_value(v), json_string_length(v));
+      break;
+    case JSON_INTEGER:
+      lua_pushinteger(L, (lua_Integer)json_integer_value(v));
+      break;
+    case JSON_REAL:
+      lua_pushnumber(L, json_real_value(v));
+      break;
+    case JSON_TRUE:
+      lua_pushboolean(L, 1);
+      break;
+    case JSON_FALSE:
+      lua_pushboolean(L, 0);
+      break;
+    case JSON_NULL:
+      lua_pushlightuserdata(L, NULL);
+      break;
+  }
+}
+
+int lua_json_push(lua_State *L, const json_t *v) {
+  if (!depth_ok(v, LUA_JSON_MAX_DEPTH)) return -1;
+  push(L, v);
+  return 0;
+}
+
+/* Returns n > 0 when the table at `idx` is a sequence 1..n, else 0. */
+static lua_Integer array_length(lua_State *L, int idx) {
+  lua_Integer count = 0, max = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (!lua_isinteger(L, -1)) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    lua_Integer k = lua_tointeger(L, -1);
+    if (k < 1) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    if (k > max) max = k;
+    count++;
+  }
+  return count == max ? max : 0;
+}
+
+static json_t *to(lua_State *L, int idx, int depth, char *err, size_t errlen) {
+  idx = lua_absindex(L, idx);
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+      return json_null();
+    case LUA_TBOOLEAN:
+      return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx))
+        return json_integer((json_int_t)lua_tointeger(L, idx));
+      if (!isfinite(lua_tonumber(L, idx))) {
+        snprintf(err, errlen, "cannot encode NaN or infinity as JSON");
+        return NULL;
+      }
+      return json_real(lua_tonumber(L, idx));
+    case LUA_TSTRING: {
+      size_t len;
+      const char *s = lua_tolstring(L, idx, &len);
+      json_t *j = json_stringn(s, len);
+      if (!j) snprintf(err, errlen, "cannot encode a string that is not UTF-8");
+      return j;
+    }
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, idx) == NULL) return json_null();
+      break;
+    case LUA_TTABLE: {
+      if (depth >= LUA_JSON_MAX_DEPTH) {
+        snprintf(err, errlen, "cannot encode a table nested this deep (or "
+                              "holding itself)");
+        return NULL;
+      }
+      luaL_checkstack(L, 4, "JSON nested too deeply");
+      lua_Integer n = array_length(L, idx);
+      if (n > 0) {
+        json_t *arr = json_array();
+        for (lua_Integer i = 1; i <= n; i++) {
+          lua_rawgeti(L, idx, i);
+          json_t *item = to(L, -1, depth + 1, err, errlen);
+          lua_pop(L, 1);
+          if (!item) {
+            json_decref(arr);
+            return NULL;
+          }
+          json_array_append_new(arr, item);
+        }
+        return arr;
+      }
+      json_t *obj = json_object();
+      lua_pushnil(L);
+      while (lua_next(L, idx)) { /* [key, value] */
+        char keybuf[32];
+        const char *key;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+          key = lua_tostring(L, -2);
+        } else if (lua_isinteger(L, -2)) {
+          snprintf(keybuf, sizeof keybuf, "%lld", (long long)lua_tointeger(L, -2));
+          key = keybuf;
+        } else {
+          snprintf(err, errlen, "cannot encode a table key of type %s",
+                   luaL_typename(L, -2));
+          lua_pop(L, 2);
+          json_decref(obj);
+          return NULL;
+        }
+        json_t *item = to(L, -1, depth + 1, err, errlen);
+        lua_pop(L, 1);
+        if (!item || json_object_set_new(obj, key, item) != 0) {
+          if (item == NULL) {
+            lua_pop(L, 1);
+            json_decref(obj);
+            return NULL;
+          }
+          snprintf(err, errlen, "cannot encode a key that is not UTF-8");
+          lua_pop(L, 1);
+          json_decref(obj);
+          return NULL;
+        }
+      }
+      return obj;
+    }
+  }
+  snprintf(err, errlen, "cannot encode a value of type %s as JSON",
+           luaL_typename(L, idx));
+  return NULL;
+}
+
+json_t *lua_json_to(lua_State *L, int idx, char *err, size_t errlen) {
+  return to(L, idx, 0, err, errlen);
+}

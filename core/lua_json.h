@@ -1,0 +1,24 @@
+/* Conversions between Lua values and JSON (jansson), for restock.json and
+ * for the event data handed to handlers. */
+#ifndef RESTOCKD_LUA_JSON_H
+#define RESTOCKD_LUA_JSON_H
+
+#include <jansson.h>
+#include <lua.h>
+#include <stddef.h>
+
+/* Deepest nesting converted either way. */
+#define LUA_JSON_MAX_DEPTH 64
+
+/* Pushes `v` as a Lua value: objects and arrays become tables, null becomes
+ * the light userdata NULL (restock.json.null). Returns 0, or -1 (pushing
+ * nothing) if the value is nested deeper than LUA_JSON_MAX_DEPTH. */
+int lua_json_push(lua_State *L, const json_t *v);
+/* Converts the Lua value at `idx`. A table whose keys are exactly 1..n (n >
+ * 0) becomes an array, any other table an object (integer keys turned into
+ * strings). Returns a new reference, or NULL with a sentence in `err` for a
+ * value JSON cannot hold (a function, NaN, a string that is not UTF-8, a
+ * cycle or too deep a nesting). */
+json_t *lua_json_to(lua_State *L, int idx, char *err, size_t errlen);
+
+#endif
