@@ -17,23 +17,37 @@
 
 struct Engine {
   App *app;
-  uv_timer_t timer;
+  uv_timer_t timer; /* the earliest future check */
+  uv_idle_t soon;   /* checks due now, after the loop has polled for I/O */
+  int open_handles;
 };
 
-static void on_timer(uv_timer_t *t);
+static void run_due(Engine *e);
+static void on_timer(uv_timer_t *t) { run_due(t->data); }
+static void on_soon(uv_idle_t *idle) {
+  uv_idle_stop(idle);
+  run_due(idle->data);
+}
 
 Engine *engine_new(App *app, uv_loop_t *loop) {
   Engine *e = xcalloc(1, sizeof *e);
   e->app = app;
   uv_timer_init(loop, &e->timer);
-  e->timer.data = e;
+  uv_idle_init(loop, &e->soon);
+  e->timer.data = e->soon.data = e;
+  e->open_handles = 2;
   return e;
 }
 
-static void free_on_close(uv_handle_t *h) { free(h->data); }
+static void on_closed(uv_handle_t *h) {
+  Engine *e = h->data;
+  if (--e->open_handles == 0) free(e);
+}
 
 void engine_close(Engine *e) {
-  if (e) uv_close((uv_handle_t *)&e->timer, free_on_close);
+  if (!e) return;
+  uv_close((uv_handle_t *)&e->timer, on_closed);
+  uv_close((uv_handle_t *)&e->soon, on_closed);
 }
 
 int engine_schedule_check(App *app, const char *variant_id) {
@@ -53,7 +67,11 @@ void engine_rearm(Engine *e) {
     return;
   }
   long long delay = due - store_now_ms();
-  uv_timer_start(&e->timer, on_timer, delay > 0 ? (uint64_t)delay : 0, 0);
+  uv_timer_stop(&e->timer);
+  if (delay <= 0)
+    uv_idle_start(&e->soon, on_soon);
+  else
+    uv_timer_start(&e->timer, on_timer, (uint64_t)delay, 0);
 }
 
 /* Notifies the subscribers of one scope (`channel` "" for unscoped) whose
@@ -136,8 +154,7 @@ int engine_run_check(App *app, const char *variant_id) {
   return rc;
 }
 
-static void on_timer(uv_timer_t *t) {
-  Engine *e = t->data;
+static void run_due(Engine *e) {
   json_t *ids = NULL;
   if (store_check_due(e->app->store, store_now_ms(), CHECKS_PER_TICK, &ids)) {
     uv_timer_start(&e->timer, on_timer, 1000, 0);

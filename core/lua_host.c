@@ -11,6 +11,9 @@
 
 /* Instructions between two looks at the clock while Lua runs. */
 #define HOOK_COUNT 1000
+/* The longest a handler runs before it yields the loop to other work (HTTP
+ * above all); it is resumed on the next loop iteration. */
+#define SLICE_NS (2 * 1000000ULL)
 /* The longest plugin.lua may take to load. */
 #define LOAD_TIMEOUT_MS 10000
 
@@ -30,6 +33,10 @@ struct LuaTask {
   lua_State *co;
   int co_ref;
   uv_timer_t deadline;
+  uv_idle_t slice; /* resumes a task that was preempted */
+  int open_handles;
+  uint64_t slice_start_ns;
+  bool preempted;
   char *event;
   char *handler;
   uint64_t timeout_ms;
@@ -68,13 +75,25 @@ static bool load_killed;
 
 /* The count hook: checks the wall clock and, once the deadline has passed,
  * raises an error on every line and every instruction, so that no pcall in
- * the script can keep it running. */
+ * the script can keep it running. Before that, it preempts a handler whose
+ * time slice is used up. */
 static void hook(lua_State *L, lua_Debug *ar) {
   bool killed;
   if (current) {
-    if (!current->killed && uv_hrtime() >= current->deadline_ns)
+    uint64_t now = uv_hrtime();
+    if (!current->killed && now >= current->deadline_ns)
       current->killed = true;
     killed = current->killed;
+    /* Time-slicing: a handler that computes for long gives the loop back
+     * now and then, so the server keeps answering. Only the handler's own
+     * coroutine is preempted (a yield in a nested one would look like an
+     * ordinary yield to the script), and only where it can yield. */
+    if (!killed && L == current->co &&
+        now - current->slice_start_ns >= SLICE_NS && lua_isyieldable(L)) {
+      current->preempted = true;
+      lua_yield(L, 0);
+      return;
+    }
   } else {
     if (!load_killed && load_deadline_ns && uv_hrtime() >= load_deadline_ns)
       load_killed = true;
@@ -186,6 +205,7 @@ size_t lua_host_handlers(LuaHost *h, const char *event, LuaHandlerInfo *out,
 
 static void on_task_closed(uv_handle_t *handle) {
   LuaTask *t = handle->data;
+  if (--t->open_handles > 0) return;
   LuaHost *h = t->host;
   free(t->event);
   free(t->handler);
@@ -201,6 +221,7 @@ static void task_finish(LuaTask *t, bool ok, const char *err) {
   if (t->waiting && t->cancel) t->cancel(t->cancel_ctx);
   t->waiting = false;
   uv_timer_stop(&t->deadline);
+  uv_idle_stop(&t->slice);
   LuaHost *h = t->host;
   if (t->prev)
     t->prev->next = t->next;
@@ -210,6 +231,7 @@ static void task_finish(LuaTask *t, bool ok, const char *err) {
   luaL_unref(h->L, LUA_REGISTRYINDEX, t->co_ref);
   t->done(t->arg, ok, err);
   uv_close((uv_handle_t *)&t->deadline, on_task_closed);
+  uv_close((uv_handle_t *)&t->slice, on_task_closed);
 }
 
 /* A short description of the error object on top of `co`, without running
@@ -220,14 +242,24 @@ static const char *error_text(lua_State *co) {
   return "(error object is not a string)";
 }
 
+static void on_slice(uv_idle_t *idle);
+
 /* Resumes the task's coroutine with `nargs` values and handles the outcome. */
 static void task_step(LuaTask *t, int nargs) {
   LuaTask *outer = current;
   current = t;
+  t->slice_start_ns = uv_hrtime();
   int nres = 0;
   int st = lua_resume(t->co, NULL, nargs, &nres);
   current = outer;
   if (t->finished) return;
+  if (st == LUA_YIELD && t->preempted) {
+    t->preempted = false;
+    /* An idle handle, not a zero timer: it runs after the loop has polled
+     * for I/O, so requests waiting on the socket are served first. */
+    uv_idle_start(&t->slice, on_slice);
+    return;
+  }
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
     if (!t->waiting)
@@ -262,6 +294,11 @@ static void task_step(LuaTask *t, int nargs) {
   }
   task_finish(t, false, msg);
   free(msg);
+}
+
+static void on_slice(uv_idle_t *idle) {
+  uv_idle_stop(idle);
+  task_step(idle->data, 0);
 }
 
 static void on_deadline(uv_timer_t *timer) {
@@ -320,7 +357,9 @@ int lua_host_run(LuaHost *h, const char *event, const char *handler,
   if (lua_json_push(t->co, j)) lua_pushnil(t->co); /* too deep: unreachable */
   json_decref(j);
   uv_timer_init(h->loop, &t->deadline);
-  t->deadline.data = t;
+  uv_idle_init(h->loop, &t->slice);
+  t->deadline.data = t->slice.data = t;
+  t->open_handles = 2;
   uv_timer_start(&t->deadline, on_deadline, timeout_ms, 0);
   t->next = all_tasks;
   if (all_tasks) all_tasks->prev = t;

@@ -18,7 +18,9 @@
 
 struct Outbox {
   App *app;
-  uv_timer_t timer;
+  uv_timer_t timer; /* the earliest future delivery */
+  uv_idle_t soon;   /* work due now, after the loop has polled for I/O */
+  int open_handles;
   size_t inflight;
   bool stopping;
   void (*idle)(void *);
@@ -37,18 +39,27 @@ typedef struct {
 
 static void on_timer(uv_timer_t *t);
 
+static void on_soon(uv_idle_t *idle);
+
 Outbox *outbox_new(App *app, uv_loop_t *loop) {
   Outbox *o = xcalloc(1, sizeof *o);
   o->app = app;
   uv_timer_init(loop, &o->timer);
-  o->timer.data = o;
+  uv_idle_init(loop, &o->soon);
+  o->timer.data = o->soon.data = o;
+  o->open_handles = 2;
   return o;
 }
 
-static void free_on_close(uv_handle_t *h) { free(h->data); }
+static void on_closed(uv_handle_t *h) {
+  Outbox *o = h->data;
+  if (--o->open_handles == 0) free(o);
+}
 
 void outbox_close(Outbox *o) {
-  if (o) uv_close((uv_handle_t *)&o->timer, free_on_close);
+  if (!o) return;
+  uv_close((uv_handle_t *)&o->timer, on_closed);
+  uv_close((uv_handle_t *)&o->soon, on_closed);
 }
 
 size_t outbox_inflight(const Outbox *o) { return o->inflight; }
@@ -82,7 +93,14 @@ int outbox_emit(App *app, const char *name, json_t *data) {
 }
 
 void outbox_kick(Outbox *o) {
-  if (!o->stopping) uv_timer_start(&o->timer, on_timer, 0, 0);
+  /* Not a zero timer: libuv runs a timer restarted from a timer callback in
+   * the same pass, which would let a chain of quick handlers starve I/O. */
+  if (!o->stopping) uv_idle_start(&o->soon, on_soon);
+}
+
+static void on_soon(uv_idle_t *idle) {
+  uv_idle_stop(idle);
+  on_timer(&((Outbox *)idle->data)->timer);
 }
 
 /* Arms the timer for the earliest pending delivery. */
@@ -92,7 +110,10 @@ static void rearm(Outbox *o) {
   if (o->stopping || store_delivery_next(o->app->store, &next, &any) || !any)
     return;
   long long delay = next - store_now_ms();
-  uv_timer_start(&o->timer, on_timer, delay > 0 ? (uint64_t)delay : 0, 0);
+  if (delay <= 0)
+    outbox_kick(o);
+  else
+    uv_timer_start(&o->timer, on_timer, (uint64_t)delay, 0);
 }
 
 static long long backoff_ms(long long attempts) {
@@ -211,6 +232,7 @@ static void on_timer(uv_timer_t *t) {
 void outbox_stop(Outbox *o, void (*idle)(void *), void *arg) {
   o->stopping = true;
   uv_timer_stop(&o->timer);
+  uv_idle_stop(&o->soon);
   if (o->inflight == 0) {
     idle(arg);
     return;
