@@ -839,6 +839,68 @@ function helpers.assert_status(res, status)
   return res
 end
 
+-- Engine helpers -------------------------------------------------------------
+
+-- Lua source for the top of a test plugin: it requires restock and defines
+-- record(tag, value), which appends one JSON line {"tag":..., "data":...}
+-- to path, so that a spec can see what the plugin's handlers received.
+function helpers.recorder_plugin(path)
+  return string.format([[
+local restock = require "restock"
+local RECORD_PATH = %q
+local function record(tag, value)
+  local f = assert(io.open(RECORD_PATH, "a"))
+  f:write(restock.json.encode({ tag = tag, data = value }), "\n")
+  f:close()
+end
+]], path)
+end
+
+-- The records a recorder plugin wrote to path, in order, each decoded
+-- ({tag=, data=}); only those with the given tag if tag is given. A line
+-- that is not (yet) complete JSON is skipped.
+function helpers.read_records(path, tag)
+  local text = read_file(path) or ""
+  local out = {}
+  for line in text:gmatch("[^\n]+") do
+    local ok, v = pcall(cjson.decode, line)
+    if ok and type(v) == "table" and (tag == nil or v.tag == tag) then
+      out[#out + 1] = v
+    end
+  end
+  return out
+end
+
+-- Polls path until it holds at least n records (with tag, if given) and
+-- returns them all, or returns nil after timeout seconds (5 by default).
+function helpers.wait_records(path, tag, n, timeout)
+  return helpers.wait_for(function()
+    local recs = helpers.read_records(path, tag)
+    if #recs >= n then
+      return recs
+    end
+  end, timeout)
+end
+
+-- GET /admin/events with a query table; asserts 200 and returns the JSON.
+function helpers.events(server, query)
+  local res = helpers.admin(server, "GET", "/admin/events"
+    .. helpers.query(query or {}))
+  helpers.assert_status(res, 200)
+  return res.json
+end
+
+-- Polls the server's stderr until it contains text (plain) and returns
+-- the stderr, or nil after timeout seconds (5 by default).
+function helpers.wait_stderr(server, text, timeout)
+  return helpers.wait_for(function()
+    local s = server:stderr()
+    if s:find(text, 1, true) then
+      return s
+    end
+  end, timeout)
+end
+
 -- Cleanup ------------------------------------------------------------------
 
 -- Closes every connection, stops every server still running (SIGTERM; exit

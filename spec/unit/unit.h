@@ -28,8 +28,8 @@ void unit_fail(const char *file, int line, const char *what);
     const char *a_ = (a), *b_ = (b);                                  \
     if (!a_ || !b_ || strcmp(a_, b_) != 0) {                          \
       char msg_[512];                                                 \
-      snprintf(msg_, sizeof msg_, "%s == %s (\"%s\" vs \"%s\")", #a, #b, \
-               a_ ? a_ : "(null)", b_ ? b_ : "(null)");               \
+      snprintf(msg_, sizeof msg_, "%s == %s (\"%.200s\" vs \"%.200s\")", \
+               #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");       \
       unit_fail(__FILE__, __LINE__, msg_);                            \
     }                                                                 \
   } while (0)

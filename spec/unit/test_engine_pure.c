@@ -1,0 +1,156 @@
+#include <lauxlib.h>
+#include <limits.h>
+#include <lualib.h>
+#include <stdlib.h>
+
+#include "lua_json.h"
+#include "stock.h"
+#include "token.h"
+#include "unit.h"
+
+TEST(restock_rule_is_strictly_greater) {
+  CHECK(!stock_restocked(0, 0));
+  CHECK(stock_restocked(1, 0));
+  CHECK(!stock_restocked(5, 5));
+  CHECK(stock_restocked(6, 5));
+  CHECK(!stock_restocked(-2, 0));
+}
+
+TEST(notify_limit_rounds_up_and_defaults_to_all) {
+  CHECK(stock_notify_limit(10, 0) == LLONG_MAX);
+  CHECK(stock_notify_limit(2, 0.5) == 1);
+  CHECK(stock_notify_limit(3, 0.5) == 2);
+  CHECK(stock_notify_limit(30, 0.1) == 3); /* not 4: binary rounding */
+  CHECK(stock_notify_limit(10, 0.3) == 3);
+  CHECK(stock_notify_limit(1, 0.01) == 1);
+  CHECK(stock_notify_limit(4, 2) == 8);
+  CHECK(stock_notify_limit(0, 2) == 0);
+  CHECK(stock_notify_limit(-5, 2) == 0);
+}
+
+static const unsigned char key[TOKEN_KEY_LEN] = "0123456789abcdef0123456789abcde";
+
+TEST(token_round_trip) {
+  char *t = token_make(key, "variant_1", "", "jane@example.com");
+  char *v = NULL, *c = NULL, *e = NULL;
+  CHECK(token_parse(key, t, &v, &c, &e) == 0);
+  CHECK_STR(v, "variant_1");
+  CHECK_STR(c, "");
+  CHECK_STR(e, "jane@example.com");
+  free(v), free(c), free(e);
+  free(t);
+}
+
+TEST(token_refuses_forgery) {
+  char *t = token_make(key, "v", "sc_1", "jane@example.com");
+  char *v = NULL, *c = NULL, *e = NULL;
+  /* Another key. */
+  unsigned char other[TOKEN_KEY_LEN];
+  memcpy(other, key, sizeof other);
+  other[0] ^= 1;
+  CHECK(token_parse(other, t, &v, &c, &e) == -1);
+  /* A flipped character in the payload or in the MAC. */
+  t[1] = t[1] == 'A' ? 'B' : 'A';
+  CHECK(token_parse(key, t, &v, &c, &e) == -1);
+  t[1] = 'd';
+  size_t len = strlen(t);
+  t[len - 2] = t[len - 2] == 'A' ? 'B' : 'A';
+  CHECK(token_parse(key, t, &v, &c, &e) == -1);
+  /* Another subscription's payload with this MAC. */
+  char *u = token_make(key, "v", "sc_1", "john@example.com");
+  char forged[512];
+  snprintf(forged, sizeof forged, "%.*s%s", (int)(strchr(u, '.') - u), u,
+           strchr(t, '.'));
+  CHECK(token_parse(key, forged, &v, &c, &e) == -1);
+  CHECK(token_parse(key, "", &v, &c, &e) == -1);
+  CHECK(token_parse(key, "abc", &v, &c, &e) == -1);
+  CHECK(token_parse(key, "a.b", &v, &c, &e) == -1);
+  CHECK(token_parse(key, "!!!.???", &v, &c, &e) == -1);
+  CHECK(v == NULL && c == NULL && e == NULL);
+  free(t);
+  free(u);
+}
+
+TEST(token_key_depends_on_secret) {
+  unsigned char a[TOKEN_KEY_LEN], b[TOKEN_KEY_LEN];
+  token_key("one", a);
+  token_key("two", b);
+  CHECK(memcmp(a, b, TOKEN_KEY_LEN) != 0);
+}
+
+/* Runs `chunk`, converts its result to JSON and back as text. */
+static char *lua_to_json_text(const char *chunk, char *err, size_t errlen) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  lua_pushlightuserdata(L, NULL);
+  lua_setglobal(L, "null");
+  if (luaL_dostring(L, chunk) != LUA_OK) {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_close(L);
+    return NULL;
+  }
+  json_t *j = lua_json_to(L, -1, err, errlen);
+  lua_close(L);
+  if (!j) return NULL;
+  char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+  json_decref(j);
+  return text;
+}
+
+TEST(lua_json_encodes_tables) {
+  char err[128];
+  char *s = lua_to_json_text("return {1, 2, 'x', true}", err, sizeof err);
+  CHECK_STR(s, "[1,2,\"x\",true]");
+  free(s);
+  s = lua_to_json_text("return {a = 1.5, b = {c = null}, [3] = 'n'}", err,
+                       sizeof err);
+  CHECK_STR(s, "{\"3\":\"n\",\"a\":1.5,\"b\":{\"c\":null}}");
+  free(s);
+  s = lua_to_json_text("return {}", err, sizeof err);
+  CHECK_STR(s, "{}");
+  free(s);
+  s = lua_to_json_text("return {[1] = 'a', [3] = 'c'}", err, sizeof err);
+  CHECK_STR(s, "{\"1\":\"a\",\"3\":\"c\"}"); /* sparse: an object */
+  free(s);
+}
+
+TEST(lua_json_refuses_what_json_cannot_hold) {
+  char err[128] = "";
+  CHECK(lua_to_json_text("return {f = print}", err, sizeof err) == NULL);
+  CHECK(strstr(err, "function") != NULL);
+  CHECK(lua_to_json_text("return 0/0", err, sizeof err) == NULL);
+  CHECK(lua_to_json_text("local t = {} t.t = t return t", err, sizeof err) ==
+        NULL);
+  CHECK(lua_to_json_text("return '\\xff'", err, sizeof err) == NULL);
+}
+
+TEST(lua_json_decodes_into_lua) {
+  lua_State *L = luaL_newstate();
+  json_t *j = json_loads("{\"emails\":[\"a@b.co\",\"c@d.co\"],\"n\":3,"
+                         "\"x\":null}", 0, NULL);
+  CHECK(lua_json_push(L, j) == 0);
+  lua_getfield(L, -1, "emails");
+  CHECK(lua_rawlen(L, -1) == 2);
+  lua_rawgeti(L, -1, 2);
+  CHECK_STR(lua_tostring(L, -1), "c@d.co");
+  lua_pop(L, 2);
+  lua_getfield(L, -1, "n");
+  CHECK(lua_isinteger(L, -1) && lua_tointeger(L, -1) == 3);
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "x");
+  CHECK(lua_islightuserdata(L, -1) && lua_touserdata(L, -1) == NULL);
+  lua_pop(L, 2);
+  json_decref(j);
+  /* Too deep: refused without pushing anything. */
+  json_t *deep = json_array();
+  for (int i = 0; i < 100; i++) {
+    json_t *outer = json_array();
+    json_array_append_new(outer, deep);
+    deep = outer;
+  }
+  int top = lua_gettop(L);
+  CHECK(lua_json_push(L, deep) == -1);
+  CHECK(lua_gettop(L) == top);
+  json_decref(deep);
+  lua_close(L);
+}

@@ -1,0 +1,176 @@
+/* The Lua host driven by a real libuv loop, counting callbacks. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "lua_host.h"
+#include "unit.h"
+
+typedef struct {
+  int calls;
+  bool ok;
+  char err[512];
+} Outcome;
+
+static void on_done(void *arg, bool ok, const char *err) {
+  Outcome *o = arg;
+  o->calls++;
+  o->ok = ok;
+  snprintf(o->err, sizeof o->err, "%s", err ? err : "");
+}
+
+/* Loads `source` as plugin.lua with a handler run on `loop`. */
+static LuaHost *load(uv_loop_t *loop, const char *source) {
+  char path[] = "/tmp/restockd-unit-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return NULL;
+  if (write(fd, source, strlen(source)) < 0) {
+    close(fd);
+    return NULL;
+  }
+  close(fd);
+  LuaHost *h = NULL;
+  char *err = NULL;
+  /* No App: restock.emit and restock.variants raise, which these tests do
+   * not use. */
+  if (lua_host_load(path, NULL, loop, &h, &err)) {
+    printf("    load failed: %s\n", err);
+    free(err);
+  }
+  unlink(path);
+  return h;
+}
+
+static const char *plugin =
+    "local restock = require 'restock'\n"
+    "restock.options { handler_timeout = 100 }\n"
+    "restock.subscribe('ok', function(d) assert(d.n == 2) end, {name = 'a'})\n"
+    "restock.subscribe('ok', function(d) return nil, 'said no' end)\n"
+    "restock.subscribe('sleepy', function(d)\n"
+    "  local t = os.clock(); restock.sleep(20); restock.sleep(0)\n"
+    "end, {name = 's', max_attempts = 9})\n"
+    "restock.subscribe('spin', function()\n"
+    "  while true do pcall(function() while true do end end) end\n"
+    "end, {name = 'x'})\n"
+    "restock.subscribe('slow', function() restock.sleep(10000) end,"
+    " {name = 'z'})\n"
+    "restock.subscribe('bad', function() error({}) end, {name = 'b'})\n";
+
+TEST(lua_host_lists_handlers_with_defaults) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  LuaHost *h = load(&loop, plugin);
+  CHECK(h != NULL);
+  if (!h) return;
+  LuaHandlerInfo info[4];
+  CHECK(lua_host_handlers(h, "ok", info, 4) == 2);
+  CHECK_STR(info[0].name, "a");
+  CHECK_STR(info[1].name, "ok#2");
+  CHECK(info[1].max_attempts == 5);
+  CHECK(lua_host_handlers(h, "sleepy", info, 4) == 1);
+  CHECK(info[0].max_attempts == 9);
+  CHECK(lua_host_handlers(h, "none", info, 4) == 0);
+  CHECK(lua_host_options(h)->handler_timeout == 100);
+  lua_host_release(h);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST(lua_host_runs_handlers_once_each) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  LuaHost *h = load(&loop, plugin);
+  if (!h) return;
+  Outcome a = {0}, b = {0}, s = {0}, bad = {0};
+  CHECK(lua_host_run(h, "ok", "a", "{\"n\":2}", 1000, on_done, &a) == 0);
+  CHECK(lua_host_run(h, "ok", "ok#2", "{}", 1000, on_done, &b) == 0);
+  CHECK(lua_host_run(h, "sleepy", "s", "{}", 1000, on_done, &s) == 0);
+  CHECK(lua_host_run(h, "bad", "b", "{}", 1000, on_done, &bad) == 0);
+  CHECK(lua_host_run(h, "ok", "nope", "{}", 1000, on_done, &a) ==
+        LUA_HOST_NO_HANDLER);
+  CHECK(lua_host_run(h, "ok", "a", "not json", 1000, on_done, &a) == -1);
+  CHECK(s.calls == 0); /* suspended in restock.sleep */
+  CHECK(lua_host_running(h) > 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(a.calls == 1 && a.ok);
+  CHECK(b.calls == 1 && !b.ok);
+  CHECK_STR(b.err, "said no");
+  CHECK(s.calls == 1 && s.ok);
+  CHECK(bad.calls == 1 && !bad.ok);
+  CHECK(strstr(bad.err, "not a string") != NULL);
+  CHECK(lua_host_running(h) == 0);
+  lua_host_release(h);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST(lua_host_stops_runaway_and_waiting_handlers) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  LuaHost *h = load(&loop, plugin);
+  if (!h) return;
+  Outcome spin = {0}, slow = {0};
+  uint64_t start = uv_hrtime();
+  CHECK(lua_host_run(h, "spin", "x", "{}", 50, on_done, &spin) == 0);
+  CHECK(lua_host_run(h, "slow", "z", "{}", 50, on_done, &slow) == 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uint64_t ms = (uv_hrtime() - start) / 1000000;
+  CHECK(spin.calls == 1 && !spin.ok);
+  CHECK(strstr(spin.err, "timed out after 50 ms") != NULL);
+  CHECK(slow.calls == 1 && !slow.ok);
+  CHECK(strstr(slow.err, "timed out") != NULL);
+  CHECK(ms < 5000); /* the 10 s sleep was cancelled */
+  lua_host_release(h);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST(lua_host_release_waits_for_running_handlers) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  LuaHost *h = load(&loop, plugin);
+  if (!h) return;
+  Outcome s = {0};
+  CHECK(lua_host_run(h, "sleepy", "s", "{}", 1000, on_done, &s) == 0);
+  lua_host_release(h); /* as a reload does: the handler finishes first */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(s.calls == 1 && s.ok);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST(lua_host_abort_all_cancels_waits) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  LuaHost *h = load(&loop, plugin);
+  if (!h) return;
+  Outcome slow = {0};
+  CHECK(lua_host_run(h, "slow", "z", "{}", 60000, on_done, &slow) == 0);
+  lua_host_abort_all("shutting down");
+  CHECK(slow.calls == 1 && !slow.ok);
+  CHECK_STR(slow.err, "shutting down");
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(slow.calls == 1);
+  lua_host_release(h);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST(lua_host_load_reports_bad_options_and_syntax) {
+  const char *bad[] = {
+      "require('restock').options { nope = 1 }",
+      "require('restock').options { trigger_delay = -1 }",
+      "require('restock').options { batch_size = 'x' }",
+      "this is not lua",
+      "require('restock').subscribe('e', function() end, {name='a'})\n"
+      "require('restock').subscribe('e', function() end, {name='a'})",
+  };
+  const char *want[] = {"nope", "trigger_delay", "batch_size", "syntax",
+                        "already subscribed"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    char path[] = "/tmp/restockd-unit-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(write(fd, bad[i], strlen(bad[i])) > 0);
+    close(fd);
+    LuaHost *h = NULL;
+    char *err = NULL;
+    CHECK(lua_host_load(path, NULL, NULL, &h, &err) == -1);
+    CHECK(err && strstr(err, want[i]) != NULL);
+    free(err);
+    unlink(path);
+  }
+}
