@@ -12,7 +12,7 @@ PKGS := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev \
 
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
-PKG_LIBS   := lua5.4 libuv sqlite3 jansson libcrypto
+PKG_LIBS   := lua5.4 libuv sqlite3 jansson libcrypto libcurl
 
 # Recursively expanded so that pkg-config runs after `deps` has installed it.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_LIBS))

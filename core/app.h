@@ -7,6 +7,7 @@
 
 #include "engine.h"
 #include "http.h"
+#include "http_client.h"
 #include "lua_host.h"
 #include "outbox.h"
 #include "store.h"
@@ -19,6 +20,7 @@ typedef struct App {
   HttpServer *http;
   Engine *engine;
   Outbox *outbox;
+  HttpClient *http_client; /* restock.http.request */
   unsigned char token_key[TOKEN_KEY_LEN]; /* unsubscribe tokens */
   const char *config_path;
   /* SHA-256 of RESTOCK_ADMIN_TOKEN; admin routes answer 401 without it. */

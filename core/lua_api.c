@@ -6,7 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "app.h"
+#include "http_client.h"
 #include "log.h"
 #include "lua_host.h"
 #include "lua_json.h"
@@ -328,6 +332,169 @@ static int l_sleep(lua_State *L) {
   return lua_yield(L, 0);
 }
 
+/* ---- restock.http ------------------------------------------------------- */
+
+/* Most request headers a handler may set. */
+#define MAX_REQUEST_HEADERS 100
+
+typedef struct {
+  LuaTask *task;
+  HttpClientRequest *req;
+} HttpWait;
+
+static void http_cancel(void *ctx) {
+  HttpWait *w = ctx;
+  http_client_cancel(w->req);
+  free(w);
+}
+
+/* Resumes the handler with {status=, headers=, body=}, or nil and the
+ * error. */
+static void http_done(void *arg, const HttpClientResponse *res,
+                      const char *err) {
+  HttpWait *w = arg;
+  LuaTask *t = w->task;
+  free(w);
+  lua_State *co = lua_task_thread(t);
+  luaL_checkstack(co, 6, NULL);
+  if (!res) {
+    lua_pushnil(co);
+    lua_pushstring(co, err);
+    lua_task_resume(t, 2);
+    return;
+  }
+  lua_createtable(co, 0, 3); /* [res] */
+  lua_pushinteger(co, res->status);
+  lua_setfield(co, -2, "status");
+  lua_createtable(co, 0, (int)res->nheaders); /* [res, headers] */
+  for (size_t i = 0; i < res->nheaders; i++) {
+    /* A repeated header's values are joined with ", ", as RFC 9110 allows
+     * for all but Set-Cookie. */
+    if (lua_getfield(co, -1, res->header_names[i]) == LUA_TSTRING) {
+      lua_pushstring(co, ", ");
+      lua_pushstring(co, res->header_values[i]);
+      lua_concat(co, 3);
+    } else {
+      lua_pop(co, 1);
+      lua_pushstring(co, res->header_values[i]);
+    }
+    lua_setfield(co, -2, res->header_names[i]);
+  }
+  lua_setfield(co, -2, "headers");
+  lua_pushlstring(co, res->body, res->body_len);
+  lua_setfield(co, -2, "body");
+  lua_task_resume(t, 1);
+}
+
+/* True when `s` may go in a header line: no CR, LF or NUL. */
+static bool header_safe(const char *s, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return false;
+  return true;
+}
+
+/* restock.http.request{method=, url=, headers=, body=, timeout=}: suspends
+ * the handler until the answer; {status=, headers=, body=} or nil, err. */
+static int l_http_request(lua_State *L) {
+  LuaTask *t = lua_task_current(L);
+  if (!t)
+    return luaL_error(L,
+                      "restock.http.request can only be called by an event "
+                      "handler (not at load time, nor inside a coroutine of "
+                      "its own)");
+  struct App *app = lua_host_app(host_of(L));
+  luaL_checktype(L, 1, LUA_TTABLE);
+  HttpClientOptions o;
+  memset(&o, 0, sizeof o);
+  if (lua_getfield(L, 1, "url") != LUA_TSTRING)
+    return luaL_argerror(L, 1, "url (a string) is required");
+  o.url = lua_tostring(L, -1);
+  if (lua_getfield(L, 1, "body") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return luaL_argerror(L, 1, "body must be a string");
+    o.body = lua_tolstring(L, -1, &o.body_len);
+  }
+  if (lua_getfield(L, 1, "method") != LUA_TNIL) {
+    size_t len = 0;
+    const char *m = lua_tolstring(L, -1, &len);
+    if (lua_type(L, -1) != LUA_TSTRING || len == 0 || len > 16 ||
+        strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != len)
+      return luaL_argerror(L, 1, "method must be an upper-case HTTP method");
+    o.method = m;
+  } else {
+    o.method = o.body ? "POST" : "GET";
+  }
+  if (lua_getfield(L, 1, "timeout") != LUA_TNIL) {
+    int isint = 0;
+    lua_Integer ms = lua_tointegerx(L, -1, &isint);
+    if (!isint || ms <= 0)
+      return luaL_argerror(L, 1, "timeout must be a positive integer (ms)");
+    o.timeout_ms = (long)(ms < HTTP_CLIENT_MAX_TIMEOUT_MS
+                              ? ms
+                              : HTTP_CLIENT_MAX_TIMEOUT_MS);
+  }
+  char *lines[MAX_REQUEST_HEADERS];
+  size_t n = 0;
+  if (lua_getfield(L, 1, "headers") != LUA_TNIL) { /* [.., headers] */
+    if (!lua_istable(L, -1))
+      return luaL_argerror(L, 1, "headers must be a table of name = value");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      size_t nl = 0, vl = 0;
+      const char *name = lua_type(L, -2) == LUA_TSTRING
+                             ? lua_tolstring(L, -2, &nl)
+                             : NULL;
+      const char *value = lua_type(L, -1) == LUA_TSTRING ||
+                                  lua_type(L, -1) == LUA_TNUMBER
+                              ? lua_tolstring(L, -1, &vl)
+                              : NULL;
+      if (!name || !value || nl == 0 || !header_safe(name, nl) ||
+          !header_safe(value, vl) || memchr(name, ':', nl) ||
+          n == MAX_REQUEST_HEADERS) {
+        for (size_t i = 0; i < n; i++) free(lines[i]);
+        return luaL_argerror(L, 1,
+                             "headers must map names to string values, "
+                             "without line breaks, at most 100");
+      }
+      lines[n++] = xasprintf("%s: %s", name, value);
+      lua_pop(L, 1);
+    }
+  }
+  o.headers = (const char *const *)lines;
+  o.nheaders = n;
+  HttpWait *w = xcalloc(1, sizeof *w);
+  w->task = t;
+  char err[256];
+  w->req = http_client_request(app->http_client, &o, http_done, w, err,
+                               sizeof err);
+  for (size_t i = 0; i < n; i++) free(lines[i]);
+  if (!w->req) {
+    free(w);
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_task_wait(t, http_cancel, w);
+  return lua_yield(L, 0);
+}
+
+/* ---- restock.crypto ----------------------------------------------------- */
+
+/* restock.crypto.hmac_sha256(key, message): the MAC as lower-case hex. */
+static int l_hmac_sha256(lua_State *L) {
+  size_t klen, mlen;
+  const char *key = luaL_checklstring(L, 1, &klen);
+  const char *msg = luaL_checklstring(L, 2, &mlen);
+  unsigned char mac[32];
+  unsigned int maclen = sizeof mac;
+  HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, mlen, mac,
+       &maclen);
+  char hex[65];
+  for (unsigned i = 0; i < maclen; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+  lua_pushlstring(L, hex, 2 * maclen);
+  return 1;
+}
+
 /* ---- the module --------------------------------------------------------- */
 
 int lua_api_open(lua_State *L) {
@@ -338,6 +505,9 @@ int lua_api_open(lua_State *L) {
                                  {NULL, NULL}};
   static const luaL_Reg variants[] = {{"retrieve", l_variant_retrieve},
                                       {NULL, NULL}};
+  static const luaL_Reg http[] = {{"request", l_http_request}, {NULL, NULL}};
+  static const luaL_Reg crypto[] = {{"hmac_sha256", l_hmac_sha256},
+                                    {NULL, NULL}};
   static const luaL_Reg json[] = {
       {"encode", l_json_encode}, {"decode", l_json_decode}, {NULL, NULL}};
   static const luaL_Reg log_fns[] = {{"info", l_log_info},
@@ -347,6 +517,10 @@ int lua_api_open(lua_State *L) {
   luaL_newlib(L, top); /* [restock] */
   luaL_newlib(L, variants);
   lua_setfield(L, -2, "variants");
+  luaL_newlib(L, http);
+  lua_setfield(L, -2, "http");
+  luaL_newlib(L, crypto);
+  lua_setfield(L, -2, "crypto");
   luaL_newlib(L, json); /* [restock, json] */
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");

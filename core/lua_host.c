@@ -215,7 +215,7 @@ static void on_task_closed(uv_handle_t *handle) {
 }
 
 /* Ends a task once: cancels its wait, reports, and frees it. */
-static void task_finish(LuaTask *t, bool ok, const char *err) {
+static void task_finish(LuaTask *t, bool ok, bool retry, const char *err) {
   if (t->finished) return;
   t->finished = true;
   if (t->waiting && t->cancel) t->cancel(t->cancel_ctx);
@@ -229,7 +229,7 @@ static void task_finish(LuaTask *t, bool ok, const char *err) {
     all_tasks = t->next;
   if (t->next) t->next->prev = t->prev;
   luaL_unref(h->L, LUA_REGISTRYINDEX, t->co_ref);
-  t->done(t->arg, ok, err);
+  t->done(t->arg, ok, retry, err);
   uv_close((uv_handle_t *)&t->deadline, on_task_closed);
   uv_close((uv_handle_t *)&t->slice, on_task_closed);
 }
@@ -263,22 +263,29 @@ static void task_step(LuaTask *t, int nargs) {
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
     if (!t->waiting)
-      task_finish(t, false,
+      task_finish(t, false, true,
                   "the handler yielded outside restock.sleep or "
                   "restock.http.request");
     return;
   }
   if (st == LUA_OK) {
-    /* `return nil, err` fails the delivery; anything else succeeds. */
+    /* `return nil, err` fails the delivery (`nil, err, {retry = false}`
+     * for good); anything else succeeds. */
     if (nres >= 2 && lua_isnil(t->co, -nres)) {
       const char *why = lua_tostring(t->co, -nres + 1);
       char *msg = xasprintf("%s", why ? why : "the handler returned nil");
+      bool retry = true;
+      if (nres >= 3 && lua_istable(t->co, -nres + 2)) {
+        lua_getfield(t->co, -nres + 2, "retry");
+        retry = !(lua_isboolean(t->co, -1) && !lua_toboolean(t->co, -1));
+        lua_pop(t->co, 1);
+      }
       lua_pop(t->co, nres);
-      task_finish(t, false, msg);
+      task_finish(t, false, retry, msg);
       free(msg);
     } else {
       lua_pop(t->co, nres);
-      task_finish(t, true, NULL);
+      task_finish(t, true, true, NULL);
     }
     return;
   }
@@ -292,7 +299,7 @@ static void task_step(LuaTask *t, int nargs) {
     msg = xstrdup(lua_tostring(L, -1));
     lua_pop(L, 1);
   }
-  task_finish(t, false, msg);
+  task_finish(t, false, true, msg);
   free(msg);
 }
 
@@ -309,7 +316,7 @@ static void on_deadline(uv_timer_t *timer) {
   char msg[64];
   snprintf(msg, sizeof msg, "timed out after %llu ms",
            (unsigned long long)t->timeout_ms);
-  task_finish(t, false, msg);
+  task_finish(t, false, true, msg);
 }
 
 int lua_host_run(LuaHost *h, const char *event, const char *handler,
@@ -370,7 +377,7 @@ int lua_host_run(LuaHost *h, const char *event, const char *handler,
 }
 
 void lua_host_abort_all(const char *why) {
-  while (all_tasks) task_finish(all_tasks, false, why);
+  while (all_tasks) task_finish(all_tasks, false, true, why);
 }
 
 LuaTask *lua_task_current(lua_State *L) {

@@ -62,8 +62,10 @@ typedef struct {
 size_t lua_host_handlers(LuaHost *h, const char *event, LuaHandlerInfo *out,
                          size_t max);
 
-/* Called once when a handler run ends: `ok`, or not with `err` saying why. */
-typedef void (*LuaTaskDone)(void *arg, bool ok, const char *err);
+/* Called once when a handler run ends: `ok`, or not with `err` saying why.
+ * `retry` is false when the handler said not to retry: it returned
+ * `nil, err, {retry = false}`. */
+typedef void (*LuaTaskDone)(void *arg, bool ok, bool retry, const char *err);
 
 enum { LUA_HOST_NO_HANDLER = -2 };
 

@@ -49,6 +49,8 @@ static const char usage[] =
     "                           once and kept in the database)\n"
     "  RESTOCK_IDLE_TIMEOUT     ms before an idle connection is closed (60000)\n"
     "  RESTOCK_MAX_CONNECTIONS  open connections before 503 (1024)\n"
+    "  RESTOCK_CA_FILE          CA bundle for restock.http.request (default:\n"
+    "                           the system's)\n"
     "\n"
     "Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.\n"
     "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads plugin.lua.\n";
@@ -204,8 +206,10 @@ static void maybe_stopped(Server *srv) {
   uv_close((uv_handle_t *)&srv->grace, NULL);
   engine_close(srv->app.engine);
   outbox_close(srv->app.outbox);
+  http_client_close(srv->app.http_client);
   srv->app.engine = NULL;
   srv->app.outbox = NULL;
+  srv->app.http_client = NULL;
 }
 
 static void on_http_stopped(void *arg) {
@@ -332,6 +336,12 @@ static int cmd_start(const Settings *s) {
   app->loop = &loop;
   app->engine = engine_new(app, &loop);
   app->outbox = outbox_new(app, &loop);
+  app->http_client = http_client_new(&loop, getenv("RESTOCK_CA_FILE"));
+  if (!app->http_client) {
+    fprintf(stderr, "restockd: cannot initialize libcurl\n");
+    rc = EXIT_RUNTIME;
+    goto out;
+  }
   if (lua_host_load(s->config, app, &loop, &app->lua, &err)) {
     fprintf(stderr, "restockd: cannot load %s: %s\n", s->config, err);
     free(err);
@@ -374,12 +384,14 @@ out:
   lua_host_abort_all("aborted: the server is stopping");
   engine_close(app->engine);
   outbox_close(app->outbox);
+  http_client_close(app->http_client);
   uv_walk(&loop, close_handle, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&loop) != 0) log_error("shutdown: the loop did not close");
   if (app->http) http_server_free(app->http);
   lua_host_release(app->lua);
   store_close(app->store);
+  http_client_global_cleanup();
   return rc;
 }
 

@@ -123,7 +123,7 @@ static long long backoff_ms(long long attempts) {
 }
 
 /* Records the outcome of one run in a transaction of its own. */
-static void record(Outbox *o, Run *r, bool ok, const char *err) {
+static void record(Outbox *o, Run *r, bool ok, bool retry, const char *err) {
   Store *s = o->app->store;
   long long now = store_now_ms();
   long long attempts = r->attempts + 1;
@@ -135,10 +135,11 @@ static void record(Outbox *o, Run *r, bool ok, const char *err) {
     attempts = r->attempts;
     status = "pending";
     err = NULL;
-  } else if (!ok && attempts >= r->max_attempts) {
+  } else if (!ok && (attempts >= r->max_attempts || !retry)) {
     status = "dead";
-    log_error("delivery of %s #%lld to %s is dead after %lld attempts: %s",
-              r->event, r->event_id, r->handler, attempts, err);
+    log_error("delivery of %s #%lld to %s is dead after %lld attempts%s: %s",
+              r->event, r->event_id, r->handler, attempts,
+              retry ? "" : " (the handler asked not to retry)", err);
   } else if (!ok) {
     status = "pending";
     next_at = now + backoff_ms(attempts);
@@ -159,10 +160,10 @@ static void record(Outbox *o, Run *r, bool ok, const char *err) {
   }
 }
 
-static void on_done(void *arg, bool ok, const char *err) {
+static void on_done(void *arg, bool ok, bool retry, const char *err) {
   Run *r = arg;
   Outbox *o = r->outbox;
-  record(o, r, ok, err);
+  record(o, r, ok, retry, err);
   free(r->event);
   free(r->handler);
   free(r);
@@ -218,10 +219,10 @@ static void on_timer(uv_timer_t *t) {
     rc = lua_host_run(app->lua, r->event, r->handler, d->data,
                       (uint64_t)timeout, on_done, r);
     if (rc == LUA_HOST_NO_HANDLER)
-      on_done(r, false, "no handler of that name is subscribed to the event "
+      on_done(r, false, true, "no handler of that name is subscribed to the event "
                         "(was plugin.lua changed?)");
     else if (rc)
-      on_done(r, false, "the event's data is not valid JSON");
+      on_done(r, false, false, "the event's data is not valid JSON");
   }
   for (size_t i = 0; i < n; i++) due_delivery_clear(&due[i]);
   free(due);
