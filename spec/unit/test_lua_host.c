@@ -11,7 +11,7 @@ typedef struct {
   char err[512];
 } Outcome;
 
-static void on_done(void *arg, bool ok, const char *err) {
+static void on_done(void *arg, bool ok, bool retry, const char *err) {
   Outcome *o = arg;
   o->calls++;
   o->ok = ok;
