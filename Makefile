@@ -21,7 +21,10 @@ PKG_LDLIBS = $(shell pkg-config --libs $(PKG_LIBS)) -lm
 VERSION  := 0.1.0
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla \
             -Wformat=2 -Wno-unused-parameter
-CSTD     := -std=c11 -D_GNU_SOURCE -DRESTOCKD_VERSION='"$(VERSION)"'
+# Where `require` finds the shipped Lua scripts (sendgrid, webhook).
+SCRIPTS_DIR ?= $(CURDIR)/scripts
+CSTD     := -std=c11 -D_GNU_SOURCE -DRESTOCKD_VERSION='"$(VERSION)"' \
+            -DRESTOCKD_SCRIPTS_DIR='"$(SCRIPTS_DIR)"'
 OPT      ?= -O2 -g
 SAN      := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined

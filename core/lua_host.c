@@ -112,6 +112,25 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
+/* Makes `require` look in the plugin's own directory, then in the shipped
+ * scripts (RESTOCK_SCRIPTS, or where the build or install put them), then
+ * where Lua looks by default. */
+static void set_package_path(lua_State *L, const char *plugin) {
+  const char *slash = strrchr(plugin, '/');
+  const char *scripts = getenv("RESTOCK_SCRIPTS");
+  if (!scripts || !*scripts) scripts = RESTOCKD_SCRIPTS_DIR;
+  lua_getglobal(L, "package"); /* [package] */
+  if (slash)
+    lua_pushlstring(L, plugin, (size_t)(slash - plugin));
+  else
+    lua_pushliteral(L, ".");   /* [package, dir] */
+  lua_getfield(L, -2, "path"); /* [package, dir, path] */
+  lua_pushfstring(L, "%s/?.lua;%s/?.lua;%s", lua_tostring(L, -2), scripts,
+                  lua_tostring(L, -1)); /* [package, dir, path, new] */
+  lua_setfield(L, -4, "path");          /* [package, dir, path] */
+  lua_pop(L, 3);
+}
+
 int lua_host_load(const char *path, struct App *app, uv_loop_t *loop,
                   LuaHost **out, char **err) {
   LuaHost *h = xcalloc(1, sizeof *h);
@@ -128,6 +147,7 @@ int lua_host_load(const char *path, struct App *app, uv_loop_t *loop,
   /* Every thread copies the main thread's extra space: the host pointer. */
   *(LuaHost **)lua_getextraspace(L) = h;
   luaL_openlibs(L);
+  set_package_path(L, path);
   lua_newtable(L);
   h->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE); /* [preload] */
