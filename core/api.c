@@ -26,6 +26,11 @@ static const Route routes[] = {
      api_admin_product_variant_post},
     {"GET", "/admin/restock-notifications", api_admin_notifications_get},
     {"DELETE", "/admin/restock-notifications", api_admin_notifications_delete},
+    {"POST", "/admin/stock-locations", api_admin_locations_post},
+    {"POST", "/admin/sales-channels", api_admin_channels_post},
+    {"POST", "/admin/inventory-levels", api_admin_levels_post},
+    {"POST", "/admin/publishable-api-keys", api_admin_keys_post},
+    {"POST", "/admin/inventory/batch", api_admin_batch_post},
     {"GET", "/admin/events", api_admin_events_get},
     {"POST", "/admin/events/{id}/retry", api_admin_event_retry},
 };

@@ -36,4 +36,11 @@ void api_admin_notifications_delete(HttpRequest *req, void *app);
 void api_admin_events_get(HttpRequest *req, void *app);
 void api_admin_event_retry(HttpRequest *req, void *app);
 
+/* Routes of api_stock.c. */
+void api_admin_locations_post(HttpRequest *req, void *app);
+void api_admin_channels_post(HttpRequest *req, void *app);
+void api_admin_keys_post(HttpRequest *req, void *app);
+void api_admin_levels_post(HttpRequest *req, void *app);
+void api_admin_batch_post(HttpRequest *req, void *app);
+
 #endif

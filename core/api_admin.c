@@ -169,6 +169,15 @@ static int upsert_one(App *app, const char *id, const char *product_id,
     free(out->product_id);
     out->product_id = xstrdup(product_id);
   }
+  if (out->has_levels && json_is_object(obj) &&
+      json_object_get(obj, "inventory_quantity")) {
+    snprintf(err, errlen,
+             "variant %.100s has inventory levels: its inventory_quantity is "
+             "their sum; update the levels instead",
+             out->id);
+    rc = -1;
+    goto out;
+  }
   if (variant_apply(out, obj, err, errlen)) {
     rc = -1;
     goto out;

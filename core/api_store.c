@@ -5,6 +5,7 @@
 
 #include "api.h"
 #include "email.h"
+#include "engine.h"
 #include "outbox.h"
 #include "stock.h"
 #include "token.h"
@@ -112,6 +113,69 @@ void api_unsubscribe(HttpRequest *req, void *data) {
   json_decref(body);
 }
 
+/* Works out the subscription's sales channel from the body and the
+ * publishable key header, as Medusa does: a key with one channel gives it; a
+ * key with several needs the body's channel to be one of them; a channel
+ * must exist. Sets *channel (NULL: unscoped; it may point into *keep, which
+ * the caller releases). On failure responds 400 or 500 and returns -1. */
+static int resolve_channel(HttpRequest *req, App *app, SubscribeBody *body,
+                           json_t **keep, const char **channel) {
+  const char *key = http_header(req, "x-publishable-api-key");
+  const char *wanted = body->sales_channel_id;
+  if (key) {
+    int rc = store_key_channels(app->store, key, keep);
+    if (rc == STORE_NOT_FOUND) {
+      http_respond_error(req, 400, "invalid_data",
+                         "Publishable API key %s was not found", key);
+      return -1;
+    }
+    if (rc) {
+      api_store_failed(req);
+      return -1;
+    }
+    size_t n = json_array_size(*keep);
+    if (!wanted) {
+      if (n == 1) {
+        *channel = json_string_value(json_array_get(*keep, 0));
+        return 0;
+      }
+      http_respond_error(req, 400, "invalid_data",
+                         n ? "sales_channel_id is required: publishable API "
+                             "key %s covers several sales channels"
+                           : "Publishable API key %s has no sales channel",
+                         key);
+      return -1;
+    }
+    size_t i;
+    json_t *c;
+    json_array_foreach(*keep, i, c) {
+      if (strcmp(json_string_value(c), wanted) == 0) {
+        *channel = wanted;
+        return 0;
+      }
+    }
+    http_respond_error(req, 400, "invalid_data",
+                       "Sales channel %s is not covered by publishable API "
+                       "key %s",
+                       wanted, key);
+    return -1;
+  }
+  if (!wanted) return 0;
+  bool exists = false;
+  if (!api_valid_id(wanted) ||
+      (store_channel_exists(app->store, wanted, &exists) == 0 && !exists)) {
+    http_respond_error(req, 400, "invalid_data",
+                       "Sales channel with id: %s was not found", wanted);
+    return -1;
+  }
+  if (!exists) {
+    api_store_failed(req);
+    return -1;
+  }
+  *channel = wanted;
+  return 0;
+}
+
 /* POST /restock-notifications/variants/{variant_id} */
 void api_subscribe(HttpRequest *req, void *data) {
   App *app = data;
@@ -122,6 +186,8 @@ void api_subscribe(HttpRequest *req, void *data) {
   memset(&v, 0, sizeof v);
   char email[EMAIL_MAX + 1];
   const char *why = NULL;
+  json_t *key_channels = NULL;
+  const char *channel = NULL;
 
   if (read_body(req, &body)) goto out;
   if (!body.email) {
@@ -132,20 +198,7 @@ void api_subscribe(HttpRequest *req, void *data) {
     http_respond_error(req, 400, "invalid_data", "Invalid email: %s", why);
     goto out;
   }
-  /* No sales channel or publishable key exists until multi-warehouse stock
-   * lands, so naming one is naming an unknown one. */
-  const char *key = http_header(req, "x-publishable-api-key");
-  if (key) {
-    http_respond_error(req, 400, "invalid_data",
-                       "Publishable API key %s was not found", key);
-    goto out;
-  }
-  if (body.sales_channel_id) {
-    http_respond_error(req, 400, "invalid_data",
-                       "Sales channel with id: %s was not found",
-                       body.sales_channel_id);
-    goto out;
-  }
+  if (resolve_channel(req, app, &body, &key_channels, &channel)) goto out;
 
   int rc = store_variant_get(app->store, variant_id, &v);
   if (rc == STORE_NOT_FOUND) {
@@ -157,7 +210,12 @@ void api_subscribe(HttpRequest *req, void *data) {
     api_store_failed(req);
     goto out;
   }
-  if (stock_in_stock(&v, stock_quantity(&v))) {
+  long long quantity = 0;
+  if (engine_scope_quantity(app, &v, channel, &quantity)) {
+    api_store_failed(req);
+    goto out;
+  }
+  if (stock_in_stock(&v, quantity)) {
     http_respond_error(req, 400, "not_allowed",
                        "You cannot sign up for restock notifications on a "
                        "product that is not sold out");
@@ -167,9 +225,9 @@ void api_subscribe(HttpRequest *req, void *data) {
   char created_at[32];
   bool inserted = false;
   if (store_begin(app->store) ||
-      store_subscription_add(app->store, v.id, NULL, email, created_at,
+      store_subscription_add(app->store, v.id, channel, email, created_at,
                              &inserted) ||
-      (inserted && emit_subscribed(app, v.id, NULL, email)) ||
+      (inserted && emit_subscribed(app, v.id, channel, email)) ||
       store_commit(app->store)) {
     store_rollback(app->store);
     api_store_failed(req);
@@ -178,10 +236,12 @@ void api_subscribe(HttpRequest *req, void *data) {
   if (inserted) outbox_kick(app->outbox);
   http_respond_json(
       req, 201,
-      json_pack("{s:{s:s, s:n, s:s, s:s}}", "restock_notification",
-                "variant_id", v.id, "sales_channel_id", "email", email,
+      json_pack("{s:{s:s, s:o, s:s, s:s}}", "restock_notification",
+                "variant_id", v.id, "sales_channel_id",
+                channel ? json_string(channel) : json_null(), "email", email,
                 "created_at", created_at));
 out:
+  json_decref(key_channels);
   variant_clear(&v);
   url_pairs_free(&body.form);
   json_decref(body.json);

@@ -74,6 +74,15 @@ void engine_rearm(Engine *e) {
     uv_timer_start(&e->timer, on_timer, (uint64_t)delay, 0);
 }
 
+int engine_scope_quantity(App *app, const Variant *v, const char *channel,
+                          long long *quantity) {
+  if (!channel || !*channel || !v->has_levels) {
+    *quantity = stock_quantity(v);
+    return 0;
+  }
+  return store_channel_quantity(app->store, v->id, channel, quantity);
+}
+
 /* Notifies the subscribers of one scope (`channel` "" for unscoped) whose
  * quantity is `quantity`. Inside the check's transaction. */
 static int notify_scope(App *app, const Variant *v, const char *channel,
@@ -129,8 +138,9 @@ int engine_run_check(App *app, const char *variant_id) {
   json_array_foreach(scopes, i, scope) {
     if (rc) break;
     const char *channel = json_string_value(scope);
-    long long quantity = stock_quantity(&v); /* per channel: issue 5 */
-    if (!stock_restocked(quantity, o->inventory_required)) continue;
+    long long quantity = 0;
+    rc = engine_scope_quantity(app, &v, channel, &quantity);
+    if (rc || !stock_restocked(quantity, o->inventory_required)) continue;
     long long sent = 0;
     bool more = false;
     rc = notify_scope(app, &v, channel, quantity, now, &sent, &more);

@@ -11,6 +11,8 @@
 
 #include <uv.h>
 
+#include "store.h"
+
 struct App;
 typedef struct Engine Engine;
 
@@ -25,6 +27,12 @@ void engine_rearm(Engine *e);
 /* Runs the check of `variant_id` now, in a transaction of its own. Returns 0
  * or STORE_ERROR. */
 int engine_run_check(struct App *app, const char *variant_id);
+/* The variant's available quantity within a scope: `channel` NULL or "" for
+ * unscoped (all its stock), else the channel's locations only (a variant
+ * without inventory levels has one quantity in every scope). Returns 0 or
+ * STORE_ERROR. */
+int engine_scope_quantity(struct App *app, const Variant *v,
+                          const char *channel, long long *quantity);
 /* Stops the timer and frees the engine once it has closed. */
 void engine_close(Engine *e);
 

@@ -51,6 +51,24 @@ typedef enum {
   SQL_EVENT_EXISTS,
   SQL_EVENT_RETRY,
   SQL_DELIVERY_PENDING,
+  SQL_LOCATION_UPSERT,
+  SQL_LOCATION_GET,
+  SQL_CHANNEL_UPSERT,
+  SQL_CHANNEL_GET,
+  SQL_CHANNEL_LOCATIONS,
+  SQL_CHANNEL_LOC_CLEAR,
+  SQL_CHANNEL_LOC_ADD,
+  SQL_CHANNEL_QUANTITY,
+  SQL_LEVEL_GET,
+  SQL_LEVEL_UPSERT,
+  SQL_LEVEL_SUM,
+  SQL_VARIANT_SET_QTY,
+  SQL_KEY_UPSERT,
+  SQL_KEY_GET,
+  SQL_KEY_CHANNELS,
+  SQL_KEY_CLEAR,
+  SQL_KEY_ADD,
+  SQL_VARIANTS_TO_CHECK,
   SQL_COUNT_
 } StmtId;
 
@@ -67,7 +85,8 @@ static const char *const sql_text[SQL_COUNT_] = {
     [SQL_ROLLBACK] = "ROLLBACK",
     [SQL_VARIANT_GET] =
         "SELECT id, product_id, sku, title, inventory_quantity,"
-        " allow_backorder, manage_inventory, created_at, updated_at"
+        " allow_backorder, manage_inventory, created_at, updated_at,"
+        " EXISTS (SELECT 1 FROM inventory_levels WHERE variant_id = ?1)"
         " FROM variants WHERE id = ?1",
     [SQL_VARIANT_PUT] =
         "INSERT OR REPLACE INTO variants (id, product_id, sku, title,"
@@ -183,6 +202,66 @@ static const char *const sql_text[SQL_COUNT_] = {
         " WHERE event_id = ?1 AND status = 'dead'",
     [SQL_DELIVERY_PENDING] =
         "SELECT count(*) FROM deliveries WHERE status = 'pending'",
+    [SQL_LOCATION_UPSERT] =
+        "INSERT INTO stock_locations (id, name, created_at, updated_at)"
+        " VALUES (?1, ?2, ?3, ?3) ON CONFLICT (id) DO UPDATE SET"
+        " name = CASE WHEN ?4 THEN ?2 ELSE name END, updated_at = ?3",
+    [SQL_LOCATION_GET] =
+        "SELECT id, name, created_at, updated_at FROM stock_locations"
+        " WHERE id = ?1",
+    [SQL_CHANNEL_UPSERT] =
+        "INSERT INTO sales_channels (id, name, created_at, updated_at)"
+        " VALUES (?1, ?2, ?3, ?3) ON CONFLICT (id) DO UPDATE SET"
+        " name = CASE WHEN ?4 THEN ?2 ELSE name END, updated_at = ?3",
+    [SQL_CHANNEL_GET] =
+        "SELECT id, name, created_at, updated_at FROM sales_channels"
+        " WHERE id = ?1",
+    [SQL_CHANNEL_LOCATIONS] =
+        "SELECT location_id FROM sales_channel_locations"
+        " WHERE sales_channel_id = ?1 ORDER BY location_id",
+    [SQL_CHANNEL_LOC_CLEAR] =
+        "DELETE FROM sales_channel_locations WHERE sales_channel_id = ?1",
+    [SQL_CHANNEL_LOC_ADD] =
+        "INSERT OR IGNORE INTO sales_channel_locations"
+        " (sales_channel_id, location_id) VALUES (?1, ?2)",
+    [SQL_CHANNEL_QUANTITY] =
+        "SELECT coalesce(sum(l.stocked_quantity - l.reserved_quantity), 0)"
+        " FROM inventory_levels l JOIN sales_channel_locations c"
+        " ON c.location_id = l.location_id"
+        " WHERE l.variant_id = ?1 AND c.sales_channel_id = ?2",
+    [SQL_LEVEL_GET] =
+        "SELECT stocked_quantity, reserved_quantity FROM inventory_levels"
+        " WHERE variant_id = ?1 AND location_id = ?2",
+    [SQL_LEVEL_UPSERT] =
+        "INSERT INTO inventory_levels (variant_id, location_id,"
+        " stocked_quantity, reserved_quantity, created_at, updated_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (variant_id, location_id)"
+        " DO UPDATE SET stocked_quantity = ?3, reserved_quantity = ?4,"
+        " updated_at = ?5"
+        " RETURNING variant_id, location_id, stocked_quantity,"
+        " reserved_quantity, created_at, updated_at",
+    [SQL_LEVEL_SUM] =
+        "SELECT coalesce(sum(stocked_quantity - reserved_quantity), 0)"
+        " FROM inventory_levels WHERE variant_id = ?1",
+    [SQL_VARIANT_SET_QTY] =
+        "UPDATE variants SET inventory_quantity = ?2, updated_at = ?3"
+        " WHERE id = ?1 AND inventory_quantity != ?2",
+    [SQL_KEY_UPSERT] =
+        "INSERT INTO publishable_api_keys (id, created_at, updated_at)"
+        " VALUES (?1, ?2, ?2) ON CONFLICT (id) DO UPDATE SET updated_at = ?2",
+    [SQL_KEY_GET] = "SELECT 1 FROM publishable_api_keys WHERE id = ?1",
+    [SQL_KEY_CHANNELS] =
+        "SELECT sales_channel_id FROM publishable_api_key_channels"
+        " WHERE key_id = ?1 ORDER BY sales_channel_id",
+    [SQL_KEY_CLEAR] = "DELETE FROM publishable_api_key_channels WHERE key_id = ?1",
+    [SQL_KEY_ADD] =
+        "INSERT OR IGNORE INTO publishable_api_key_channels"
+        " (key_id, sales_channel_id) VALUES (?1, ?2)",
+    [SQL_VARIANTS_TO_CHECK] =
+        "SELECT DISTINCT l.variant_id FROM inventory_levels l"
+        " WHERE l.location_id = ?1 AND EXISTS (SELECT 1 FROM"
+        " restock_subscriptions s WHERE s.variant_id = l.variant_id"
+        " AND s.sales_channel_id = ?2)",
 };
 
 struct Store {
@@ -343,6 +422,7 @@ int store_variant_get(Store *s, const char *id, Variant *out) {
   out->manage_inventory = sqlite3_column_int(st, 6) != 0;
   col_copy(st, 7, out->created_at);
   col_copy(st, 8, out->updated_at);
+  out->has_levels = sqlite3_column_int(st, 9) != 0;
   return done(st, 0);
 }
 
@@ -844,4 +924,235 @@ int store_event_retry(Store *s, long long id, long long now,
   done(st, 0);
   *requeued = sqlite3_changes(s->db);
   return store_event_refresh(s, id, NULL);
+}
+
+/* Runs a statement whose rows are one text column, into a new JSON array;
+ * `a` and `b` are bound to ?1 and ?2 when not NULL. */
+static int query_strings(Store *s, StmtId id, const char *a, const char *b,
+                         json_t **out) {
+  sqlite3_stmt *st = stmt(s, id);
+  if (!st) return STORE_ERROR;
+  if (a) bind_text(st, 1, a);
+  if (b) bind_text(st, 2, b);
+  json_t *arr = json_array();
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    json_array_append_new(
+        arr, json_string((const char *)sqlite3_column_text(st, 0)));
+  if (rc != SQLITE_DONE) {
+    json_decref(arr);
+    return fail(s, st, sql_text[id]);
+  }
+  *out = arr;
+  return done(st, 0);
+}
+
+/* Runs a statement that changes rows, with up to two text parameters. */
+static int exec_texts(Store *s, StmtId id, const char *a, const char *b) {
+  sqlite3_stmt *st = stmt(s, id);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, a);
+  if (b) bind_text(st, 2, b);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, sql_text[id]);
+  return done(st, 0);
+}
+
+/* Reads an (id, name, created_at, updated_at) row as JSON. */
+static int named_row(Store *s, StmtId id, const char *key, json_t **out) {
+  sqlite3_stmt *st = stmt(s, id);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, key);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return done(st, STORE_NOT_FOUND);
+  if (rc != SQLITE_ROW) return fail(s, st, sql_text[id]);
+  const char *name = (const char *)sqlite3_column_text(st, 1);
+  *out = json_pack("{s:s, s:o, s:s, s:s}", "id", sqlite3_column_text(st, 0),
+                   "name", name ? json_string(name) : json_null(),
+                   "created_at", sqlite3_column_text(st, 2), "updated_at",
+                   sqlite3_column_text(st, 3));
+  return done(st, 0);
+}
+
+/* Upserts an (id, name) row: `name` NULL keeps the stored one. */
+static int upsert_named(Store *s, StmtId id, const char *key,
+                        const char *name) {
+  sqlite3_stmt *st = stmt(s, id);
+  if (!st) return STORE_ERROR;
+  char now[32];
+  store_now(now);
+  bind_text(st, 1, key);
+  bind_text(st, 2, name);
+  bind_text(st, 3, now);
+  sqlite3_bind_int(st, 4, name != NULL);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, sql_text[id]);
+  return done(st, 0);
+}
+
+int store_location_put(Store *s, const char *id, const char *name,
+                       json_t **out) {
+  int rc = upsert_named(s, SQL_LOCATION_UPSERT, id, name);
+  return rc ? rc : named_row(s, SQL_LOCATION_GET, id, out);
+}
+
+int store_location_exists(Store *s, const char *id, bool *exists) {
+  json_t *row = NULL;
+  int rc = named_row(s, SQL_LOCATION_GET, id, &row);
+  *exists = rc == 0;
+  json_decref(row);
+  return rc == STORE_NOT_FOUND ? 0 : rc;
+}
+
+int store_channel_exists(Store *s, const char *id, bool *exists) {
+  json_t *row = NULL;
+  int rc = named_row(s, SQL_CHANNEL_GET, id, &row);
+  *exists = rc == 0;
+  json_decref(row);
+  return rc == STORE_NOT_FOUND ? 0 : rc;
+}
+
+int store_channel_put(Store *s, const char *id, const char *name,
+                      json_t *location_ids, json_t **out, json_t **added) {
+  json_t *before = NULL;
+  *added = json_array();
+  int rc = upsert_named(s, SQL_CHANNEL_UPSERT, id, name);
+  if (rc == 0 && location_ids) {
+    rc = query_strings(s, SQL_CHANNEL_LOCATIONS, id, NULL, &before);
+    if (rc == 0) rc = exec_texts(s, SQL_CHANNEL_LOC_CLEAR, id, NULL);
+    size_t i, j;
+    json_t *loc, *old;
+    json_array_foreach(location_ids, i, loc) {
+      if (rc) break;
+      rc = exec_texts(s, SQL_CHANNEL_LOC_ADD, id, json_string_value(loc));
+      bool known = false;
+      json_array_foreach(before, j, old) {
+        if (json_equal(old, loc)) known = true;
+      }
+      if (!known) json_array_append(*added, loc);
+    }
+  }
+  json_decref(before);
+  json_t *locations = NULL;
+  if (rc == 0) rc = named_row(s, SQL_CHANNEL_GET, id, out);
+  if (rc == 0) rc = query_strings(s, SQL_CHANNEL_LOCATIONS, id, NULL, &locations);
+  if (rc == 0) json_object_set_new(*out, "location_ids", locations);
+  return rc;
+}
+
+int store_channel_quantity(Store *s, const char *variant_id,
+                           const char *channel, long long *quantity) {
+  sqlite3_stmt *st = stmt(s, SQL_CHANNEL_QUANTITY);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, variant_id);
+  bind_text(st, 2, channel);
+  if (sqlite3_step(st) != SQLITE_ROW) return fail(s, st, "channel quantity");
+  *quantity = sqlite3_column_int64(st, 0);
+  return done(st, 0);
+}
+
+int store_level_get(Store *s, const char *variant_id, const char *location_id,
+                    long long *stocked, long long *reserved) {
+  sqlite3_stmt *st = stmt(s, SQL_LEVEL_GET);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, variant_id);
+  bind_text(st, 2, location_id);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return done(st, STORE_NOT_FOUND);
+  if (rc != SQLITE_ROW) return fail(s, st, "level get");
+  *stocked = sqlite3_column_int64(st, 0);
+  *reserved = sqlite3_column_int64(st, 1);
+  return done(st, 0);
+}
+
+int store_level_put(Store *s, const char *variant_id, const char *location_id,
+                    long long stocked, long long reserved, long long *before,
+                    json_t **out) {
+  long long old_stocked = 0, old_reserved = 0;
+  int rc = store_level_get(s, variant_id, location_id, &old_stocked,
+                           &old_reserved);
+  if (rc != 0 && rc != STORE_NOT_FOUND) return rc;
+  *before = old_stocked - old_reserved;
+  sqlite3_stmt *st = stmt(s, SQL_LEVEL_UPSERT);
+  if (!st) return STORE_ERROR;
+  char now[32];
+  store_now(now);
+  bind_text(st, 1, variant_id);
+  bind_text(st, 2, location_id);
+  sqlite3_bind_int64(st, 3, stocked);
+  sqlite3_bind_int64(st, 4, reserved);
+  bind_text(st, 5, now);
+  if (sqlite3_step(st) != SQLITE_ROW) return fail(s, st, "level put");
+  if (out)
+    *out = json_pack(
+        "{s:s, s:s, s:I, s:I, s:I, s:s, s:s}", "variant_id",
+        sqlite3_column_text(st, 0), "location_id", sqlite3_column_text(st, 1),
+        "stocked_quantity", (json_int_t)sqlite3_column_int64(st, 2),
+        "reserved_quantity", (json_int_t)sqlite3_column_int64(st, 3),
+        "available_quantity",
+        (json_int_t)(sqlite3_column_int64(st, 2) - sqlite3_column_int64(st, 3)),
+        "created_at", sqlite3_column_text(st, 4), "updated_at",
+        sqlite3_column_text(st, 5));
+  /* RETURNING rows are all produced by the first step; finish it. */
+  while (sqlite3_step(st) == SQLITE_ROW) {
+  }
+  return done(st, 0);
+}
+
+int store_variant_sync_levels(Store *s, const char *variant_id,
+                              long long *sum) {
+  sqlite3_stmt *st = stmt(s, SQL_LEVEL_SUM);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, variant_id);
+  if (sqlite3_step(st) != SQLITE_ROW) return fail(s, st, "level sum");
+  *sum = sqlite3_column_int64(st, 0);
+  done(st, 0);
+  st = stmt(s, SQL_VARIANT_SET_QTY);
+  if (!st) return STORE_ERROR;
+  char now[32];
+  store_now(now);
+  bind_text(st, 1, variant_id);
+  sqlite3_bind_int64(st, 2, *sum);
+  bind_text(st, 3, now);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "variant quantity");
+  return done(st, 0);
+}
+
+int store_key_put(Store *s, const char *id, json_t *channel_ids,
+                  json_t **out) {
+  sqlite3_stmt *st = stmt(s, SQL_KEY_UPSERT);
+  if (!st) return STORE_ERROR;
+  char now[32];
+  store_now(now);
+  bind_text(st, 1, id);
+  bind_text(st, 2, now);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "key put");
+  done(st, 0);
+  int rc = exec_texts(s, SQL_KEY_CLEAR, id, NULL);
+  size_t i;
+  json_t *ch;
+  json_array_foreach(channel_ids, i, ch) {
+    if (rc) break;
+    rc = exec_texts(s, SQL_KEY_ADD, id, json_string_value(ch));
+  }
+  json_t *channels = NULL;
+  if (rc == 0) rc = query_strings(s, SQL_KEY_CHANNELS, id, NULL, &channels);
+  if (rc == 0)
+    *out = json_pack("{s:s, s:o}", "id", id, "sales_channel_ids", channels);
+  return rc;
+}
+
+int store_key_channels(Store *s, const char *id, json_t **channels) {
+  sqlite3_stmt *st = stmt(s, SQL_KEY_GET);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, id);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return done(st, STORE_NOT_FOUND);
+  if (rc != SQLITE_ROW) return fail(s, st, "key get");
+  done(st, 0);
+  return query_strings(s, SQL_KEY_CHANNELS, id, NULL, channels);
+}
+
+int store_variants_to_check(Store *s, const char *location,
+                            const char *channel, json_t **variant_ids) {
+  return query_strings(s, SQL_VARIANTS_TO_CHECK, location, channel,
+                       variant_ids);
 }

@@ -40,6 +40,7 @@ typedef struct {
   long long inventory_quantity;
   bool allow_backorder;
   bool manage_inventory;
+  bool has_levels; /* multi-warehouse: inventory_quantity is their sum */
   char created_at[32];
   char updated_at[32];
 } Variant;
@@ -161,6 +162,44 @@ int store_event_retry(Store *s, long long id, long long now,
                       long long *requeued);
 /* Pending deliveries, in *count. */
 int store_delivery_pending_count(Store *s, long long *count);
+
+/* ---- multi-warehouse ----------------------------------------------------- */
+
+/* Upserts a stock location; *out gets it as JSON. `name` NULL keeps the
+ * stored name (or null for a new one). */
+int store_location_put(Store *s, const char *id, const char *name,
+                       json_t **out);
+int store_location_exists(Store *s, const char *id, bool *exists);
+/* Upserts a sales channel. `location_ids` (array of ids, all existing), if
+ * not NULL, replaces its locations exactly; *added gets a new array of the
+ * locations that were not linked before. *out gets the channel as JSON. */
+int store_channel_put(Store *s, const char *id, const char *name,
+                      json_t *location_ids, json_t **out, json_t **added);
+int store_channel_exists(Store *s, const char *id, bool *exists);
+/* sum(stocked - reserved) of the variant's levels at the channel's
+ * locations. */
+int store_channel_quantity(Store *s, const char *variant_id,
+                           const char *channel, long long *quantity);
+/* Upserts an inventory level. *before gets its former available quantity
+ * (stocked - reserved; 0 for a new level); *out the level as JSON. */
+int store_level_put(Store *s, const char *variant_id, const char *location_id,
+                    long long stocked, long long reserved, long long *before,
+                    json_t **out);
+/* Reads a level's stocked and reserved quantities; STORE_NOT_FOUND if none. */
+int store_level_get(Store *s, const char *variant_id, const char *location_id,
+                    long long *stocked, long long *reserved);
+/* Sets the variant's inventory_quantity to the sum over its levels; *sum
+ * gets it. */
+int store_variant_sync_levels(Store *s, const char *variant_id,
+                              long long *sum);
+/* Upserts a publishable API key with exactly `channel_ids` (existing
+ * channels); *out gets it as JSON. */
+int store_key_put(Store *s, const char *id, json_t *channel_ids, json_t **out);
+/* The channels of key `id` as a new JSON array, or STORE_NOT_FOUND. */
+int store_key_channels(Store *s, const char *id, json_t **channels);
+/* Variants with a level at `location` and a subscription in `channel`. */
+int store_variants_to_check(Store *s, const char *location,
+                            const char *channel, json_t **variant_ids);
 
 /* The current time in milliseconds since the epoch. */
 long long store_now_ms(void);
