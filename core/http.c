@@ -43,6 +43,8 @@ struct HttpConn {
   bool close_after_write; /* no more requests: close once written */
   bool lingering;         /* shut down; draining input until EOF */
   bool read_paused;       /* back-pressure from unwritten responses */
+  bool held;              /* on the server's held list */
+  HttpConn *next_held;
   bool closing;
   int open_handles;
   char addr[64];
@@ -61,6 +63,8 @@ struct HttpServer {
   char readbuf[64 * 1024];
   bool stopping;
   bool listener_closed;
+  bool holding;
+  HttpConn *held; /* connections with responses waiting for a release */
   void (*done)(void *);
   void *done_arg;
 };
@@ -150,9 +154,19 @@ static void on_handle_close(uv_handle_t *h) {
   maybe_done(srv);
 }
 
+static void unhold(HttpConn *c) {
+  if (!c->held) return;
+  HttpConn **p = &c->srv->held;
+  while (*p && *p != c) p = &(*p)->next_held;
+  if (*p) *p = c->next_held;
+  c->held = false;
+  c->next_held = NULL;
+}
+
 static void conn_close(HttpConn *c) {
   if (c->closing) return;
   c->closing = true;
+  unhold(c);
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -212,6 +226,14 @@ static void on_write(uv_write_t *req, int status) {
 
 static void conn_flush(HttpConn *c) {
   if (c->closing) return;
+  if (c->srv->holding && c->out.len > 0) {
+    if (!c->held) {
+      c->held = true;
+      c->next_held = c->srv->held;
+      c->srv->held = c;
+    }
+    return;
+  }
   if (c->out.len > 0) {
     WriteReq *w = xmalloc(sizeof *w);
     w->conn = c;
@@ -603,6 +625,24 @@ void http_server_close_all(HttpServer *srv) {
 }
 
 void http_server_free(HttpServer *srv) { free(srv); }
+
+void http_server_hold(HttpServer *srv) { srv->holding = true; }
+
+void http_server_release(HttpServer *srv, bool ok) {
+  srv->holding = false;
+  while (srv->held) {
+    HttpConn *c = srv->held;
+    srv->held = c->next_held;
+    c->held = false;
+    c->next_held = NULL;
+    if (ok) {
+      conn_flush(c);
+    } else {
+      buf_reset(&c->out);
+      conn_close(c);
+    }
+  }
+}
 
 /* ---- responding ------------------------------------------------------- */
 

@@ -80,6 +80,13 @@ void http_server_stop(HttpServer *srv, void (*done)(void *), void *arg);
  * shutdown's grace period). http_server_stop must have been called. */
 void http_server_close_all(HttpServer *srv);
 void http_server_free(HttpServer *srv);
+/* Holds every response queued from now on: nothing is written until
+ * http_server_release. Group commit uses it so that no answer leaves before
+ * the writes it reports are durable. */
+void http_server_hold(HttpServer *srv);
+/* Writes the held responses (`ok`), or closes their connections unanswered
+ * (the writes they reported were lost). */
+void http_server_release(HttpServer *srv, bool ok);
 /* Number of open connections. */
 size_t http_server_connections(const HttpServer *srv);
 

@@ -21,13 +21,24 @@ void log_msg(LogLevel level, const char *fmt, ...) {
                    "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ", tm.tm_year + 1900,
                    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                    ts.tv_nsec / 1000000, names[level]);
+  char msg[3072];
   va_list ap;
   va_start(ap, fmt);
-  int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-  if (len > sizeof line - 2) len = sizeof line - 2;
-  while (len > 0 && line[len - 1] == '\n') len--;
+  /* One entry, one line: a multi-line message (a Lua traceback) has its
+   * line breaks shown as " | " and the tabs after them dropped. */
+  size_t len = (size_t)n, mlen = strlen(msg);
+  while (mlen > 0 && msg[mlen - 1] == '\n') mlen--;
+  for (size_t i = 0; i < mlen && len < sizeof line - 4; i++) {
+    if (msg[i] == '\n') {
+      memcpy(line + len, " | ", 3);
+      len += 3;
+      while (i + 1 < mlen && msg[i + 1] == '\t') i++;
+    } else {
+      line[len++] = msg[i] == '\t' || msg[i] == '\r' ? ' ' : msg[i];
+    }
+  }
   line[len++] = '\n';
   /* One write per entry keeps lines whole when several processes share the
    * terminal. */

@@ -6,8 +6,8 @@ typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } LogLevel;
 
 /* Entries below `level` are dropped. The default is LOG_INFO. */
 void log_set_level(LogLevel level);
-/* Writes one entry. Newlines in the message are kept (a Lua traceback reads
- * better that way) but the entry always ends with exactly one. */
+/* Writes one entry, on one line: line breaks inside the message (a Lua
+ * traceback) are shown as " | ". */
 void log_msg(LogLevel level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -186,6 +186,7 @@ typedef struct {
   App app;
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t grace;
+  uv_prepare_t commit; /* group commit, once per loop iteration */
   bool stopping;
   bool http_stopped;
   bool handlers_idle;
@@ -273,6 +274,25 @@ static void on_reload_signal(uv_signal_t *h, int signum) {
   outbox_kick(app->outbox);
 }
 
+/* Runs after every callback of a loop iteration, before the loop waits for
+ * I/O: commits the iteration's writes in one transaction, then lets the
+ * responses that reported them go. */
+static void on_commit(uv_prepare_t *p) {
+  Server *srv = p->data;
+  uv_prepare_stop(p);
+  int rc = store_group_commit(srv->app.store);
+  if (rc) log_error("group commit failed: the requests of this pass were not "
+                    "stored, and their connections are closed unanswered");
+  if (srv->app.http) http_server_release(srv->app.http, rc == 0);
+}
+
+static void on_group_open(void *arg) {
+  Server *srv = arg;
+  if (srv->app.http) http_server_hold(srv->app.http);
+  if (!uv_is_closing((uv_handle_t *)&srv->commit))
+    uv_prepare_start(&srv->commit, on_commit);
+}
+
 /* The unsubscribe-token key: from RESTOCK_SECRET, or from a secret generated
  * once and kept in the database. Returns 0 or -1 (logged). */
 static int load_secret(App *app) {
@@ -334,6 +354,9 @@ static int cmd_start(const Settings *s) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   app->loop = &loop;
+  uv_prepare_init(&loop, &srv.commit);
+  srv.commit.data = &srv;
+  store_group_enable(app->store, on_group_open, &srv);
   app->engine = engine_new(app, &loop);
   app->outbox = outbox_new(app, &loop);
   app->http_client = http_client_new(&loop, getenv("RESTOCK_CA_FILE"));
@@ -387,6 +410,8 @@ out:
   http_client_close(app->http_client);
   uv_walk(&loop, close_handle, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
+  if (store_group_commit(app->store))
+    log_error("shutdown: the last writes could not be stored");
   if (uv_loop_close(&loop) != 0) log_error("shutdown: the loop did not close");
   if (app->http) http_server_free(app->http);
   lua_host_release(app->lua);

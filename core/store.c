@@ -13,6 +13,9 @@ typedef enum {
   SQL_BEGIN,
   SQL_COMMIT,
   SQL_ROLLBACK,
+  SQL_SAVEPOINT,
+  SQL_RELEASE,
+  SQL_ROLLBACK_TO,
   SQL_VARIANT_GET,
   SQL_VARIANT_PUT,
   SQL_SUB_INSERT,
@@ -83,6 +86,9 @@ static const char *const sql_text[SQL_COUNT_] = {
     [SQL_BEGIN] = "BEGIN IMMEDIATE",
     [SQL_COMMIT] = "COMMIT",
     [SQL_ROLLBACK] = "ROLLBACK",
+    [SQL_SAVEPOINT] = "SAVEPOINT w",
+    [SQL_RELEASE] = "RELEASE w",
+    [SQL_ROLLBACK_TO] = "ROLLBACK TO w",
     [SQL_VARIANT_GET] =
         "SELECT id, product_id, sku, title, inventory_quantity,"
         " allow_backorder, manage_inventory, created_at, updated_at,"
@@ -267,6 +273,10 @@ static const char *const sql_text[SQL_COUNT_] = {
 struct Store {
   sqlite3 *db;
   sqlite3_stmt *stmt[SQL_COUNT_];
+  bool group;    /* group commit on */
+  bool in_group; /* a group transaction is open */
+  void (*on_open)(void *);
+  void *on_open_arg;
 };
 
 int store_open(const char *path, Store **out, char **err) {
@@ -357,14 +367,48 @@ static int exec_simple(Store *s, StmtId id) {
   return done(st, 0);
 }
 
-int store_begin(Store *s) { return exec_simple(s, SQL_BEGIN); }
+int store_begin(Store *s) {
+  if (!s->group) return exec_simple(s, SQL_BEGIN);
+  if (!s->in_group) {
+    if (exec_simple(s, SQL_BEGIN)) return STORE_ERROR;
+    s->in_group = true;
+    if (s->on_open) s->on_open(s->on_open_arg);
+  }
+  return exec_simple(s, SQL_SAVEPOINT);
+}
+
 int store_commit(Store *s) {
+  if (s->in_group) {
+    if (exec_simple(s, SQL_RELEASE) == 0) return 0;
+    store_rollback(s);
+    return STORE_ERROR;
+  }
   int rc = exec_simple(s, SQL_COMMIT);
   if (rc != 0) store_rollback(s);
   return rc;
 }
+
 void store_rollback(Store *s) {
+  if (s->in_group) {
+    /* Undoes this caller's writes; the group's transaction goes on. */
+    if (exec_simple(s, SQL_ROLLBACK_TO) == 0) exec_simple(s, SQL_RELEASE);
+    return;
+  }
   if (!sqlite3_get_autocommit(s->db)) exec_simple(s, SQL_ROLLBACK);
+}
+
+void store_group_enable(Store *s, void (*on_open)(void *), void *arg) {
+  s->group = true;
+  s->on_open = on_open;
+  s->on_open_arg = arg;
+}
+
+int store_group_commit(Store *s) {
+  if (!s->in_group) return 0;
+  s->in_group = false;
+  int rc = exec_simple(s, SQL_COMMIT);
+  if (rc != 0 && !sqlite3_get_autocommit(s->db)) exec_simple(s, SQL_ROLLBACK);
+  return rc;
 }
 
 void store_now(char out[32]) {

@@ -24,10 +24,22 @@ void store_close(Store *s);
 sqlite3 *store_db(Store *s);
 
 /* Write transactions. store_begin takes the write lock at once (BEGIN
- * IMMEDIATE). Each returns 0 or STORE_ERROR; store_rollback never fails. */
+ * IMMEDIATE). Each returns 0 or STORE_ERROR; store_rollback never fails.
+ *
+ * With group commit on, store_begin opens a savepoint inside the transaction
+ * of the current loop iteration (opening it, and calling `on_open`, when
+ * none is open), store_commit releases the savepoint and store_rollback
+ * rolls back to it: each caller's writes stay all or nothing, and one
+ * fsync-free WAL commit per iteration (store_group_commit) makes them all
+ * durable. A caller must not report its writes as done before then. */
 int store_begin(Store *s);
 int store_commit(Store *s);
 void store_rollback(Store *s);
+/* Turns group commit on; `on_open(arg)` is called when a group opens. */
+void store_group_enable(Store *s, void (*on_open)(void *), void *arg);
+/* Commits the open group, if any. Returns 0, or STORE_ERROR when it was
+ * rolled back (every write of the group is lost). */
+int store_group_commit(Store *s);
 
 /* The current UTC time as "YYYY-MM-DDTHH:MM:SS.mmmZ". */
 void store_now(char out[32]);
