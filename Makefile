@@ -41,7 +41,7 @@ UNIT_SRCS := $(wildcard spec/unit/*.c)
 # The unit tests link every core object except the one holding main().
 UNIT_CORE := $(filter-out build/asan/main.o,$(ASAN_OBJS))
 
-.PHONY: all deps run test unit asan release clean
+.PHONY: all deps run test unit asan release clean bench
 all: build/restockd
 
 deps:
@@ -103,6 +103,13 @@ run: build/restockd plugin.lua
 
 test: build/asan/restockd build/asan/unit_tests
 	sh spec/run.sh
+
+# The benchmark suite (bench/run.py) against the release build; wrk comes
+# from Debian like everything else.
+bench: build/restockd
+	@command -v wrk >/dev/null || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+	python3 bench/run.py
 
 unit: build/asan/unit_tests
 	./build/asan/unit_tests

@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""restockd's benchmark suite: `make bench` runs it against the release build.
+
+Each scenario starts the real server on a fresh database in a temp dir, on
+loopback, and measures one thing. HTTP load comes from wrk (Debian's
+package); set-up that would take long through the API (a million stored
+subscriptions) is written straight into SQLite with Python's sqlite3 module.
+It prints one table: each figure, its target, and the ratio of each HTTP
+rate to the /health ceiling measured in the same run.
+"""
+import http.client
+import http.server
+import json
+import os
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("RESTOCKD", os.path.join(ROOT, "build", "restockd"))
+DURATION = os.environ.get("BENCH_DURATION", "5")
+CONNS = 64
+TOKEN = "bench-token"
+
+NOOP_PLUGIN = 'local restock = require "restock"\n'
+
+SUBSCRIBE_LUA = r"""
+local counter = 0
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("tid", threads) end
+request = function()
+  counter = counter + 1
+  local body = '{"email":"shopper' .. tid .. '.' .. counter .. '@example.com"}'
+  return wrk.format("POST", "/restock-notifications/variants/v1",
+    {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def now():
+    return time.monotonic()
+
+
+class Server:
+    """One restockd process on a temp dir, port 0."""
+
+    def __init__(self, workdir, plugin=NOOP_PLUGIN, env=None, migrate=True):
+        self.dir = workdir
+        self.db = os.path.join(workdir, "restock.db")
+        self.plugin = os.path.join(workdir, "plugin.lua")
+        with open(self.plugin, "w") as f:
+            f.write(plugin)
+        self.env = dict(os.environ, RESTOCK_ADMIN_TOKEN=TOKEN, **(env or {}))
+        if migrate:
+            subprocess.run([BIN, "migrations", "run", "--db", self.db],
+                           check=True, stdout=subprocess.DEVNULL)
+        self.proc = None
+
+    def start(self):
+        self.stderr = open(os.path.join(self.dir, "stderr.log"), "ab")
+        t0 = now()
+        self.proc = subprocess.Popen(
+            [BIN, "start", "--db", self.db, "--config", self.plugin, "--port",
+             "0"], stdout=subprocess.PIPE, stderr=self.stderr, env=self.env)
+        line = self.proc.stdout.readline().decode()
+        self.startup_ms = (now() - t0) * 1000
+        m = re.search(r"listening on http://([\d.]+):(\d+)", line)
+        if not m:
+            raise RuntimeError("no listening line: %r" % line)
+        self.port = int(m.group(2))
+        self.url = "http://127.0.0.1:%d" % self.port
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.stderr.close()
+
+    def status(self, field):
+        """A /proc/PID/status field in MB (VmRSS, VmHWM)."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+        return float("nan")
+
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+
+    def call(self, method, path, body=None, conn=None):
+        c = conn or self.conn()
+        headers = {"Authorization": "Bearer " + TOKEN}
+        data = None
+        if body is not None:
+            data = json.dumps(body)
+            headers["Content-Type"] = "application/json"
+        c.request(method, path, body=data, headers=headers)
+        res = c.getresponse()
+        out = json.loads(res.read() or b"null")
+        if res.status >= 300:
+            raise RuntimeError("%s %s: %d %s" % (method, path, res.status, out))
+        if conn is None:
+            c.close()
+        return out
+
+
+def wrk(url, script=None, duration=DURATION):
+    args = ["wrk", "-t2", "-c%d" % CONNS, "-d%ss" % duration, "--latency"]
+    tmp = None
+    if script:
+        tmp = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        tmp.write(script)
+        tmp.close()
+        args += ["-s", tmp.name]
+    out = subprocess.run(args + [url], capture_output=True, text=True,
+                         check=True).stdout
+    if tmp:
+        os.unlink(tmp.name)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError("wrk saw %s error answers:\n%s" % (non2xx.group(1), out))
+    return rate, float(p99.group(1)) * scale
+
+
+def fill_subscriptions(db, variant, n, start=0):
+    """Writes n active subscriptions of `variant` straight into the db."""
+    con = sqlite3.connect(db)
+    con.execute(
+        "INSERT OR IGNORE INTO variants (id, inventory_quantity,"
+        " allow_backorder, manage_inventory, created_at, updated_at)"
+        " VALUES (?, 0, 0, 1, '2026-01-01T00:00:00.000Z',"
+        " '2026-01-01T00:00:00.000Z')", (variant,))
+    con.executemany(
+        "INSERT INTO restock_subscriptions (variant_id, sales_channel_id,"
+        " email, created_at) VALUES (?, '', ?, '2026-01-01T00:00:00.000Z')",
+        ((variant, "stored%d@example.com" % i) for i in range(start, start + n)))
+    con.commit()
+    con.close()
+
+
+def fill_variants(db, n):
+    con = sqlite3.connect(db)
+    con.executemany(
+        "INSERT INTO variants (id, inventory_quantity, allow_backorder,"
+        " manage_inventory, created_at, updated_at) VALUES (?, 0, 0, 1,"
+        " '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
+        (("bv%d" % i,) for i in range(n)))
+    con.commit()
+    con.close()
+
+
+def wait_until(pred, timeout=60, step=0.005):
+    deadline = now() + timeout
+    while now() < deadline:
+        if pred():
+            return now()
+        time.sleep(step)
+    raise RuntimeError("timed out waiting")
+
+
+def event_counts(server, conn):
+    """(restocked events written, of them still pending)."""
+    total = server.call(
+        "GET", "/admin/events?name=restock-notification.restocked&limit=0",
+        conn=conn)["count"]
+    pending = server.call(
+        "GET", "/admin/events?name=restock-notification.restocked"
+        "&status=pending&limit=0", conn=conn)["count"]
+    return total, pending
+
+
+def restock_100k(workdir, plugin, env=None, on_ready=None, received=None):
+    """Restocks a variant with 100,000 subscribers. Returns (seconds to the
+    last event written, seconds to the last delivery done or request
+    received, peak RSS MB)."""
+    server = Server(workdir, plugin, env)
+    fill_subscriptions(server.db, "hot", 100000)
+    server.start()
+    try:
+        conn = server.conn()
+        t0 = now()
+        server.call("POST", "/admin/variants/hot", {"inventory_quantity": 5},
+                    conn=conn)
+        t_written = wait_until(lambda: event_counts(server, conn)[0] >= 100)
+        if received is None:
+            t_done = wait_until(lambda: event_counts(server, conn)[1] == 0)
+        else:
+            t_done = wait_until(lambda: received() >= 100)
+        peak = server.status("VmHWM")
+        return t_written - t0, t_done - t0, peak
+    finally:
+        server.stop()
+
+
+class FakeSendGrid(http.server.BaseHTTPRequestHandler):
+    requests = 0
+    recipients = 0
+    lock = threading.Lock()
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with FakeSendGrid.lock:
+            FakeSendGrid.requests += 1
+            FakeSendGrid.recipients += len(body["personalizations"])
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def main():
+    if not os.path.exists(BIN):
+        sys.exit("bench: build %s first (make bench does)" % BIN)
+    rows = []
+    base = tempfile.mkdtemp(prefix="restockd-bench-")
+    cores = os.cpu_count()
+
+    def workdir(name):
+        d = os.path.join(base, name)
+        os.makedirs(d)
+        return d
+
+    try:
+        # Start-up and idle memory.
+        srv = Server(workdir("idle"))
+        times = []
+        for _ in range(5):
+            srv.start()
+            times.append(srv.startup_ms)
+            time.sleep(0.2)
+            idle = srv.status("VmRSS")
+            srv.stop()
+        startup = statistics.median(times)
+
+        # The /health ceiling and subscribe on an empty database.
+        srv = Server(workdir("http")).start()
+        srv.call("POST", "/admin/variants", {"id": "v1"})
+        health, health_p99 = wrk(srv.url + "/health")
+        sub, sub_p99 = wrk(srv.url + "/", SUBSCRIBE_LUA)
+        srv.stop()
+
+        # Subscribe with a million subscriptions already stored.
+        srv = Server(workdir("million"))
+        fill_subscriptions(srv.db, "v0", 1000000)
+        srv.start()
+        srv.call("POST", "/admin/variants", {"id": "v1"})
+        sub_m, sub_m_p99 = wrk(srv.url + "/", SUBSCRIBE_LUA)
+        srv.stop()
+
+        # Restock of one variant with 100,000 subscribers, to a handler that
+        # does nothing.
+        written, delivered, peak = restock_100k(
+            workdir("restock"), NOOP_PLUGIN + (
+                'restock.subscribe("restock-notification.restocked",'
+                ' function() end)\n'))
+
+        # The same through scripts/sendgrid.lua to a local fake SendGrid.
+        fake = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeSendGrid)
+        threading.Thread(target=fake.serve_forever, daemon=True).start()
+        sg_written, sg_received, sg_peak = restock_100k(
+            workdir("sendgrid"),
+            NOOP_PLUGIN + 'require("sendgrid").setup { from = "shop@example.com",'
+            ' template_id = "d-bench" }\n',
+            env={"SENDGRID_API_KEY": "SG.bench",
+                 "SENDGRID_API_URL": "http://127.0.0.1:%d" % fake.server_port},
+            received=lambda: FakeSendGrid.requests)
+        fake.shutdown()
+        if FakeSendGrid.recipients != 100000:
+            raise RuntimeError("fake SendGrid saw %d recipients"
+                               % FakeSendGrid.recipients)
+
+        # 100,000 inventory updates in 10 batch requests of 10,000.
+        srv = Server(workdir("batch"))
+        fill_variants(srv.db, 100000)
+        srv.start()
+        conn = srv.conn()
+        t0 = now()
+        for b in range(10):
+            srv.call("POST", "/admin/inventory/batch", {"updates": [
+                {"variant_id": "bv%d" % i, "inventory_quantity": 7}
+                for i in range(b * 10000, (b + 1) * 10000)]}, conn=conn)
+        batch = now() - t0
+        srv.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+    def ratio(rate):
+        return "%.2f" % (rate / health)
+
+    rows = [
+        ("GET /health, keep-alive, 64 conns", "the ceiling",
+         "%.0f req/s, p99 %.2f ms" % (health, health_p99), "1.00"),
+        ("subscribe, unique emails, 64 conns",
+         ">= 40,000 req/s, >= 0.5 of /health, p99 < 5 ms",
+         "%.0f req/s, p99 %.2f ms" % (sub, sub_p99), ratio(sub)),
+        ("subscribe, 1,000,000 stored", "within 20% of empty",
+         "%.0f req/s, p99 %.2f ms (%+.0f%%)" % (
+             sub_m, sub_m_p99, (sub_m / sub - 1) * 100), ratio(sub_m)),
+        ("restock 100,000: check + event writes", "< 0.5 s",
+         "%.3f s" % written, ""),
+        ("restock 100,000: 100 events delivered (no-op handler)", "< 1 s",
+         "%.3f s" % delivered, ""),
+        ("restock 100,000 via sendgrid.lua: 100 requests received", "< 2 s",
+         "%.3f s" % sg_received, ""),
+        ("inventory batch: 100,000 updates in 10 requests", "< 1 s",
+         "%.3f s" % batch, ""),
+        ("resident memory, idle", "< 10 MB", "%.1f MB" % idle, ""),
+        ("resident memory, peak in the 100,000 restock", "< 64 MB",
+         "%.1f MB (sendgrid run %.1f MB)" % (peak, sg_peak), ""),
+        ("start-up to listening", "< 50 ms", "%.1f ms (median of 5)" % startup,
+         ""),
+    ]
+    print("restockd benchmark: %d cores, %s s per wrk run, %s" % (
+        cores, DURATION, BIN))
+    print()
+    print("| measure | target | result | / health |")
+    print("| --- | --- | --- | --- |")
+    for r in rows:
+        print("| %s | %s | %s | %s |" % r)
+
+
+if __name__ == "__main__":
+    main()

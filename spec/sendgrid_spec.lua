@@ -1,0 +1,280 @@
+-- scripts/sendgrid.lua end to end (contract section 6): restockd runs the
+-- shipped script against a fake SendGrid (spec/support/fake_http.py) that
+-- records every mail/send request. One personalization per recipient, at
+-- most 1,000 per request; 429 and 5xx answers are retried with backoff,
+-- other 4xx answers kill the delivery at once with SendGrid's error text in
+-- the log; the server keeps answering while SendGrid is slow.
+local socket = require "socket"
+local helpers = require "spec.support.helpers"
+local fake_http = require "spec.support.fake_http"
+local outbound = require "spec.support.outbound"
+
+local RESTOCKED = "restock-notification.restocked"
+local SUBSCRIBED = "restock-notification.subscribed"
+local API_KEY = "SG.test-key.0123456789"
+local FROM = "shop@example.com"
+local TEMPLATE = "d-0123456789abcdef"
+
+-- A plugin enabling the shipped script with extra options and setup keys.
+local function plugin(options, setup)
+  local s = { from = FROM, template_id = TEMPLATE }
+  for k, v in pairs(setup or {}) do
+    s[k] = v
+  end
+  return 'local restock = require "restock"\n'
+    .. "restock.options " .. outbound.literal(options or {}) .. "\n"
+    .. 'require("sendgrid").setup ' .. outbound.literal(s) .. "\n"
+end
+
+-- Starts restockd with the script pointed at the fake.
+local function start(fake, options, setup)
+  return helpers.start {
+    plugin = plugin(options, setup),
+    env = { SENDGRID_API_KEY = API_KEY, SENDGRID_API_URL = fake.url },
+  }
+end
+
+-- Asserts that one request is a well-formed mail/send call and returns
+-- its recipients.
+local function assert_mail_send(req, variant_id)
+  assert.equals("POST", req.method)
+  assert.equals("/v3/mail/send", req.path)
+  assert.equals("Bearer " .. API_KEY, req.headers["authorization"])
+  assert.truthy((req.headers["content-type"] or ""):find("application/json",
+    1, true), "content-type: " .. tostring(req.headers["content-type"]))
+  assert.equals("table", type(req.json), "body is not JSON: " .. req.body)
+  assert.equals(FROM, req.json.from.email)
+  assert.equals(TEMPLATE, req.json.template_id)
+  for i, p in ipairs(req.json.personalizations) do
+    assert.equals(1, #p.to, "personalization " .. i .. " has " .. #p.to
+      .. " recipients")
+    local data = p.dynamic_template_data
+    assert.equals("table", type(data), "no dynamic_template_data")
+    assert.equals(variant_id, data.variant.id)
+    assert.equals(p.to[1].email, data.email)
+  end
+  return req.recipients
+end
+
+describe("scripts/sendgrid.lua", function()
+  after_each(function()
+    local ok, err = pcall(fake_http.cleanup)
+    helpers.cleanup()
+    assert(ok, err)
+  end)
+
+  it("sends one request with a personalization per subscriber", function()
+    local fake = fake_http.start()
+    local server = start(fake)
+    outbound.sold_out(server, "v-three")
+    local emails = { "ann@example.com", "bob@example.com", "cy@example.com" }
+    for _, e in ipairs(emails) do
+      outbound.subscribe(server, "v-three", e)
+    end
+    outbound.set_quantity(server, "v-three", 5)
+
+    local reqs = fake:wait_requests(1, 10)
+    assert.truthy(reqs, "SendGrid got no request\n" .. server:stderr())
+    local recipients = assert_mail_send(reqs[1], "v-three")
+    assert.equals(3, reqs[1].personalizations)
+    assert.same({ 1, 1, 1 }, reqs[1].to_counts)
+    assert.same(emails, recipients)
+    local variant = reqs[1].json.personalizations[1].dynamic_template_data
+      .variant
+    assert.equals("Variant v-three", variant.title)
+    assert.equals(5, variant.inventory_quantity)
+
+    local events = outbound.wait_events(server, RESTOCKED, "delivered", 1)
+    assert.equals(1, #events)
+    assert.equals(1, events[1].attempts)
+    -- Delivered means done: no second request was made.
+    assert.equals(1, #fake:requests())
+  end)
+
+  it("sends a confirmation mail on subscribe when asked to", function()
+    local fake = fake_http.start()
+    local server = start(fake, {}, { confirm = true,
+      unsubscribe_url = "https://shop.example.com/unsubscribe?token=%s" })
+    outbound.sold_out(server, "v-confirm")
+    outbound.subscribe(server, "v-confirm", "Dee@Example.com")
+
+    local reqs = fake:wait_requests(1, 10)
+    assert.truthy(reqs, "SendGrid got no request\n" .. server:stderr())
+    local req = reqs[1]
+    assert.equals("/v3/mail/send", req.path)
+    assert.equals("Bearer " .. API_KEY, req.headers["authorization"])
+    assert.equals(1, req.personalizations)
+    assert.same({ "dee@example.com" }, req.recipients)
+    local data = req.json.personalizations[1].dynamic_template_data
+    assert.equals("v-confirm", data.variant.id)
+    local event = outbound.wait_events(server, SUBSCRIBED, "delivered", 1)[1]
+    assert.equals(
+      "https://shop.example.com/unsubscribe?token=" .. event.data
+        .unsubscribe_token, data.unsubscribe_url)
+  end)
+
+  describe("2,500 subscribers", function()
+    local emails = outbound.emails("bulk", 2500)
+
+    -- Every request's recipients, checked and merged; each must be a
+    -- subscriber, and each subscriber must appear exactly once.
+    local function assert_each_once(reqs, variant_id)
+      local seen, total = {}, 0
+      local wanted = {}
+      for _, e in ipairs(emails) do
+        wanted[e] = true
+      end
+      for _, req in ipairs(reqs) do
+        assert.truthy(req.personalizations <= 1000, "a request carries "
+          .. req.personalizations .. " personalizations")
+        for _, r in ipairs(assert_mail_send(req, variant_id)) do
+          assert.truthy(wanted[r], "unexpected recipient " .. tostring(r))
+          assert.is_nil(seen[r], r .. " got the mail twice")
+          seen[r] = true
+          total = total + 1
+        end
+      end
+      assert.equals(#emails, total)
+    end
+
+    it("go out as three events of at most 1000 by default", function()
+      local fake = fake_http.start()
+      local server = start(fake)
+      outbound.sold_out(server, "v-bulk")
+      outbound.subscribe_many(server, "v-bulk", emails)
+      outbound.set_quantity(server, "v-bulk", 10)
+
+      local events = outbound.wait_events(server, RESTOCKED, "delivered", 3,
+        20)
+      assert.equals(3, #events)
+      local reqs = fake:requests()
+      assert.equals(3, #reqs)
+      local sizes = {}
+      for i, req in ipairs(reqs) do
+        sizes[i] = req.personalizations
+      end
+      table.sort(sizes)
+      assert.same({ 500, 1000, 1000 }, sizes)
+      assert_each_once(reqs, "v-bulk")
+    end)
+
+    it("are split by the script into requests of at most 1000 when "
+      .. "batch_size is 2500", function()
+      local fake = fake_http.start()
+      local server = start(fake, { batch_size = 2500 })
+      outbound.sold_out(server, "v-split")
+      outbound.subscribe_many(server, "v-split", emails)
+      outbound.set_quantity(server, "v-split", 10)
+
+      local events = outbound.wait_events(server, RESTOCKED, "delivered", 1,
+        20)
+      assert.equals(1, #events)
+      assert.equals(2500, #events[1].data.emails)
+      assert.equals(1, events[1].attempts)
+      local reqs = fake:requests()
+      assert.equals(3, #reqs)
+      assert.same({ 1000, 1000, 500 }, { reqs[1].personalizations,
+        reqs[2].personalizations, reqs[3].personalizations })
+      assert_each_once(reqs, "v-split")
+      -- In subscription order.
+      assert.equals(emails[1], reqs[1].recipients[1])
+      assert.equals(emails[1001], reqs[2].recipients[1])
+      assert.equals(emails[2500], reqs[3].recipients[500])
+    end)
+  end)
+
+  for _, status in ipairs({ 500, 429 }) do
+    it("retries after a " .. status .. " and delivers once", function()
+      local fake = fake_http.start { "--fail-first", "1", "--fail-status",
+        tostring(status), "--fail-body", '{"errors":[{"message":"busy"}]}' }
+      local server = start(fake)
+      outbound.sold_out(server, "v-retry")
+      outbound.subscribe(server, "v-retry", "ann@example.com")
+      outbound.subscribe(server, "v-retry", "bob@example.com")
+      outbound.set_quantity(server, "v-retry", 1)
+
+      local events = outbound.wait_events(server, RESTOCKED, "delivered", 1,
+        10)
+      assert.equals(2, events[1].attempts)
+      local reqs = fake:requests()
+      assert.equals(2, #reqs)
+      assert.equals(status, reqs[1].status)
+      assert.equals(202, reqs[2].status)
+      assert.same(reqs[1].recipients, reqs[2].recipients)
+      assert.same({ "ann@example.com", "bob@example.com" },
+        reqs[2].recipients)
+      -- The retry waited for the backoff (1 s).
+      assert.truthy(reqs[2].time - reqs[1].time >= 0.9, string.format(
+        "retried after %.3f s", reqs[2].time - reqs[1].time))
+      assert.truthy(server:stderr():find("SendGrid answered " .. status, 1,
+        true), "the failure is not logged:\n" .. server:stderr())
+    end)
+  end
+
+  it("gives up at once on a 400 and logs SendGrid's error", function()
+    local message = "The from address does not match a verified Sender "
+      .. "Identity"
+    local fake = fake_http.start { "--status", "400", "--body",
+      '{"errors":[{"message":"' .. message .. '","field":"from",'
+        .. '"help":null}]}' }
+    local server = start(fake)
+    outbound.sold_out(server, "v-bad")
+    outbound.subscribe(server, "v-bad", "ann@example.com")
+    outbound.set_quantity(server, "v-bad", 1)
+
+    local events = outbound.wait_events(server, RESTOCKED, "dead", 1, 10)
+    assert.equals(1, events[1].attempts)
+    assert.truthy(tostring(events[1].last_error):find(message, 1, true),
+      "last_error: " .. tostring(events[1].last_error))
+    local stderr = helpers.wait_stderr(server,
+      "sendgrid: SendGrid answered 400: ", 2)
+    assert.truthy(stderr, "no sendgrid error line:\n" .. server:stderr())
+    assert.truthy(stderr:find(message, 1, true),
+      "the log lacks SendGrid's text:\n" .. stderr)
+    assert.equals(1, #fake:requests())
+  end)
+
+  it("keeps answering /health within 100 ms while SendGrid holds its answer",
+    function()
+      local fake = fake_http.start { "--delay", "2" }
+      local server = start(fake)
+      outbound.sold_out(server, "v-slow")
+      outbound.subscribe(server, "v-slow", "ann@example.com")
+      outbound.set_quantity(server, "v-slow", 1)
+
+      local reqs = fake:wait_requests(1, 10)
+      assert.truthy(reqs, "SendGrid got no request\n" .. server:stderr())
+      local held_until = reqs[1].time + 2
+      local samples = {}
+      -- Several requests while the answer is held (about 1.5 s of it).
+      while socket.gettime() < held_until - 0.3 do
+        local t0 = socket.gettime()
+        local res = helpers.request(server, "GET", "/health")
+        local dt = socket.gettime() - t0
+        helpers.assert_status(res, 200)
+        samples[#samples + 1] = dt
+        socket.sleep(0.15)
+      end
+      assert.truthy(#samples >= 5, "only " .. #samples
+        .. " samples during the hold")
+      for i, dt in ipairs(samples) do
+        assert.truthy(dt < 0.1, string.format(
+          "GET /health #%d took %.0f ms during the hold", i, dt * 1000))
+      end
+      -- Still held: nothing was delivered yet.
+      assert.equals(0, #fake:records("done"))
+      local events = outbound.wait_events(server, RESTOCKED, "delivered", 1,
+        10)
+      assert.equals(1, events[1].attempts)
+    end)
+
+  it("refuses to load without an API key", function()
+    local dir = helpers.tmpdir()
+    local path = dir .. "/plugin.lua"
+    helpers.write_file(path, plugin())
+    local rc, _, stderr = helpers.run({ "check", "--config", path },
+      { SENDGRID_API_KEY = "" })
+    assert.equals(2, rc)
+    assert.truthy(stderr:find("SENDGRID_API_KEY", 1, true), stderr)
+  end)
+end)
