@@ -20,7 +20,7 @@ typedef struct App {
   HttpServer *http;
   Engine *engine;
   Outbox *outbox;
-  HttpClient *http_client; /* restock.http.request */
+  HttpClient *http_client; /* restock.http.request; made on first use */
   unsigned char token_key[TOKEN_KEY_LEN]; /* unsubscribe tokens */
   const char *config_path;
   /* SHA-256 of RESTOCK_ADMIN_TOKEN; admin routes answer 401 without it. */

@@ -132,8 +132,11 @@ HttpClient *http_client_new(uv_loop_t *loop, const char *ca_file) {
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-  /* Connections kept for reuse, across hosts. */
+  /* Connections kept for reuse, across hosts, and at most 16 open to one
+   * host at once: more transfers wait in curl's queue rather than flooding
+   * a mail API with connections. */
   curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 64L);
+  curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
   uv_timer_init(loop, &c->timer);
   c->timer.data = c;
   return c;
@@ -296,10 +299,14 @@ HttpClientRequest *http_client_request(HttpClient *c,
   if (c->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
   const char *method = o->method ? o->method : "GET";
   if (o->body) {
-    r->body = xmalloc(o->body_len + 1);
-    memcpy(r->body, o->body, o->body_len);
+    const char *body = o->body;
+    if (!o->body_borrowed) {
+      r->body = xmalloc(o->body_len + 1);
+      memcpy(r->body, o->body, o->body_len);
+      body = r->body;
+    }
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
   }
   if (strcmp(method, "GET") == 0 && !o->body)
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);

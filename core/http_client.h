@@ -5,6 +5,7 @@
 #ifndef RESTOCKD_HTTP_CLIENT_H
 #define RESTOCKD_HTTP_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -23,6 +24,9 @@ typedef struct {
   size_t nheaders;
   const char *body; /* may be NULL */
   size_t body_len;
+  /* The body is not copied: the caller keeps it alive until the request
+   * ends (its callback runs, or it is cancelled). */
+  bool body_borrowed;
   long timeout_ms; /* whole request; 0: the default */
 } HttpClientOptions;
 

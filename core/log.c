@@ -6,6 +6,20 @@
 #include <time.h>
 
 static LogLevel min_level = LOG_INFO;
+static bool buffered;
+static char pending[32 * 1024];
+static size_t pending_len;
+
+void log_flush(void) {
+  if (pending_len) fwrite(pending, 1, pending_len, stderr);
+  pending_len = 0;
+  fflush(stderr);
+}
+
+void log_set_buffered(bool on) {
+  if (!on) log_flush();
+  buffered = on;
+}
 static const char *const names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
 void log_set_level(LogLevel level) { min_level = level; }
@@ -40,6 +54,13 @@ void log_msg(LogLevel level, const char *fmt, ...) {
     }
   }
   line[len++] = '\n';
+  if (buffered && level < LOG_ERROR) {
+    if (pending_len + len > sizeof pending) log_flush();
+    memcpy(pending + pending_len, line, len);
+    pending_len += len;
+    return;
+  }
+  log_flush();
   /* One write per entry keeps lines whole when several processes share the
    * terminal. */
   fwrite(line, 1, len, stderr);

@@ -340,12 +340,18 @@ static int l_sleep(lua_State *L) {
 typedef struct {
   LuaTask *task;
   HttpClientRequest *req;
+  int body_ref; /* the body string, anchored while curl reads it */
 } HttpWait;
+
+static void http_wait_free(HttpWait *w) {
+  luaL_unref(lua_task_thread(w->task), LUA_REGISTRYINDEX, w->body_ref);
+  free(w);
+}
 
 static void http_cancel(void *ctx) {
   HttpWait *w = ctx;
   http_client_cancel(w->req);
-  free(w);
+  http_wait_free(w);
 }
 
 /* Resumes the handler with {status=, headers=, body=}, or nil and the
@@ -354,7 +360,7 @@ static void http_done(void *arg, const HttpClientResponse *res,
                       const char *err) {
   HttpWait *w = arg;
   LuaTask *t = w->task;
-  free(w);
+  http_wait_free(w);
   lua_State *co = lua_task_thread(t);
   luaL_checkstack(co, 6, NULL);
   if (!res) {
@@ -404,6 +410,17 @@ static int l_http_request(lua_State *L) {
                       "its own)");
   struct App *app = lua_host_app(host_of(L));
   luaL_checktype(L, 1, LUA_TTABLE);
+  if (!app->http_client) {
+    /* Made on first use: a server whose handlers never call out does not
+     * pay for libcurl and its TLS library at start. */
+    app->http_client =
+        http_client_new(lua_task_loop(t), getenv("RESTOCK_CA_FILE"));
+    if (!app->http_client) {
+      lua_pushnil(L);
+      lua_pushstring(L, "libcurl could not be initialized");
+      return 2;
+    }
+  }
   HttpClientOptions o;
   memset(&o, 0, sizeof o);
   if (lua_getfield(L, 1, "url") != LUA_TSTRING)
@@ -464,12 +481,19 @@ static int l_http_request(lua_State *L) {
   o.nheaders = n;
   HttpWait *w = xcalloc(1, sizeof *w);
   w->task = t;
+  w->body_ref = LUA_NOREF;
+  if (o.body) {
+    /* curl reads the Lua string itself, no copy: a reference keeps it. */
+    lua_getfield(L, 1, "body");
+    w->body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    o.body_borrowed = true;
+  }
   char err[256];
   w->req = http_client_request(app->http_client, &o, http_done, w, err,
                                sizeof err);
   for (size_t i = 0; i < n; i++) free(lines[i]);
   if (!w->req) {
-    free(w);
+    http_wait_free(w);
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;

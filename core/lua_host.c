@@ -147,6 +147,9 @@ int lua_host_load(const char *path, struct App *app, uv_loop_t *loop,
   /* Every thread copies the main thread's extra space: the host pointer. */
   *(LuaHost **)lua_getextraspace(L) = h;
   luaL_openlibs(L);
+  /* Handlers make much short-lived garbage (event data, request bodies):
+   * the generational collector frees it young. */
+  lua_gc(L, LUA_GCGEN, 0, 0);
   set_package_path(L, path);
   lua_newtable(L);
   h->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -187,6 +187,7 @@ typedef struct {
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t grace;
   uv_prepare_t commit; /* group commit, once per loop iteration */
+  uv_prepare_t logs;   /* writes the iteration's log lines */
   bool stopping;
   bool http_stopped;
   bool handlers_idle;
@@ -286,6 +287,8 @@ static void on_commit(uv_prepare_t *p) {
   if (srv->app.http) http_server_release(srv->app.http, rc == 0);
 }
 
+static void on_logs(uv_prepare_t *p) { log_flush(); }
+
 static void on_group_open(void *arg) {
   Server *srv = arg;
   if (srv->app.http) http_server_hold(srv->app.http);
@@ -356,15 +359,13 @@ static int cmd_start(const Settings *s) {
   app->loop = &loop;
   uv_prepare_init(&loop, &srv.commit);
   srv.commit.data = &srv;
+  uv_prepare_init(&loop, &srv.logs);
+  uv_prepare_start(&srv.logs, on_logs);
+  uv_unref((uv_handle_t *)&srv.logs); /* it does not keep the loop running */
+  log_set_buffered(true);
   store_group_enable(app->store, on_group_open, &srv);
   app->engine = engine_new(app, &loop);
   app->outbox = outbox_new(app, &loop);
-  app->http_client = http_client_new(&loop, getenv("RESTOCK_CA_FILE"));
-  if (!app->http_client) {
-    fprintf(stderr, "restockd: cannot initialize libcurl\n");
-    rc = EXIT_RUNTIME;
-    goto out;
-  }
   if (lua_host_load(s->config, app, &loop, &app->lua, &err)) {
     fprintf(stderr, "restockd: cannot load %s: %s\n", s->config, err);
     free(err);
@@ -412,6 +413,7 @@ out:
   uv_run(&loop, UV_RUN_DEFAULT);
   if (store_group_commit(app->store))
     log_error("shutdown: the last writes could not be stored");
+  log_set_buffered(false);
   if (uv_loop_close(&loop) != 0) log_error("shutdown: the loop did not close");
   if (app->http) http_server_free(app->http);
   lua_host_release(app->lua);

@@ -18,6 +18,7 @@ typedef enum {
   SQL_ROLLBACK_TO,
   SQL_VARIANT_GET,
   SQL_VARIANT_PUT,
+  SQL_VARIANT_QUANTITY,
   SQL_SUB_INSERT,
   SQL_SUB_CREATED,
   SQL_SUB_LIST,
@@ -98,6 +99,9 @@ static const char *const sql_text[SQL_COUNT_] = {
         "INSERT OR REPLACE INTO variants (id, product_id, sku, title,"
         " inventory_quantity, allow_backorder, manage_inventory, created_at,"
         " updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [SQL_VARIANT_QUANTITY] =
+        "UPDATE variants SET inventory_quantity = ?2, updated_at = ?3"
+        " WHERE id = ?1",
     [SQL_SUB_INSERT] =
         "INSERT OR IGNORE INTO restock_subscriptions"
         " (variant_id, sales_channel_id, email, created_at)"
@@ -412,14 +416,23 @@ int store_group_commit(Store *s) {
 }
 
 void store_now(char out[32]) {
+  /* Formatted once per millisecond: a batch of 10,000 updates asks for the
+   * time tens of thousands of times. */
+  static long long last_ms = -1;
+  static char text[32];
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  struct tm tm;
-  gmtime_r(&ts.tv_sec, &tm);
-  snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-           (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100, tm.tm_mday % 100,
-           tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100,
-           (int)(ts.tv_nsec / 1000000) % 1000);
+  long long ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  if (ms != last_ms) {
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100,
+             tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+             tm.tm_sec % 100, (int)(ts.tv_nsec / 1000000) % 1000);
+    last_ms = ms;
+  }
+  memcpy(out, text, 32);
 }
 
 static char *col_text(sqlite3_stmt *st, int i) {
@@ -483,6 +496,17 @@ int store_variant_put(Store *s, const Variant *v) {
   bind_text(st, 8, v->created_at);
   bind_text(st, 9, v->updated_at);
   if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "variant put");
+  return done(st, 0);
+}
+
+int store_variant_set_quantity(Store *s, const char *id, long long quantity,
+                               const char *updated_at) {
+  sqlite3_stmt *st = stmt(s, SQL_VARIANT_QUANTITY);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, quantity);
+  bind_text(st, 3, updated_at);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "variant quantity");
   return done(st, 0);
 }
 

@@ -68,6 +68,10 @@ int store_variant_get(Store *s, const char *id, Variant *out);
 /* Inserts or replaces the whole row of `v`. Returns 0 or STORE_ERROR. */
 int store_variant_put(Store *s, const Variant *v);
 
+/* Sets only inventory_quantity and updated_at of variant `id`. */
+int store_variant_set_quantity(Store *s, const char *id, long long quantity,
+                               const char *updated_at);
+
 /* Adds an active subscription unless the same (variant, channel, email) is
  * already subscribed. `channel` NULL means unscoped. Writes the stored row's
  * created_at into `created_at` and sets *inserted. Returns 0 or

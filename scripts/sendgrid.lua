@@ -40,9 +40,11 @@ local function error_text(res)
   return (res.body or ""):sub(1, 500)
 end
 
--- Posts one mail/send request. Returns true, or nil, err (and {retry=false}
--- for an answer that retrying will not change).
-local function post(config, body)
+-- Posts one mail/send request (its body already JSON, so that the tables it
+-- was built from can be collected while the request is in flight). Returns
+-- true, or nil, err (and {retry=false} for an answer that retrying will not
+-- change).
+local function post(config, json)
   local res, err = restock.http.request {
     method = "POST",
     url = config.api_url .. "/v3/mail/send",
@@ -50,7 +52,7 @@ local function post(config, body)
       ["Authorization"] = "Bearer " .. config.api_key,
       ["Content-Type"] = "application/json",
     },
-    body = restock.json.encode(body),
+    body = json,
     timeout = config.timeout,
   }
   if not res then
@@ -67,7 +69,8 @@ local function post(config, body)
   return nil, why, { retry = false }
 end
 
--- A mail/send body for `personalizations`, from a template or as plain text.
+-- A mail/send body for `personalizations`, from a template or as plain
+-- text, as JSON.
 local function mail(config, template_id, personalizations, subject, text)
   local body = {
     from = { email = config.from, name = config.from_name },
@@ -79,7 +82,7 @@ local function mail(config, template_id, personalizations, subject, text)
     body.subject = subject
     body.content = { { type = "text/plain", value = text } }
   end
-  return body
+  return restock.json.encode(body)
 end
 
 -- Sends the restock mail to `emails`, in requests of at most
@@ -94,9 +97,11 @@ local function send_restocked(config, variant, emails)
         dynamic_template_data = { variant = variant, email = emails[i] },
       }
     end
-    local ok, err, opts = post(config, mail(config, config.template_id,
-      personalizations, "Back in stock: " .. name,
-      name .. " is back in stock. Hurry, before it sells out again!"))
+    local json = mail(config, config.template_id, personalizations,
+      "Back in stock: " .. name,
+      name .. " is back in stock. Hurry, before it sells out again!")
+    personalizations = nil -- collectable while the request is in flight
+    local ok, err, opts = post(config, json)
     if not ok then
       -- A retry resends every request of this event: SendGrid has no
       -- idempotency key. Keep batch_size at 1000 or less to send one.

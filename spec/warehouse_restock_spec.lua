@@ -86,6 +86,22 @@ describe("multi-warehouse restock checks", function()
       assert.same({}, W.list(server, { variant_id = "shirt" }))
     end)
 
+    it("fires every channel that sells from the raised location", function()
+      W.channel(server, "sc_world", { "loc_eu", "loc_us" })
+      W.subscribed(server, "shirt", "eu1@example.com", { channel = "sc_world" },
+        "sc_world")
+      W.level(server, "shirt", "loc_eu", { stocked_quantity = 1 })
+      assert.same({ "eu1@example.com", "eu2@example.com" },
+        W.wait_emails(server, "shirt", "sc_eu"))
+      assert.same({ "eu1@example.com" },
+        W.wait_emails(server, "shirt", "sc_world"))
+      assert.same({ "any@example.com" }, W.wait_emails(server, "shirt", nil))
+      W.settle(server)
+      assert.same({}, W.emails_for(server, "shirt", "sc_us"), W.dump(server))
+      assert.same({ "us1@example.com" },
+        W.list(server, { variant_id = "shirt" }))
+    end)
+
     it("does not fire a channel whose locations did not change", function()
       -- A location that no channel sells from raises only the overall sum.
       W.location(server, "loc_depot", "Depot")

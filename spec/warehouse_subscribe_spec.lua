@@ -43,6 +43,36 @@ describe("multi-warehouse subscribe", function()
         W.list(server, { sales_channel_id = "sc_eu" }))
     end)
 
+    it("a channel in a form body", function()
+      local res = helpers.request(server, "POST",
+        "/restock-notifications/variants/shirt", {
+          body = "email=fox%40example.com&sales_channel_id=sc_eu",
+          headers = { ["Content-Type"] = "application/x-www-form-urlencoded" } })
+      helpers.assert_status(res, 201)
+      assert.equals("sc_eu", res.json.restock_notification.sales_channel_id)
+    end)
+
+    it("the key header in any letter case", function()
+      local res = helpers.request(server, "POST",
+        "/restock-notifications/variants/shirt", {
+          json = { email = "gil@example.com" },
+          headers = { ["X-Publishable-API-Key"] = "pk_eu" } })
+      helpers.assert_status(res, 201)
+      assert.equals("sc_eu", res.json.restock_notification.sales_channel_id)
+    end)
+
+    it("the same email in several scopes, one row each", function()
+      W.channel(server, "sc_eu2", { "loc_eu" })
+      W.subscribed(server, "shirt", "hue@example.com", { channel = "sc_eu" },
+        "sc_eu")
+      W.subscribed(server, "shirt", "hue@example.com", { channel = "sc_eu2" },
+        "sc_eu2")
+      local emails, json = W.list(server, { variant_id = "shirt" })
+      assert.same({ "hue@example.com", "hue@example.com" }, emails)
+      assert.equals("sc_eu", json.restock_notifications[1].sales_channel_id)
+      assert.equals("sc_eu2", json.restock_notifications[2].sales_channel_id)
+    end)
+
     it("the same email once per scope, and a repeat stores nothing", function()
       W.subscribed(server, "shirt", "eve@example.com", { channel = "sc_eu" },
         "sc_eu")
