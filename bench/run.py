@@ -202,7 +202,15 @@ def restock_100k(workdir, plugin, env=None, on_ready=None, received=None):
         server.stop()
 
 
+class FakeServer(http.server.ThreadingHTTPServer):
+    # restockd opens up to 16 connections to one host at once; the default
+    # backlog of 5 would refuse some of them.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class FakeSendGrid(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
     requests = 0
     recipients = 0
     lock = threading.Lock()
@@ -267,7 +275,7 @@ def main():
                 ' function() end)\n'))
 
         # The same through scripts/sendgrid.lua to a local fake SendGrid.
-        fake = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeSendGrid)
+        fake = FakeServer(("127.0.0.1", 0), FakeSendGrid)
         threading.Thread(target=fake.serve_forever, daemon=True).start()
         sg_written, sg_received, sg_peak = restock_100k(
             workdir("sendgrid"),

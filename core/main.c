@@ -364,6 +364,7 @@ static int cmd_start(const Settings *s) {
   uv_unref((uv_handle_t *)&srv.logs); /* it does not keep the loop running */
   log_set_buffered(true);
   store_group_enable(app->store, on_group_open, &srv);
+  store_checkpoint_in_background(app->store, &loop);
   app->engine = engine_new(app, &loop);
   app->outbox = outbox_new(app, &loop);
   if (lua_host_load(s->config, app, &loop, &app->lua, &err)) {

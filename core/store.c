@@ -274,8 +274,29 @@ static const char *const sql_text[SQL_COUNT_] = {
         " AND s.sales_channel_id = ?2)",
 };
 
+/* WAL frames past which a commit queues a checkpoint (SQLite's own
+ * default threshold). */
+#define CHECKPOINT_FRAMES 1000
+/* Under a steady stream of commits a background checkpoint never quite
+ * catches up, and SQLite restarts the WAL only once one has. Past
+ * CATCH_UP_FRAMES (64 MiB) the loop itself checkpoints the frames the last
+ * background pass left, once commits have paused for CATCH_UP_QUIET_MS, so
+ * that the next commit restarts the WAL; past CATCH_UP_MAX_FRAMES (1 GiB) it
+ * does so at once, load or not, to bound the disk the WAL takes. */
+#define CATCH_UP_FRAMES 16000
+#define CATCH_UP_MAX_FRAMES 262144
+#define CATCH_UP_QUIET_MS 200
+
 struct Store {
+  char *path;
   sqlite3 *db;
+  uv_loop_t *loop;       /* set when checkpoints run in the background */
+  uv_work_t checkpoint;  /* the queued or running checkpoint */
+  bool checkpointing;
+  int wal_frames;         /* after the last commit */
+  uint64_t last_commit;   /* uv_now() of the last commit */
+  uv_timer_t quiet;       /* waits for a pause in commits to catch up */
+  sqlite3 *checkpoint_db; /* used on the thread pool only */
   sqlite3_stmt *stmt[SQL_COUNT_];
   bool group;    /* group commit on */
   bool in_group; /* a group transaction is open */
@@ -314,6 +335,7 @@ int store_open(const char *path, Store **out, char **err) {
   }
   Store *s = xcalloc(1, sizeof *s);
   s->db = db;
+  s->path = xstrdup(path);
   *out = s;
   return 0;
 }
@@ -321,8 +343,89 @@ int store_open(const char *path, Store **out, char **err) {
 void store_close(Store *s) {
   if (!s) return;
   for (int i = 0; i < SQL_COUNT_; i++) sqlite3_finalize(s->stmt[i]);
+  sqlite3_close(s->checkpoint_db);
   sqlite3_close(s->db);
+  free(s->path);
   free(s);
+}
+
+/* On the thread pool: a passive checkpoint, which copies what it can of the
+ * WAL into the database without waiting for (or blocking) the writer. */
+static void checkpoint_work(uv_work_t *w) {
+  Store *s = w->data;
+  if (!s->checkpoint_db) {
+    /* A connection learns that the database is in WAL mode only when it
+     * first reads it: until then a checkpoint does nothing. */
+    if (sqlite3_open_v2(s->path, &s->checkpoint_db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK ||
+        sqlite3_exec(s->checkpoint_db, "SELECT 1 FROM sqlite_master LIMIT 1",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+      sqlite3_close(s->checkpoint_db);
+      s->checkpoint_db = NULL;
+      return;
+    }
+    sqlite3_busy_timeout(s->checkpoint_db, 1000);
+  }
+  int log = 0, done_frames = 0;
+  int rc = sqlite3_wal_checkpoint_v2(s->checkpoint_db, NULL,
+                                     SQLITE_CHECKPOINT_PASSIVE, &log,
+                                     &done_frames);
+  (void)rc;
+}
+
+/* The loop's own checkpoint of what the background passes left over. */
+static void catch_up(Store *s) {
+  if (s->checkpointing || !sqlite3_get_autocommit(s->db)) return;
+  sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                            NULL);
+  s->wal_frames = 0;
+}
+
+static void on_quiet(uv_timer_t *t) {
+  Store *s = t->data;
+  if (s->wal_frames < CATCH_UP_FRAMES) return;
+  if (uv_now(s->loop) - s->last_commit >= CATCH_UP_QUIET_MS)
+    catch_up(s);
+  else
+    uv_timer_start(&s->quiet, on_quiet, CATCH_UP_QUIET_MS, 0);
+}
+
+static void checkpoint_done(uv_work_t *w, int status) {
+  Store *s = w->data;
+  s->checkpointing = false;
+  if (s->wal_frames >= CATCH_UP_MAX_FRAMES)
+    catch_up(s);
+  else if (s->wal_frames >= CATCH_UP_FRAMES && !uv_is_active((uv_handle_t *)&s->quiet))
+    uv_timer_start(&s->quiet, on_quiet, CATCH_UP_QUIET_MS, 0);
+}
+
+static void queue_checkpoint(Store *s) {
+  s->checkpointing = true;
+  s->checkpoint.data = s;
+  if (uv_queue_work(s->loop, &s->checkpoint, checkpoint_work,
+                    checkpoint_done) != 0)
+    s->checkpointing = false;
+}
+
+/* The WAL hook, after each commit on the server's connection. */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames) {
+  Store *s = arg;
+  s->wal_frames = frames;
+  s->last_commit = uv_now(s->loop);
+  if (frames >= CHECKPOINT_FRAMES && !s->checkpointing) queue_checkpoint(s);
+  return SQLITE_OK;
+}
+
+void store_checkpoint_in_background(Store *s, uv_loop_t *loop) {
+  s->loop = loop;
+  uv_timer_init(loop, &s->quiet);
+  s->quiet.data = s;
+  uv_unref((uv_handle_t *)&s->quiet); /* it never keeps the loop running */
+  /* Replaces SQLite's automatic checkpoint, which uses the same hook. */
+  sqlite3_wal_hook(s->db, on_wal_commit, s);
+  /* A WAL that was reset is truncated back to this size. */
+  sqlite3_exec(s->db, "PRAGMA journal_size_limit=67108864", NULL, NULL, NULL);
 }
 
 sqlite3 *store_db(Store *s) { return s->db; }

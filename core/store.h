@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <uv.h>
 
 typedef struct Store Store;
 
@@ -21,6 +22,12 @@ enum {
 int store_open(const char *path, Store **out, char **err);
 /* Finalizes every statement and closes the connection. NULL is a no-op. */
 void store_close(Store *s);
+/* Moves WAL checkpoints off the event loop: SQLite would otherwise run them
+ * (two fsyncs and a copy of the WAL) inside the commit that crosses 1000
+ * pages. From now on a commit that leaves the WAL past that size queues a
+ * passive checkpoint on libuv's thread pool, through a connection of its
+ * own. The loop must run until it finishes before store_close. */
+void store_checkpoint_in_background(Store *s, uv_loop_t *loop);
 sqlite3 *store_db(Store *s);
 
 /* Write transactions. store_begin takes the write lock at once (BEGIN
