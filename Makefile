@@ -41,7 +41,11 @@ UNIT_SRCS := $(wildcard spec/unit/*.c)
 # The unit tests link every core object except the one holding main().
 UNIT_CORE := $(filter-out build/asan/main.o,$(ASAN_OBJS))
 
-.PHONY: all deps run test unit asan release clean bench
+.PHONY: all deps run test unit asan release clean bench install
+
+# `make install PREFIX=/usr/local` (DESTDIR is honoured for packaging).
+PREFIX  ?= /usr/local
+DESTDIR ?=
 all: build/restockd
 
 deps:
@@ -113,6 +117,20 @@ bench: build/restockd
 
 unit: build/asan/unit_tests
 	./build/asan/unit_tests
+
+# The binary finds the scripts at ../share/restockd/scripts next to itself;
+# the migrations are compiled in (the SQL files are installed to read).
+install: build/restockd
+	install -D -m 755 build/restockd $(DESTDIR)$(PREFIX)/bin/restockd
+	install -d $(DESTDIR)$(PREFIX)/share/restockd/scripts \
+	  $(DESTDIR)$(PREFIX)/share/restockd/migrations \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/restockd/scripts/
+	install -m 644 migrations/*.sql $(DESTDIR)$(PREFIX)/share/restockd/migrations/
+	install -m 644 plugin.lua.example $(DESTDIR)$(PREFIX)/share/restockd/
+	sed 's|@PREFIX@|$(PREFIX)|g' docs/restockd.service \
+	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/restockd.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/restockd.service
 
 clean:
 	rm -rf build

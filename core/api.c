@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
+#include "ratelimit.h"
 #include "router.h"
 #include "stock.h"
 #include "url.h"
@@ -14,11 +16,42 @@ static void api_health(HttpRequest *req, void *app) {
   http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* GET /metrics: Prometheus text format. No auth: the bind address is the
+ * guard. */
+static void api_metrics(HttpRequest *req, void *data) {
+  App *app = data;
+  MetricsGauges g = {0};
+  SubscriptionFilter f = {.limit = 0};
+  json_t *rows = NULL;
+  if (store_subscription_list(app->store, &f, &rows, &g.active_subscriptions) ||
+      store_check_count(app->store, &g.pending_checks) ||
+      store_delivery_pending_count(app->store, &g.pending_deliveries)) {
+    json_decref(rows);
+    api_store_failed(req);
+    return;
+  }
+  json_decref(rows);
+  Buf out = {0};
+  metrics_render(&out, &g);
+  http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8",
+               out.data, out.len);
+  buf_free(&out);
+}
+
+/* OPTIONS on a store route: the CORS preflight, answered by api_handle's
+ * CORS headers. */
+static void api_preflight(HttpRequest *req, void *app) {
+  http_respond(req, 204, NULL, "", 0);
+}
+
 static const Route routes[] = {
     {"GET", "/health", api_health},
+    {"GET", "/metrics", api_metrics},
     {"POST", "/restock-notifications/variants/{variant_id}", api_subscribe},
+    {"OPTIONS", "/restock-notifications/variants/{variant_id}", api_preflight},
     {"GET", "/restock-notifications/unsubscribe", api_unsubscribe},
     {"POST", "/restock-notifications/unsubscribe", api_unsubscribe},
+    {"OPTIONS", "/restock-notifications/unsubscribe", api_preflight},
     {"POST", "/admin/variants", api_admin_variants_post},
     {"GET", "/admin/variants/{id}", api_admin_variant_get},
     {"POST", "/admin/variants/{id}", api_admin_variant_post},
@@ -63,8 +96,100 @@ static bool is_admin_path(const HttpRequest *req) {
          (req->path_len == 6 || req->path[6] == '/');
 }
 
+static bool is_store_path(const HttpRequest *req) {
+  return req->path_len >= 22 &&
+         memcmp(req->path, "/restock-notifications/", 22) == 0;
+}
+
+/* True when `origin` is in store_cors, a comma-separated list ("*" allows
+ * any origin). */
+static bool origin_allowed(const char *list, const char *origin) {
+  size_t olen = strlen(origin);
+  for (const char *p = list; *p;) {
+    while (*p == ' ' || *p == ',') p++;
+    const char *end = p;
+    while (*end && *end != ',') end++;
+    const char *last = end;
+    while (last > p && last[-1] == ' ') last--;
+    size_t len = (size_t)(last - p);
+    if ((len == 1 && *p == '*') || (len == olen && memcmp(p, origin, len) == 0))
+      return len > 0;
+    p = end;
+  }
+  return false;
+}
+
+/* CORS for the storefront routes: a listed origin is echoed, with Vary:
+ * Origin so that caches keep answers per origin; others get no allow
+ * header, and the browser refuses the answer. */
+static void add_cors(App *app, HttpRequest *req) {
+  const char *list = lua_host_options(app->lua)->store_cors;
+  if (!list || !is_store_path(req)) return;
+  http_add_header(req, "Vary", "Origin");
+  const char *origin = http_header(req, "origin");
+  if (!origin || !origin_allowed(list, origin)) return;
+  http_add_header(req, "Access-Control-Allow-Origin", origin);
+  if (strcmp(req->method, "OPTIONS") == 0) {
+    http_add_header(req, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    http_add_header(req, "Access-Control-Allow-Headers",
+                    "Content-Type, X-Publishable-API-Key");
+    http_add_header(req, "Access-Control-Max-Age", "600");
+  }
+}
+
+/* The client's address for rate limiting: the peer, or behind a trusted
+ * reverse proxy the last X-Forwarded-For entry (the one the proxy added). */
+static void client_address(App *app, const HttpRequest *req, char *out,
+                           size_t len) {
+  const char *xff = lua_host_options(app->lua)->trust_proxy
+                        ? http_header(req, "x-forwarded-for")
+                        : NULL;
+  if (!xff || !*xff) {
+    snprintf(out, len, "%s", req->client_addr);
+    return;
+  }
+  const char *last = strrchr(xff, ',');
+  last = last ? last + 1 : xff;
+  while (*last == ' ') last++;
+  size_t n = strcspn(last, " ");
+  snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), last);
+}
+
+/* subscribe_rate_limit: true if the request may go on, else answered 429. */
+static bool rate_allowed(App *app, HttpRequest *req) {
+  long long limit = lua_host_options(app->lua)->subscribe_rate_limit;
+  if (limit <= 0 || req->match.route->fn != api_subscribe) return true;
+  char client[64];
+  client_address(app, req, client, sizeof client);
+  long long retry = 0;
+  if (ratelimit_take(app->ratelimit, client, limit, uv_now(app->loop), &retry))
+    return true;
+  char value[32];
+  snprintf(value, sizeof value, "%lld", retry);
+  http_add_header(req, "Retry-After", value);
+  http_respond_error(req, 429, "too_many_requests",
+                     "Too many subscribe requests from %s; retry in %lld s",
+                     client, retry);
+  return false;
+}
+
+static void dispatch(App *app, HttpRequest *req);
+
 void api_handle(HttpRequest *req, void *data) {
   App *app = data;
+  dispatch(app, req);
+  const char *route = req->match.route ? req->match.route->pattern : "unmatched";
+  double seconds = (double)(uv_hrtime() - req->start_ns) / 1e9;
+  metrics_http(route, req->status, seconds);
+  char path[256];
+  snprintf(path, sizeof path, "%.*s", (int)(req->path_len < 255 ? req->path_len : 255),
+           req->path);
+  log_access(req->method, route, path, req->status, seconds * 1000,
+             req->client_addr);
+}
+
+static void dispatch(App *app, HttpRequest *req) {
+  add_cors(app, req);
   if (is_admin_path(req) && !admin_authorized(app, req)) {
     http_add_header(req, "WWW-Authenticate", "Bearer");
     http_respond_error(req, 401, "unauthorized",
@@ -99,6 +224,7 @@ void api_handle(HttpRequest *req, void *data) {
                        "The query string is malformed or too long");
     return;
   }
+  if (!rate_allowed(app, req)) return;
   req->match.route->fn(req, app);
 }
 

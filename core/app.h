@@ -10,6 +10,7 @@
 #include "http_client.h"
 #include "lua_host.h"
 #include "outbox.h"
+#include "ratelimit.h"
 #include "store.h"
 #include "token.h"
 
@@ -21,6 +22,7 @@ typedef struct App {
   Engine *engine;
   Outbox *outbox;
   HttpClient *http_client; /* restock.http.request; made on first use */
+  RateLimit *ratelimit;    /* subscribe_rate_limit's buckets */
   unsigned char token_key[TOKEN_KEY_LEN]; /* unsubscribe tokens */
   const char *config_path;
   /* SHA-256 of RESTOCK_ADMIN_TOKEN; admin routes answer 401 without it. */

@@ -91,6 +91,7 @@ static const char *status_text(int status) {
     case 200: return "OK";
     case 201: return "Created";
     case 204: return "No Content";
+    case 302: return "Found";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -265,15 +266,16 @@ static void conn_queue(HttpConn *c, int status, const char *content_type,
                        const char *extra_headers, const char *body,
                        size_t len) {
   if (!c->keep_alive || c->srv->stopping) c->close_after_write = true;
+  buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, status_text(status));
+  /* A 204 has no body, and says nothing of one. */
+  if (status != 204)
+    buf_printf(&c->out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+               content_type, len);
   buf_printf(&c->out,
-             "HTTP/1.1 %d %s\r\n"
-             "Content-Type: %s\r\n"
-             "Content-Length: %zu\r\n"
              "Date: %s\r\n"
              "%s"
              "Connection: %s\r\n\r\n",
-             status, status_text(status), content_type, len, http_date(),
-             extra_headers ? extra_headers : "",
+             http_date(), extra_headers ? extra_headers : "",
              c->close_after_write ? "close" : "keep-alive");
   buf_append(&c->out, body, len);
 }

@@ -6,9 +6,26 @@
 #include <time.h>
 
 static LogLevel min_level = LOG_INFO;
+static LogFormat format = LOG_TEXT;
+static bool access_on = true;
 static bool buffered;
 static char pending[32 * 1024];
 static size_t pending_len;
+static const char *const names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+static const char *const json_names[] = {"debug", "info", "warn", "error"};
+
+void log_set_level(LogLevel level) { min_level = level; }
+void log_set_format(LogFormat f) { format = f; }
+void log_set_access(bool on) { access_on = on; }
+
+int log_parse_level(const char *name, LogLevel *level) {
+  for (int i = 0; i < 4; i++)
+    if (strcmp(name, json_names[i]) == 0) {
+      *level = (LogLevel)i;
+      return 0;
+    }
+  return -1;
+}
 
 void log_flush(void) {
   if (pending_len) fwrite(pending, 1, pending_len, stderr);
@@ -20,49 +37,146 @@ void log_set_buffered(bool on) {
   if (!on) log_flush();
   buffered = on;
 }
-static const char *const names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
-void log_set_level(LogLevel level) { min_level = level; }
+/* An entry being built; long messages are cut. */
+typedef struct {
+  char text[4096];
+  size_t len;
+} Line;
 
-void log_msg(LogLevel level, const char *fmt, ...) {
-  if (level < min_level) return;
+static void put(Line *l, const char *s, size_t n) {
+  if (n > sizeof l->text - 2 - l->len) n = sizeof l->text - 2 - l->len;
+  memcpy(l->text + l->len, s, n);
+  l->len += n;
+}
+
+static void puts_(Line *l, const char *s) { put(l, s, strlen(s)); }
+
+/* Appends `s` as the inside of a JSON string. */
+static void put_json(Line *l, const char *s) {
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    char esc[8];
+    if (c == '"' || c == '\\') {
+      esc[0] = '\\', esc[1] = (char)c;
+      put(l, esc, 2);
+    } else if (c == '\n') {
+      put(l, "\\n", 2);
+    } else if (c == '\t') {
+      put(l, "\\t", 2);
+    } else if (c < 0x20) {
+      snprintf(esc, sizeof esc, "\\u%04x", c);
+      put(l, esc, 6);
+    } else {
+      put(l, (const char *)&c, 1);
+    }
+  }
+}
+
+/* Appends `s` for a text line: line breaks as " | ", the tabs after them
+ * dropped, other control characters as spaces. */
+static void put_text(Line *l, const char *s) {
+  size_t n = strlen(s);
+  while (n > 0 && s[n - 1] == '\n') n--;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '\n') {
+      put(l, " | ", 3);
+      while (i + 1 < n && s[i + 1] == '\t') i++;
+    } else if ((unsigned char)s[i] < 0x20) {
+      put(l, " ", 1);
+    } else {
+      put(l, s + i, 1);
+    }
+  }
+}
+
+static void start(Line *l, LogLevel level) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
   gmtime_r(&ts.tv_sec, &tm);
-  char line[4096];
-  int n = snprintf(line, sizeof line,
-                   "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ", tm.tm_year + 1900,
-                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                   ts.tv_nsec / 1000000, names[level]);
-  char msg[3072];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  /* One entry, one line: a multi-line message (a Lua traceback) has its
-   * line breaks shown as " | " and the tabs after them dropped. */
-  size_t len = (size_t)n, mlen = strlen(msg);
-  while (mlen > 0 && msg[mlen - 1] == '\n') mlen--;
-  for (size_t i = 0; i < mlen && len < sizeof line - 4; i++) {
-    if (msg[i] == '\n') {
-      memcpy(line + len, " | ", 3);
-      len += 3;
-      while (i + 1 < mlen && msg[i + 1] == '\t') i++;
-    } else {
-      line[len++] = msg[i] == '\t' || msg[i] == '\r' ? ' ' : msg[i];
-    }
+  char when[40];
+  snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+           (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100,
+           tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+           tm.tm_sec % 100, (int)(ts.tv_nsec / 1000000) % 1000);
+  l->len = 0;
+  if (format == LOG_JSON) {
+    puts_(l, "{\"time\":\"");
+    puts_(l, when);
+    puts_(l, "\",\"level\":\"");
+    puts_(l, json_names[level]);
+    puts_(l, "\",\"msg\":\"");
+  } else {
+    puts_(l, when);
+    puts_(l, " ");
+    puts_(l, names[level]);
+    puts_(l, " ");
   }
-  line[len++] = '\n';
+}
+
+static void emit(Line *l, LogLevel level) {
+  l->text[l->len++] = '\n';
   if (buffered && level < LOG_ERROR) {
-    if (pending_len + len > sizeof pending) log_flush();
-    memcpy(pending + pending_len, line, len);
-    pending_len += len;
+    if (pending_len + l->len > sizeof pending) log_flush();
+    memcpy(pending + pending_len, l->text, l->len);
+    pending_len += l->len;
     return;
   }
   log_flush();
   /* One write per entry keeps lines whole when several processes share the
    * terminal. */
-  fwrite(line, 1, len, stderr);
+  fwrite(l->text, 1, l->len, stderr);
   fflush(stderr);
+}
+
+void log_msg(LogLevel level, const char *fmt, ...) {
+  if (level < min_level) return;
+  char msg[3072];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  Line l;
+  start(&l, level);
+  if (format == LOG_JSON) {
+    put_json(&l, msg);
+    puts_(&l, "\"}");
+  } else {
+    put_text(&l, msg);
+  }
+  emit(&l, level);
+}
+
+void log_access(const char *method, const char *route, const char *path,
+                int status, double ms, const char *client) {
+  if (!access_on || LOG_INFO < min_level) return;
+  Line l;
+  start(&l, LOG_INFO);
+  char num[64];
+  if (format == LOG_JSON) {
+    snprintf(num, sizeof num, "%s %s %d", method, route, status);
+    put_json(&l, num);
+    puts_(&l, "\",\"method\":\"");
+    put_json(&l, method);
+    puts_(&l, "\",\"route\":\"");
+    put_json(&l, route);
+    puts_(&l, "\",\"path\":\"");
+    put_json(&l, path);
+    snprintf(num, sizeof num, "\",\"status\":%d,\"duration_ms\":%.3f", status,
+             ms);
+    puts_(&l, num);
+    puts_(&l, ",\"client\":\"");
+    put_json(&l, client);
+    puts_(&l, "\"}");
+  } else {
+    puts_(&l, "access ");
+    put_text(&l, method);
+    puts_(&l, " ");
+    put_text(&l, route);
+    snprintf(num, sizeof num, " %d %.3fms ", status, ms);
+    puts_(&l, num);
+    put_text(&l, client);
+  }
+  emit(&l, LOG_INFO);
 }

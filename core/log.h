@@ -1,17 +1,29 @@
-/* Logging: one line per entry on stderr, "TIME LEVEL message". */
+/* Logging: one line per entry on stderr with time, level and message, as
+ * text ("TIME LEVEL message") or as JSON ({"time", "level", "msg", ...}). */
 #ifndef RESTOCKD_LOG_H
 #define RESTOCKD_LOG_H
 
 #include <stdbool.h>
 
 typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } LogLevel;
+typedef enum { LOG_TEXT, LOG_JSON } LogFormat;
 
 /* Entries below `level` are dropped. The default is LOG_INFO. */
 void log_set_level(LogLevel level);
+/* Parses "debug", "info", "warn" or "error". Returns 0 or -1. */
+int log_parse_level(const char *name, LogLevel *level);
+void log_set_format(LogFormat format);
+/* Turns the access lines (one per request) on or off; on by default. */
+void log_set_access(bool on);
+
 /* Writes one entry, on one line: line breaks inside the message (a Lua
- * traceback) are shown as " | ". */
+ * traceback) are shown as " | " in text, and escaped in JSON. */
 void log_msg(LogLevel level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* An access line at INFO: "METHOD ROUTE STATUS DURATIONms CLIENT", with each
+ * as a field of its own in JSON. */
+void log_access(const char *method, const char *route, const char *path,
+                int status, double ms, const char *client);
 
 /* Buffers entries from now on: they are written by log_flush (which the
  * server calls once per loop iteration), when the buffer fills, and at once

@@ -3,6 +3,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "log.h"
@@ -112,13 +113,38 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
+/* The directory of the shipped scripts: RESTOCK_SCRIPTS; else, for an
+ * installed binary (PREFIX/bin/restockd), PREFIX/share/restockd/scripts if
+ * it exists; else the scripts/ directory of the source tree it was built
+ * in. Writes it into `out`. */
+static void scripts_dir(char *out, size_t len) {
+  const char *env = getenv("RESTOCK_SCRIPTS");
+  if (env && *env) {
+    snprintf(out, len, "%s", env);
+    return;
+  }
+  char exe[4096];
+  size_t n = sizeof exe;
+  if (uv_exepath(exe, &n) == 0) {
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = '\0';
+      snprintf(out, len, "%s/../share/restockd/scripts", exe);
+      uv_fs_t req;
+      int rc = uv_fs_stat(NULL, &req, out, NULL);
+      uv_fs_req_cleanup(&req);
+      if (rc == 0) return;
+    }
+  }
+  snprintf(out, len, "%s", RESTOCKD_SCRIPTS_DIR);
+}
+
 /* Makes `require` look in the plugin's own directory, then in the shipped
- * scripts (RESTOCK_SCRIPTS, or where the build or install put them), then
- * where Lua looks by default. */
+ * scripts, then where Lua looks by default. */
 static void set_package_path(lua_State *L, const char *plugin) {
   const char *slash = strrchr(plugin, '/');
-  const char *scripts = getenv("RESTOCK_SCRIPTS");
-  if (!scripts || !*scripts) scripts = RESTOCKD_SCRIPTS_DIR;
+  char scripts[4200];
+  scripts_dir(scripts, sizeof scripts);
   lua_getglobal(L, "package"); /* [package] */
   if (slash)
     lua_pushlstring(L, plugin, (size_t)(slash - plugin));

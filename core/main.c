@@ -13,6 +13,7 @@
 #include "app.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "lua_host.h"
 #include "migrate.h"
 #include "store.h"
@@ -40,6 +41,9 @@ static const char usage[] =
     "  --config PATH  plugin script          RESTOCK_CONFIG  ./plugin.lua\n"
     "  --host ADDR    listen address         HOST            127.0.0.1\n"
     "  --port N       listen port (0: any)   PORT            9000\n"
+    "  --log-format F text or json           RESTOCK_LOG_FORMAT  text\n"
+    "  --log-level L  debug, info, warn, error  RESTOCK_LOG_LEVEL info\n"
+    "  --access-log B on or off: a line per request  RESTOCK_ACCESS_LOG on\n"
     "  -h, --help     show this help\n"
     "  --version      print the version\n"
     "\n"
@@ -59,6 +63,9 @@ typedef struct {
   const char *db;
   const char *config;
   const char *host;
+  const char *log_format;
+  const char *log_level;
+  const char *access_log;
   int port;
   uint64_t idle_timeout_ms;
   unsigned max_connections;
@@ -99,6 +106,9 @@ static int parse_settings(int argc, char **argv, int first, const char *allowed,
   s->config = env_or("RESTOCK_CONFIG", "./plugin.lua");
   s->host = env_or("HOST", "127.0.0.1");
   const char *port = env_or("PORT", "9000");
+  s->log_format = env_or("RESTOCK_LOG_FORMAT", "text");
+  s->log_level = env_or("RESTOCK_LOG_LEVEL", "info");
+  s->access_log = env_or("RESTOCK_ACCESS_LOG", "on");
   long long n;
   for (int i = first; i < argc; i++) {
     const char *arg = argv[i], *value = NULL;
@@ -123,7 +133,26 @@ static int parse_settings(int argc, char **argv, int first, const char *allowed,
       s->host = value;
     else if (strcmp(name, "--port") == 0)
       port = value;
+    else if (strcmp(name, "--log-format") == 0)
+      s->log_format = value;
+    else if (strcmp(name, "--log-level") == 0)
+      s->log_level = value;
+    else if (strcmp(name, "--access-log") == 0)
+      s->access_log = value;
   }
+  LogLevel level;
+  if (log_parse_level(s->log_level, &level))
+    return usage_error("invalid log level '%s' (debug, info, warn, error)",
+                       s->log_level);
+  log_set_level(level);
+  if (strcmp(s->log_format, "text") && strcmp(s->log_format, "json"))
+    return usage_error("invalid log format '%s' (text or json)",
+                       s->log_format);
+  log_set_format(strcmp(s->log_format, "json") == 0 ? LOG_JSON : LOG_TEXT);
+  if (strcmp(s->access_log, "on") && strcmp(s->access_log, "off"))
+    return usage_error("invalid access log setting '%s' (on or off)",
+                       s->access_log);
+  log_set_access(strcmp(s->access_log, "on") == 0);
   if (parse_number(port, 0, 65535, &n))
     return usage_error("invalid port '%s' (0 to 65535)", port);
   s->port = (int)n;
@@ -353,6 +382,7 @@ static int cmd_start(const Settings *s) {
     return EXIT_RUNTIME;
   }
   api_set_admin_token(app, getenv("RESTOCK_ADMIN_TOKEN"));
+  app->ratelimit = ratelimit_new();
 
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -419,6 +449,8 @@ out:
   if (app->http) http_server_free(app->http);
   lua_host_release(app->lua);
   store_close(app->store);
+  ratelimit_free(app->ratelimit);
+  metrics_reset();
   http_client_global_cleanup();
   return rc;
 }
@@ -454,7 +486,10 @@ int main(int argc, char **argv) {
     return cmd_migrations(&s, strcmp(argv[2], "run") == 0);
   }
   if (strcmp(cmd, "start") == 0) {
-    if ((rc = parse_settings(argc, argv, 2, "--db --config --host --port", &s)))
+    if ((rc = parse_settings(argc, argv, 2,
+                             "--db --config --host --port --log-format "
+                             "--log-level --access-log",
+                             &s)))
       return rc;
     return cmd_start(&s);
   }

@@ -5,6 +5,7 @@
 
 #include "app.h"
 #include "log.h"
+#include "metrics.h"
 #include "lua_host.h"
 #include "store.h"
 #include "xmalloc.h"
@@ -35,6 +36,7 @@ typedef struct {
   char *handler;
   long long attempts; /* before this run */
   long long max_attempts;
+  uint64_t started_ns;
 } Run;
 
 static void on_timer(uv_timer_t *t);
@@ -77,8 +79,10 @@ int outbox_write(App *app, const char *name, json_t *data) {
   for (size_t i = 0; rc == 0 && i < n; i++)
     rc = store_delivery_insert(app->store, id, handlers[i].name,
                                handlers[i].max_attempts, now);
-  if (rc == 0)
+  if (rc == 0) {
     log_info("Processing %s which has %zu subscribers", name, n);
+    metrics_event_emitted(name);
+  }
   return rc;
 }
 
@@ -137,12 +141,14 @@ static void record(Outbox *o, Run *r, bool ok, bool retry, const char *err) {
     err = NULL;
   } else if (!ok && (attempts >= r->max_attempts || !retry)) {
     status = "dead";
+    metrics_event_outcome(r->event, "dead");
     log_error("delivery of %s #%lld to %s is dead after %lld attempts%s: %s",
               r->event, r->event_id, r->handler, attempts,
               retry ? "" : " (the handler asked not to retry)", err);
   } else if (!ok) {
     status = "pending";
     next_at = now + backoff_ms(attempts);
+    metrics_event_outcome(r->event, "failed");
     log_warn("delivery of %s #%lld to %s failed (attempt %lld of %lld), "
              "retrying in %lld ms: %s",
              r->event, r->event_id, r->handler, attempts, r->max_attempts,
@@ -163,6 +169,8 @@ static void record(Outbox *o, Run *r, bool ok, bool retry, const char *err) {
 static void on_done(void *arg, bool ok, bool retry, const char *err) {
   Run *r = arg;
   Outbox *o = r->outbox;
+  metrics_handler(r->handler, (double)(uv_hrtime() - r->started_ns) / 1e9);
+  if (ok) metrics_event_outcome(r->event, "delivered");
   record(o, r, ok, retry, err);
   free(r->event);
   free(r->handler);
@@ -214,6 +222,7 @@ static void on_timer(uv_timer_t *t) {
     r->handler = d->handler;
     r->attempts = d->attempts;
     r->max_attempts = d->max_attempts;
+    r->started_ns = uv_hrtime();
     d->event = d->handler = NULL;
     o->inflight++;
     rc = lua_host_run(app->lua, r->event, r->handler, d->data,

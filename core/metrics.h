@@ -1,0 +1,33 @@
+/* Counters and histograms for GET /metrics, in Prometheus' text exposition
+ * format. Everything is in memory and starts from zero at each start, as
+ * Prometheus expects of counters; gauges read from the database are filled
+ * in by the caller of metrics_render. */
+#ifndef RESTOCKD_METRICS_H
+#define RESTOCKD_METRICS_H
+
+#include <stdint.h>
+
+#include "buf.h"
+
+/* One HTTP request answered: `route` is the pattern ("/admin/variants/{id}")
+ * or "unmatched"; `seconds` its duration. */
+void metrics_http(const char *route, int status, double seconds);
+/* An event written to the outbox. */
+void metrics_event_emitted(const char *event);
+/* A delivery's outcome: "delivered", "failed" (to be retried) or "dead". */
+void metrics_event_outcome(const char *event, const char *outcome);
+/* One handler run and how long it took. */
+void metrics_handler(const char *handler, double seconds);
+
+typedef struct {
+  long long active_subscriptions;
+  long long pending_checks;
+  long long pending_deliveries;
+} MetricsGauges;
+
+/* Appends the whole exposition to `out`. */
+void metrics_render(Buf *out, const MetricsGauges *g);
+/* Frees everything (at exit). */
+void metrics_reset(void);
+
+#endif
