@@ -33,8 +33,8 @@ static void api_metrics(HttpRequest *req, void *data) {
   json_decref(rows);
   Buf out = {0};
   metrics_render(&out, &g);
-  http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8",
-               out.data, out.len);
+  http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data,
+               out.len);
   buf_free(&out);
 }
 
@@ -178,12 +178,13 @@ static void dispatch(App *app, HttpRequest *req);
 void api_handle(HttpRequest *req, void *data) {
   App *app = data;
   dispatch(app, req);
-  const char *route = req->match.route ? req->match.route->pattern : "unmatched";
+  const char *route =
+      req->match.route ? req->match.route->pattern : "unmatched";
   double seconds = (double)(uv_hrtime() - req->start_ns) / 1e9;
   metrics_http(route, req->status, seconds);
   char path[256];
-  snprintf(path, sizeof path, "%.*s", (int)(req->path_len < 255 ? req->path_len : 255),
-           req->path);
+  snprintf(path, sizeof path, "%.*s",
+           (int)(req->path_len < 255 ? req->path_len : 255), req->path);
   log_access(req->method, route, path, req->status, seconds * 1000,
              req->client_addr);
 }
@@ -193,10 +194,9 @@ static void dispatch(App *app, HttpRequest *req) {
   if (is_admin_path(req) && !admin_authorized(app, req)) {
     http_add_header(req, "WWW-Authenticate", "Bearer");
     http_respond_error(req, 401, "unauthorized",
-                       app->admin_enabled
-                           ? "A valid admin token is required"
-                           : "The admin API is disabled: set "
-                             "RESTOCK_ADMIN_TOKEN to enable it");
+                       app->admin_enabled ? "A valid admin token is required"
+                                          : "The admin API is disabled: set "
+                                            "RESTOCK_ADMIN_TOKEN to enable it");
     return;
   }
   switch (router_match(routes, NROUTES, req->method, req->path, req->path_len,
@@ -231,8 +231,8 @@ static void dispatch(App *app, HttpRequest *req) {
 json_t *api_json_body(HttpRequest *req) {
   if (req->body_len == 0) return json_object();
   json_error_t error;
-  json_t *body = json_loadb(req->body, req->body_len,
-                            JSON_REJECT_DUPLICATES, &error);
+  json_t *body =
+      json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &error);
   if (!body) {
     http_respond_error(req, 400, "invalid_data",
                        "The body is not valid JSON: %s (at byte %d)",
@@ -271,12 +271,12 @@ static json_t *string_or_null(const char *s) {
 }
 
 json_t *api_variant_json(const Variant *v) {
-  return json_pack(
-      "{s:s, s:o, s:o, s:o, s:I, s:b, s:b, s:I, s:s, s:s}", "id", v->id,
-      "product_id", string_or_null(v->product_id), "sku",
-      string_or_null(v->sku), "title", string_or_null(v->title),
-      "inventory_quantity", (json_int_t)v->inventory_quantity,
-      "allow_backorder", v->allow_backorder, "manage_inventory",
-      v->manage_inventory, "quantity", (json_int_t)stock_quantity(v),
-      "created_at", v->created_at, "updated_at", v->updated_at);
+  return json_pack("{s:s, s:o, s:o, s:o, s:I, s:b, s:b, s:I, s:s, s:s}", "id",
+                   v->id, "product_id", string_or_null(v->product_id), "sku",
+                   string_or_null(v->sku), "title", string_or_null(v->title),
+                   "inventory_quantity", (json_int_t)v->inventory_quantity,
+                   "allow_backorder", v->allow_backorder, "manage_inventory",
+                   v->manage_inventory, "quantity",
+                   (json_int_t)stock_quantity(v), "created_at", v->created_at,
+                   "updated_at", v->updated_at);
 }

@@ -15,9 +15,13 @@
 /* Longest product_id, sku or title accepted. */
 #define MAX_TEXT 1024
 
-static const char *const variant_fields[] = {
-    "id",    "product_id",      "sku",           "title",
-    "inventory_quantity", "allow_backorder", "manage_inventory"};
+static const char *const variant_fields[] = {"id",
+                                             "product_id",
+                                             "sku",
+                                             "title",
+                                             "inventory_quantity",
+                                             "allow_backorder",
+                                             "manage_inventory"};
 
 /* Sets a nullable text field of the variant from JSON. Returns 0 or -1. */
 static int set_text(char **field, json_t *value) {
@@ -86,8 +90,9 @@ static int variant_apply(Variant *v, json_t *obj, char *err, size_t errlen) {
     }
     continue;
   bad_text:
-    snprintf(err, errlen, "%s must be a string of at most %d characters or null",
-             key, MAX_TEXT);
+    snprintf(err, errlen,
+             "%s must be a string of at most %d characters or null", key,
+             MAX_TEXT);
     return -1;
   }
   return 0;
@@ -158,8 +163,8 @@ static int upsert_one(App *app, const char *id, const char *product_id,
       rc = -1;
       goto out;
     }
-    json_t *pid = json_is_object(obj) ? json_object_get(obj, "product_id")
-                                      : NULL;
+    json_t *pid =
+        json_is_object(obj) ? json_object_get(obj, "product_id") : NULL;
     if (pid && !(json_is_string(pid) &&
                  strcmp(json_string_value(pid), product_id) == 0)) {
       snprintf(err, errlen, "product_id does not match the path");
@@ -213,8 +218,8 @@ static void after_commit(App *app) {
 static void post_variant(HttpRequest *req, App *app, const char *id,
                          const char *product_id) {
   if (!api_valid_id(id) || (product_id && !api_valid_id(product_id))) {
-    http_respond_error(req, 404, "not_found", "Variant with id: %s was not found",
-                       id);
+    http_respond_error(req, 404, "not_found",
+                       "Variant with id: %s was not found", id);
     return;
   }
   json_t *body = api_json_body(req);
@@ -227,11 +232,13 @@ static void post_variant(HttpRequest *req, App *app, const char *id,
     api_store_failed(req);
     goto out;
   }
-  int rc = upsert_one(app, id, product_id, body, &v, err, sizeof err,
-                      &not_found);
+  int rc =
+      upsert_one(app, id, product_id, body, &v, err, sizeof err, &not_found);
   if (rc == 0) rc = store_commit(app->store);
-  if (rc) store_rollback(app->store);
-  else after_commit(app);
+  if (rc)
+    store_rollback(app->store);
+  else
+    after_commit(app);
   if (not_found)
     http_respond_error(req, 404, "not_found",
                        "Variant with id: %s was not found in product %s", id,
@@ -241,8 +248,8 @@ static void post_variant(HttpRequest *req, App *app, const char *id,
   else if (rc)
     api_store_failed(req);
   else
-    http_respond_json(req, 200, json_pack("{s:o}", "variant",
-                                          api_variant_json(&v)));
+    http_respond_json(req, 200,
+                      json_pack("{s:o}", "variant", api_variant_json(&v)));
 out:
   variant_clear(&v);
   json_decref(body);
@@ -292,8 +299,10 @@ void api_admin_variants_post(HttpRequest *req, void *data) {
     variant_clear(&v);
   }
   if (rc == 0) rc = store_commit(app->store);
-  if (rc) store_rollback(app->store);
-  else after_commit(app);
+  if (rc)
+    store_rollback(app->store);
+  else
+    after_commit(app);
   if (rc == -1 && wrapped)
     http_respond_error(req, 400, "invalid_data", "variants[%zu]: %s", i - 1,
                        err);
@@ -316,13 +325,13 @@ void api_admin_variant_get(HttpRequest *req, void *data) {
   memset(&v, 0, sizeof v);
   int rc = store_variant_get(app->store, id, &v);
   if (rc == STORE_NOT_FOUND)
-    http_respond_error(req, 404, "not_found", "Variant with id: %s was not found",
-                       id);
+    http_respond_error(req, 404, "not_found",
+                       "Variant with id: %s was not found", id);
   else if (rc)
     api_store_failed(req);
   else
-    http_respond_json(req, 200, json_pack("{s:o}", "variant",
-                                          api_variant_json(&v)));
+    http_respond_json(req, 200,
+                      json_pack("{s:o}", "variant", api_variant_json(&v)));
   variant_clear(&v);
 }
 
@@ -379,11 +388,11 @@ void api_admin_notifications_get(HttpRequest *req, void *data) {
     api_store_failed(req);
     return;
   }
-  http_respond_json(req, 200,
-                    json_pack("{s:o, s:I, s:I, s:I}", "restock_notifications",
-                              rows, "count", (json_int_t)count, "limit",
-                              (json_int_t)f.limit, "offset",
-                              (json_int_t)f.offset));
+  http_respond_json(
+      req, 200,
+      json_pack("{s:o, s:I, s:I, s:I}", "restock_notifications", rows, "count",
+                (json_int_t)count, "limit", (json_int_t)f.limit, "offset",
+                (json_int_t)f.offset));
 }
 
 /* DELETE /admin/restock-notifications?email=E[&variant_id=V] */
@@ -410,7 +419,8 @@ void api_admin_notifications_delete(HttpRequest *req, void *data) {
     api_store_failed(req);
     return;
   }
-  http_respond_json(req, 200, json_pack("{s:I}", "deleted", (json_int_t)deleted));
+  http_respond_json(req, 200,
+                    json_pack("{s:I}", "deleted", (json_int_t)deleted));
 }
 
 /* GET /admin/events?name=&status=&limit=&offset= */

@@ -50,8 +50,7 @@ static char *body_id(HttpRequest *req, json_t *body, const char *prefix) {
   if (!id) return new_id(prefix);
   if (!json_is_string(id) || !api_valid_id(json_string_value(id))) {
     http_respond_error(req, 400, "invalid_data",
-                       "id must be a string of 1 to %d characters",
-                       API_MAX_ID);
+                       "id must be a string of 1 to %d characters", API_MAX_ID);
     return NULL;
   }
   return xstrdup(json_string_value(id));
@@ -80,8 +79,8 @@ static void after_commit(App *app) {
 
 /* Checks that every entry of `ids` is a string naming an existing row
  * (`exists` tells). Returns 0; -1 having answered 400; or STORE_ERROR. */
-static int check_ids(HttpRequest *req, App *app, json_t *ids,
-                     const char *field, const char *what,
+static int check_ids(HttpRequest *req, App *app, json_t *ids, const char *field,
+                     const char *what,
                      int (*exists)(Store *, const char *, bool *)) {
   if (!json_is_array(ids) || json_array_size(ids) > 1000) {
     http_respond_error(req, 400, "invalid_data",
@@ -188,7 +187,8 @@ void api_admin_keys_post(HttpRequest *req, void *data) {
   static const char *const fields[] = {"id", "sales_channel_ids", NULL};
   json_t *body = api_json_body(req), *out = NULL;
   char *id = NULL;
-  if (!body || only_fields(req, body, fields) || !(id = body_id(req, body, "pk")))
+  if (!body || only_fields(req, body, fields) ||
+      !(id = body_id(req, body, "pk")))
     goto done;
   json_t *channels = json_object_get(body, "sales_channel_ids");
   json_t *none = channels ? NULL : json_array();
@@ -298,7 +298,8 @@ static int level_update(App *app, json_t *obj, json_t **out, UpdateError *e) {
   /* The first level makes a variant multi-warehouse: its quantity becomes
    * the sum of its levels, whatever inventory_quantity said before. */
   bool changed = total != before_total;
-  bool rose = stocked - reserved > before || (!existed_levels && total > before_total);
+  bool rose =
+      stocked - reserved > before || (!existed_levels && total > before_total);
   if (rc == 0) rc = after_quantity_change(app, variant_id, changed, rose);
   return rc;
 }
@@ -373,9 +374,9 @@ done:
 void api_admin_batch_post(HttpRequest *req, void *data) {
   App *app = data;
   static const char *const fields[] = {"updates", NULL};
-  static const char *const level_fields[] = {
-      "variant_id", "location_id", "stocked_quantity", "reserved_quantity",
-      NULL};
+  static const char *const level_fields[] = {"variant_id", "location_id",
+                                             "stocked_quantity",
+                                             "reserved_quantity", NULL};
   static const char *const quantity_fields[] = {"variant_id",
                                                 "inventory_quantity", NULL};
   json_t *body = api_json_body(req);
@@ -426,8 +427,9 @@ void api_admin_batch_post(HttpRequest *req, void *data) {
     goto done;
   }
   after_commit(app);
-  http_respond_json(req, 200, json_pack("{s:I}", "updated",
-                                        (json_int_t)json_array_size(updates)));
+  http_respond_json(
+      req, 200,
+      json_pack("{s:I}", "updated", (json_int_t)json_array_size(updates)));
 done:
   json_decref(body);
 }

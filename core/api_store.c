@@ -23,15 +23,16 @@ typedef struct {
 /* Reads the body. On failure responds 400 and returns -1. */
 static int read_body(HttpRequest *req, SubscribeBody *b) {
   const char *type = http_header(req, "content-type");
-  if (type &&
-      strncasecmp(type, "application/x-www-form-urlencoded", 33) == 0) {
+  if (type && strncasecmp(type, "application/x-www-form-urlencoded", 33) == 0) {
     if (url_parse_pairs(req->body, req->body_len, 64, &b->form)) {
-      http_respond_error(req, 400, "invalid_data", "The form body is malformed");
+      http_respond_error(req, 400, "invalid_data",
+                         "The form body is malformed");
       return -1;
     }
     b->email = url_pairs_get(&b->form, "email");
     b->sales_channel_id = url_pairs_get(&b->form, "sales_channel_id");
-    if (b->sales_channel_id && !*b->sales_channel_id) b->sales_channel_id = NULL;
+    if (b->sales_channel_id && !*b->sales_channel_id)
+      b->sales_channel_id = NULL;
     return 0;
   }
   b->json = api_json_body(req);
@@ -48,8 +49,8 @@ static int read_body(HttpRequest *req, SubscribeBody *b) {
     return -1;
   }
   b->email = email ? json_string_value(email) : NULL;
-  b->sales_channel_id = json_is_string(channel) ? json_string_value(channel)
-                                                : NULL;
+  b->sales_channel_id =
+      json_is_string(channel) ? json_string_value(channel) : NULL;
   return 0;
 }
 
@@ -57,10 +58,10 @@ static int read_body(HttpRequest *req, SubscribeBody *b) {
  * inside the caller's transaction. */
 static int emit_subscribed(App *app, const char *variant_id,
                            const char *channel, const char *email) {
-  char *token = token_make(app->token_key, variant_id, channel ? channel : "",
-                           email);
-  json_t *data = json_pack("{s:s, s:s, s:s}", "variant_id", variant_id,
-                           "email", email, "unsubscribe_token", token);
+  char *token =
+      token_make(app->token_key, variant_id, channel ? channel : "", email);
+  json_t *data = json_pack("{s:s, s:s, s:s}", "variant_id", variant_id, "email",
+                           email, "unsubscribe_token", token);
   if (channel)
     json_object_set_new(data, "sales_channel_id", json_string(channel));
   int rc = outbox_write(app, "restock-notification.subscribed", data);

@@ -55,8 +55,8 @@ int engine_schedule_check(App *app, const char *variant_id) {
   int rc = store_subscription_any(app->store, variant_id, &any);
   if (rc || !any) return rc;
   long long delay = lua_host_options(app->lua)->trigger_delay;
-  return store_check_schedule(app->store, variant_id,
-                              store_now_ms() + delay, false);
+  return store_check_schedule(app->store, variant_id, store_now_ms() + delay,
+                              false);
 }
 
 void engine_rearm(Engine *e) {
@@ -104,8 +104,8 @@ static int notify_scope(App *app, const Variant *v, const char *channel,
       json_decref(emails);
       break;
     }
-    json_t *data = json_pack("{s:s, s:o}", "variant_id", v->id, "emails",
-                             emails);
+    json_t *data =
+        json_pack("{s:s, s:o}", "variant_id", v->id, "emails", emails);
     if (*channel)
       json_object_set_new(data, "sales_channel_id", json_string(channel));
     rc = outbox_write(app, "restock-notification.restocked", data);
@@ -128,8 +128,10 @@ int engine_run_check(App *app, const char *variant_id) {
   rc = store_check_delete(s, variant_id);
   if (rc == 0) {
     rc = store_variant_get(s, variant_id, &v);
-    if (rc == STORE_NOT_FOUND) rc = 0; /* deleted since: nothing to do */
-    else if (rc == 0) rc = store_subscription_scopes(s, variant_id, &scopes);
+    if (rc == STORE_NOT_FOUND)
+      rc = 0; /* deleted since: nothing to do */
+    else if (rc == 0)
+      rc = store_subscription_scopes(s, variant_id, &scopes);
   }
   char now[32];
   store_now(now);

@@ -88,22 +88,38 @@ void http_config_defaults(HttpConfig *c) {
 
 static const char *status_text(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 302: return "Found";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 302:
+      return "Found";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Payload Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
   }
 }
 
@@ -557,15 +573,16 @@ int http_server_start(uv_loop_t *loop, const HttpConfig *cfg,
   int rc = v6 ? uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&addr)
               : uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&addr);
   if (rc < 0) {
-    *err = xasprintf("invalid listen address %s: %s", cfg->host,
-                     uv_strerror(rc));
+    *err =
+        xasprintf("invalid listen address %s: %s", cfg->host, uv_strerror(rc));
     free(srv);
     return rc;
   }
   uv_tcp_init(loop, &srv->listener);
   srv->listener.data = srv;
   rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
   if (rc < 0) {
     *err = xasprintf("cannot listen on %s port %d: %s", cfg->host, cfg->port,
                      uv_strerror(rc));

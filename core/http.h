@@ -20,12 +20,12 @@
 
 typedef struct {
   const char *host;
-  int port;                  /* 0: any free port */
-  uint64_t idle_timeout_ms;  /* close a connection silent this long */
-  unsigned max_connections;  /* answer 503 beyond this */
-  size_t max_body;           /* 413 beyond this */
-  size_t max_header_bytes;   /* 431 beyond this (request line included) */
-  unsigned max_headers;      /* 431 beyond this */
+  int port;                 /* 0: any free port */
+  uint64_t idle_timeout_ms; /* close a connection silent this long */
+  unsigned max_connections; /* answer 503 beyond this */
+  size_t max_body;          /* 413 beyond this */
+  size_t max_header_bytes;  /* 431 beyond this (request line included) */
+  unsigned max_headers;     /* 431 beyond this */
 } HttpConfig;
 
 /* Fills `c` with the defaults: 60 s idle, 1024 connections, 1 MiB body,

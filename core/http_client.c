@@ -273,8 +273,8 @@ HttpClientRequest *http_client_request(HttpClient *c,
   r->client = c;
   r->done = done;
   r->arg = arg;
-  r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms
-                                    : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
+  r->timeout_ms =
+      o->timeout_ms > 0 ? o->timeout_ms : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
   if (r->timeout_ms > HTTP_CLIENT_MAX_TIMEOUT_MS)
     r->timeout_ms = HTTP_CLIENT_MAX_TIMEOUT_MS;
   CURL *e = r->easy = curl_easy_init();

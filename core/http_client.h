@@ -18,8 +18,8 @@ typedef struct HttpClientRequest HttpClientRequest;
 #define HTTP_CLIENT_MAX_RESPONSE (8u << 20)
 
 typedef struct {
-  const char *method; /* "GET" when NULL */
-  const char *url;    /* http:// or https:// only */
+  const char *method;         /* "GET" when NULL */
+  const char *url;            /* http:// or https:// only */
   const char *const *headers; /* "Name: value" lines, `nheaders` of them */
   size_t nheaders;
   const char *body; /* may be NULL */

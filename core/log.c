@@ -97,9 +97,9 @@ static void start(Line *l, LogLevel level) {
   gmtime_r(&ts.tv_sec, &tm);
   char when[40];
   snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-           (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100,
-           tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
-           tm.tm_sec % 100, (int)(ts.tv_nsec / 1000000) % 1000);
+           (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100, tm.tm_mday % 100,
+           tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100,
+           (int)(ts.tv_nsec / 1000000) % 1000);
   l->len = 0;
   if (format == LOG_JSON) {
     puts_(l, "{\"time\":\"");

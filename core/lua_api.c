@@ -91,8 +91,8 @@ static int l_options(lua_State *L) {
       }
       case OPT_BOOL:
         if (lua_type(L, -1) != LUA_TBOOLEAN)
-          return luaL_error(
-              L, "restock.options: option '%s' must be a boolean", key);
+          return luaL_error(L, "restock.options: option '%s' must be a boolean",
+                            key);
         *(bool *)field = lua_toboolean(L, -1);
         break;
       case OPT_STRING:
@@ -131,7 +131,7 @@ static int l_subscribe(lua_State *L) {
         return luaL_argerror(L, 3, "max_attempts must be a positive integer");
     }
   }
-  lua_host_push_handlers(host_of(L));         /* [.., handlers] */
+  lua_host_push_handlers(host_of(L));           /* [.., handlers] */
   if (lua_getfield(L, -1, event) == LUA_TNIL) { /* [.., handlers, list] */
     lua_pop(L, 1);
     lua_newtable(L);
@@ -264,8 +264,7 @@ static int l_json_decode(lua_State *L) {
   json_t *j = json_loadb(s, len, JSON_DECODE_ANY, &err);
   if (!j) {
     lua_pushnil(L);
-    lua_pushfstring(L, "invalid JSON: %s (at byte %d)", err.text,
-                    err.position);
+    lua_pushfstring(L, "invalid JSON: %s (at byte %d)", err.text, err.position);
     return 2;
   }
   int rc = lua_json_push(L, j);
@@ -446,9 +445,9 @@ static int l_http_request(lua_State *L) {
     lua_Integer ms = lua_tointegerx(L, -1, &isint);
     if (!isint || ms <= 0)
       return luaL_argerror(L, 1, "timeout must be a positive integer (ms)");
-    o.timeout_ms = (long)(ms < HTTP_CLIENT_MAX_TIMEOUT_MS
-                              ? ms
-                              : HTTP_CLIENT_MAX_TIMEOUT_MS);
+    o.timeout_ms =
+        (long)(ms < HTTP_CLIENT_MAX_TIMEOUT_MS ? ms
+                                               : HTTP_CLIENT_MAX_TIMEOUT_MS);
   }
   char *lines[MAX_REQUEST_HEADERS];
   size_t n = 0;
@@ -458,13 +457,12 @@ static int l_http_request(lua_State *L) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {
       size_t nl = 0, vl = 0;
-      const char *name = lua_type(L, -2) == LUA_TSTRING
-                             ? lua_tolstring(L, -2, &nl)
-                             : NULL;
-      const char *value = lua_type(L, -1) == LUA_TSTRING ||
-                                  lua_type(L, -1) == LUA_TNUMBER
-                              ? lua_tolstring(L, -1, &vl)
-                              : NULL;
+      const char *name =
+          lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &nl) : NULL;
+      const char *value =
+          lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
+              ? lua_tolstring(L, -1, &vl)
+              : NULL;
       if (!name || !value || nl == 0 || !header_safe(name, nl) ||
           !header_safe(value, vl) || memchr(name, ':', nl) ||
           n == MAX_REQUEST_HEADERS) {
@@ -489,8 +487,8 @@ static int l_http_request(lua_State *L) {
     o.body_borrowed = true;
   }
   char err[256];
-  w->req = http_client_request(app->http_client, &o, http_done, w, err,
-                               sizeof err);
+  w->req =
+      http_client_request(app->http_client, &o, http_done, w, err, sizeof err);
   for (size_t i = 0; i < n; i++) free(lines[i]);
   if (!w->req) {
     http_wait_free(w);
@@ -514,7 +512,8 @@ static int l_hmac_sha256(lua_State *L) {
   HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, mlen, mac,
        &maclen);
   char hex[65];
-  for (unsigned i = 0; i < maclen; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+  for (unsigned i = 0; i < maclen; i++)
+    snprintf(hex + 2 * i, 3, "%02x", mac[i]);
   lua_pushlstring(L, hex, 2 * maclen);
   return 1;
 }

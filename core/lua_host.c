@@ -82,8 +82,7 @@ static void hook(lua_State *L, lua_Debug *ar) {
   bool killed;
   if (current) {
     uint64_t now = uv_hrtime();
-    if (!current->killed && now >= current->deadline_ns)
-      current->killed = true;
+    if (!current->killed && now >= current->deadline_ns) current->killed = true;
     killed = current->killed;
     /* Time-slicing: a handler that computes for long gives the loop back
      * now and then, so the server keeps answering. Only the handler's own
@@ -107,8 +106,9 @@ static void hook(lua_State *L, lua_Debug *ar) {
 
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
-  if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)",
-                                  luaL_typename(L, 1));
+  if (!msg)
+    msg =
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
@@ -223,7 +223,9 @@ void lua_host_release(LuaHost *h) {
 
 const Options *lua_host_options(const LuaHost *h) { return &h->options; }
 Options *lua_host_options_mut(LuaHost *h) { return &h->options; }
-struct App *lua_host_app(LuaHost *h) { return h->app; }
+struct App *lua_host_app(LuaHost *h) {
+  return h->app;
+}
 size_t lua_host_running(const LuaHost *h) { return h->running; }
 
 void lua_host_push_handlers(LuaHost *h) {
@@ -242,8 +244,8 @@ size_t lua_host_handlers(LuaHost *h, const char *event, LuaHandlerInfo *out,
     /* The name stays anchored in the entry, which the registry holds. */
     out[i].name = lua_tostring(L, -1);
     lua_getfield(L, -2, "max_attempts");
-    out[i].max_attempts = lua_isinteger(L, -1) ? lua_tointeger(L, -1)
-                                               : h->options.max_attempts;
+    out[i].max_attempts =
+        lua_isinteger(L, -1) ? lua_tointeger(L, -1) : h->options.max_attempts;
     lua_pop(L, 3);
   }
   lua_pop(L, 2);
@@ -340,8 +342,8 @@ static void task_step(LuaTask *t, int nargs) {
   }
   char *msg;
   if (t->killed) {
-    msg = xasprintf("timed out after %llu ms",
-                    (unsigned long long)t->timeout_ms);
+    msg =
+        xasprintf("timed out after %llu ms", (unsigned long long)t->timeout_ms);
   } else {
     lua_State *L = t->host->L;
     luaL_traceback(L, t->co, error_text(t->co), 0);
@@ -407,9 +409,9 @@ int lua_host_run(LuaHost *h, const char *event, const char *handler,
   t->arg = arg;
   t->co = lua_newthread(L); /* [fn, co] */
   lua_sethook(t->co, hook, LUA_MASKCOUNT, HOOK_COUNT);
-  lua_insert(L, -2);        /* [co, fn] */
-  lua_xmove(L, t->co, 1);   /* [co] */
-  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [] */
+  lua_insert(L, -2);                               /* [co, fn] */
+  lua_xmove(L, t->co, 1);                          /* [co] */
+  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* [] */
   if (lua_json_push(t->co, j)) lua_pushnil(t->co); /* too deep: unreachable */
   json_decref(j);
   uv_timer_init(h->loop, &t->deadline);

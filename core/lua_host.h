@@ -52,7 +52,7 @@ json_t *options_to_json(const Options *o);
 
 /* A handler subscribed to an event, as the script declared it. */
 typedef struct {
-  const char *name;      /* unique among the event's handlers */
+  const char *name;       /* unique among the event's handlers */
   long long max_attempts; /* the handler's own, or the option */
 } LuaHandlerInfo;
 

@@ -119,8 +119,9 @@ static json_t *to(lua_State *L, int idx, int depth, char *err, size_t errlen) {
       break;
     case LUA_TTABLE: {
       if (depth >= LUA_JSON_MAX_DEPTH) {
-        snprintf(err, errlen, "cannot encode a table nested this deep (or "
-                              "holding itself)");
+        snprintf(err, errlen,
+                 "cannot encode a table nested this deep (or "
+                 "holding itself)");
         return NULL;
       }
       luaL_checkstack(L, 4, "JSON nested too deeply");
@@ -147,7 +148,8 @@ static json_t *to(lua_State *L, int idx, int depth, char *err, size_t errlen) {
         if (lua_type(L, -2) == LUA_TSTRING) {
           key = lua_tostring(L, -2);
         } else if (lua_isinteger(L, -2)) {
-          snprintf(keybuf, sizeof keybuf, "%lld", (long long)lua_tointeger(L, -2));
+          snprintf(keybuf, sizeof keybuf, "%lld",
+                   (long long)lua_tointeger(L, -2));
           key = keybuf;
         } else {
           snprintf(err, errlen, "cannot encode a table key of type %s",

@@ -51,7 +51,8 @@ static const char usage[] =
     "  RESTOCK_ADMIN_TOKEN      bearer token of the /admin API (unset: 401)\n"
     "  RESTOCK_SECRET           unsubscribe-token secret (default: generated\n"
     "                           once and kept in the database)\n"
-    "  RESTOCK_IDLE_TIMEOUT     ms before an idle connection is closed (60000)\n"
+    "  RESTOCK_IDLE_TIMEOUT     ms before an idle connection is closed "
+    "(60000)\n"
     "  RESTOCK_MAX_CONNECTIONS  open connections before 503 (1024)\n"
     "  RESTOCK_CA_FILE          CA bundle for restock.http.request (default:\n"
     "                           the system's)\n"
@@ -114,7 +115,8 @@ static int parse_settings(int argc, char **argv, int first, const char *allowed,
     const char *arg = argv[i], *value = NULL;
     const char *eq = strchr(arg, '=');
     char name[32];
-    if (strncmp(arg, "--", 2) != 0) return usage_error("unexpected argument '%s'", arg);
+    if (strncmp(arg, "--", 2) != 0)
+      return usage_error("unexpected argument '%s'", arg);
     snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - arg) : (int)strlen(arg),
              arg);
     if (!strstr(allowed, name) || strlen(name) < 4)
@@ -146,8 +148,7 @@ static int parse_settings(int argc, char **argv, int first, const char *allowed,
                        s->log_level);
   log_set_level(level);
   if (strcmp(s->log_format, "text") && strcmp(s->log_format, "json"))
-    return usage_error("invalid log format '%s' (text or json)",
-                       s->log_format);
+    return usage_error("invalid log format '%s' (text or json)", s->log_format);
   log_set_format(strcmp(s->log_format, "json") == 0 ? LOG_JSON : LOG_TEXT);
   if (strcmp(s->access_log, "on") && strcmp(s->access_log, "off"))
     return usage_error("invalid access log setting '%s' (on or off)",
@@ -262,10 +263,11 @@ static void force_stop(Server *srv) {
 
 static void on_grace_over(uv_timer_t *t) {
   Server *srv = t->data;
-  log_warn("shutdown: still busy after %d ms (%zu connections, %zu handlers);"
-           " stopping them",
-           SHUTDOWN_GRACE_MS, http_server_connections(srv->app.http),
-           outbox_inflight(srv->app.outbox));
+  log_warn(
+      "shutdown: still busy after %d ms (%zu connections, %zu handlers);"
+      " stopping them",
+      SHUTDOWN_GRACE_MS, http_server_connections(srv->app.http),
+      outbox_inflight(srv->app.outbox));
   force_stop(srv);
 }
 
@@ -311,8 +313,10 @@ static void on_commit(uv_prepare_t *p) {
   Server *srv = p->data;
   uv_prepare_stop(p);
   int rc = store_group_commit(srv->app.store);
-  if (rc) log_error("group commit failed: the requests of this pass were not "
-                    "stored, and their connections are closed unanswered");
+  if (rc)
+    log_error(
+        "group commit failed: the requests of this pass were not "
+        "stored, and their connections are closed unanswered");
   if (srv->app.http) http_server_release(srv->app.http, rc == 0);
 }
 

@@ -12,9 +12,9 @@
  * ever-new names must not grow memory without bound. Past it, "other". */
 #define MAX_SERIES 512
 
-static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                 0.05,   0.1,   0.25,   0.5,   1,    2.5,
-                                 5,      10,    30};
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                 0.025,  0.05,  0.1,    0.25,  0.5,
+                                 1,      2.5,   5,      10,    30};
 #define NBUCKETS (sizeof buckets / sizeof buckets[0])
 
 typedef struct {
@@ -39,8 +39,7 @@ static Family http_requests, http_durations, emitted, outcomes, handlers;
 
 static Series *series(Family *f, const char *a, const char *b) {
   for (size_t i = 0; i < f->n; i++)
-    if (strcmp(f->items[i].a, a) == 0 &&
-        (!b || strcmp(f->items[i].b, b) == 0))
+    if (strcmp(f->items[i].a, a) == 0 && (!b || strcmp(f->items[i].b, b) == 0))
       return &f->items[i];
   if (f->n >= MAX_SERIES - 1 && strcmp(a, "other") != 0)
     return series(f, "other", b ? "other" : NULL);

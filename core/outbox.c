@@ -149,16 +149,16 @@ static void record(Outbox *o, Run *r, bool ok, bool retry, const char *err) {
     status = "pending";
     next_at = now + backoff_ms(attempts);
     metrics_event_outcome(r->event, "failed");
-    log_warn("delivery of %s #%lld to %s failed (attempt %lld of %lld), "
-             "retrying in %lld ms: %s",
-             r->event, r->event_id, r->handler, attempts, r->max_attempts,
-             next_at - now, err);
+    log_warn(
+        "delivery of %s #%lld to %s failed (attempt %lld of %lld), "
+        "retrying in %lld ms: %s",
+        r->event, r->event_id, r->handler, attempts, r->max_attempts,
+        next_at - now, err);
   }
   if (store_begin(s) ||
       store_delivery_update(s, r->event_id, r->handler, status, attempts,
                             next_at, ok ? NULL : err) ||
-      store_event_refresh(s, r->event_id, ok ? NULL : err) ||
-      store_commit(s)) {
+      store_event_refresh(s, r->event_id, ok ? NULL : err) || store_commit(s)) {
     /* The lease runs out and the delivery is retried: at least once. */
     store_rollback(s);
     log_error("delivery of %s #%lld to %s: its outcome could not be stored",
@@ -228,8 +228,9 @@ static void on_timer(uv_timer_t *t) {
     rc = lua_host_run(app->lua, r->event, r->handler, d->data,
                       (uint64_t)timeout, on_done, r);
     if (rc == LUA_HOST_NO_HANDLER)
-      on_done(r, false, true, "no handler of that name is subscribed to the event "
-                        "(was plugin.lua changed?)");
+      on_done(r, false, true,
+              "no handler of that name is subscribed to the event "
+              "(was plugin.lua changed?)");
     else if (rc)
       on_done(r, false, false, "the event's data is not valid JSON");
   }

@@ -19,9 +19,9 @@ typedef struct {
 
 typedef enum {
   ROUTE_FOUND,
-  ROUTE_NOT_FOUND,   /* no pattern matches the path */
-  ROUTE_BAD_METHOD,  /* a pattern matches, but not with this method */
-  ROUTE_BAD_PATH     /* a parameter has a malformed %-escape */
+  ROUTE_NOT_FOUND,  /* no pattern matches the path */
+  ROUTE_BAD_METHOD, /* a pattern matches, but not with this method */
+  ROUTE_BAD_PATH    /* a parameter has a malformed %-escape */
 } RouteStatus;
 
 typedef struct {
@@ -29,8 +29,8 @@ typedef struct {
   size_t nparams;
   const char *names[ROUTER_MAX_PARAMS]; /* point into the pattern */
   size_t name_lens[ROUTER_MAX_PARAMS];
-  char *values[ROUTER_MAX_PARAMS];      /* decoded; owned by the match */
-  char allow[64]; /* for ROUTE_BAD_METHOD: "GET, POST" */
+  char *values[ROUTER_MAX_PARAMS]; /* decoded; owned by the match */
+  char allow[64];                  /* for ROUTE_BAD_METHOD: "GET, POST" */
 } RouteMatch;
 
 /* Matches `path` (len bytes, without the query string) against `routes`. The

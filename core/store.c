@@ -78,9 +78,9 @@ typedef enum {
 
 /* The filter of the subscription listings: each parameter either is NULL
  * (matches anything) or must equal its column. */
-#define SUB_FILTER                                          \
-  " WHERE (?1 IS NULL OR variant_id = ?1)"                  \
-  " AND (?2 IS NULL OR email = ?2)"                         \
+#define SUB_FILTER                         \
+  " WHERE (?1 IS NULL OR variant_id = ?1)" \
+  " AND (?2 IS NULL OR email = ?2)"        \
   " AND (?3 IS NULL OR sales_channel_id = ?3)"
 
 static const char *const sql_text[SQL_COUNT_] = {
@@ -263,7 +263,8 @@ static const char *const sql_text[SQL_COUNT_] = {
     [SQL_KEY_CHANNELS] =
         "SELECT sales_channel_id FROM publishable_api_key_channels"
         " WHERE key_id = ?1 ORDER BY sales_channel_id",
-    [SQL_KEY_CLEAR] = "DELETE FROM publishable_api_key_channels WHERE key_id = ?1",
+    [SQL_KEY_CLEAR] =
+        "DELETE FROM publishable_api_key_channels WHERE key_id = ?1",
     [SQL_KEY_ADD] =
         "INSERT OR IGNORE INTO publishable_api_key_channels"
         " (key_id, sales_channel_id) VALUES (?1, ?2)",
@@ -290,8 +291,8 @@ static const char *const sql_text[SQL_COUNT_] = {
 struct Store {
   char *path;
   sqlite3 *db;
-  uv_loop_t *loop;       /* set when checkpoints run in the background */
-  uv_work_t checkpoint;  /* the queued or running checkpoint */
+  uv_loop_t *loop;      /* set when checkpoints run in the background */
+  uv_work_t checkpoint; /* the queued or running checkpoint */
   bool checkpointing;
   int wal_frames;         /* after the last commit */
   uint64_t last_commit;   /* uv_now() of the last commit */
@@ -306,10 +307,9 @@ struct Store {
 
 int store_open(const char *path, Store **out, char **err) {
   sqlite3 *db = NULL;
-  int rc = sqlite3_open_v2(path, &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                               SQLITE_OPEN_NOMUTEX,
-                           NULL);
+  int rc = sqlite3_open_v2(
+      path, &db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     *err = xasprintf("cannot open database %s: %s", path,
                      db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -368,17 +368,15 @@ static void checkpoint_work(uv_work_t *w) {
     sqlite3_busy_timeout(s->checkpoint_db, 1000);
   }
   int log = 0, done_frames = 0;
-  int rc = sqlite3_wal_checkpoint_v2(s->checkpoint_db, NULL,
-                                     SQLITE_CHECKPOINT_PASSIVE, &log,
-                                     &done_frames);
+  int rc = sqlite3_wal_checkpoint_v2(
+      s->checkpoint_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done_frames);
   (void)rc;
 }
 
 /* The loop's own checkpoint of what the background passes left over. */
 static void catch_up(Store *s) {
   if (s->checkpointing || !sqlite3_get_autocommit(s->db)) return;
-  sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
-                            NULL);
+  sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
   s->wal_frames = 0;
 }
 
@@ -396,7 +394,8 @@ static void checkpoint_done(uv_work_t *w, int status) {
   s->checkpointing = false;
   if (s->wal_frames >= CATCH_UP_MAX_FRAMES)
     catch_up(s);
-  else if (s->wal_frames >= CATCH_UP_FRAMES && !uv_is_active((uv_handle_t *)&s->quiet))
+  else if (s->wal_frames >= CATCH_UP_FRAMES &&
+           !uv_is_active((uv_handle_t *)&s->quiet))
     uv_timer_start(&s->quiet, on_quiet, CATCH_UP_QUIET_MS, 0);
 }
 
@@ -671,8 +670,9 @@ int store_subscription_list(Store *s, const SubscriptionFilter *f,
         channel && *channel ? json_string(channel) : json_null(), "email",
         sqlite3_column_text(st, 2), "created_at", sqlite3_column_text(st, 3));
     if (f->notified)
-      json_object_set_new(row, "notified_at",
-                          json_string((const char *)sqlite3_column_text(st, 4)));
+      json_object_set_new(
+          row, "notified_at",
+          json_string((const char *)sqlite3_column_text(st, 4)));
     json_array_append_new(arr, row);
   }
   if (rc != SQLITE_DONE) {
@@ -744,22 +744,12 @@ int store_subscription_any(Store *s, const char *variant_id, bool *any) {
   return query_int(s, SQL_SUB_ANY, variant_id, NULL, any);
 }
 
+static int query_strings(Store *s, StmtId id, const char *a, const char *b,
+                         json_t **out);
+
 int store_subscription_scopes(Store *s, const char *variant_id,
                               json_t **channels) {
-  sqlite3_stmt *st = stmt(s, SQL_SUB_SCOPES);
-  if (!st) return STORE_ERROR;
-  bind_text(st, 1, variant_id);
-  json_t *arr = json_array();
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    json_array_append_new(
-        arr, json_string((const char *)sqlite3_column_text(st, 0)));
-  if (rc != SQLITE_DONE) {
-    json_decref(arr);
-    return fail(s, st, "subscription scopes");
-  }
-  *channels = arr;
-  return done(st, 0);
+  return query_strings(s, SQL_SUB_SCOPES, variant_id, NULL, channels);
 }
 
 int store_subscription_take(Store *s, const char *variant_id,
@@ -1138,8 +1128,8 @@ static int named_row(Store *s, StmtId id, const char *key, json_t **out) {
   if (rc != SQLITE_ROW) return fail(s, st, sql_text[id]);
   const char *name = (const char *)sqlite3_column_text(st, 1);
   *out = json_pack("{s:s, s:o, s:s, s:s}", "id", sqlite3_column_text(st, 0),
-                   "name", name ? json_string(name) : json_null(),
-                   "created_at", sqlite3_column_text(st, 2), "updated_at",
+                   "name", name ? json_string(name) : json_null(), "created_at",
+                   sqlite3_column_text(st, 2), "updated_at",
                    sqlite3_column_text(st, 3));
   return done(st, 0);
 }
@@ -1204,7 +1194,8 @@ int store_channel_put(Store *s, const char *id, const char *name,
   json_decref(before);
   json_t *locations = NULL;
   if (rc == 0) rc = named_row(s, SQL_CHANNEL_GET, id, out);
-  if (rc == 0) rc = query_strings(s, SQL_CHANNEL_LOCATIONS, id, NULL, &locations);
+  if (rc == 0)
+    rc = query_strings(s, SQL_CHANNEL_LOCATIONS, id, NULL, &locations);
   if (rc == 0) json_object_set_new(*out, "location_ids", locations);
   return rc;
 }
@@ -1238,8 +1229,8 @@ int store_level_put(Store *s, const char *variant_id, const char *location_id,
                     long long stocked, long long reserved, long long *before,
                     json_t **out) {
   long long old_stocked = 0, old_reserved = 0;
-  int rc = store_level_get(s, variant_id, location_id, &old_stocked,
-                           &old_reserved);
+  int rc =
+      store_level_get(s, variant_id, location_id, &old_stocked, &old_reserved);
   if (rc != 0 && rc != STORE_NOT_FOUND) return rc;
   *before = old_stocked - old_reserved;
   sqlite3_stmt *st = stmt(s, SQL_LEVEL_UPSERT);
@@ -1287,8 +1278,7 @@ int store_variant_sync_levels(Store *s, const char *variant_id,
   return done(st, 0);
 }
 
-int store_key_put(Store *s, const char *id, json_t *channel_ids,
-                  json_t **out) {
+int store_key_put(Store *s, const char *id, json_t *channel_ids, json_t **out) {
   sqlite3_stmt *st = stmt(s, SQL_KEY_UPSERT);
   if (!st) return STORE_ERROR;
   char now[32];
@@ -1322,8 +1312,8 @@ int store_key_channels(Store *s, const char *id, json_t **channels) {
   return query_strings(s, SQL_KEY_CHANNELS, id, NULL, channels);
 }
 
-int store_variants_to_check(Store *s, const char *location,
-                            const char *channel, json_t **variant_ids) {
+int store_variants_to_check(Store *s, const char *location, const char *channel,
+                            json_t **variant_ids) {
   return query_strings(s, SQL_VARIANTS_TO_CHECK, location, channel,
                        variant_ids);
 }

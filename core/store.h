@@ -213,16 +213,15 @@ int store_level_get(Store *s, const char *variant_id, const char *location_id,
                     long long *stocked, long long *reserved);
 /* Sets the variant's inventory_quantity to the sum over its levels; *sum
  * gets it. */
-int store_variant_sync_levels(Store *s, const char *variant_id,
-                              long long *sum);
+int store_variant_sync_levels(Store *s, const char *variant_id, long long *sum);
 /* Upserts a publishable API key with exactly `channel_ids` (existing
  * channels); *out gets it as JSON. */
 int store_key_put(Store *s, const char *id, json_t *channel_ids, json_t **out);
 /* The channels of key `id` as a new JSON array, or STORE_NOT_FOUND. */
 int store_key_channels(Store *s, const char *id, json_t **channels);
 /* Variants with a level at `location` and a subscription in `channel`. */
-int store_variants_to_check(Store *s, const char *location,
-                            const char *channel, json_t **variant_ids);
+int store_variants_to_check(Store *s, const char *location, const char *channel,
+                            json_t **variant_ids);
 
 /* The current time in milliseconds since the epoch. */
 long long store_now_ms(void);

@@ -38,8 +38,10 @@ static long b64url_decode(const char *s, size_t len, unsigned char **out) {
   char *tmp = xmalloc(padded + 1);
   for (size_t i = 0; i < len; i++) {
     char c = s[i];
-    if (c == '-') c = '+';
-    else if (c == '_') c = '/';
+    if (c == '-')
+      c = '+';
+    else if (c == '_')
+      c = '/';
     else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
                (c >= '0' && c <= '9'))) {
       free(tmp);
@@ -97,8 +99,8 @@ int token_parse(const unsigned char key[TOKEN_KEY_LEN], const char *token,
     if (CRYPTO_memcmp(want, given, 32) == 0) {
       char *p = (char *)payload;
       char *nl1 = memchr(p, '\n', (size_t)plen);
-      char *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(p + plen - nl1 - 1))
-                      : NULL;
+      char *nl2 =
+          nl1 ? memchr(nl1 + 1, '\n', (size_t)(p + plen - nl1 - 1)) : NULL;
       if (nl2 && !memchr(p, '\0', (size_t)plen)) {
         *variant = xstrndup(p, (size_t)(nl1 - p));
         *channel = xstrndup(nl1 + 1, (size_t)(nl2 - nl1 - 1));

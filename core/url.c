@@ -52,8 +52,8 @@ int url_parse_pairs(const char *s, size_t len, size_t max_pairs,
       const char *eq = memchr(s, '=', (size_t)(stop - s));
       const char *kend = eq ? eq : stop;
       char *key = url_decode(s, (size_t)(kend - s), 1);
-      char *value = eq ? url_decode(eq + 1, (size_t)(stop - eq - 1), 1)
-                       : xstrdup("");
+      char *value =
+          eq ? url_decode(eq + 1, (size_t)(stop - eq - 1), 1) : xstrdup("");
       if (!key || !value) {
         free(key);
         free(value);

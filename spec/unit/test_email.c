@@ -53,7 +53,8 @@ TEST(email_length_limits) {
   /* 254 in all is allowed, 255 is not: a@ + labels of 60 + dots. */
   char big[300];
   strcpy(big, "a@");
-  while (strlen(big) + 61 <= 254) strcat(big, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.");
+  while (strlen(big) + 61 <= 254)
+    strcat(big, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.");
   size_t len = strlen(big);
   while (len < 251) big[len++] = 'c';
   big[len] = '\0';

@@ -28,7 +28,8 @@ TEST(notify_limit_rounds_up_and_defaults_to_all) {
   CHECK(stock_notify_limit(-5, 2) == 0);
 }
 
-static const unsigned char key[TOKEN_KEY_LEN] = "0123456789abcdef0123456789abcde";
+static const unsigned char key[TOKEN_KEY_LEN] =
+    "0123456789abcdef0123456789abcde";
 
 TEST(token_round_trip) {
   char *t = token_make(key, "variant_1", "", "jane@example.com");
@@ -126,8 +127,10 @@ TEST(lua_json_refuses_what_json_cannot_hold) {
 
 TEST(lua_json_decodes_into_lua) {
   lua_State *L = luaL_newstate();
-  json_t *j = json_loads("{\"emails\":[\"a@b.co\",\"c@d.co\"],\"n\":3,"
-                         "\"x\":null}", 0, NULL);
+  json_t *j = json_loads(
+      "{\"emails\":[\"a@b.co\",\"c@d.co\"],\"n\":3,"
+      "\"x\":null}",
+      0, NULL);
   CHECK(lua_json_push(L, j) == 0);
   lua_getfield(L, -1, "emails");
   CHECK(lua_rawlen(L, -1) == 2);

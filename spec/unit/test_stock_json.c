@@ -37,8 +37,11 @@ TEST(api_valid_id_bounds) {
 }
 
 TEST(variant_json_has_quantity_and_nulls) {
-  Variant v = {.id = "v1", .inventory_quantity = 4, .manage_inventory = true,
-               .created_at = "c", .updated_at = "u"};
+  Variant v = {.id = "v1",
+               .inventory_quantity = 4,
+               .manage_inventory = true,
+               .created_at = "c",
+               .updated_at = "u"};
   json_t *j = api_variant_json(&v);
   CHECK(json_integer_value(json_object_get(j, "quantity")) == 4);
   CHECK(json_is_null(json_object_get(j, "sku")));

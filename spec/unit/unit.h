@@ -11,27 +11,27 @@ typedef void (*UnitFn)(void);
 void unit_register(const char *name, UnitFn fn);
 void unit_fail(const char *file, int line, const char *what);
 
-#define TEST(name)                                                   \
-  static void test_##name(void);                                     \
-  __attribute__((constructor)) static void register_##name(void) {   \
-    unit_register(#name, test_##name);                               \
-  }                                                                  \
+#define TEST(name)                                                 \
+  static void test_##name(void);                                   \
+  __attribute__((constructor)) static void register_##name(void) { \
+    unit_register(#name, test_##name);                             \
+  }                                                                \
   static void test_##name(void)
 
-#define CHECK(cond) \
-  do {              \
+#define CHECK(cond)                                    \
+  do {                                                 \
     if (!(cond)) unit_fail(__FILE__, __LINE__, #cond); \
   } while (0)
 
-#define CHECK_STR(a, b)                                               \
-  do {                                                                \
-    const char *a_ = (a), *b_ = (b);                                  \
-    if (!a_ || !b_ || strcmp(a_, b_) != 0) {                          \
-      char msg_[512];                                                 \
-      snprintf(msg_, sizeof msg_, "%s == %s (\"%.200s\" vs \"%.200s\")", \
-               #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");       \
-      unit_fail(__FILE__, __LINE__, msg_);                            \
-    }                                                                 \
+#define CHECK_STR(a, b)                                                      \
+  do {                                                                       \
+    const char *a_ = (a), *b_ = (b);                                         \
+    if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                 \
+      char msg_[512];                                                        \
+      snprintf(msg_, sizeof msg_, "%s == %s (\"%.200s\" vs \"%.200s\")", #a, \
+               #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                  \
+      unit_fail(__FILE__, __LINE__, msg_);                                   \
+    }                                                                        \
   } while (0)
 
 #endif
