@@ -190,15 +190,15 @@ void api_admin_keys_post(HttpRequest *req, void *data) {
   if (!body || only_fields(req, body, fields) ||
       !(id = body_id(req, body, "pk")))
     goto done;
+  /* Without sales_channel_ids a key keeps its channels (a new one has
+   * none), as a sales channel keeps its locations without location_ids. */
   json_t *channels = json_object_get(body, "sales_channel_ids");
-  json_t *none = channels ? NULL : json_array();
-  int rc = check_ids(req, app, channels ? channels : none, "sales_channel_ids",
-                     "Sales channel", store_channel_exists);
+  int rc = channels ? check_ids(req, app, channels, "sales_channel_ids",
+                                "Sales channel", store_channel_exists)
+                    : 0;
   if (rc == 0) rc = store_begin(app->store);
-  if (rc == 0)
-    rc = store_key_put(app->store, id, channels ? channels : none, &out);
+  if (rc == 0) rc = store_key_put(app->store, id, channels, &out);
   if (rc == 0) rc = store_commit(app->store);
-  json_decref(none);
   if (rc == -1) goto done;
   if (rc) {
     store_rollback(app->store);

@@ -1287,7 +1287,7 @@ int store_key_put(Store *s, const char *id, json_t *channel_ids, json_t **out) {
   bind_text(st, 2, now);
   if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "key put");
   done(st, 0);
-  int rc = exec_texts(s, SQL_KEY_CLEAR, id, NULL);
+  int rc = channel_ids ? exec_texts(s, SQL_KEY_CLEAR, id, NULL) : 0;
   size_t i;
   json_t *ch;
   json_array_foreach(channel_ids, i, ch) {

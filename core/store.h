@@ -215,7 +215,7 @@ int store_level_get(Store *s, const char *variant_id, const char *location_id,
  * gets it. */
 int store_variant_sync_levels(Store *s, const char *variant_id, long long *sum);
 /* Upserts a publishable API key with exactly `channel_ids` (existing
- * channels); *out gets it as JSON. */
+ * channels; NULL keeps the stored ones); *out gets it as JSON. */
 int store_key_put(Store *s, const char *id, json_t *channel_ids, json_t **out);
 /* The channels of key `id` as a new JSON array, or STORE_NOT_FOUND. */
 int store_key_channels(Store *s, const char *id, json_t **channels);
