@@ -97,8 +97,9 @@ static bool is_admin_path(const HttpRequest *req) {
 }
 
 static bool is_store_path(const HttpRequest *req) {
-  return req->path_len >= 22 &&
-         memcmp(req->path, "/restock-notifications/", 22) == 0;
+  static const char prefix[] = "/restock-notifications/";
+  return req->path_len >= sizeof prefix - 1 &&
+         memcmp(req->path, prefix, sizeof prefix - 1) == 0;
 }
 
 /* True when `origin` is in store_cors, a comma-separated list ("*" allows
@@ -137,13 +138,17 @@ static void add_cors(App *app, HttpRequest *req) {
   }
 }
 
-/* The client's address for rate limiting: the peer, or behind a trusted
- * reverse proxy the last X-Forwarded-For entry (the one the proxy added). */
+/* The client's address: the peer, or behind a trusted reverse proxy the
+ * last X-Forwarded-For entry (the one the proxy added). Several header lines
+ * make one list, so the last entry is that of the last line: a client
+ * cannot pick its address by sending a line of its own before the proxy's. */
 static void client_address(App *app, const HttpRequest *req, char *out,
                            size_t len) {
-  const char *xff = lua_host_options(app->lua)->trust_proxy
-                        ? http_header(req, "x-forwarded-for")
-                        : NULL;
+  const char *xff = NULL;
+  if (lua_host_options(app->lua)->trust_proxy)
+    for (size_t i = 0; i < req->nheaders; i++)
+      if (strcmp(req->headers[i].name, "x-forwarded-for") == 0)
+        xff = req->headers[i].value;
   if (!xff || !*xff) {
     snprintf(out, len, "%s", req->client_addr);
     return;
@@ -185,8 +190,9 @@ void api_handle(HttpRequest *req, void *data) {
   char path[256];
   snprintf(path, sizeof path, "%.*s",
            (int)(req->path_len < 255 ? req->path_len : 255), req->path);
-  log_access(req->method, route, path, req->status, seconds * 1000,
-             req->client_addr);
+  char client[64];
+  client_address(app, req, client, sizeof client);
+  log_access(req->method, route, path, req->status, seconds * 1000, client);
 }
 
 static void dispatch(App *app, HttpRequest *req) {

@@ -38,14 +38,25 @@ void log_set_buffered(bool on) {
   buffered = on;
 }
 
-/* An entry being built; long messages are cut. */
+/* An entry being built. Long messages are cut, but the room kept at the end
+ * always takes the closing of a JSON line and its newline. */
+#define LINE_MAX_TEXT 8192
+#define LINE_RESERVE 8
 typedef struct {
-  char text[4096];
+  char text[LINE_MAX_TEXT + LINE_RESERVE];
   size_t len;
 } Line;
 
 static void put(Line *l, const char *s, size_t n) {
-  if (n > sizeof l->text - 2 - l->len) n = sizeof l->text - 2 - l->len;
+  if (l->len >= LINE_MAX_TEXT) return;
+  if (n > LINE_MAX_TEXT - l->len) n = LINE_MAX_TEXT - l->len;
+  memcpy(l->text + l->len, s, n);
+  l->len += n;
+}
+
+/* Appends the end of a line; it always fits (LINE_RESERVE). */
+static void put_end(Line *l, const char *s) {
+  size_t n = strlen(s);
   memcpy(l->text + l->len, s, n);
   l->len += n;
 }
@@ -54,7 +65,7 @@ static void puts_(Line *l, const char *s) { put(l, s, strlen(s)); }
 
 /* Appends `s` as the inside of a JSON string. */
 static void put_json(Line *l, const char *s) {
-  for (; *s; s++) {
+  for (; *s && l->len + 6 <= LINE_MAX_TEXT; s++) {
     unsigned char c = (unsigned char)*s;
     char esc[8];
     if (c == '"' || c == '\\') {
@@ -122,7 +133,7 @@ static void start(Line *l, LogLevel level) {
 }
 
 static void emit(Line *l, LogLevel level) {
-  l->text[l->len++] = '\n';
+  put_end(l, "\n");
   if (buffered && level < LOG_ERROR) {
     if (pending_len + l->len > sizeof pending) log_flush();
     memcpy(pending + pending_len, l->text, l->len);
@@ -147,7 +158,7 @@ void log_msg(LogLevel level, const char *fmt, ...) {
   start(&l, level);
   if (format == LOG_JSON) {
     put_json(&l, msg);
-    puts_(&l, "\"}");
+    put_end(&l, "\"}");
   } else {
     put_text(&l, msg);
   }
@@ -174,7 +185,7 @@ void log_access(const char *method, const char *route, const char *path,
     puts_(&l, num);
     puts_(&l, ",\"client\":\"");
     put_json(&l, client);
-    puts_(&l, "\"}");
+    put_end(&l, "\"}");
   } else {
     puts_(&l, "access ");
     put_text(&l, method);

@@ -94,6 +94,18 @@ static int parse_number(const char *s, long long min, long long max,
   return 0;
 }
 
+/* True when `name` is one of the space-separated flags of `allowed`. */
+static bool flag_allowed(const char *allowed, const char *name) {
+  size_t len = strlen(name);
+  for (const char *p = allowed; *p;) {
+    size_t n = strcspn(p, " ");
+    if (n == len && memcmp(p, name, len) == 0) return true;
+    p += n;
+    while (*p == ' ') p++;
+  }
+  return false;
+}
+
 static const char *env_or(const char *name, const char *dflt) {
   const char *v = getenv(name);
   return v && *v ? v : dflt;
@@ -119,7 +131,7 @@ static int parse_settings(int argc, char **argv, int first, const char *allowed,
       return usage_error("unexpected argument '%s'", arg);
     snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - arg) : (int)strlen(arg),
              arg);
-    if (!strstr(allowed, name) || strlen(name) < 4)
+    if (!flag_allowed(allowed, name))
       return usage_error("unknown option '%s' for this command", name);
     if (eq)
       value = eq + 1;
@@ -398,6 +410,7 @@ static int cmd_start(const Settings *s) {
   uv_unref((uv_handle_t *)&srv.logs); /* it does not keep the loop running */
   log_set_buffered(true);
   store_group_enable(app->store, on_group_open, &srv);
+  store_set_hooks(app->store, metrics_commit, metrics_discard);
   store_checkpoint_in_background(app->store, &loop);
   app->engine = engine_new(app, &loop);
   app->outbox = outbox_new(app, &loop);

@@ -36,6 +36,8 @@ typedef struct {
 } Family;
 
 static Family http_requests, http_durations, emitted, outcomes, handlers;
+/* Events written in the transaction in progress, by name. */
+static Family pending_emitted;
 
 static Series *series(Family *f, const char *a, const char *b) {
   for (size_t i = 0; i < f->n; i++)
@@ -70,7 +72,20 @@ void metrics_http(const char *route, int status, double seconds) {
 }
 
 void metrics_event_emitted(const char *event) {
-  series(&emitted, event, NULL)->count++;
+  series(&pending_emitted, event, NULL)->count++;
+}
+
+static void family_free(Family *f);
+
+void metrics_commit(void) {
+  for (size_t i = 0; i < pending_emitted.n; i++)
+    series(&emitted, pending_emitted.items[i].a, NULL)->count +=
+        pending_emitted.items[i].count;
+  metrics_discard();
+}
+
+void metrics_discard(void) {
+  if (pending_emitted.n) family_free(&pending_emitted);
 }
 
 void metrics_event_outcome(const char *event, const char *outcome) {
@@ -217,4 +232,5 @@ void metrics_reset(void) {
   family_free(&emitted);
   family_free(&outcomes);
   family_free(&handlers);
+  family_free(&pending_emitted);
 }

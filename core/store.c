@@ -303,6 +303,8 @@ struct Store {
   bool in_group; /* a group transaction is open */
   void (*on_open)(void *);
   void *on_open_arg;
+  void (*on_commit)(void);
+  void (*on_rollback)(void);
 };
 
 int store_open(const char *path, Store **out, char **err) {
@@ -484,17 +486,23 @@ int store_begin(Store *s) {
 }
 
 int store_commit(Store *s) {
-  if (s->in_group) {
-    if (exec_simple(s, SQL_RELEASE) == 0) return 0;
+  int rc = exec_simple(s, s->in_group ? SQL_RELEASE : SQL_COMMIT);
+  if (rc != 0) {
     store_rollback(s);
     return STORE_ERROR;
   }
-  int rc = exec_simple(s, SQL_COMMIT);
-  if (rc != 0) store_rollback(s);
-  return rc;
+  if (s->on_commit) s->on_commit();
+  return 0;
+}
+
+void store_set_hooks(Store *s, void (*on_commit)(void),
+                     void (*on_rollback)(void)) {
+  s->on_commit = on_commit;
+  s->on_rollback = on_rollback;
 }
 
 void store_rollback(Store *s) {
+  if (s->on_rollback) s->on_rollback();
   if (s->in_group) {
     /* Undoes this caller's writes; the group's transaction goes on. */
     if (exec_simple(s, SQL_ROLLBACK_TO) == 0) exec_simple(s, SQL_RELEASE);

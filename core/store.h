@@ -42,6 +42,10 @@ sqlite3 *store_db(Store *s);
 int store_begin(Store *s);
 int store_commit(Store *s);
 void store_rollback(Store *s);
+/* Called after each successful store_commit and each store_rollback (to
+ * count what a transaction did only once it is kept). */
+void store_set_hooks(Store *s, void (*on_commit)(void),
+                     void (*on_rollback)(void));
 /* Turns group commit on; `on_open(arg)` is called when a group opens. */
 void store_group_enable(Store *s, void (*on_open)(void *), void *arg);
 /* Commits the open group, if any. Returns 0, or STORE_ERROR when it was
