@@ -180,6 +180,11 @@ static bool rate_allowed(App *app, HttpRequest *req) {
 
 static void dispatch(App *app, HttpRequest *req);
 
+void api_rejected(void *data, int status, const char *client) {
+  metrics_http("malformed", status, 0);
+  log_access("-", "malformed", "-", status, 0, client);
+}
+
 void api_handle(HttpRequest *req, void *data) {
   App *app = data;
   dispatch(app, req);
@@ -197,6 +202,10 @@ void api_handle(HttpRequest *req, void *data) {
 
 static void dispatch(App *app, HttpRequest *req) {
   add_cors(app, req);
+  /* Matched first so that metrics name the route of a 401 too; the token is
+   * still checked before anything is answered about an admin path. */
+  RouteStatus status = router_match(routes, NROUTES, req->method, req->path,
+                                    req->path_len, &req->match);
   if (is_admin_path(req) && !admin_authorized(app, req)) {
     http_add_header(req, "WWW-Authenticate", "Bearer");
     http_respond_error(req, 401, "unauthorized",
@@ -205,8 +214,7 @@ static void dispatch(App *app, HttpRequest *req) {
                                             "RESTOCK_ADMIN_TOKEN to enable it");
     return;
   }
-  switch (router_match(routes, NROUTES, req->method, req->path, req->path_len,
-                       &req->match)) {
+  switch (status) {
     case ROUTE_NOT_FOUND:
       http_respond_error(req, 404, "not_found", "Route %s %.*s was not found",
                          req->method, (int)req->path_len, req->path);

@@ -34,5 +34,8 @@ typedef struct App {
 void api_set_admin_token(App *app, const char *token);
 /* The HTTP handler of every route; `data` is the App. */
 void api_handle(HttpRequest *req, void *data);
+/* Counts and logs a request the HTTP layer answered itself (400 for one
+ * that cannot be parsed, 413, 431, 503). */
+void api_rejected(void *data, int status, const char *client);
 
 #endif

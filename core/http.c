@@ -55,6 +55,7 @@ struct HttpServer {
   uv_tcp_t listener;
   HttpConfig cfg;
   HttpHandler handler;
+  HttpRejectHook on_reject;
   void *data;
   llhttp_settings_t settings;
   HttpConn *conns;
@@ -299,6 +300,7 @@ static void conn_queue(HttpConn *c, int status, const char *content_type,
 /* Answers a request that could not be parsed, and closes. */
 static void conn_fail(HttpConn *c, int status, const char *type,
                       const char *message) {
+  if (c->srv->on_reject) c->srv->on_reject(c->srv->data, status, c->addr);
   json_t *j = json_pack("{s:s, s:s}", "type", type, "message", message);
   char *body = json_dumps(j, JSON_COMPACT);
   c->keep_alive = false;
@@ -610,6 +612,10 @@ int http_server_start(uv_loop_t *loop, const HttpConfig *cfg,
 }
 
 const char *http_server_address(const HttpServer *srv) { return srv->address; }
+
+void http_server_on_reject(HttpServer *srv, HttpRejectHook hook) {
+  srv->on_reject = hook;
+}
 
 size_t http_server_connections(const HttpServer *srv) { return srv->nconns; }
 

@@ -64,7 +64,12 @@ typedef struct HttpRequest {
 } HttpRequest;
 
 typedef void (*HttpHandler)(HttpRequest *req, void *data);
+/* Told of each request the server answered without the handler (`status`
+ * 400, 413, 431 or 503), for metrics and logs. */
+typedef void (*HttpRejectHook)(void *data, int status, const char *client);
 
+/* Sets the hook told of rejected requests (NULL: none). */
+void http_server_on_reject(HttpServer *srv, HttpRejectHook hook);
 /* Binds and listens. Returns 0, or a negative libuv error with a message in
  * *err (free it). `data` is passed to `handler` untouched. */
 int http_server_start(uv_loop_t *loop, const HttpConfig *cfg,

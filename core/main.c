@@ -432,6 +432,7 @@ static int cmd_start(const Settings *s) {
     rc = EXIT_RUNTIME;
     goto out;
   }
+  http_server_on_reject(app->http, api_rejected);
   uv_signal_init(&loop, &srv.sigterm);
   uv_signal_init(&loop, &srv.sigint);
   uv_signal_init(&loop, &srv.sighup);

@@ -49,6 +49,7 @@ local PATTERNS = {
   ["/admin/events"] = true,
   ["/admin/events/{id}/retry"] = true,
   unmatched = true,
+  malformed = true,
 }
 
 -- Scrapes the server: asserts the answer and returns the parsed scrape.
@@ -477,4 +478,25 @@ end, { name = "confirm", max_attempts = 5 })
     end, 5, "process_open_fds to fall back")
     assert.truthy(after:value("process_open_fds") >= 3)
   end)
+
+  it("counts what the HTTP layer refuses itself, and names the route of a 401",
+    function()
+      local server = helpers.start()
+      local before = scrape(server)
+      -- Garbage: 400 and a closed connection, without reaching a route.
+      local conn = helpers.connect(server)
+      conn:send_raw("\0\1\2 GARBAGE\r\n\r\n")
+      helpers.assert_status(conn:read_response(), 400)
+      conn:close()
+      -- An admin route without the token: 401, labelled with its pattern.
+      helpers.assert_status(helpers.request(server, "GET",
+        "/admin/variants/some-id"), 401)
+      local after = scrape(server)
+      local function moved(labels)
+        return (after:value(REQUESTS, labels) or 0)
+          - (before:value(REQUESTS, labels) or 0)
+      end
+      assert.equals(1, moved { route = "malformed", status = "400" })
+      assert.equals(1, moved { route = "/admin/variants/{id}", status = "401" })
+    end)
 end)
