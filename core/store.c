@@ -27,6 +27,9 @@ typedef enum {
   SQL_HIST_COUNT,
   SQL_SUB_ERASE,
   SQL_HIST_ERASE,
+  SQL_HIST_VARIANTS,
+  SQL_EVENT_SCRUB_RESTOCKED,
+  SQL_EVENT_ERASE_SUBSCRIBED,
   SQL_META_GET,
   SQL_META_PUT,
   SQL_SUB_ANY,
@@ -124,6 +127,21 @@ static const char *const sql_text[SQL_COUNT_] = {
     [SQL_HIST_ERASE] =
         "DELETE FROM restock_history"
         " WHERE email = ?1 AND (?2 IS NULL OR variant_id = ?2)",
+    [SQL_HIST_VARIANTS] =
+        "SELECT DISTINCT variant_id FROM restock_history"
+        " WHERE email = ?1 AND (?2 IS NULL OR variant_id = ?2)",
+    /* The expressions match the partial indexes of migration 004. */
+    [SQL_EVENT_SCRUB_RESTOCKED] =
+        "UPDATE events SET data = json_set(data, '$.emails',"
+        " (SELECT json_group_array(value) FROM json_each(events.data,"
+        " '$.emails') WHERE value != ?2))"
+        " WHERE name = 'restock-notification.restocked'"
+        " AND json_extract(data, '$.variant_id') = ?1"
+        " AND instr(data, json_quote(?2)) > 0",
+    [SQL_EVENT_ERASE_SUBSCRIBED] =
+        "DELETE FROM events WHERE name = 'restock-notification.subscribed'"
+        " AND json_extract(data, '$.email') = ?1"
+        " AND (?2 IS NULL OR json_extract(data, '$.variant_id') = ?2)",
     [SQL_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [SQL_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
     [SQL_SUB_ANY] =
@@ -691,17 +709,41 @@ int store_subscription_list(Store *s, const SubscriptionFilter *f,
   return done(st, 0);
 }
 
+static int query_strings(Store *s, StmtId id, const char *a, const char *b,
+                         json_t **out);
+static int exec_texts(Store *s, StmtId id, const char *a, const char *b);
+
 int store_subscription_erase(Store *s, const char *email,
-                             const char *variant_id, long long *deleted) {
+                             const char *variant_id, long long *deleted,
+                             long long *scrubbed) {
   *deleted = 0;
-  StmtId ids[] = {SQL_SUB_ERASE, SQL_HIST_ERASE};
-  for (size_t i = 0; i < 2; i++) {
-    sqlite3_stmt *st = stmt(s, ids[i]);
+  *scrubbed = 0;
+  /* The outbox first: the restocked events of the variants this email was
+   * notified of lose it from their emails; its subscribed events go. */
+  json_t *variants = NULL;
+  int rc = query_strings(s, SQL_HIST_VARIANTS, email, variant_id, &variants);
+  size_t i;
+  json_t *v;
+  json_array_foreach(variants, i, v) {
+    if (rc) break;
+    rc = exec_texts(s, SQL_EVENT_SCRUB_RESTOCKED, json_string_value(v), email);
+    *scrubbed += sqlite3_changes(s->db);
+  }
+  json_decref(variants);
+  if (rc == 0) {
+    sqlite3_stmt *st = stmt(s, SQL_EVENT_ERASE_SUBSCRIBED);
     if (!st) return STORE_ERROR;
     bind_text(st, 1, email);
     bind_text(st, 2, variant_id);
-    if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "erase");
+    if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "erase events");
     done(st, 0);
+    *scrubbed += sqlite3_changes(s->db);
+  }
+  if (rc) return rc;
+  StmtId ids[] = {SQL_SUB_ERASE, SQL_HIST_ERASE};
+  for (size_t k = 0; k < 2; k++) {
+    rc = exec_texts(s, ids[k], email, variant_id);
+    if (rc) return rc;
     *deleted += sqlite3_changes(s->db);
   }
   return 0;

@@ -106,10 +106,14 @@ typedef struct {
 int store_subscription_list(Store *s, const SubscriptionFilter *f,
                             json_t **rows, long long *count);
 /* Erases the active subscriptions and the history of `email` (of one
- * variant, if `variant_id` is not NULL). Sets *deleted to the rows removed.
- * Returns 0 or STORE_ERROR. */
+ * variant, if `variant_id` is not NULL), and the email from the outbox: its
+ * restock-notification.subscribed events are deleted and it is taken out of
+ * the emails of the restocked events it was notified in. Sets *deleted to
+ * the subscription and history rows removed, *scrubbed to the events
+ * changed or deleted. Returns 0 or STORE_ERROR. */
 int store_subscription_erase(Store *s, const char *email,
-                             const char *variant_id, long long *deleted);
+                             const char *variant_id, long long *deleted,
+                             long long *scrubbed);
 
 /* True in *any when `variant_id` has an active subscription. */
 int store_subscription_any(Store *s, const char *variant_id, bool *any);

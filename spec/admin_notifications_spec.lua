@@ -174,6 +174,44 @@ describe("/admin/restock-notifications", function()
   end)
 
   describe("DELETE", function()
+    it("forgets the email in the outbox too", function()
+      local server = helpers.start()
+      helpers.assert_status(admin(server, "POST", "/admin/variants",
+        { id = "gone", inventory_quantity = 0 }), 200)
+      subscribe(server, "gone", "ann@example.com")
+      subscribe(server, "gone", "bob@example.com")
+      helpers.assert_status(admin(server, "POST", "/admin/variants/gone",
+        { inventory_quantity = 4 }), 200)
+      local restocked
+      helpers.wait_for(function()
+        local res = admin(server, "GET",
+          "/admin/events?name=restock-notification.restocked")
+        restocked = res.json.events[1]
+        return restocked ~= nil
+      end, 5)
+      assert.same({ "ann@example.com", "bob@example.com" },
+        restocked.data.emails)
+
+      local res = admin(server, "DELETE",
+        "/admin/restock-notifications?email=Ann%40Example.com")
+      helpers.assert_status(res, 200)
+      assert.same({ deleted = 1 }, res.json) -- the notified history row
+
+      local events = admin(server, "GET", "/admin/events?limit=1000").json
+      for _, e in ipairs(events.events) do
+        local text = require("cjson").encode(e.data)
+        assert.is_nil(text:find("ann@example.com", 1, true),
+          "the email is still in event " .. e.id .. ": " .. text)
+      end
+      restocked = admin(server, "GET",
+        "/admin/events?name=restock-notification.restocked").json.events[1]
+      assert.same({ "bob@example.com" }, restocked.data.emails)
+      local subscribed = admin(server, "GET",
+        "/admin/events?name=restock-notification.subscribed").json
+      assert.equals(1, subscribed.count)
+      assert.equals("bob@example.com", subscribed.events[1].data.email)
+    end)
+
     it("erases every subscription of an email", function()
       local res = admin(server, "DELETE", "/admin/restock-notifications"
         .. helpers.query({ email = "ann@example.com" }))
