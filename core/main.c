@@ -469,6 +469,7 @@ out:
   store_close(app->store);
   ratelimit_free(app->ratelimit);
   metrics_reset();
+  token_cleanup();
   http_client_global_cleanup();
   return rc;
 }

@@ -67,6 +67,11 @@ void outbox_close(Outbox *o) {
 size_t outbox_inflight(const Outbox *o) { return o->inflight; }
 
 int outbox_write(App *app, const char *name, json_t *data) {
+  long long id;
+  return outbox_write_id(app, name, data, &id);
+}
+
+int outbox_write_id(App *app, const char *name, json_t *data, long long *out) {
   LuaHandlerInfo handlers[MAX_HANDLERS];
   size_t n = lua_host_handlers(app->lua, name, handlers, MAX_HANDLERS);
   if (n > MAX_HANDLERS) n = MAX_HANDLERS;
@@ -82,6 +87,7 @@ int outbox_write(App *app, const char *name, json_t *data) {
   if (rc == 0) {
     log_info("Processing %s which has %zu subscribers", name, n);
     metrics_event_emitted(name);
+    *out = id;
   }
   return rc;
 }

@@ -25,6 +25,9 @@ Outbox *outbox_new(struct App *app, uv_loop_t *loop);
  * once the caller calls outbox_kick after committing. Returns 0 or
  * STORE_ERROR. */
 int outbox_write(struct App *app, const char *name, json_t *data);
+/* outbox_write that also gives the new event's id. */
+int outbox_write_id(struct App *app, const char *name, json_t *data,
+                    long long *id);
 /* outbox_write in a transaction of its own, then outbox_kick. */
 int outbox_emit(struct App *app, const char *name, json_t *data);
 /* Looks for due deliveries on the next loop iteration. */

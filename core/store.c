@@ -30,6 +30,7 @@ typedef enum {
   SQL_HIST_VARIANTS,
   SQL_EVENT_SCRUB_RESTOCKED,
   SQL_EVENT_ERASE_SUBSCRIBED,
+  SQL_SUB_SET_EVENT,
   SQL_META_GET,
   SQL_META_PUT,
   SQL_SUB_ANY,
@@ -139,9 +140,14 @@ static const char *const sql_text[SQL_COUNT_] = {
         " AND json_extract(data, '$.variant_id') = ?1"
         " AND instr(data, json_quote(?2)) > 0",
     [SQL_EVENT_ERASE_SUBSCRIBED] =
-        "DELETE FROM events WHERE name = 'restock-notification.subscribed'"
-        " AND json_extract(data, '$.email') = ?1"
-        " AND (?2 IS NULL OR json_extract(data, '$.variant_id') = ?2)",
+        "DELETE FROM events WHERE id IN ("
+        " SELECT subscribed_event_id FROM restock_subscriptions"
+        " WHERE email = ?1 AND (?2 IS NULL OR variant_id = ?2)"
+        " UNION SELECT subscribed_event_id FROM restock_history"
+        " WHERE email = ?1 AND (?2 IS NULL OR variant_id = ?2))",
+    [SQL_SUB_SET_EVENT] =
+        "UPDATE restock_subscriptions SET subscribed_event_id = ?2"
+        " WHERE id = ?1",
     [SQL_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [SQL_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
     [SQL_SUB_ANY] =
@@ -155,8 +161,9 @@ static const char *const sql_text[SQL_COUNT_] = {
         " LIMIT ?3",
     [SQL_SUB_TO_HISTORY] =
         "INSERT INTO restock_history (variant_id, sales_channel_id, email,"
-        " created_at, notified_at)"
-        " SELECT variant_id, sales_channel_id, email, created_at, ?4"
+        " created_at, notified_at, subscribed_event_id)"
+        " SELECT variant_id, sales_channel_id, email, created_at, ?4,"
+        " subscribed_event_id"
         " FROM restock_subscriptions"
         " WHERE variant_id = ?1 AND sales_channel_id = ?2 AND id <= ?3"
         " ORDER BY id",
@@ -638,9 +645,18 @@ int store_variant_set_quantity(Store *s, const char *id, long long quantity,
   return done(st, 0);
 }
 
+int store_subscription_set_event(Store *s, long long id, long long event_id) {
+  sqlite3_stmt *st = stmt(s, SQL_SUB_SET_EVENT);
+  if (!st) return STORE_ERROR;
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_int64(st, 2, event_id);
+  if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "subscription event");
+  return done(st, 0);
+}
+
 int store_subscription_add(Store *s, const char *variant_id,
                            const char *channel, const char *email,
-                           char created_at[32], bool *inserted) {
+                           char created_at[32], long long *inserted_id) {
   sqlite3_stmt *st = stmt(s, SQL_SUB_INSERT);
   if (!st) return STORE_ERROR;
   char now[32];
@@ -651,8 +667,9 @@ int store_subscription_add(Store *s, const char *variant_id,
   bind_text(st, 4, now);
   if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "subscription add");
   done(st, 0);
-  *inserted = sqlite3_changes(s->db) > 0;
-  if (*inserted) {
+  *inserted_id = sqlite3_changes(s->db) > 0 ? sqlite3_last_insert_rowid(s->db)
+                                            : 0;
+  if (*inserted_id) {
     memcpy(created_at, now, 32);
     return 0;
   }

@@ -85,11 +85,14 @@ int store_variant_set_quantity(Store *s, const char *id, long long quantity,
 
 /* Adds an active subscription unless the same (variant, channel, email) is
  * already subscribed. `channel` NULL means unscoped. Writes the stored row's
- * created_at into `created_at` and sets *inserted. Returns 0 or
- * STORE_ERROR. */
+ * created_at into `created_at` and sets *inserted_id to the new row's id, or
+ * 0 when it was there already. Returns 0 or STORE_ERROR. */
 int store_subscription_add(Store *s, const char *variant_id,
                            const char *channel, const char *email,
-                           char created_at[32], bool *inserted);
+                           char created_at[32], long long *inserted_id);
+/* Remembers the restock-notification.subscribed event of subscription `id`
+ * (to forget it with the email). */
+int store_subscription_set_event(Store *s, long long id, long long event_id);
 
 typedef struct {
   const char *variant_id;       /* NULL: any */

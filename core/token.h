@@ -16,6 +16,8 @@ char *token_make(const unsigned char key[TOKEN_KEY_LEN], const char *variant,
  * verify. */
 int token_parse(const unsigned char key[TOKEN_KEY_LEN], const char *token,
                 char **variant, char **channel, char **email);
+/* Frees the MAC context kept between calls (at exit). */
+void token_cleanup(void);
 /* Derives the key from a secret of any length (RESTOCK_SECRET or the
  * generated one). */
 void token_key(const char *secret, unsigned char key[TOKEN_KEY_LEN]);
