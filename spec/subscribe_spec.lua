@@ -193,6 +193,16 @@ describe("POST /restock-notifications/variants/{variant_id}", function()
       helpers.assert_error(res, 400, "invalid_data")
     end)
 
+    it("rejects an email that is not UTF-8, and keeps one that is", function()
+      -- A form body can carry any byte (%FF); JSON cannot.
+      local res = subscribe_form(server, "sold-out", "email=%FF%40example.com")
+      helpers.assert_error(res, 400, "invalid_data")
+      res = subscribe_form(server, "sold-out", "email=anna%40ex%C3%A4mple.com")
+      helpers.assert_status(res, 201)
+      assert.equals("anna@ex\195\164mple.com", res.json.restock_notification.email)
+      assert.equals(1, list(server, { variant_id = "sold-out" }).count)
+    end)
+
     it("rejects a missing email", function()
       helpers.assert_error(subscribe(server, "sold-out", {}), 400,
         "invalid_data")

@@ -73,3 +73,13 @@ TEST(email_reports_why) {
   CHECK(email_normalize("nope", 4, out, &why) == -1);
   CHECK(why != NULL && strstr(why, "@") != NULL);
 }
+
+TEST(email_must_be_utf8) {
+  CHECK_STR(norm("anna@ex\xc3\xa4mple.com"), "anna@ex\xc3\xa4mple.com");
+  CHECK_STR(norm("\xe2\x82\xac@example.com"), "\xe2\x82\xac@example.com");
+  CHECK(norm("\xff@example.com") == NULL);        /* not a lead byte */
+  CHECK(norm("a@ex\xc3.com") == NULL);            /* cut short */
+  CHECK(norm("\xc0\xaf@example.com") == NULL);    /* overlong '/' */
+  CHECK(norm("\xed\xa0\x80@example.com") == NULL); /* a surrogate */
+  CHECK(norm("\xf4\x90\x80\x80@example.com") == NULL); /* past U+10FFFF */
+}
