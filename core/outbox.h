@@ -16,7 +16,7 @@ struct App;
 typedef struct Outbox Outbox;
 
 /* Most handler runs in flight at once. */
-#define OUTBOX_MAX_INFLIGHT 64
+#define OUTBOX_MAX_INFLIGHT 32
 
 Outbox *outbox_new(struct App *app, uv_loop_t *loop);
 /* Writes event `name` with `data` inside the caller's transaction, with one
