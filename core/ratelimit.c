@@ -1,6 +1,7 @@
 #include "ratelimit.h"
 
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,6 +96,7 @@ bool ratelimit_take(RateLimit *r, const char *client, long long per_minute,
     return true;
   }
   double wait_ms = (1.0 - e->tokens) * 60000.0 / (double)per_minute;
-  *retry_after_s = (long long)(wait_ms / 1000.0) + 1;
+  *retry_after_s = (long long)ceil(wait_ms / 1000.0 - 1e-9);
+  if (*retry_after_s < 1) *retry_after_s = 1;
   return false;
 }
