@@ -5,7 +5,9 @@
  * (engine_schedule_check). One libuv timer is set to the earliest due check
  * (engine_rearm, after the commit). At the check, each scope whose quantity
  * is above inventory_required has its subscriptions moved to the history and
- * its restock-notification.restocked events written, in one transaction. */
+ * its restock-notification.restocked events written, in one transaction of
+ * at most 10,000 subscriptions; a larger fan-out continues in the next loop
+ * iterations, the check staying scheduled until it is done. */
 #ifndef RESTOCKD_ENGINE_H
 #define RESTOCKD_ENGINE_H
 
