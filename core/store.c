@@ -55,6 +55,8 @@ typedef enum {
   SQL_DELIVERY_NEXT,
   SQL_EVENT_LIST,
   SQL_EVENT_COUNT,
+  SQL_EVENT_LIST_OPEN,
+  SQL_EVENT_COUNT_OPEN,
   SQL_EVENT_DELIVERIES,
   SQL_EVENT_EXISTS,
   SQL_EVENT_RETRY,
@@ -227,6 +229,16 @@ static const char *const sql_text[SQL_COUNT_] = {
     [SQL_EVENT_COUNT] =
         "SELECT count(*) FROM events WHERE (?1 IS NULL OR name = ?1)"
         " AND (?2 IS NULL OR status = ?2)",
+    /* The same for a status other than delivered: the literal condition
+     * lets SQLite use the partial index events_open. */
+    [SQL_EVENT_LIST_OPEN] =
+        "SELECT id, name, data, status, attempts, last_error, created_at"
+        " FROM events WHERE (?1 IS NULL OR name = ?1)"
+        " AND status = ?2 AND status != 'delivered'"
+        " ORDER BY id LIMIT ?3 OFFSET ?4",
+    [SQL_EVENT_COUNT_OPEN] =
+        "SELECT count(*) FROM events WHERE (?1 IS NULL OR name = ?1)"
+        " AND status = ?2 AND status != 'delivered'",
     [SQL_EVENT_DELIVERIES] =
         "SELECT handler, status, attempts, max_attempts, last_error,"
         " updated_at FROM deliveries WHERE event_id = ?1 ORDER BY rowid",
@@ -1081,7 +1093,8 @@ static json_t *event_deliveries(Store *s, long long id) {
 int store_event_list(Store *s, const char *name, const char *status,
                      long long limit, long long offset, json_t **rows,
                      long long *count) {
-  sqlite3_stmt *st = stmt(s, SQL_EVENT_COUNT);
+  bool open = status && strcmp(status, "delivered") != 0;
+  sqlite3_stmt *st = stmt(s, open ? SQL_EVENT_COUNT_OPEN : SQL_EVENT_COUNT);
   if (!st) return STORE_ERROR;
   bind_text(st, 1, name);
   bind_text(st, 2, status);
@@ -1089,7 +1102,7 @@ int store_event_list(Store *s, const char *name, const char *status,
   *count = sqlite3_column_int64(st, 0);
   done(st, 0);
 
-  st = stmt(s, SQL_EVENT_LIST);
+  st = stmt(s, open ? SQL_EVENT_LIST_OPEN : SQL_EVENT_LIST);
   if (!st) return STORE_ERROR;
   bind_text(st, 1, name);
   bind_text(st, 2, status);
