@@ -20,10 +20,16 @@ typedef struct {
   const char *sales_channel_id;
 } SubscribeBody;
 
+/* True when the request's body is a form (a plain HTML form's POST). */
+static bool is_form(const HttpRequest *req) {
+  const char *type = http_header(req, "content-type");
+  return type &&
+         strncasecmp(type, "application/x-www-form-urlencoded", 33) == 0;
+}
+
 /* Reads the body. On failure responds 400 and returns -1. */
 static int read_body(HttpRequest *req, SubscribeBody *b) {
-  const char *type = http_header(req, "content-type");
-  if (type && strncasecmp(type, "application/x-www-form-urlencoded", 33) == 0) {
+  if (is_form(req)) {
     if (url_parse_pairs(req->body, req->body_len, 64, &b->form)) {
       http_respond_error(req, 400, "invalid_data",
                          "The form body is malformed");
@@ -66,10 +72,10 @@ static int emit_subscribed(App *app, long long subscription,
   if (channel)
     json_object_set_new(data, "sales_channel_id", json_string(channel));
   long long event_id = 0;
-  int rc = outbox_write_id(app, "restock-notification.subscribed", data,
-                           &event_id);
-  if (rc == 0) rc = store_subscription_set_event(app->store, subscription,
-                                                 event_id);
+  int rc =
+      outbox_write_id(app, "restock-notification.subscribed", data, &event_id);
+  if (rc == 0)
+    rc = store_subscription_set_event(app->store, subscription, event_id);
   json_decref(data);
   free(token);
   return rc;
@@ -83,9 +89,7 @@ void api_unsubscribe(HttpRequest *req, void *data) {
   KeyValueList form = {0};
   json_t *body = NULL;
   if (!token && strcmp(req->method, "POST") == 0 && req->body_len > 0) {
-    const char *type = http_header(req, "content-type");
-    if (type &&
-        strncasecmp(type, "application/x-www-form-urlencoded", 33) == 0) {
+    if (is_form(req)) {
       if (url_parse_pairs(req->body, req->body_len, 64, &form) == 0)
         token = url_pairs_get(&form, "token");
     } else if ((body = api_json_body(req)) == NULL) {

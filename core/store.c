@@ -679,8 +679,8 @@ int store_subscription_add(Store *s, const char *variant_id,
   bind_text(st, 4, now);
   if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "subscription add");
   done(st, 0);
-  *inserted_id = sqlite3_changes(s->db) > 0 ? sqlite3_last_insert_rowid(s->db)
-                                            : 0;
+  *inserted_id =
+      sqlite3_changes(s->db) > 0 ? sqlite3_last_insert_rowid(s->db) : 0;
   if (*inserted_id) {
     memcpy(created_at, now, 32);
     return 0;
@@ -816,6 +816,16 @@ static int query_int(Store *s, StmtId id, const char *text_arg,
   bool has = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
   if (any) *any = has;
   if (value) *value = has ? sqlite3_column_int64(st, 0) : 0;
+  return done(st, 0);
+}
+
+int store_subscription_count(Store *s, long long *count) {
+  SubscriptionFilter all = {.limit = 0};
+  sqlite3_stmt *st = stmt(s, SQL_SUB_COUNT);
+  if (!st) return STORE_ERROR;
+  bind_filter(st, &all);
+  if (sqlite3_step(st) != SQLITE_ROW) return fail(s, st, "subscription count");
+  *count = sqlite3_column_int64(st, 0);
   return done(st, 0);
 }
 

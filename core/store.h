@@ -103,6 +103,8 @@ typedef struct {
   long long offset;
 } SubscriptionFilter;
 
+/* The number of active subscriptions, in *count. */
+int store_subscription_count(Store *s, long long *count);
 /* Lists subscriptions matching `f`, oldest first, as a new JSON array in
  * *rows, and the number of all matching rows in *count. Returns 0 or
  * STORE_ERROR. */
