@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "utf8.h"
+
 static LogLevel min_level = LOG_INFO;
 static LogFormat format = LOG_TEXT;
 static bool access_on = true;
@@ -16,6 +18,7 @@ static const char *const json_names[] = {"debug", "info", "warn", "error"};
 
 void log_set_level(LogLevel level) { min_level = level; }
 void log_set_format(LogFormat f) { format = f; }
+bool log_is_json(void) { return format == LOG_JSON; }
 void log_set_access(bool on) { access_on = on; }
 
 int log_parse_level(const char *name, LogLevel *level) {
@@ -68,6 +71,18 @@ static void put_json(Line *l, const char *s) {
   for (; *s && l->len + 6 <= LINE_MAX_TEXT; s++) {
     unsigned char c = (unsigned char)*s;
     char esc[8];
+    if (c >= 0x80) {
+      /* Bytes that are not UTF-8 (from a Lua message, say) would make the
+       * line invalid JSON: each becomes U+FFFD. */
+      size_t n = utf8_sequence((const unsigned char *)s, strlen(s));
+      if (n == 0) {
+        put(l, "\\ufffd", 6);
+      } else {
+        put(l, s, n);
+        s += n - 1;
+      }
+      continue;
+    }
     if (c == '"' || c == '\\') {
       esc[0] = '\\', esc[1] = (char)c;
       put(l, esc, 2);

@@ -13,6 +13,7 @@ void log_set_level(LogLevel level);
 /* Parses "debug", "info", "warn" or "error". Returns 0 or -1. */
 int log_parse_level(const char *name, LogLevel *level);
 void log_set_format(LogFormat format);
+bool log_is_json(void);
 /* Turns the access lines (one per request) on or off; on by default. */
 void log_set_access(bool on);
 

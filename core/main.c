@@ -369,6 +369,21 @@ static int load_secret(App *app) {
   return 0;
 }
 
+/* Why `start` cannot go on: a log entry, so that with --log-format json it
+ * is JSON too. */
+__attribute__((format(printf, 1, 2))) static void start_error(const char *fmt,
+                                                              ...) {
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (log_is_json())
+    log_error("%s", msg);
+  else
+    fprintf(stderr, "restockd: %s\n", msg);
+}
+
 static int cmd_start(const Settings *s) {
   Server srv;
   memset(&srv, 0, sizeof srv);
@@ -380,16 +395,16 @@ static int cmd_start(const Settings *s) {
   size_t pending = 0;
   char *err = NULL;
   if (migrate_pending(app->store, &pending, &err)) {
-    fprintf(stderr, "restockd: %s\n", err);
+    start_error("%s", err);
     free(err);
     store_close(app->store);
     return EXIT_RUNTIME;
   }
   if (pending) {
-    fprintf(stderr,
-            "restockd: the database %s has %zu pending migration%s; "
-            "run `restockd migrations run` first\n",
-            s->db, pending, pending == 1 ? "" : "s");
+    start_error(
+        "the database %s has %zu pending migration%s; "
+        "run `restockd migrations run` first",
+        s->db, pending, pending == 1 ? "" : "s");
     store_close(app->store);
     return EXIT_USAGE;
   }
@@ -415,7 +430,7 @@ static int cmd_start(const Settings *s) {
   app->engine = engine_new(app, &loop);
   app->outbox = outbox_new(app, &loop);
   if (lua_host_load(s->config, app, &loop, &app->lua, &err)) {
-    fprintf(stderr, "restockd: cannot load %s: %s\n", s->config, err);
+    start_error("cannot load %s: %s", s->config, err);
     free(err);
     rc = EXIT_USAGE;
     goto out;
@@ -427,7 +442,7 @@ static int cmd_start(const Settings *s) {
   hc.idle_timeout_ms = s->idle_timeout_ms;
   hc.max_connections = s->max_connections;
   if (http_server_start(&loop, &hc, api_handle, app, &app->http, &err)) {
-    fprintf(stderr, "restockd: %s\n", err);
+    start_error("%s", err);
     free(err);
     rc = EXIT_RUNTIME;
     goto out;

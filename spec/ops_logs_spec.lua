@@ -214,6 +214,37 @@ restock.log.error("%s", string.rep("x", 100000))
     end)
   end)
 
+  describe("--log-format json, odd input", function()
+    it("keeps lines valid JSON when a message is not UTF-8", function()
+      local server = helpers.start { args = { "--log-format", "json" },
+        plugin = [[
+local restock = require "restock"
+restock.log.info("bad %s bytes, good %s", "\255\192\175", "caf\195\169")
+]] }
+      local entries = json_entries(stop_and_read(server))
+      local e = has_msg(entries, function(x) return x.msg:match("^bad ") end)
+      assert(e, "the message is missing")
+      -- Each byte that is not UTF-8 is U+FFFD; good UTF-8 is kept.
+      assert.equals("bad \239\191\189\239\191\189\239\191\189 bytes, good caf\195\169",
+        e.msg)
+    end)
+
+    it("writes why start cannot go on as JSON too", function()
+      local dir = helpers.tmpdir()
+      local config = dir .. "/plugin.lua"
+      helpers.write_file(config, 'require "restock".options {}\n')
+      local rc, _, stderr = helpers.run({ "start", "--db", dir .. "/new.db",
+        "--config", config, "--port", "0", "--log-format", "json" }, nil,
+        { timeout = 10 })
+      assert.equals(2, rc)
+      local entries = json_entries(stderr)
+      assert(has_msg(entries, function(x)
+        return x.level == "error"
+          and x.msg:find("restockd migrations run", 1, true)
+      end), stderr)
+    end)
+  end)
+
   describe("text format", function()
     it("starts each line with an ISO timestamp and a level", function()
       local server = helpers.start { plugin = PLUGIN }
