@@ -54,6 +54,8 @@ static const char usage[] =
     "  RESTOCK_IDLE_TIMEOUT     ms before an idle connection is closed "
     "(60000)\n"
     "  RESTOCK_MAX_CONNECTIONS  open connections before 503 (1024)\n"
+    "  RESTOCK_EVENT_RETENTION  how long delivered events are kept: 30d,\n"
+    "                           12h, 90m, 45s, or 0 for ever (30d)\n"
     "  RESTOCK_CA_FILE          CA bundle for restock.http.request (default:\n"
     "                           the system's)\n"
     "\n"
@@ -64,6 +66,7 @@ typedef struct {
   const char *db;
   const char *config;
   const char *host;
+  long long retention_ms;
   const char *log_format;
   const char *log_level;
   const char *access_log;
@@ -91,6 +94,37 @@ static int parse_number(const char *s, long long min, long long max,
   long long v = strtoll(s, NULL, 10);
   if (v < min || v > max) return -1;
   *out = v;
+  return 0;
+}
+
+/* Parses "30d", "12h", "90m", "45s" or "0" into milliseconds. Returns 0 or
+ * -1. */
+static int parse_duration(const char *text, long long *ms) {
+  if (strcmp(text, "0") == 0) {
+    *ms = 0;
+    return 0;
+  }
+  size_t len = strlen(text);
+  if (len < 2 || len > 12 || strspn(text, "0123456789") != len - 1) return -1;
+  long long n = strtoll(text, NULL, 10), unit;
+  switch (text[len - 1]) {
+    case 's':
+      unit = 1000;
+      break;
+    case 'm':
+      unit = 60000;
+      break;
+    case 'h':
+      unit = 3600000;
+      break;
+    case 'd':
+      unit = 86400000;
+      break;
+    default:
+      return -1;
+  }
+  if (n <= 0 || n > 36500LL * 86400000 / unit) return -1;
+  *ms = n * unit;
   return 0;
 }
 
@@ -174,6 +208,12 @@ static int parse_settings(int argc, char **argv, int first, const char *allowed,
     return usage_error("invalid RESTOCK_IDLE_TIMEOUT '%s' (ms, at least 1)",
                        idle);
   s->idle_timeout_ms = (uint64_t)n;
+  const char *keep = env_or("RESTOCK_EVENT_RETENTION", "30d");
+  if (parse_duration(keep, &s->retention_ms))
+    return usage_error(
+        "invalid RESTOCK_EVENT_RETENTION '%s' (a number and s, m, h or d; "
+        "0 keeps events for ever)",
+        keep);
   const char *maxc = env_or("RESTOCK_MAX_CONNECTIONS", "1024");
   if (parse_number(maxc, 1, 1000000, &n))
     return usage_error("invalid RESTOCK_MAX_CONNECTIONS '%s'", maxc);
@@ -459,6 +499,7 @@ static int cmd_start(const Settings *s) {
   /* Work left by the previous run: checks due, deliveries pending. */
   engine_rearm(app->engine);
   outbox_kick(app->outbox);
+  outbox_set_retention(app->outbox, s->retention_ms);
 
   printf("restockd listening on http://%s\n", http_server_address(app->http));
   fflush(stdout);

@@ -21,6 +21,8 @@ struct Outbox {
   App *app;
   uv_timer_t timer; /* the earliest future delivery */
   uv_idle_t soon;   /* work due now, after the loop has polled for I/O */
+  uv_timer_t prune; /* deletes delivered events past their retention */
+  long long retention_ms;
   int open_handles;
   size_t inflight;
   bool stopping;
@@ -48,8 +50,9 @@ Outbox *outbox_new(App *app, uv_loop_t *loop) {
   o->app = app;
   uv_timer_init(loop, &o->timer);
   uv_idle_init(loop, &o->soon);
-  o->timer.data = o->soon.data = o;
-  o->open_handles = 2;
+  uv_timer_init(loop, &o->prune);
+  o->timer.data = o->soon.data = o->prune.data = o;
+  o->open_handles = 3;
   return o;
 }
 
@@ -62,6 +65,7 @@ void outbox_close(Outbox *o) {
   if (!o) return;
   uv_close((uv_handle_t *)&o->timer, on_closed);
   uv_close((uv_handle_t *)&o->soon, on_closed);
+  uv_close((uv_handle_t *)&o->prune, on_closed);
 }
 
 size_t outbox_inflight(const Outbox *o) { return o->inflight; }
@@ -100,6 +104,52 @@ int outbox_emit(App *app, const char *name, json_t *data) {
   }
   outbox_kick(app->outbox);
   return 0;
+}
+
+/* Events walked per transaction, and transactions per timer callback. */
+#define PRUNE_CHUNK 500
+#define PRUNE_ROUNDS 10
+
+static uint64_t prune_interval(const Outbox *o) {
+  long long half = o->retention_ms / 2;
+  return (uint64_t)(half < 60000 ? (half > 100 ? half : 100) : 60000);
+}
+
+static void on_prune(uv_timer_t *t) {
+  Outbox *o = t->data;
+  Store *s = o->app->store;
+  char cutoff[32];
+  store_format_time(store_now_ms() - o->retention_ms, cutoff);
+  long long cursor = 0, total = 0;
+  bool reached = false;
+  for (int round = 0; round < PRUNE_ROUNDS && !reached; round++) {
+    long long last = cursor, deleted = 0;
+    if (store_begin(s) ||
+        store_event_prune(s, cursor, cutoff, PRUNE_CHUNK, &last, &deleted,
+                          &reached) ||
+        store_commit(s)) {
+      store_rollback(s);
+      break;
+    }
+    total += deleted;
+    cursor = last;
+  }
+  if (total)
+    log_info("retention: deleted %lld delivered events created before %s",
+             total, cutoff);
+  /* More to walk: go on soon, after the loop has served what waits. */
+  uv_timer_start(&o->prune, on_prune, reached ? prune_interval(o) : 10, 0);
+}
+
+void outbox_set_retention(Outbox *o, long long ms) {
+  o->retention_ms = ms;
+  if (ms <= 0) {
+    uv_timer_stop(&o->prune);
+    return;
+  }
+  uv_timer_start(&o->prune, on_prune, prune_interval(o), 0);
+  /* Pruning is housekeeping: it never keeps the loop running. */
+  uv_unref((uv_handle_t *)&o->prune);
 }
 
 void outbox_kick(Outbox *o) {
@@ -250,6 +300,7 @@ void outbox_stop(Outbox *o, void (*idle)(void *), void *arg) {
   o->stopping = true;
   uv_timer_stop(&o->timer);
   uv_idle_stop(&o->soon);
+  uv_timer_stop(&o->prune);
   if (o->inflight == 0) {
     idle(arg);
     return;

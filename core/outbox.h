@@ -30,6 +30,11 @@ int outbox_write_id(struct App *app, const char *name, json_t *data,
                     long long *id);
 /* outbox_write in a transaction of its own, then outbox_kick. */
 int outbox_emit(struct App *app, const char *name, json_t *data);
+/* Keeps delivered events `ms` milliseconds, then deletes them (0: for
+ * ever). Dead and pending events are kept. The pruning runs in small
+ * transactions on a timer (every minute, or half the retention if that is
+ * shorter). */
+void outbox_set_retention(Outbox *o, long long ms);
 /* Looks for due deliveries on the next loop iteration. */
 void outbox_kick(Outbox *o);
 /* Stops starting deliveries. `idle` runs once no handler is running (at

@@ -31,6 +31,8 @@ typedef enum {
   SQL_EVENT_SCRUB_RESTOCKED,
   SQL_EVENT_ERASE_SUBSCRIBED,
   SQL_SUB_SET_EVENT,
+  SQL_EVENT_SCAN,
+  SQL_EVENT_DELETE,
   SQL_META_GET,
   SQL_META_PUT,
   SQL_SUB_ANY,
@@ -147,6 +149,10 @@ static const char *const sql_text[SQL_COUNT_] = {
         " WHERE email = ?1 AND (?2 IS NULL OR variant_id = ?2)"
         " UNION SELECT subscribed_event_id FROM restock_history"
         " WHERE email = ?1 AND (?2 IS NULL OR variant_id = ?2))",
+    [SQL_EVENT_SCAN] =
+        "SELECT id, status, created_at FROM events WHERE id > ?1"
+        " ORDER BY id LIMIT ?2",
+    [SQL_EVENT_DELETE] = "DELETE FROM events WHERE id = ?1",
     [SQL_SUB_SET_EVENT] =
         "UPDATE restock_subscriptions SET subscribed_event_id = ?2"
         " WHERE id = ?1",
@@ -560,6 +566,16 @@ int store_group_commit(Store *s) {
   int rc = exec_simple(s, SQL_COMMIT);
   if (rc != 0 && !sqlite3_get_autocommit(s->db)) exec_simple(s, SQL_ROLLBACK);
   return rc;
+}
+
+void store_format_time(long long ms, char out[32]) {
+  time_t secs = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+           (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100, tm.tm_mday % 100,
+           tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100,
+           (int)(ms % 1000));
 }
 
 void store_now(char out[32]) {
@@ -1406,4 +1422,45 @@ int store_variants_to_check(Store *s, const char *location, const char *channel,
                             json_t **variant_ids) {
   return query_strings(s, SQL_VARIANTS_TO_CHECK, location, channel,
                        variant_ids);
+}
+
+int store_event_prune(Store *s, long long after_id, const char *cutoff,
+                      long long max, long long *last_id, long long *deleted,
+                      bool *reached) {
+  sqlite3_stmt *st = stmt(s, SQL_EVENT_SCAN);
+  if (!st) return STORE_ERROR;
+  sqlite3_bind_int64(st, 1, after_id);
+  sqlite3_bind_int64(st, 2, max);
+  long long ids[512];
+  size_t n = 0;
+  int rc;
+  *last_id = after_id;
+  *reached = false;
+  *deleted = 0;
+  /* Events are in created order: the walk stops at the first one young
+   * enough to keep; older ones not delivered (dead, pending) are kept. */
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *created = (const char *)sqlite3_column_text(st, 2);
+    if (!created || strcmp(created, cutoff) >= 0) {
+      *reached = true;
+      break;
+    }
+    *last_id = sqlite3_column_int64(st, 0);
+    const char *status = (const char *)sqlite3_column_text(st, 1);
+    if (status && strcmp(status, "delivered") == 0 &&
+        n < sizeof ids / sizeof ids[0])
+      ids[n++] = *last_id;
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return fail(s, st, "event scan");
+  if (rc == SQLITE_DONE && *last_id == after_id) *reached = true;
+  done(st, 0);
+  st = stmt(s, SQL_EVENT_DELETE);
+  if (!st) return STORE_ERROR;
+  for (size_t i = 0; i < n; i++) {
+    sqlite3_bind_int64(st, 1, ids[i]);
+    if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "event delete");
+    done(st, 0);
+    *deleted += sqlite3_changes(s->db);
+  }
+  return 0;
 }

@@ -54,6 +54,8 @@ int store_group_commit(Store *s);
 
 /* The current UTC time as "YYYY-MM-DDTHH:MM:SS.mmmZ". */
 void store_now(char out[32]);
+/* The same for `ms` milliseconds since the epoch. */
+void store_format_time(long long ms, char out[32]);
 
 typedef struct {
   char *id;
@@ -196,6 +198,14 @@ int store_event_list(Store *s, const char *name, const char *status,
  * *requeued, STORE_NOT_FOUND for no such event, or STORE_ERROR. */
 int store_event_retry(Store *s, long long id, long long now,
                       long long *requeued);
+/* Retention: walks events after `after_id`, oldest first, at most `max`
+ * (at most 512) of them, deleting (with their deliveries) the delivered ones
+ * created before `cutoff` (same format as store_now). Stops at the first
+ * event created at or after `cutoff`, setting *reached. *last_id gets the
+ * last event walked past, from which the next call goes on. */
+int store_event_prune(Store *s, long long after_id, const char *cutoff,
+                      long long max, long long *last_id, long long *deleted,
+                      bool *reached);
 /* Pending deliveries, in *count. */
 int store_delivery_pending_count(Store *s, long long *count);
 
