@@ -271,6 +271,11 @@ bool api_valid_id(const char *s) {
   return probe != NULL;
 }
 
+void api_after_commit(App *app) {
+  engine_rearm(app->engine);
+  outbox_kick(app->outbox);
+}
+
 void api_store_failed(HttpRequest *req) {
   http_respond_error(req, 500, "unexpected_state",
                      "The database failed; the server log says why");

@@ -17,6 +17,9 @@ json_t *api_json_body(HttpRequest *req);
 /* True when `s` is a usable identifier: 1 to API_MAX_ID bytes of UTF-8
  * without control characters. */
 bool api_valid_id(const char *s);
+/* After a commit that may have scheduled restock checks and written events:
+ * rearms the check timer and wakes the outbox. */
+void api_after_commit(App *app);
 /* Responds 500 for a storage failure (already logged). */
 void api_store_failed(HttpRequest *req);
 /* The variant as the API shows it, quantity included. */

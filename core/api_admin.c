@@ -208,12 +208,6 @@ out:
   return rc;
 }
 
-/* After a commit that may have scheduled checks and written events. */
-static void after_commit(App *app) {
-  engine_rearm(app->engine);
-  outbox_kick(app->outbox);
-}
-
 /* The three single-variant POST routes: validates, upserts in one
  * transaction, answers {"variant": ...}. */
 static void post_variant(HttpRequest *req, App *app, const char *id,
@@ -239,7 +233,7 @@ static void post_variant(HttpRequest *req, App *app, const char *id,
   if (rc)
     store_rollback(app->store);
   else
-    after_commit(app);
+    api_after_commit(app);
   if (not_found)
     http_respond_error(req, 404, "not_found",
                        "Variant with id: %s was not found in product %s", id,
@@ -303,7 +297,7 @@ void api_admin_variants_post(HttpRequest *req, void *data) {
   if (rc)
     store_rollback(app->store);
   else
-    after_commit(app);
+    api_after_commit(app);
   if (rc == -1 && wrapped)
     http_respond_error(req, 400, "invalid_data", "variants[%zu]: %s", i - 1,
                        err);

@@ -71,12 +71,6 @@ static int body_name(HttpRequest *req, json_t *body, const char **name) {
   return 0;
 }
 
-/* After a commit that may have scheduled checks and written events. */
-static void after_commit(App *app) {
-  engine_rearm(app->engine);
-  outbox_kick(app->outbox);
-}
-
 /* Checks that every entry of `ids` is a string naming an existing row
  * (`exists` tells). Returns 0; -1 having answered 400; or STORE_ERROR. */
 static int check_ids(HttpRequest *req, App *app, json_t *ids, const char *field,
@@ -173,7 +167,7 @@ void api_admin_channels_post(HttpRequest *req, void *data) {
     api_store_failed(req);
     goto done;
   }
-  after_commit(app);
+  api_after_commit(app);
   http_respond_json(req, 200, json_pack("{s:o}", "sales_channel", out));
 done:
   json_decref(added);
@@ -364,7 +358,7 @@ void api_admin_levels_post(HttpRequest *req, void *data) {
       api_store_failed(req);
     goto done;
   }
-  after_commit(app);
+  api_after_commit(app);
   http_respond_json(req, 200, json_pack("{s:o}", "inventory_level", out));
 done:
   json_decref(body);
@@ -426,7 +420,7 @@ void api_admin_batch_post(HttpRequest *req, void *data) {
       api_store_failed(req);
     goto done;
   }
-  after_commit(app);
+  api_after_commit(app);
   http_respond_json(
       req, 200,
       json_pack("{s:I}", "updated", (json_int_t)json_array_size(updates)));
