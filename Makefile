@@ -12,11 +12,14 @@ PKGS := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev \
 
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
-PKG_LIBS   := lua5.4 libuv sqlite3 jansson libcrypto libcurl
+PKG_LIBS   := lua5.4 libuv sqlite3 jansson libcrypto
+# libcurl's header only: the library is loaded with dlopen on first use
+# (core/curl_dl.h says why).
+PKG_HDRS   := libcurl
 
 # Recursively expanded so that pkg-config runs after `deps` has installed it.
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_LIBS))
-PKG_LDLIBS = $(shell pkg-config --libs $(PKG_LIBS)) -lm
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_LIBS) $(PKG_HDRS))
+PKG_LDLIBS = $(shell pkg-config --libs $(PKG_LIBS)) -lm -ldl
 
 VERSION  := 0.1.0
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla \

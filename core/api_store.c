@@ -63,8 +63,8 @@ static int read_body(HttpRequest *req, SubscribeBody *b) {
 /* Writes restock-notification.subscribed, with the token that unsubscribes,
  * inside the caller's transaction. */
 static int emit_subscribed(App *app, long long subscription,
-                           const char *variant_id, const char *channel,
-                           const char *email) {
+                           long long linked_event, const char *variant_id,
+                           const char *channel, const char *email) {
   char *token =
       token_make(app->token_key, variant_id, channel ? channel : "", email);
   json_t *data = json_pack("{s:s, s:s, s:s}", "variant_id", variant_id, "email",
@@ -74,7 +74,7 @@ static int emit_subscribed(App *app, long long subscription,
   long long event_id = 0;
   int rc =
       outbox_write_id(app, "restock-notification.subscribed", data, &event_id);
-  if (rc == 0)
+  if (rc == 0 && event_id != linked_event)
     rc = store_subscription_set_event(app->store, subscription, event_id);
   json_decref(data);
   free(token);
@@ -233,11 +233,12 @@ void api_subscribe(HttpRequest *req, void *data) {
   }
 
   char created_at[32];
-  long long inserted = 0;
+  long long inserted = 0, linked_event = 0;
   if (store_begin(app->store) ||
       store_subscription_add(app->store, v.id, channel, email, created_at,
-                             &inserted) ||
-      (inserted && emit_subscribed(app, inserted, v.id, channel, email)) ||
+                             &inserted, &linked_event) ||
+      (inserted &&
+       emit_subscribed(app, inserted, linked_event, v.id, channel, email)) ||
       store_commit(app->store)) {
     store_rollback(app->store);
     api_store_failed(req);

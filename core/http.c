@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "json_text.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -302,7 +303,7 @@ static void conn_fail(HttpConn *c, int status, const char *type,
                       const char *message) {
   if (c->srv->on_reject) c->srv->on_reject(c->srv->data, status, c->addr);
   json_t *j = json_pack("{s:s, s:s}", "type", type, "message", message);
-  char *body = json_dumps(j, JSON_COMPACT);
+  char *body = json_text(j);
   c->keep_alive = false;
   conn_queue(c, status, "application/json", NULL, body, strlen(body));
   free(body);
@@ -693,10 +694,18 @@ void http_respond(HttpRequest *req, int status, const char *content_type,
 }
 
 void http_respond_json(HttpRequest *req, int status, json_t *body) {
-  char *text = json_dumps(body, JSON_COMPACT);
+  /* One scratch buffer for every answer: the loop is single-threaded and
+   * http_respond copies the text before this returns. */
+  static Buf text;
+  buf_reset(&text);
+  int rc = json_text_append(&text, body);
   json_decref(body);
-  http_respond(req, status, "application/json", text, strlen(text));
-  free(text);
+  if (rc) {
+    http_respond_error(req, 500, "unexpected_state",
+                       "The answer could not be encoded as JSON");
+    return;
+  }
+  http_respond(req, status, "application/json", text.data, text.len);
 }
 
 void http_respond_error(HttpRequest *req, int status, const char *type,

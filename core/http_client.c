@@ -1,6 +1,6 @@
 #include "http_client.h"
 
-#include <curl/curl.h>
+#include "curl_dl.h"
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +52,7 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   int running = 0;
   HttpClient *c = w->client;
-  curl_multi_socket_action(c->multi, w->fd, flags, &running);
+  curl_dl.multi_socket_action(c->multi, w->fd, flags, &running);
   check_done(c);
 }
 
@@ -67,7 +67,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
     if (w) {
       uv_poll_stop(&w->poll);
       uv_close((uv_handle_t *)&w->poll, free_on_close);
-      curl_multi_assign(c->multi, fd, NULL);
+      curl_dl.multi_assign(c->multi, fd, NULL);
     }
     return 0;
   }
@@ -80,7 +80,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
       return -1;
     }
     w->poll.data = w;
-    curl_multi_assign(c->multi, fd, w);
+    curl_dl.multi_assign(c->multi, fd, w);
   }
   int events = 0;
   if (what & CURL_POLL_IN) events |= UV_READABLE;
@@ -92,7 +92,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
 static void on_timeout(uv_timer_t *t) {
   HttpClient *c = t->data;
   int running = 0;
-  curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  curl_dl.multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   check_done(c);
 }
 
@@ -111,32 +111,40 @@ static int on_timer_change(CURLM *multi, long timeout_ms, void *userp) {
 static bool global_init;
 
 void http_client_global_cleanup(void) {
-  if (global_init) curl_global_cleanup();
+  if (global_init) curl_dl.global_cleanup();
   global_init = false;
 }
 
 HttpClient *http_client_new(uv_loop_t *loop, const char *ca_file) {
   if (!global_init) {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return NULL;
+    char err[256];
+    if (curl_dl_load(err, sizeof err)) {
+      log_error("outbound HTTP is unavailable: %s", err);
+      return NULL;
+    }
+    if (curl_dl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+      log_error("outbound HTTP is unavailable: curl_global_init failed");
+      return NULL;
+    }
     global_init = true;
   }
   HttpClient *c = xcalloc(1, sizeof *c);
   c->loop = loop;
-  c->multi = curl_multi_init();
+  c->multi = curl_dl.multi_init();
   if (!c->multi) {
     free(c);
     return NULL;
   }
   c->ca_file = ca_file && *ca_file ? xstrdup(ca_file) : NULL;
-  curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-  curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-  curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
-  curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+  curl_dl.multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_dl.multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+  curl_dl.multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+  curl_dl.multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
   /* Connections kept for reuse, across hosts, and at most 16 open to one
    * host at once: more transfers wait in curl's queue rather than flooding
    * a mail API with connections. */
-  curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 64L);
-  curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+  curl_dl.multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 64L);
+  curl_dl.multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
   uv_timer_init(loop, &c->timer);
   c->timer.data = c;
   return c;
@@ -149,9 +157,9 @@ static void request_free(HttpClientRequest *r) {
   else
     c->requests = r->next;
   if (r->next) r->next->prev = r->prev;
-  curl_multi_remove_handle(c->multi, r->easy);
-  curl_easy_cleanup(r->easy);
-  curl_slist_free_all(r->headers);
+  curl_dl.multi_remove_handle(c->multi, r->easy);
+  curl_dl.easy_cleanup(r->easy);
+  curl_dl.slist_free_all(r->headers);
   for (size_t i = 0; i < r->nheaders; i++) {
     free(r->names[i]);
     free(r->values[i]);
@@ -165,7 +173,7 @@ static void request_free(HttpClientRequest *r) {
 
 static void on_client_closed(uv_handle_t *h) {
   HttpClient *c = h->data;
-  curl_multi_cleanup(c->multi);
+  curl_dl.multi_cleanup(c->multi);
   free(c->ca_file);
   free(c);
 }
@@ -225,16 +233,16 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp) {
 static void check_done(HttpClient *c) {
   CURLMsg *msg;
   int left;
-  while (!c->closing && (msg = curl_multi_info_read(c->multi, &left))) {
+  while (!c->closing && (msg = curl_dl.multi_info_read(c->multi, &left))) {
     if (msg->msg != CURLMSG_DONE) continue;
     HttpClientRequest *r = NULL;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    curl_dl.easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
     CURLcode result = msg->data.result;
     char err[CURL_ERROR_SIZE + 64];
     if (result == CURLE_OK) {
       HttpClientResponse res;
       memset(&res, 0, sizeof res);
-      curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+      curl_dl.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
       res.header_names = (const char *const *)r->names;
       res.header_values = (const char *const *)r->values;
       res.nheaders = r->nheaders;
@@ -253,7 +261,7 @@ static void check_done(HttpClient *c) {
                  HTTP_CLIENT_MAX_RESPONSE);
       else
         snprintf(err, sizeof err, "%s",
-                 r->error[0] ? r->error : curl_easy_strerror(result));
+                 r->error[0] ? r->error : curl_dl.easy_strerror(result));
       r->done(r->arg, NULL, err);
     }
     request_free(r);
@@ -277,26 +285,26 @@ HttpClientRequest *http_client_request(HttpClient *c,
       o->timeout_ms > 0 ? o->timeout_ms : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
   if (r->timeout_ms > HTTP_CLIENT_MAX_TIMEOUT_MS)
     r->timeout_ms = HTTP_CLIENT_MAX_TIMEOUT_MS;
-  CURL *e = r->easy = curl_easy_init();
+  CURL *e = r->easy = curl_dl.easy_init();
   if (!e) {
     free(r);
     snprintf(err, errlen, "cannot create a request");
     return NULL;
   }
-  curl_easy_setopt(e, CURLOPT_URL, o->url);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, r->timeout_ms);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, "restockd/" RESTOCKD_VERSION);
-  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* what curl supports */
-  if (c->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+  curl_dl.easy_setopt(e, CURLOPT_URL, o->url);
+  curl_dl.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_dl.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_dl.easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+  curl_dl.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, r->timeout_ms);
+  curl_dl.easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
+  curl_dl.easy_setopt(e, CURLOPT_PRIVATE, r);
+  curl_dl.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+  curl_dl.easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_dl.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_dl.easy_setopt(e, CURLOPT_HEADERDATA, r);
+  curl_dl.easy_setopt(e, CURLOPT_USERAGENT, "restockd/" RESTOCKD_VERSION);
+  curl_dl.easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* what curl supports */
+  if (c->ca_file) curl_dl.easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
   const char *method = o->method ? o->method : "GET";
   if (o->body) {
     const char *body = o->body;
@@ -305,25 +313,26 @@ HttpClientRequest *http_client_request(HttpClient *c,
       memcpy(r->body, o->body, o->body_len);
       body = r->body;
     }
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_dl.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                        (curl_off_t)o->body_len);
+    curl_dl.easy_setopt(e, CURLOPT_POSTFIELDS, body);
   }
   if (strcmp(method, "GET") == 0 && !o->body)
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_dl.easy_setopt(e, CURLOPT_HTTPGET, 1L);
   else if (strcmp(method, "HEAD") == 0)
-    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    curl_dl.easy_setopt(e, CURLOPT_NOBODY, 1L);
   else if (strcmp(method, "POST") != 0 || !o->body)
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    curl_dl.easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
   for (size_t i = 0; i < o->nheaders; i++)
-    r->headers = curl_slist_append(r->headers, o->headers[i]);
+    r->headers = curl_dl.slist_append(r->headers, o->headers[i]);
   /* No "Expect: 100-continue" round trip for larger bodies. */
-  r->headers = curl_slist_append(r->headers, "Expect:");
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  r->headers = curl_dl.slist_append(r->headers, "Expect:");
+  curl_dl.easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 
   r->next = c->requests;
   if (c->requests) c->requests->prev = r;
   c->requests = r;
-  if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
+  if (curl_dl.multi_add_handle(c->multi, e) != CURLM_OK) {
     r->done = NULL;
     request_free(r);
     snprintf(err, errlen, "cannot start the request");

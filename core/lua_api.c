@@ -13,6 +13,7 @@
 #include "http_client.h"
 #include "log.h"
 #include "lua_host.h"
+#include "json_text.h"
 #include "lua_json.h"
 #include "outbox.h"
 #include "stock.h"
@@ -250,8 +251,9 @@ static int l_json_encode(lua_State *L) {
   char err[128] = "";
   json_t *j = lua_json_to(L, 1, err, sizeof err);
   if (!j) return luaL_argerror(L, 1, err);
-  char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  char *text = json_text(j);
   json_decref(j);
+  if (!text) return luaL_argerror(L, 1, "cannot be encoded as JSON");
   lua_pushstring(L, text);
   free(text);
   return 1;

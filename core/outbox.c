@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "json_text.h"
 #include "log.h"
 #include "metrics.h"
 #include "lua_host.h"
@@ -79,7 +80,11 @@ int outbox_write_id(App *app, const char *name, json_t *data, long long *out) {
   LuaHandlerInfo handlers[MAX_HANDLERS];
   size_t n = lua_host_handlers(app->lua, name, handlers, MAX_HANDLERS);
   if (n > MAX_HANDLERS) n = MAX_HANDLERS;
-  char *text = json_dumps(data, JSON_COMPACT);
+  char *text = json_text(data);
+  if (!text) {
+    log_error("%s: the event's data cannot be encoded as JSON", name);
+    return STORE_ERROR;
+  }
   long long id = 0;
   int rc = store_event_insert(app->store, name, text,
                               n ? "pending" : "delivered", &id);

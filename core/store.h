@@ -88,10 +88,14 @@ int store_variant_set_quantity(Store *s, const char *id, long long quantity,
 /* Adds an active subscription unless the same (variant, channel, email) is
  * already subscribed. `channel` NULL means unscoped. Writes the stored row's
  * created_at into `created_at` and sets *inserted_id to the new row's id, or
- * 0 when it was there already. Returns 0 or STORE_ERROR. */
+ * 0 when it was there already. A new row is linked to the id the next event
+ * will most likely get (one past the largest), returned in *event_id: a
+ * caller whose event gets another id calls store_subscription_set_event.
+ * That saves an UPDATE per subscription. Returns 0 or STORE_ERROR. */
 int store_subscription_add(Store *s, const char *variant_id,
                            const char *channel, const char *email,
-                           char created_at[32], long long *inserted_id);
+                           char created_at[32], long long *inserted_id,
+                           long long *event_id);
 /* Remembers the restock-notification.subscribed event of subscription `id`
  * (to forget it with the email). */
 int store_subscription_set_event(Store *s, long long id, long long event_id);

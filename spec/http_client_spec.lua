@@ -293,4 +293,47 @@ end)
         -- after_each requires exit code 0 and no sanitizer report.
       end)
   end)
+
+  -- libcurl is loaded with dlopen by the first request (core/curl_dl.h):
+  -- a server that never calls out does not map it and its ~30 libraries.
+  describe("libcurl, loaded on first use", function()
+    local function maps_libcurl(server)
+      return helpers.read_file("/proc/" .. server.pid .. "/maps")
+        :find("libcurl", 1, true) ~= nil
+    end
+
+    it("is not mapped at start, and is after the first request", function()
+      local fake = fake_http.start { "--status", "200" }
+      local dir = helpers.tmpdir()
+      local path = dir .. "/records.jsonl"
+      local server = helpers.start {
+        dir = dir,
+        plugin = request_plugin(path, { url = fake.url .. "/ping" }),
+      }
+      assert.is_false(maps_libcurl(server))
+      outbound.sold_out(server, "v-http")
+      outbound.subscribe(server, "v-http", "ann@example.com")
+      assert.equals(200, assert_response(outcome(server, path)).status)
+      assert.is_true(maps_libcurl(server))
+    end)
+
+    it("answers nil, err and logs why when libcurl cannot be loaded",
+      function()
+        -- A library named like libcurl that has none of its functions,
+        -- found first through LD_LIBRARY_PATH.
+        local dir = helpers.tmpdir()
+        local src = dir .. "/empty.c"
+        helpers.write_file(src, "int not_curl;\n")
+        assert.is_true(os.execute(string.format(
+          "cc -shared -fPIC -o %s/libcurl.so.4 %s", dir, src)))
+        local server, path = run_request({ url = "http://127.0.0.1:9/" },
+          { env = { LD_LIBRARY_PATH = dir } })
+        local err = assert_error(outcome(server, path))
+        assert.equals("libcurl could not be initialized", err)
+        assert.truthy(server:stderr():find(
+          "outbound HTTP is unavailable: libcurl.so.4 has no "
+          .. "curl_global_init", 1, true), server:stderr())
+        helpers.assert_status(helpers.request(server, "GET", "/health"), 200)
+      end)
+  end)
 end)
