@@ -13,6 +13,7 @@ import http.server
 import json
 import os
 import re
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -94,6 +95,12 @@ class Server:
                     return int(line.split()[1]) / 1024.0
         return float("nan")
 
+    def cpu(self):
+        """CPU seconds the process has used so far, all its threads."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def conn(self):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
 
@@ -114,6 +121,27 @@ class Server:
         return out
 
 
+class Load:
+    """What one wrk pass measured."""
+
+    def __init__(self, rate, p99, requests, server_cpu, wrk_cpu):
+        self.rate, self.p99, self.requests = rate, p99, requests
+        self.server_us = server_cpu / requests * 1e6
+        self.wrk_us = wrk_cpu / requests * 1e6
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def load(server, path, script=None):
+    """One wrk pass against server, with the CPU time each side spent."""
+    cpu0, wrk0 = server.cpu(), children_cpu()
+    rate, p99, requests = wrk(server.url + path, script)
+    return Load(rate, p99, requests, server.cpu() - cpu0, children_cpu() - wrk0)
+
+
 def wrk(url, script=None, duration=DURATION):
     args = ["wrk", "-t2", "-c%d" % CONNS, "-d%ss" % duration, "--latency"]
     tmp = None
@@ -132,7 +160,8 @@ def wrk(url, script=None, duration=DURATION):
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         raise RuntimeError("wrk saw %s error answers:\n%s" % (non2xx.group(1), out))
-    return rate, float(p99.group(1)) * scale
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return rate, float(p99.group(1)) * scale, requests
 
 
 def fill_subscriptions(db, variant, n, start=0):
@@ -258,8 +287,10 @@ def main():
         # The /health ceiling and subscribe on an empty database.
         srv = Server(workdir("http")).start()
         srv.call("POST", "/admin/variants", {"id": "v1"})
-        health, health_p99 = wrk(srv.url + "/health")
-        sub, sub_p99 = wrk(srv.url + "/", SUBSCRIBE_LUA)
+        health_load = load(srv, "/health")
+        sub_load = load(srv, "/", SUBSCRIBE_LUA)
+        health, health_p99 = health_load.rate, health_load.p99
+        sub, sub_p99 = sub_load.rate, sub_load.p99
         srv.stop()
 
         # Subscribe with a million subscriptions already stored.
@@ -267,7 +298,8 @@ def main():
         fill_subscriptions(srv.db, "v0", 1000000)
         srv.start()
         srv.call("POST", "/admin/variants", {"id": "v1"})
-        sub_m, sub_m_p99 = wrk(srv.url + "/", SUBSCRIBE_LUA)
+        sub_m_load = load(srv, "/", SUBSCRIBE_LUA)
+        sub_m, sub_m_p99 = sub_m_load.rate, sub_m_load.p99
         srv.stop()
 
         # Restock of one variant with 100,000 subscribers, to a handler that
@@ -340,6 +372,17 @@ def main():
     print("| --- | --- | --- | --- |")
     for r in rows:
         print("| %s | %s | %s | %s |" % r)
+    # Where the time goes: server and wrk share these cores, so a route's
+    # rate can never pass cores / (server + wrk CPU per request).
+    print()
+    print("| CPU per request | restockd (all threads) | wrk | "
+          "most the %d cores allow |" % cores)
+    print("| --- | --- | --- | --- |")
+    for name, l in (("GET /health", health_load), ("subscribe", sub_load),
+                    ("subscribe, 1,000,000 stored", sub_m_load)):
+        print("| %s | %.1f us | %.1f us | %.0f req/s |" % (
+            name, l.server_us, l.wrk_us,
+            cores * 1e6 / (l.server_us + l.wrk_us)))
 
 
 if __name__ == "__main__":
