@@ -60,6 +60,8 @@ typedef enum {
   SQL_EVENT_COUNT,
   SQL_EVENT_LIST_OPEN,
   SQL_EVENT_COUNT_OPEN,
+  SQL_EVENT_LIST_NAMED,
+  SQL_EVENT_COUNT_NAMED,
   SQL_EVENT_DELIVERIES,
   SQL_EVENT_EXISTS,
   SQL_EVENT_RETRY,
@@ -87,6 +89,10 @@ typedef enum {
 
 /* The filter of the subscription listings: each parameter either is NULL
  * (matches anything) or must equal its column. */
+/* The event no partial index of events_named covers. */
+#define SUBSCRIBED_NAME "restock-notification.subscribed"
+#define SUBSCRIBED_SQL "'" SUBSCRIBED_NAME "'"
+
 #define SUB_FILTER                         \
   " WHERE (?1 IS NULL OR variant_id = ?1)" \
   " AND (?2 IS NULL OR email = ?2)"        \
@@ -248,6 +254,15 @@ static const char *const sql_text[SQL_COUNT_] = {
     [SQL_EVENT_COUNT_OPEN] =
         "SELECT count(*) FROM events WHERE (?1 IS NULL OR name = ?1)"
         " AND status = ?2 AND status != 'delivered'",
+    /* Any other name: the literal condition lets SQLite use the partial
+     * index events_named (migration 007). */
+    [SQL_EVENT_LIST_NAMED] =
+        "SELECT id, name, data, status, attempts, last_error, created_at"
+        " FROM events WHERE name = ?1 AND name != " SUBSCRIBED_SQL
+        " AND (?2 IS NULL OR status = ?2) ORDER BY id LIMIT ?3 OFFSET ?4",
+    [SQL_EVENT_COUNT_NAMED] =
+        "SELECT count(*) FROM events WHERE name = ?1 AND name "
+        "!= " SUBSCRIBED_SQL " AND (?2 IS NULL OR status = ?2)",
     [SQL_EVENT_DELIVERIES] =
         "SELECT handler, status, attempts, max_attempts, last_error,"
         " updated_at FROM deliveries WHERE event_id = ?1 ORDER BY rowid",
@@ -1145,8 +1160,17 @@ static json_t *event_deliveries(Store *s, long long id) {
 int store_event_list(Store *s, const char *name, const char *status,
                      long long limit, long long offset, json_t **rows,
                      long long *count) {
-  bool open = status && strcmp(status, "delivered") != 0;
-  sqlite3_stmt *st = stmt(s, open ? SQL_EVENT_COUNT_OPEN : SQL_EVENT_COUNT);
+  /* The statement whose index fits the filters: open events (few), a name
+   * other than subscribed, or else a walk of the table. */
+  StmtId count_id = SQL_EVENT_COUNT, list_id = SQL_EVENT_LIST;
+  if (status && strcmp(status, "delivered") != 0) {
+    count_id = SQL_EVENT_COUNT_OPEN;
+    list_id = SQL_EVENT_LIST_OPEN;
+  } else if (name && strcmp(name, SUBSCRIBED_NAME) != 0) {
+    count_id = SQL_EVENT_COUNT_NAMED;
+    list_id = SQL_EVENT_LIST_NAMED;
+  }
+  sqlite3_stmt *st = stmt(s, count_id);
   if (!st) return STORE_ERROR;
   bind_text(st, 1, name);
   bind_text(st, 2, status);
@@ -1154,7 +1178,7 @@ int store_event_list(Store *s, const char *name, const char *status,
   *count = sqlite3_column_int64(st, 0);
   done(st, 0);
 
-  st = stmt(s, open ? SQL_EVENT_LIST_OPEN : SQL_EVENT_LIST);
+  st = stmt(s, list_id);
   if (!st) return STORE_ERROR;
   bind_text(st, 1, name);
   bind_text(st, 2, status);
