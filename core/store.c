@@ -21,10 +21,21 @@ typedef enum {
   SQL_VARIANT_QUANTITY,
   SQL_SUB_INSERT,
   SQL_SUB_CREATED,
+  /* Each listing in three forms, in this order: any filter, by email, by
+   * variant (see filter_form). */
   SQL_SUB_LIST,
+  SQL_SUB_LIST_BY_EMAIL,
+  SQL_SUB_LIST_BY_VARIANT,
   SQL_SUB_COUNT,
+  SQL_SUB_COUNT_BY_EMAIL,
+  SQL_SUB_COUNT_BY_VARIANT,
   SQL_HIST_LIST,
+  SQL_HIST_LIST_BY_EMAIL,
+  SQL_HIST_LIST_BY_VARIANT,
   SQL_HIST_COUNT,
+  SQL_HIST_COUNT_BY_EMAIL,
+  SQL_HIST_COUNT_BY_VARIANT,
+  SQL_SUB_TOTAL,
   SQL_SUB_ERASE,
   SQL_HIST_ERASE,
   SQL_HIST_VARIANTS,
@@ -93,10 +104,25 @@ typedef enum {
 #define SUBSCRIBED_NAME "restock-notification.subscribed"
 #define SUBSCRIBED_SQL "'" SUBSCRIBED_NAME "'"
 
+/* The filters of the admin listings: ?1 variant, ?2 email, ?3 channel, each
+ * NULL for any. "(?N IS NULL OR col = ?N)" is planned as a walk of the
+ * table, so when the email or the variant is given the listing uses a form
+ * whose plain equality lets SQLite search its index. */
 #define SUB_FILTER                         \
   " WHERE (?1 IS NULL OR variant_id = ?1)" \
   " AND (?2 IS NULL OR email = ?2)"        \
   " AND (?3 IS NULL OR sales_channel_id = ?3)"
+#define SUB_FILTER_BY_EMAIL              \
+  " WHERE email = ?2"                    \
+  " AND (?1 IS NULL OR variant_id = ?1)" \
+  " AND (?3 IS NULL OR sales_channel_id = ?3)"
+#define SUB_FILTER_BY_VARIANT       \
+  " WHERE variant_id = ?1"          \
+  " AND (?2 IS NULL OR email = ?2)" \
+  " AND (?3 IS NULL OR sales_channel_id = ?3)"
+#define SUB_LIST(table, last, filter)                             \
+  "SELECT variant_id, sales_channel_id, email, created_at, " last \
+  " FROM " table filter " ORDER BY id LIMIT ?4 OFFSET ?5"
 
 static const char *const sql_text[SQL_COUNT_] = {
     [SQL_BEGIN] = "BEGIN IMMEDIATE",
@@ -126,15 +152,28 @@ static const char *const sql_text[SQL_COUNT_] = {
     [SQL_SUB_CREATED] =
         "SELECT created_at FROM restock_subscriptions"
         " WHERE variant_id = ?1 AND sales_channel_id = ?2 AND email = ?3",
-    [SQL_SUB_LIST] =
-        "SELECT variant_id, sales_channel_id, email, created_at, NULL"
-        " FROM restock_subscriptions" SUB_FILTER
-        " ORDER BY id LIMIT ?4 OFFSET ?5",
+    [SQL_SUB_LIST] = SUB_LIST("restock_subscriptions", "NULL", SUB_FILTER),
+    [SQL_SUB_LIST_BY_EMAIL] =
+        SUB_LIST("restock_subscriptions", "NULL", SUB_FILTER_BY_EMAIL),
+    [SQL_SUB_LIST_BY_VARIANT] =
+        SUB_LIST("restock_subscriptions", "NULL", SUB_FILTER_BY_VARIANT),
     [SQL_SUB_COUNT] = "SELECT count(*) FROM restock_subscriptions" SUB_FILTER,
-    [SQL_HIST_LIST] =
-        "SELECT variant_id, sales_channel_id, email, created_at, notified_at"
-        " FROM restock_history" SUB_FILTER " ORDER BY id LIMIT ?4 OFFSET ?5",
+    [SQL_SUB_COUNT_BY_EMAIL] =
+        "SELECT count(*) FROM restock_subscriptions" SUB_FILTER_BY_EMAIL,
+    [SQL_SUB_COUNT_BY_VARIANT] =
+        "SELECT count(*) FROM restock_subscriptions" SUB_FILTER_BY_VARIANT,
+    [SQL_HIST_LIST] = SUB_LIST("restock_history", "notified_at", SUB_FILTER),
+    [SQL_HIST_LIST_BY_EMAIL] =
+        SUB_LIST("restock_history", "notified_at", SUB_FILTER_BY_EMAIL),
+    [SQL_HIST_LIST_BY_VARIANT] =
+        SUB_LIST("restock_history", "notified_at", SUB_FILTER_BY_VARIANT),
     [SQL_HIST_COUNT] = "SELECT count(*) FROM restock_history" SUB_FILTER,
+    [SQL_HIST_COUNT_BY_EMAIL] =
+        "SELECT count(*) FROM restock_history" SUB_FILTER_BY_EMAIL,
+    [SQL_HIST_COUNT_BY_VARIANT] =
+        "SELECT count(*) FROM restock_history" SUB_FILTER_BY_VARIANT,
+    /* No WHERE: SQLite counts the entries of the smallest index. */
+    [SQL_SUB_TOTAL] = "SELECT count(*) FROM restock_subscriptions",
     [SQL_SUB_ERASE] =
         "DELETE FROM restock_subscriptions"
         " WHERE email = ?1 AND (?2 IS NULL OR variant_id = ?2)",
@@ -758,16 +797,24 @@ static void bind_filter(sqlite3_stmt *st, const SubscriptionFilter *f) {
   bind_text(st, 3, f->sales_channel_id);
 }
 
+/* Which form of a listing statement fits the filter: 0 any, 1 by email, 2
+ * by variant (the email's index is the more selective). */
+static int filter_form(const SubscriptionFilter *f) {
+  return f->email ? 1 : f->variant_id ? 2 : 0;
+}
+
 int store_subscription_list(Store *s, const SubscriptionFilter *f,
                             json_t **rows, long long *count) {
-  sqlite3_stmt *st = stmt(s, f->notified ? SQL_HIST_COUNT : SQL_SUB_COUNT);
+  int form = filter_form(f);
+  sqlite3_stmt *st =
+      stmt(s, (f->notified ? SQL_HIST_COUNT : SQL_SUB_COUNT) + form);
   if (!st) return STORE_ERROR;
   bind_filter(st, f);
   if (sqlite3_step(st) != SQLITE_ROW) return fail(s, st, "subscription count");
   *count = sqlite3_column_int64(st, 0);
   done(st, 0);
 
-  st = stmt(s, f->notified ? SQL_HIST_LIST : SQL_SUB_LIST);
+  st = stmt(s, (f->notified ? SQL_HIST_LIST : SQL_SUB_LIST) + form);
   if (!st) return STORE_ERROR;
   bind_filter(st, f);
   sqlite3_bind_int64(st, 4, f->limit);
@@ -877,10 +924,8 @@ static int query_int(Store *s, StmtId id, const char *text_arg,
 }
 
 int store_subscription_count(Store *s, long long *count) {
-  SubscriptionFilter all = {.limit = 0};
-  sqlite3_stmt *st = stmt(s, SQL_SUB_COUNT);
+  sqlite3_stmt *st = stmt(s, SQL_SUB_TOTAL);
   if (!st) return STORE_ERROR;
-  bind_filter(st, &all);
   if (sqlite3_step(st) != SQLITE_ROW) return fail(s, st, "subscription count");
   *count = sqlite3_column_int64(st, 0);
   return done(st, 0);

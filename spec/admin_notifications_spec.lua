@@ -173,6 +173,50 @@ describe("/admin/restock-notifications", function()
     end
   end)
 
+  describe("GET status=notified", function()
+    it("filters the history by email, variant and channel", function()
+      local server = helpers.start()
+      for _, id in ipairs { "x", "y" } do
+        helpers.assert_status(admin(server, "POST", "/admin/variants",
+          { id = id, inventory_quantity = 0 }), 200)
+      end
+      subscribe(server, "x", "ann@example.com")
+      subscribe(server, "y", "ann@example.com")
+      subscribe(server, "x", "bob@example.com")
+      for _, id in ipairs { "x", "y" } do
+        helpers.assert_status(admin(server, "POST", "/admin/variants/" .. id,
+          { inventory_quantity = 3 }), 200)
+      end
+      assert.truthy(helpers.wait_for(function()
+        return list(server, { status = "notified" }).json.count == 3
+      end, 10), "the restocks never notified:\n" .. server:stderr())
+
+      local function notified(query)
+        query.status = "notified"
+        local res = list(server, query)
+        helpers.assert_status(res, 200)
+        for _, n in ipairs(res.json.restock_notifications) do
+          assert.equals("string", type(n.notified_at))
+        end
+        assert.equals(#res.json.restock_notifications, res.json.count)
+        -- Sorted: the two variants' checks may run in either order.
+        local t = pairs_of(res.json)
+        table.sort(t)
+        return t
+      end
+      assert.same({ "x ann@example.com", "y ann@example.com" },
+        notified { email = "ann@example.com" })
+      assert.same({ "y ann@example.com" },
+        notified { email = "ann@example.com", variant_id = "y" })
+      assert.same({ "x ann@example.com", "x bob@example.com" },
+        notified { variant_id = "x" })
+      assert.same({}, notified { variant_id = "x", sales_channel_id = "nope" })
+      assert.same({}, notified { email = "cy@example.com" })
+      -- Nothing is left active.
+      assert.equals(0, list(server, { variant_id = "x" }).json.count)
+    end)
+  end)
+
   describe("DELETE", function()
     it("forgets the email in the outbox too", function()
       local server = helpers.start()
