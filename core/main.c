@@ -221,10 +221,25 @@ static int parse_settings(int argc, char **argv, int first, const char *allowed,
   return 0;
 }
 
+/* Why a command cannot go on: a log entry, so that with --log-format json
+ * (or RESTOCK_LOG_FORMAT=json, which every command reads) it is JSON too. */
+__attribute__((format(printf, 1, 2))) static void cli_error(const char *fmt,
+                                                            ...) {
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (log_is_json())
+    log_error("%s", msg);
+  else
+    fprintf(stderr, "restockd: %s\n", msg);
+}
+
 static int open_store(const Settings *s, Store **store) {
   char *err = NULL;
   if (store_open(s->db, store, &err)) {
-    fprintf(stderr, "restockd: %s\n", err);
+    cli_error("%s", err);
     free(err);
     return EXIT_RUNTIME;
   }
@@ -237,7 +252,7 @@ static int cmd_migrations(const Settings *s, bool run) {
   if (rc) return rc;
   char *err = NULL;
   if ((run ? migrate_run : migrate_status)(store, stdout, &err)) {
-    fprintf(stderr, "restockd: migration failed: %s\n", err);
+    cli_error("migration failed: %s", err);
     free(err);
     rc = EXIT_RUNTIME;
   }
@@ -249,7 +264,7 @@ static int cmd_check(const Settings *s) {
   LuaHost *lua = NULL;
   char *err = NULL;
   if (lua_host_load(s->config, NULL, NULL, &lua, &err)) {
-    fprintf(stderr, "restockd: cannot load %s: %s\n", s->config, err);
+    cli_error("cannot load %s: %s", s->config, err);
     free(err);
     return EXIT_USAGE;
   }
@@ -409,21 +424,6 @@ static int load_secret(App *app) {
   return 0;
 }
 
-/* Why `start` cannot go on: a log entry, so that with --log-format json it
- * is JSON too. */
-__attribute__((format(printf, 1, 2))) static void start_error(const char *fmt,
-                                                              ...) {
-  char msg[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (log_is_json())
-    log_error("%s", msg);
-  else
-    fprintf(stderr, "restockd: %s\n", msg);
-}
-
 static int cmd_start(const Settings *s) {
   Server srv;
   memset(&srv, 0, sizeof srv);
@@ -435,13 +435,13 @@ static int cmd_start(const Settings *s) {
   size_t pending = 0;
   char *err = NULL;
   if (migrate_pending(app->store, &pending, &err)) {
-    start_error("%s", err);
+    cli_error("%s", err);
     free(err);
     store_close(app->store);
     return EXIT_RUNTIME;
   }
   if (pending) {
-    start_error(
+    cli_error(
         "the database %s has %zu pending migration%s; "
         "run `restockd migrations run` first",
         s->db, pending, pending == 1 ? "" : "s");
@@ -470,7 +470,7 @@ static int cmd_start(const Settings *s) {
   app->engine = engine_new(app, &loop);
   app->outbox = outbox_new(app, &loop);
   if (lua_host_load(s->config, app, &loop, &app->lua, &err)) {
-    start_error("cannot load %s: %s", s->config, err);
+    cli_error("cannot load %s: %s", s->config, err);
     free(err);
     rc = EXIT_USAGE;
     goto out;
@@ -482,7 +482,7 @@ static int cmd_start(const Settings *s) {
   hc.idle_timeout_ms = s->idle_timeout_ms;
   hc.max_connections = s->max_connections;
   if (http_server_start(&loop, &hc, api_handle, app, &app->http, &err)) {
-    start_error("%s", err);
+    cli_error("%s", err);
     free(err);
     rc = EXIT_RUNTIME;
     goto out;

@@ -243,6 +243,32 @@ restock.log.info("bad %s bytes, good %s", "\255\192\175", "caf\195\169")
           and x.msg:find("restockd migrations run", 1, true)
       end), stderr)
     end)
+
+    -- RESTOCK_LOG_FORMAT is read by every command, so the migrations that
+    -- a unit file runs before start log as start does.
+    it("writes why migrations or check cannot go on as JSON too", function()
+      local dir = helpers.tmpdir()
+      local env = { RESTOCK_LOG_FORMAT = "json" }
+      local rc, _, stderr = helpers.run({ "migrations", "run", "--db",
+        dir .. "/no/such/dir/x.db" }, env, { timeout = 10 })
+      assert.equals(1, rc)
+      local entries = json_entries(stderr)
+      assert(has_msg(entries, function(x)
+        return x.level == "error"
+          and x.msg:find("cannot open database", 1, true)
+      end), stderr)
+
+      local config = dir .. "/broken.lua"
+      helpers.write_file(config, "error(\n")
+      rc, _, stderr = helpers.run({ "check", "--config", config }, env,
+        { timeout = 10 })
+      assert.equals(2, rc)
+      entries = json_entries(stderr)
+      assert(has_msg(entries, function(x)
+        return x.level == "error" and x.msg:find("cannot load", 1, true)
+          and x.msg:find("broken.lua", 1, true)
+      end), stderr)
+    end)
   end)
 
   describe("text format", function()
