@@ -2,8 +2,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include "json_text.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -41,6 +43,8 @@ typedef enum {
   SQL_HIST_VARIANTS,
   SQL_EVENT_SCRUB_RESTOCKED,
   SQL_EVENT_ERASE_SUBSCRIBED,
+  SQL_EVENT_EMITTED_WITH,
+  SQL_EVENT_SET_DATA,
   SQL_SUB_SET_EVENT,
   SQL_EVENT_NEXT_ID,
   SQL_EVENT_SCAN,
@@ -191,6 +195,16 @@ static const char *const sql_text[SQL_COUNT_] = {
         " WHERE name = 'restock-notification.restocked'"
         " AND json_extract(data, '$.variant_id') = ?1"
         " AND instr(data, json_quote(?2)) > 0",
+    /* Events a plugin emitted (every name but restockd's own three) whose
+     * data holds the email as a JSON string, in any letter case. Walks
+     * events_named (migration 007), which leaves subscribed events out. */
+    [SQL_EVENT_EMITTED_WITH] =
+        "SELECT id, data FROM events INDEXED BY events_named"
+        " WHERE name != " SUBSCRIBED_SQL
+        " AND name NOT IN ('restock-notification.restocked',"
+        " 'product-variant.updated')"
+        " AND instr(lower(data), json_quote(?1)) > 0",
+    [SQL_EVENT_SET_DATA] = "UPDATE events SET data = ?2 WHERE id = ?1",
     [SQL_EVENT_ERASE_SUBSCRIBED] =
         "DELETE FROM events WHERE id IN ("
         " SELECT subscribed_event_id FROM restock_subscriptions"
@@ -846,6 +860,91 @@ static int query_strings(Store *s, StmtId id, const char *a, const char *b,
                          json_t **out);
 static int exec_texts(Store *s, StmtId id, const char *a, const char *b);
 
+/* Takes `email` out of a plugin's event data: a string value equal to it
+ * becomes null in an object and leaves an array, and a key equal to it goes
+ * with its value. Returns true if anything changed. */
+static bool scrub_email(json_t *v, const char *email) {
+  bool changed = false;
+  if (json_is_object(v)) {
+    const char *key;
+    json_t *item;
+    void *tmp;
+    json_object_foreach_safe(v, tmp, key, item) {
+      if (strcasecmp(key, email) == 0) {
+        json_object_del(v, key);
+        changed = true;
+      } else if (json_is_string(item) &&
+                 strcasecmp(json_string_value(item), email) == 0) {
+        json_object_set_new(v, key, json_null());
+        changed = true;
+      } else if (scrub_email(item, email)) {
+        changed = true;
+      }
+    }
+  } else if (json_is_array(v)) {
+    for (size_t i = json_array_size(v); i-- > 0;) {
+      json_t *item = json_array_get(v, i);
+      if (json_is_string(item) &&
+          strcasecmp(json_string_value(item), email) == 0) {
+        json_array_remove(v, i);
+        changed = true;
+      } else if (scrub_email(item, email)) {
+        changed = true;
+      }
+    }
+  }
+  return changed;
+}
+
+/* Scrubs `email` from the events plugins emitted; adds to *scrubbed. */
+static int scrub_emitted(Store *s, const char *email, long long *scrubbed) {
+  sqlite3_stmt *st = stmt(s, SQL_EVENT_EMITTED_WITH);
+  if (!st) return STORE_ERROR;
+  bind_text(st, 1, email);
+  /* Read them all before writing any: the walk must not see its writes. */
+  json_t *found = json_array();
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    json_t *data =
+        json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+    if (data)
+      json_array_append_new(
+          found,
+          json_pack("{s:I, s:o}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+                    "data", data));
+  }
+  if (rc != SQLITE_DONE) {
+    json_decref(found);
+    return fail(s, st, "emitted events");
+  }
+  done(st, 0);
+  size_t i;
+  json_t *e;
+  rc = 0;
+  json_array_foreach(found, i, e) {
+    json_t *data = json_object_get(e, "data");
+    if (!scrub_email(data, email)) continue;
+    char *text = json_text(data);
+    st = stmt(s, SQL_EVENT_SET_DATA);
+    if (!st || !text) {
+      free(text);
+      rc = STORE_ERROR;
+      break;
+    }
+    sqlite3_bind_int64(st, 1, json_integer_value(json_object_get(e, "id")));
+    bind_text(st, 2, text);
+    free(text);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+      rc = fail(s, st, "scrub event");
+      break;
+    }
+    done(st, 0);
+    (*scrubbed)++;
+  }
+  json_decref(found);
+  return rc;
+}
+
 int store_subscription_erase(Store *s, const char *email,
                              const char *variant_id, long long *deleted,
                              long long *scrubbed) {
@@ -872,6 +971,9 @@ int store_subscription_erase(Store *s, const char *email,
     done(st, 0);
     *scrubbed += sqlite3_changes(s->db);
   }
+  /* A plugin's events cannot be told apart by variant: only forgetting the
+   * whole email scrubs them. */
+  if (rc == 0 && !variant_id) rc = scrub_emitted(s, email, scrubbed);
   if (rc) return rc;
   StmtId ids[] = {SQL_SUB_ERASE, SQL_HIST_ERASE};
   for (size_t k = 0; k < 2; k++) {

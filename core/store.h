@@ -119,7 +119,10 @@ int store_subscription_list(Store *s, const SubscriptionFilter *f,
 /* Erases the active subscriptions and the history of `email` (of one
  * variant, if `variant_id` is not NULL), and the email from the outbox: its
  * restock-notification.subscribed events are deleted and it is taken out of
- * the emails of the restocked events it was notified in. Sets *deleted to
+ * the emails of the restocked events it was notified in. Forgetting the
+ * whole email (`variant_id` NULL) also scrubs it from the data of events a
+ * plugin emitted (restock.emit): a string equal to it becomes null in an
+ * object and leaves an array. Sets *deleted to
  * the subscription and history rows removed, *scrubbed to the events
  * changed or deleted. Returns 0 or STORE_ERROR. */
 int store_subscription_erase(Store *s, const char *email,

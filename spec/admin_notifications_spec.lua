@@ -256,6 +256,67 @@ describe("/admin/restock-notifications", function()
       assert.equals("bob@example.com", subscribed.events[1].data.email)
     end)
 
+    it("scrubs the email from the events a plugin emitted", function()
+      -- Each subscription makes the plugin emit shop.welcome with the email
+      -- in several places, beside data that must stay.
+      local server = helpers.start { plugin = [[
+local restock = require "restock"
+restock.subscribe("restock-notification.subscribed", function(data)
+  restock.emit("shop.welcome", {
+    email = data.email, note = "keep me", n = 3,
+    to = { data.email, "desk@shop.example" },
+    seen = { [data.email] = true, other = 1 },
+  })
+end, { name = "welcomer" })
+]] }
+      helpers.assert_status(admin(server, "POST", "/admin/variants",
+        { id = "w", inventory_quantity = 0 }), 200)
+      subscribe(server, "w", "ann@example.com")
+      subscribe(server, "w", "bob@example.com")
+      local function welcomes()
+        local res = admin(server, "GET", "/admin/events?name=shop.welcome")
+        helpers.assert_status(res, 200)
+        return res.json.events
+      end
+      assert.truthy(helpers.wait_for(function() return #welcomes() == 2 end,
+        10), "the plugin emitted nothing:\n" .. server:stderr())
+
+      -- Forgetting one variant's subscription leaves them alone.
+      helpers.assert_status(admin(server, "DELETE",
+        "/admin/restock-notifications?email=ann%40example.com&variant_id=w"),
+        200)
+      local by_email = {}
+      for _, e in ipairs(welcomes()) do
+        by_email[e.data.email] = e.data
+      end
+      assert.truthy(by_email["ann@example.com"])
+
+      -- Forgetting the email takes it out everywhere, in any letter case.
+      helpers.assert_status(admin(server, "DELETE",
+        "/admin/restock-notifications?email=ANN%40example.com"), 200)
+      local events = welcomes()
+      assert.equals(2, #events)
+      local ann, bob
+      for _, e in ipairs(events) do
+        local text = require("cjson").encode(e.data)
+        if text:find("bob@example.com", 1, true) then
+          bob = e.data
+        else
+          ann = e.data
+        end
+        assert.is_nil(text:find("ann@example.com", 1, true), text)
+      end
+      assert.equals(null, ann.email)
+      assert.equals("keep me", ann.note)
+      assert.equals(3, ann.n)
+      assert.same({ "desk@shop.example" }, ann.to)
+      assert.same({ other = 1 }, ann.seen)
+      -- The other shopper's event is untouched.
+      assert.equals("bob@example.com", bob.email)
+      assert.same({ "bob@example.com", "desk@shop.example" }, bob.to)
+      assert.is_true(bob.seen["bob@example.com"])
+    end)
+
     it("erases every subscription of an email", function()
       local res = admin(server, "DELETE", "/admin/restock-notifications"
         .. helpers.query({ email = "ann@example.com" }))
