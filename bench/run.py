@@ -136,10 +136,29 @@ def children_cpu():
 
 
 def load(server, path, script=None):
-    """One wrk pass against server, with the CPU time each side spent."""
+    """One wrk pass against server, with the CPU time each side spent and
+    the largest the WAL file grew to."""
+    wal = server.db + "-wal"
+    most = [0]
+    done = threading.Event()
+
+    def watch():
+        while not done.wait(0.05):
+            try:
+                most[0] = max(most[0], os.path.getsize(wal))
+            except OSError:
+                pass
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     cpu0, wrk0 = server.cpu(), children_cpu()
     rate, p99, requests = wrk(server.url + path, script)
-    return Load(rate, p99, requests, server.cpu() - cpu0, children_cpu() - wrk0)
+    result = Load(rate, p99, requests, server.cpu() - cpu0,
+                  children_cpu() - wrk0)
+    done.set()
+    watcher.join()
+    result.wal_mb = most[0] / 1048576.0
+    return result
 
 
 def wrk(url, script=None, duration=DURATION):
@@ -359,6 +378,9 @@ def main():
          "%.3f s" % sg_received, ""),
         ("inventory batch: 100,000 updates in 10 requests", "< 1 s",
          "%.3f s" % batch, ""),
+        ("WAL file, largest during the subscribe pass",
+         "bounded (256 MiB past which the loop resets it)",
+         "%.0f MiB" % sub_load.wal_mb, ""),
         ("resident memory, idle", "< 10 MB", "%.1f MB" % idle, ""),
         ("resident memory, peak in the 100,000 restock", "< 64 MB",
          "%.1f MB (sendgrid run %.1f MB)" % (peak, sg_peak), ""),
