@@ -1,10 +1,12 @@
 #include "http.h"
 
+#include <linux/sockios.h>
 #include <llhttp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "json_text.h"
@@ -44,6 +46,7 @@ struct HttpConn {
   bool close_after_write; /* no more requests: close once written */
   bool lingering;         /* shut down; draining input until EOF */
   bool read_paused;       /* back-pressure from unwritten responses */
+  size_t unsent_at_tick;  /* bytes queued to write at the last idle tick */
   bool held;              /* on the server's held list */
   HttpConn *next_held;
   bool closing;
@@ -197,7 +200,37 @@ static void conn_close(HttpConn *c) {
   uv_close((uv_handle_t *)&c->timer, on_handle_close);
 }
 
-static void on_timer(uv_timer_t *t) { conn_close(t->data); }
+/* Bytes of this connection's answers not yet taken by the client: those
+ * queued in libuv and those in the kernel's send queue. */
+static size_t unsent_bytes(HttpConn *c) {
+  size_t n = c->writes_pending
+                 ? uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp)
+                 : 0;
+#ifdef SIOCOUTQ
+  uv_os_fd_t fd;
+  int queued = 0;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+      ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0)
+    n += (size_t)queued;
+#endif
+  return n;
+}
+
+/* The idle timeout, or the end of lingering. A connection still sending is
+ * idle only if its client took none of the answer since the last tick: one
+ * slowly reading a large answer is not cut off, one that stopped reading
+ * is. */
+static void on_timer(uv_timer_t *t) {
+  HttpConn *c = t->data;
+  if (!c->lingering) {
+    size_t unsent = unsent_bytes(c);
+    if (unsent > 0 && unsent != c->unsent_at_tick) {
+      c->unsent_at_tick = unsent; /* the timer repeats */
+      return;
+    }
+  }
+  conn_close(c);
+}
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
   HttpConn *c = req->handle->data;
@@ -254,23 +287,43 @@ static void conn_flush(HttpConn *c) {
     return;
   }
   if (c->out.len > 0) {
-    WriteReq *w = xmalloc(sizeof *w);
-    w->conn = c;
-    size_t len = c->out.len;
-    w->data = buf_steal(&c->out);
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
-      free(w->data);
-      free(w);
-      conn_close(c);
-      return;
+    /* Most answers fit in the socket buffer: write them now, keeping the
+     * buffer for the next one. Only what the kernel does not take is queued
+     * (after earlier queued writes, never before them). */
+    size_t done = 0;
+    if (c->writes_pending == 0) {
+      uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+      int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+      if (n < 0 && n != UV_EAGAIN) {
+        buf_reset(&c->out);
+        conn_close(c);
+        return;
+      }
+      if (n > 0) done = (size_t)n;
     }
-    c->writes_pending++;
-    if (!c->close_after_write &&
-        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
-            WRITE_HIGH_WATER) {
-      c->read_paused = true;
-      uv_read_stop((uv_stream_t *)&c->tcp);
+    if (done == c->out.len) {
+      buf_reset(&c->out);
+    } else {
+      WriteReq *w = xmalloc(sizeof *w);
+      w->conn = c;
+      size_t len = c->out.len - done;
+      if (done) memmove(c->out.data, c->out.data + done, len);
+      c->out.len = len;
+      w->data = buf_steal(&c->out);
+      uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+      if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+        free(w->data);
+        free(w);
+        conn_close(c);
+        return;
+      }
+      c->writes_pending++;
+      if (!c->close_after_write &&
+          uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
+              WRITE_HIGH_WATER) {
+        c->read_paused = true;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+      }
     }
   }
   if (c->close_after_write) {

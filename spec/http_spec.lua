@@ -5,6 +5,39 @@ local socket = require "socket"
 
 local MiB = 1048576
 
+-- Makes 1000 product-variant.updated events, so that GET
+-- /admin/events?limit=1000 answers ~200 KB, then sends n such requests at
+-- once on a new connection whose receive buffer is rcvbuf bytes. Returns
+-- the answer every one of them must get, and the connection.
+local function send_big_listings(server, n, rcvbuf)
+  local variants, updates = {}, {}
+  for i = 1, 1000 do
+    variants[i] = { id = "big" .. i }
+    updates[i] = { variant_id = "big" .. i, inventory_quantity = i }
+  end
+  helpers.assert_status(helpers.admin(server, "POST", "/admin/variants",
+    { variants = variants }), 200)
+  helpers.assert_status(helpers.admin(server, "POST",
+    "/admin/inventory/batch", { updates = updates }), 200)
+  local want = helpers.admin(server, "GET", "/admin/events?limit=1000")
+  helpers.assert_status(want, 200)
+  assert.equals(1000, #want.json.events)
+  assert.truthy(#want.body > 100000, #want.body)
+
+  local conn = helpers.connect(server, 30)
+  assert.truthy(conn.sock:setoption("recv-buffer-size", rcvbuf))
+  local one = helpers.build_request(server, "GET", "/admin/events?limit=1000",
+    { headers = { Authorization = "Bearer " .. helpers.ADMIN_TOKEN } }, true)
+  assert.truthy(conn:send_raw(string.rep(one, n)))
+  return want, conn
+end
+
+-- The process_open_fds gauge of /metrics.
+local function open_fds(server)
+  local res = helpers.request(server, "GET", "/metrics")
+  return tonumber(res.body:match("\nprocess_open_fds (%d+)"))
+end
+
 describe("http", function()
   after_each(helpers.cleanup)
 
@@ -90,6 +123,24 @@ describe("http", function()
         statuses[i] = res.status
       end
       assert.same({ 200, 404, 200 }, statuses)
+      assert.equals(200, conn:request("GET", "/health").status)
+    end)
+
+    it("answers large pipelined responses whole and in order to a client "
+      .. "slow to read", function()
+      -- 1000 product-variant.updated events make each listing ~150 KB, and
+      -- 60 of them, sent at once to a client with a small receive buffer
+      -- that leaves them unread for a while, overflow the socket buffers
+      -- (4 MiB at most to send): the server must queue what the kernel does
+      -- not take, stop reading, and resume.
+      local want, conn = send_big_listings(server, 60, 65536)
+      socket.sleep(0.3) -- not reading: the server's writes back up
+      for i = 1, 60 do
+        local res, err = conn:read_response()
+        assert.truthy(res, "response " .. i .. ": " .. tostring(err))
+        assert.equals(200, res.status)
+        assert.equals(want.body, res.body, "response " .. i .. " differs")
+      end
       assert.equals(200, conn:request("GET", "/health").status)
     end)
 
@@ -232,6 +283,39 @@ describe("http", function()
       assert.equals(200, conn:request("GET", "/health").status)
       assert.is_true(conn:closed(3))
     end)
+
+    it("keeps a connection open while its client slowly reads a large "
+      .. "answer", function()
+      local server = helpers.start({ env = { RESTOCK_IDLE_TIMEOUT = "300" } })
+      -- 8 MB: half of it waits in the server, past what the kernel holds.
+      local want, conn = send_big_listings(server, 40, 65536)
+      -- About 2 s in all, several idle periods, but never one without
+      -- progress.
+      for i = 1, 40 do
+        local res, err = conn:read_response()
+        assert.truthy(res, "response " .. i .. ": " .. tostring(err))
+        assert.equals(want.body, res.body)
+        socket.sleep(0.05)
+      end
+    end)
+
+    it("closes a connection whose client stops reading a large answer",
+      function()
+        local server = helpers.start({
+          env = { RESTOCK_IDLE_TIMEOUT = "300" } })
+        local _, conn = send_big_listings(server, 60, 65536)
+        local with_it = open_fds(server)
+        -- Not reading: the server's queue stops moving, and one idle
+        -- period later the connection goes.
+        assert.truthy(helpers.wait_for(function()
+          return open_fds(server) < with_it
+        end, 5), "the stalled connection is still open")
+        local got = 0
+        while conn:read_response() do
+          got = got + 1
+        end
+        assert.truthy(got < 60, "all 60 answers arrived")
+      end)
 
     it("keeps a silent connection open by default", function()
       local server = helpers.start()
