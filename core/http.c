@@ -40,6 +40,9 @@ struct HttpConn {
   bool in_message;
   bool keep_alive;
 
+  /* Input read but not yet parsed: the rest of a read, kept while the
+   * answers to its first requests wait to be written. */
+  Buf in;
   /* Responses queued during one read, written with one uv_write. */
   Buf out;
   unsigned writes_pending;
@@ -49,6 +52,8 @@ struct HttpConn {
   size_t unsent_at_tick;  /* bytes queued to write at the last idle tick */
   bool held;              /* on the server's held list */
   HttpConn *next_held;
+  bool resuming; /* on the server's list of connections to read again */
+  HttpConn *next_resuming;
   bool closing;
   int open_handles;
   char addr[64];
@@ -69,7 +74,10 @@ struct HttpServer {
   bool stopping;
   bool listener_closed;
   bool holding;
-  HttpConn *held; /* connections with responses waiting for a release */
+  HttpConn *held;   /* connections with responses waiting for a release */
+  uv_idle_t resume; /* runs the connections of `resuming`, next turn */
+  bool resume_open;
+  HttpConn *resuming;
   void (*done)(void *);
   void *done_arg;
 };
@@ -145,7 +153,8 @@ static const char *http_date(void) {
 /* ---- closing ---------------------------------------------------------- */
 
 static void maybe_done(HttpServer *srv) {
-  if (srv->stopping && srv->listener_closed && srv->nconns == 0 && srv->done) {
+  if (srv->stopping && srv->listener_closed && !srv->resume_open &&
+      srv->nconns == 0 && srv->done) {
     void (*done)(void *) = srv->done;
     srv->done = NULL;
     done(srv->done_arg);
@@ -170,6 +179,7 @@ static void on_handle_close(uv_handle_t *h) {
   buf_free(&c->field);
   buf_free(&c->value);
   buf_free(&c->body);
+  buf_free(&c->in);
   buf_free(&c->out);
   free(c);
   srv->nconns--;
@@ -189,6 +199,12 @@ static void conn_close(HttpConn *c) {
   if (c->closing) return;
   c->closing = true;
   unhold(c);
+  if (c->resuming) {
+    HttpConn **p = &c->srv->resuming;
+    while (*p && *p != c) p = &(*p)->next_resuming;
+    if (*p) *p = c->next_resuming;
+    c->resuming = false;
+  }
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -256,6 +272,36 @@ static void conn_linger(HttpConn *c) {
 
 /* ---- writing ---------------------------------------------------------- */
 
+/* Back-pressure. A connection stops being read (and its input parsed) once
+ * this much of its answers waits, and starts again below WRITE_LOW_WATER:
+ * a client that pipelines requests for large answers without reading them
+ * cannot make the server hold more than about WRITE_HIGH_WATER for it. */
+static size_t output_waiting(HttpConn *c) {
+  return c->out.len + uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+}
+
+static void pause_reading(HttpConn *c) {
+  c->read_paused = true;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static void on_resume(uv_idle_t *idle);
+
+/* Queues a paused connection whose answers have drained to be read again on
+ * the loop's next turn (not now: this may run inside a write callback or a
+ * group commit, and the requests it parses must start a group of their
+ * own). */
+static void maybe_resume(HttpConn *c) {
+  if (!c->read_paused || c->resuming || c->closing || c->close_after_write ||
+      c->lingering || c->held || c->srv->stopping ||
+      output_waiting(c) >= WRITE_LOW_WATER)
+    return;
+  c->resuming = true;
+  c->next_resuming = c->srv->resuming;
+  c->srv->resuming = c;
+  uv_idle_start(&c->srv->resume, on_resume);
+}
+
 static void on_write(uv_write_t *req, int status) {
   WriteReq *w = (WriteReq *)req;
   HttpConn *c = w->conn;
@@ -267,12 +313,7 @@ static void on_write(uv_write_t *req, int status) {
     conn_close(c);
     return;
   }
-  if (c->read_paused && !c->close_after_write &&
-      uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <
-          WRITE_LOW_WATER) {
-    c->read_paused = false;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-  }
+  maybe_resume(c);
   if (c->close_after_write && c->writes_pending == 0) conn_linger(c);
 }
 
@@ -318,17 +359,15 @@ static void conn_flush(HttpConn *c) {
         return;
       }
       c->writes_pending++;
-      if (!c->close_after_write &&
-          uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
-              WRITE_HIGH_WATER) {
-        c->read_paused = true;
-        uv_read_stop((uv_stream_t *)&c->tcp);
-      }
+      if (!c->close_after_write && output_waiting(c) > WRITE_HIGH_WATER)
+        pause_reading(c);
     }
   }
   if (c->close_after_write) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     if (c->writes_pending == 0) conn_linger(c);
+  } else {
+    maybe_resume(c);
   }
 }
 
@@ -508,6 +547,13 @@ static void conn_feed(HttpConn *c, const char *data, size_t len) {
       conn_dispatch(c);
       data += used;
       len -= used;
+      if (len > 0 && output_waiting(c) >= WRITE_HIGH_WATER &&
+          !c->close_after_write && !c->closing) {
+        /* Enough answers wait: the rest is parsed once they are written. */
+        buf_append(&c->in, data, len);
+        pause_reading(c);
+        return;
+      }
       continue;
     }
     switch (c->error_status) {
@@ -550,6 +596,33 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   uv_timer_again(&c->timer);
   conn_feed(c, buf->base, (size_t)nread);
   conn_flush(c);
+}
+
+/* Reads again the connections whose answers have drained: first what was
+ * kept of their input, then the socket. */
+static void on_resume(uv_idle_t *idle) {
+  HttpServer *srv = idle->data;
+  HttpConn *list = srv->resuming;
+  srv->resuming = NULL;
+  uv_idle_stop(idle);
+  while (list) {
+    HttpConn *c = list;
+    list = c->next_resuming;
+    c->resuming = false;
+    c->next_resuming = NULL;
+    if (c->closing) continue;
+    c->read_paused = false;
+    if (c->in.len > 0) {
+      Buf in = c->in;
+      memset(&c->in, 0, sizeof c->in);
+      conn_feed(c, in.data, in.len); /* may keep some again, and pause */
+      buf_free(&in);
+      conn_flush(c);
+    }
+    if (!c->read_paused && !c->closing && !c->close_after_write &&
+        !c->lingering)
+      uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  }
 }
 
 /* ---- accepting -------------------------------------------------------- */
@@ -648,6 +721,9 @@ int http_server_start(uv_loop_t *loop, const HttpConfig *cfg,
     uv_close((uv_handle_t *)&srv->listener, free_on_close);
     return rc;
   }
+  uv_idle_init(loop, &srv->resume);
+  srv->resume.data = srv;
+  srv->resume_open = true;
   int len = sizeof addr;
   uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&addr, &len);
   char ip[64] = "";
@@ -673,6 +749,12 @@ void http_server_on_reject(HttpServer *srv, HttpRejectHook hook) {
 
 size_t http_server_connections(const HttpServer *srv) { return srv->nconns; }
 
+static void on_resume_close(uv_handle_t *h) {
+  HttpServer *srv = h->data;
+  srv->resume_open = false;
+  maybe_done(srv);
+}
+
 static void on_listener_close(uv_handle_t *h) {
   HttpServer *srv = h->data;
   srv->listener_closed = true;
@@ -685,6 +767,7 @@ void http_server_stop(HttpServer *srv, void (*done)(void *), void *arg) {
   srv->done = done;
   srv->done_arg = arg;
   uv_close((uv_handle_t *)&srv->listener, on_listener_close);
+  uv_close((uv_handle_t *)&srv->resume, on_resume_close);
   for (HttpConn *c = srv->conns, *next; c; c = next) {
     next = c->next;
     if (c->in_message)

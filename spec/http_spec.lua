@@ -32,6 +32,14 @@ local function send_big_listings(server, n, rcvbuf)
   return want, conn
 end
 
+-- How many GET /admin/events the server has answered, from /metrics.
+local function listings_answered(server)
+  local res = helpers.request(server, "GET", "/metrics")
+  return tonumber(res.body:match(
+    'restockd_http_requests_total{route="/admin/events",status="200"} (%d+)'))
+    or 0
+end
+
 -- The process_open_fds gauge of /metrics.
 local function open_fds(server)
   local res = helpers.request(server, "GET", "/metrics")
@@ -141,6 +149,34 @@ describe("http", function()
         assert.equals(200, res.status)
         assert.equals(want.body, res.body, "response " .. i .. " differs")
       end
+      assert.equals(200, conn:request("GET", "/health").status)
+    end)
+
+    it("stops parsing pipelined requests while their answers wait, and "
+      .. "goes on once they are read", function()
+      -- 300 requests of ~100 bytes for ~200 KB answers each: without
+      -- back-pressure one read would have the server build 60 MB for a
+      -- client that reads nothing.
+      local want, conn = send_big_listings(server, 300, 65536)
+      local before = 1 -- send_big_listings made one listing itself
+      assert.truthy(helpers.wait_for(function()
+        return listings_answered(server) > before
+      end, 10), "no answer at all")
+      -- Watched for a second: it stops far short of 300 (the socket
+      -- buffers take some 20 answers, the server 1 MiB more).
+      local deadline = socket.gettime() + 1
+      while socket.gettime() < deadline do
+        local n = listings_answered(server) - before
+        assert.truthy(n < 100, n .. " answers built for a client reading none")
+        socket.sleep(0.05)
+      end
+      for i = 1, 300 do
+        local res, err = conn:read_response()
+        assert.truthy(res, "response " .. i .. ": " .. tostring(err))
+        assert.equals(200, res.status)
+        assert.equals(want.body, res.body, "response " .. i .. " differs")
+      end
+      assert.equals(300, listings_answered(server) - before)
       assert.equals(200, conn:request("GET", "/health").status)
     end)
 
