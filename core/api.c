@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -11,6 +12,7 @@
 #include "router.h"
 #include "stock.h"
 #include "url.h"
+#include "xmalloc.h"
 
 static void api_health(HttpRequest *req, void *app) {
   http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
@@ -181,9 +183,10 @@ void api_rejected(void *data, int status, const char *client) {
   log_access("-", "malformed", "-", status, 0, client);
 }
 
-void api_handle(HttpRequest *req, void *data) {
+void api_handle(HttpRequest *req, void *data) { dispatch(data, req); }
+
+void api_answered(void *data, HttpRequest *req) {
   App *app = data;
-  dispatch(app, req);
   const char *route =
       req->match.route ? req->match.route->pattern : "unmatched";
   double seconds = (double)(uv_hrtime() - req->start_ns) / 1e9;
@@ -274,6 +277,59 @@ bool api_valid_id(const char *s) {
 void api_after_commit(App *app) {
   engine_rearm(app->engine);
   outbox_kick(app->outbox);
+}
+
+typedef struct {
+  uv_work_t work;
+  App *app;
+  HttpRequest *req;
+  ApiReadFn fn;
+  void *arg;
+  json_t *out;
+  int rc;
+} ReadJob;
+
+/* On the thread pool. */
+static void read_work(uv_work_t *w) {
+  ReadJob *j = w->data;
+  App *app = j->app;
+  uv_mutex_lock(&app->reader_lock);
+  if (!app->reader) {
+    char *err = NULL;
+    if (store_open_reader(store_path(app->store), &app->reader, &err)) {
+      log_error("%s", err);
+      free(err);
+    }
+  }
+  j->rc = app->reader ? j->fn(app->reader, j->arg, &j->out) : STORE_ERROR;
+  uv_mutex_unlock(&app->reader_lock);
+}
+
+/* Back on the loop. */
+static void read_done(uv_work_t *w, int status) {
+  ReadJob *j = w->data;
+  if (status == 0 && j->rc == 0)
+    http_respond_json(j->req, 200, j->out);
+  else {
+    json_decref(j->out);
+    api_store_failed(j->req);
+  }
+  free(j->arg);
+  free(j);
+}
+
+void api_read_async(App *app, HttpRequest *req, ApiReadFn fn, void *arg) {
+  ReadJob *j = xcalloc(1, sizeof *j);
+  j->app = app;
+  j->fn = fn;
+  j->arg = arg;
+  j->work.data = j;
+  j->req = http_defer(req);
+  /* uv_queue_work fails only for a missing callback. */
+  if (uv_queue_work(app->loop, &j->work, read_work, read_done) != 0) {
+    j->rc = STORE_ERROR;
+    read_done(&j->work, 0);
+  }
 }
 
 void api_store_failed(HttpRequest *req) {

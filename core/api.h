@@ -22,6 +22,14 @@ bool api_valid_id(const char *s);
 void api_after_commit(App *app);
 /* Responds 500 for a storage failure (already logged). */
 void api_store_failed(HttpRequest *req);
+/* A read that can take long (a count that walks a table): on the thread
+ * pool, with App.reader. Fills *out with the answer's body, or returns
+ * STORE_ERROR. */
+typedef int (*ApiReadFn)(Store *reader, void *arg, json_t **out);
+/* Answers `req` later with 200 and what `fn` makes of `arg` (or 500), run
+ * off the loop; `arg` is freed with free() after. The request's params stay
+ * readable until then; copy anything else into `arg`. */
+void api_read_async(App *app, HttpRequest *req, ApiReadFn fn, void *arg);
 /* The variant as the API shows it, quantity included. */
 json_t *api_variant_json(const Variant *v);
 

@@ -344,7 +344,28 @@ static int param_count(const HttpRequest *req, const char *name, long long dflt,
   return *out <= max ? 0 : -1;
 }
 
-/* GET /admin/restock-notifications */
+/* What a notifications listing reads on the thread pool. The filter's
+ * strings point into the request's params, or at `email`. */
+typedef struct {
+  SubscriptionFilter filter;
+  char email[EMAIL_MAX + 1];
+} NotificationsRead;
+
+static int read_notifications(Store *reader, void *arg, json_t **out) {
+  const NotificationsRead *r = arg;
+  json_t *rows = NULL;
+  long long count = 0;
+  if (store_subscription_list(reader, &r->filter, &rows, &count))
+    return STORE_ERROR;
+  *out =
+      json_pack("{s:o, s:I, s:I, s:I}", "restock_notifications", rows, "count",
+                (json_int_t)count, "limit", (json_int_t)r->filter.limit,
+                "offset", (json_int_t)r->filter.offset);
+  return 0;
+}
+
+/* GET /admin/restock-notifications. Its count can walk a table, so it runs
+ * off the loop. */
 void api_admin_notifications_get(HttpRequest *req, void *data) {
   App *app = data;
   SubscriptionFilter f;
@@ -377,17 +398,13 @@ void api_admin_notifications_get(HttpRequest *req, void *data) {
       snprintf(email, sizeof email, "%s", "");
     f.email = email;
   }
-  json_t *rows = NULL;
-  long long count = 0;
-  if (store_subscription_list(app->store, &f, &rows, &count)) {
-    api_store_failed(req);
-    return;
+  NotificationsRead *r = xmalloc(sizeof *r);
+  r->filter = f;
+  if (f.email) {
+    memcpy(r->email, email, sizeof email);
+    r->filter.email = r->email;
   }
-  http_respond_json(
-      req, 200,
-      json_pack("{s:o, s:I, s:I, s:I}", "restock_notifications", rows, "count",
-                (json_int_t)count, "limit", (json_int_t)f.limit, "offset",
-                (json_int_t)f.offset));
+  api_read_async(app, req, read_notifications, r);
 }
 
 /* DELETE /admin/restock-notifications?email=E[&variant_id=V] */
@@ -423,7 +440,28 @@ void api_admin_notifications_delete(HttpRequest *req, void *data) {
                     json_pack("{s:I}", "deleted", (json_int_t)deleted));
 }
 
-/* GET /admin/events?name=&status=&limit=&offset= */
+/* What an events listing reads on the thread pool; the strings point into
+ * the request's params. */
+typedef struct {
+  const char *name, *status;
+  long long limit, offset;
+} EventsRead;
+
+static int read_events(Store *reader, void *arg, json_t **out) {
+  const EventsRead *r = arg;
+  json_t *rows = NULL;
+  long long count = 0;
+  if (store_event_list(reader, r->name, r->status, r->limit, r->offset, &rows,
+                       &count))
+    return STORE_ERROR;
+  *out = json_pack("{s:o, s:I, s:I, s:I}", "events", rows, "count",
+                   (json_int_t)count, "limit", (json_int_t)r->limit, "offset",
+                   (json_int_t)r->offset);
+  return 0;
+}
+
+/* GET /admin/events?name=&status=&limit=&offset=. Off the loop, as the
+ * count of all events walks the table. */
 void api_admin_events_get(HttpRequest *req, void *data) {
   App *app = data;
   long long limit, offset;
@@ -444,17 +482,12 @@ void api_admin_events_get(HttpRequest *req, void *data) {
                        "status must be pending, delivered or dead");
     return;
   }
-  json_t *rows = NULL;
-  long long count = 0;
-  if (store_event_list(app->store, url_pairs_get(&req->params, "name"), status,
-                       limit, offset, &rows, &count)) {
-    api_store_failed(req);
-    return;
-  }
-  http_respond_json(req, 200,
-                    json_pack("{s:o, s:I, s:I, s:I}", "events", rows, "count",
-                              (json_int_t)count, "limit", (json_int_t)limit,
-                              "offset", (json_int_t)offset));
+  EventsRead *r = xmalloc(sizeof *r);
+  r->name = url_pairs_get(&req->params, "name");
+  r->status = status;
+  r->limit = limit;
+  r->offset = offset;
+  api_read_async(app, req, read_events, r);
 }
 
 /* POST /admin/events/{id}/retry: requeues the event's dead deliveries. */

@@ -17,6 +17,10 @@
 typedef struct App {
   uv_loop_t *loop;
   Store *store;
+  /* Listings run on the thread pool with their own read-only connection,
+   * opened by the first of them; reader_lock lets one at a time use it. */
+  Store *reader;
+  uv_mutex_t reader_lock;
   LuaHost *lua; /* the current script; a reloaded one is released */
   HttpServer *http;
   Engine *engine;
@@ -34,6 +38,8 @@ typedef struct App {
 void api_set_admin_token(App *app, const char *token);
 /* The HTTP handler of every route; `data` is the App. */
 void api_handle(HttpRequest *req, void *data);
+/* Counts and logs each answer (the HttpAnswerHook); `data` is the App. */
+void api_answered(void *data, HttpRequest *req);
 /* Counts and logs a request the HTTP layer answered itself (400 for one
  * that cannot be parsed, 413, 431, 503). */
 void api_rejected(void *data, int status, const char *client);

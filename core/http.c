@@ -52,7 +52,8 @@ struct HttpConn {
   size_t unsent_at_tick;  /* bytes queued to write at the last idle tick */
   bool held;              /* on the server's held list */
   HttpConn *next_held;
-  bool resuming; /* on the server's list of connections to read again */
+  HttpRequest *deferred; /* a request the handler answers later */
+  bool resuming;         /* on the server's list of connections to read again */
   HttpConn *next_resuming;
   bool closing;
   int open_handles;
@@ -65,6 +66,7 @@ struct HttpServer {
   HttpConfig cfg;
   HttpHandler handler;
   HttpRejectHook on_reject;
+  HttpAnswerHook on_answer;
   void *data;
   llhttp_settings_t settings;
   HttpConn *conns;
@@ -199,6 +201,13 @@ static void conn_close(HttpConn *c) {
   if (c->closing) return;
   c->closing = true;
   unhold(c);
+  if (c->deferred) {
+    /* Its answer has nowhere to go; its headers are freed with us. */
+    c->deferred->conn = NULL;
+    c->deferred->headers = NULL;
+    c->deferred->nheaders = 0;
+    c->deferred = NULL;
+  }
   if (c->resuming) {
     HttpConn **p = &c->srv->resuming;
     while (*p && *p != c) p = &(*p)->next_resuming;
@@ -292,8 +301,8 @@ static void on_resume(uv_idle_t *idle);
  * group commit, and the requests it parses must start a group of their
  * own). */
 static void maybe_resume(HttpConn *c) {
-  if (!c->read_paused || c->resuming || c->closing || c->close_after_write ||
-      c->lingering || c->held || c->srv->stopping ||
+  if (!c->read_paused || c->resuming || c->deferred || c->closing ||
+      c->close_after_write || c->lingering || c->held || c->srv->stopping ||
       output_waiting(c) >= WRITE_LOW_WATER)
     return;
   c->resuming = true;
@@ -519,6 +528,7 @@ static void conn_dispatch(HttpConn *c) {
   req.start_ns = uv_hrtime();
 
   c->srv->handler(&req, c->srv->data);
+  if (c->deferred) return; /* answered later; the headers stay until then */
   if (!req.status) {
     log_error("http: %s %.*s: the handler gave no response", req.method,
               (int)req.path_len, req.path);
@@ -547,6 +557,12 @@ static void conn_feed(HttpConn *c, const char *data, size_t len) {
       conn_dispatch(c);
       data += used;
       len -= used;
+      if (c->deferred) {
+        /* Nothing more is parsed until its answer. */
+        buf_append(&c->in, data, len);
+        pause_reading(c);
+        return;
+      }
       if (len > 0 && output_waiting(c) >= WRITE_HIGH_WATER &&
           !c->close_after_write && !c->closing) {
         /* Enough answers wait: the rest is parsed once they are written. */
@@ -747,6 +763,10 @@ void http_server_on_reject(HttpServer *srv, HttpRejectHook hook) {
   srv->on_reject = hook;
 }
 
+void http_server_on_answer(HttpServer *srv, HttpAnswerHook hook) {
+  srv->on_answer = hook;
+}
+
 size_t http_server_connections(const HttpServer *srv) { return srv->nconns; }
 
 static void on_resume_close(uv_handle_t *h) {
@@ -770,7 +790,7 @@ void http_server_stop(HttpServer *srv, void (*done)(void *), void *arg) {
   uv_close((uv_handle_t *)&srv->resume, on_resume_close);
   for (HttpConn *c = srv->conns, *next; c; c = next) {
     next = c->next;
-    if (c->in_message)
+    if (c->in_message || c->deferred)
       c->keep_alive = false; /* its response will say "close" */
     else if (c->writes_pending > 0)
       c->close_after_write = true;
@@ -818,6 +838,55 @@ void http_add_header(HttpRequest *req, const char *name, const char *value) {
   buf_printf(&req->extra_headers, "%s: %s\r\n", name, value);
 }
 
+HttpRequest *http_defer(HttpRequest *req) {
+  HttpConn *c = req->conn;
+  HttpRequest *d = xmalloc(sizeof *d);
+  *d = *req; /* takes over match, params and extra_headers */
+  memset(&req->match, 0, sizeof req->match);
+  memset(&req->params, 0, sizeof req->params);
+  memset(&req->extra_headers, 0, sizeof req->extra_headers);
+  /* Copies of what lives in the connection's parse buffers. */
+  size_t m = strlen(req->method) + 1, a = strlen(req->client_addr) + 1;
+  d->owned = xmalloc(m + req->path_len + 1 + req->query_len + 1 + a);
+  char *p = d->owned;
+  memcpy(p, req->method, m);
+  d->method = p;
+  p += m;
+  memcpy(p, req->path, req->path_len);
+  p[req->path_len] = '\0';
+  d->path = p;
+  p += req->path_len + 1;
+  if (req->query) {
+    memcpy(p, req->query, req->query_len);
+    p[req->query_len] = '\0';
+    d->query = p;
+  }
+  p += req->query_len + 1;
+  memcpy(p, req->client_addr, a);
+  d->client_addr = p;
+  d->body = "";
+  d->body_len = 0;
+  d->deferred = true;
+  c->deferred = d;
+  /* The handler's copy counts as answered: conn_dispatch adds nothing. */
+  req->status = -1;
+  return d;
+}
+
+/* Frees a deferred request once answered, and lets its connection go on. */
+static void deferred_done(HttpRequest *d) {
+  HttpConn *c = d->conn;
+  router_match_free(&d->match);
+  url_pairs_free(&d->params);
+  buf_free(&d->extra_headers);
+  free(d->owned);
+  free(d);
+  if (!c) return;
+  c->deferred = NULL;
+  free_headers(c);
+  conn_flush(c); /* then maybe_resume parses what waited */
+}
+
 void http_respond(HttpRequest *req, int status, const char *content_type,
                   const char *body, size_t len) {
   if (req->status) {
@@ -825,8 +894,12 @@ void http_respond(HttpRequest *req, int status, const char *content_type,
     return;
   }
   req->status = status;
-  conn_queue(req->conn, status, content_type, req->extra_headers.data, body,
-             len);
+  HttpServer *srv = req->conn ? req->conn->srv : NULL;
+  if (srv && srv->on_answer) srv->on_answer(srv->data, req);
+  if (req->conn)
+    conn_queue(req->conn, status, content_type, req->extra_headers.data, body,
+               len);
+  if (req->deferred) deferred_done(req);
 }
 
 void http_respond_json(HttpRequest *req, int status, json_t *body) {

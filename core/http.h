@@ -61,15 +61,24 @@ typedef struct HttpRequest {
   /* Response state. */
   Buf extra_headers; /* "Name: value\r\n" lines added by the handler */
   int status;        /* set once responded */
+  /* Set by http_defer: this request is on the heap, and `owned` holds the
+   * copies of its method, path, query and client address. */
+  bool deferred;
+  char *owned;
 } HttpRequest;
 
 typedef void (*HttpHandler)(HttpRequest *req, void *data);
+/* Told of every answer as it is queued, with the request's status set (for
+ * metrics and access logs). */
+typedef void (*HttpAnswerHook)(void *data, HttpRequest *req);
 /* Told of each request the server answered without the handler (`status`
  * 400, 413, 431 or 503), for metrics and logs. */
 typedef void (*HttpRejectHook)(void *data, int status, const char *client);
 
 /* Sets the hook told of rejected requests (NULL: none). */
 void http_server_on_reject(HttpServer *srv, HttpRejectHook hook);
+/* Sets the hook told of answers (NULL: none). */
+void http_server_on_answer(HttpServer *srv, HttpAnswerHook hook);
 /* Binds and listens. Returns 0, or a negative libuv error with a message in
  * *err (free it). `data` is passed to `handler` untouched. */
 int http_server_start(uv_loop_t *loop, const HttpConfig *cfg,
@@ -99,6 +108,13 @@ size_t http_server_connections(const HttpServer *srv);
 const char *http_header(const HttpRequest *req, const char *name);
 /* Adds a response header; call before responding. */
 void http_add_header(HttpRequest *req, const char *name, const char *value);
+/* Answers later. The handler returns without answering; the request, moved
+ * to the heap and returned, is answered with http_respond* from the loop
+ * when its work is done, which also frees it. Until then the connection
+ * parses no further request. The body, and the headers once the connection
+ * closes, are gone: read them before deferring. If the client leaves
+ * first, the answer is dropped. */
+HttpRequest *http_defer(HttpRequest *req);
 /* Queues the response. `body` is copied. */
 void http_respond(HttpRequest *req, int status, const char *content_type,
                   const char *body, size_t len);

@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,10 +31,20 @@ int log_parse_level(const char *name, LogLevel *level) {
   return -1;
 }
 
-void log_flush(void) {
+/* Entries may come from the thread pool too (a store error in a job):
+ * the buffer and the timestamp cache are shared under this lock. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void flush_locked(void) {
   if (pending_len) fwrite(pending, 1, pending_len, stderr);
   pending_len = 0;
   fflush(stderr);
+}
+
+void log_flush(void) {
+  pthread_mutex_lock(&lock);
+  flush_locked();
+  pthread_mutex_unlock(&lock);
 }
 
 void log_set_buffered(bool on) {
@@ -116,7 +127,9 @@ static void put_text(Line *l, const char *s) {
   }
 }
 
+/* Begins an entry and takes the lock, which emit's caller releases. */
 static void start(Line *l, LogLevel level) {
+  pthread_mutex_lock(&lock);
   /* The timestamp is formatted once per millisecond, not once per line. */
   static long long last_ms = -1;
   static char when[40];
@@ -147,15 +160,16 @@ static void start(Line *l, LogLevel level) {
   }
 }
 
+/* Writes or buffers the entry; called with the lock held (from start). */
 static void emit(Line *l, LogLevel level) {
   put_end(l, "\n");
   if (buffered && level < LOG_ERROR) {
-    if (pending_len + l->len > sizeof pending) log_flush();
+    if (pending_len + l->len > sizeof pending) flush_locked();
     memcpy(pending + pending_len, l->text, l->len);
     pending_len += l->len;
     return;
   }
-  log_flush();
+  flush_locked();
   /* One write per entry keeps lines whole when several processes share the
    * terminal. */
   fwrite(l->text, 1, l->len, stderr);
@@ -178,6 +192,7 @@ void log_msg(LogLevel level, const char *fmt, ...) {
     put_text(&l, msg);
   }
   emit(&l, level);
+  pthread_mutex_unlock(&lock);
 }
 
 void log_access(const char *method, const char *route, const char *path,
@@ -211,4 +226,5 @@ void log_access(const char *method, const char *route, const char *path,
     put_text(&l, client);
   }
   emit(&l, LOG_INFO);
+  pthread_mutex_unlock(&lock);
 }

@@ -458,6 +458,7 @@ static int cmd_start(const Settings *s) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   app->loop = &loop;
+  uv_mutex_init(&app->reader_lock);
   uv_prepare_init(&loop, &srv.commit);
   srv.commit.data = &srv;
   uv_prepare_init(&loop, &srv.logs);
@@ -488,6 +489,7 @@ static int cmd_start(const Settings *s) {
     goto out;
   }
   http_server_on_reject(app->http, api_rejected);
+  http_server_on_answer(app->http, api_answered);
   uv_signal_init(&loop, &srv.sigterm);
   uv_signal_init(&loop, &srv.sigint);
   uv_signal_init(&loop, &srv.sighup);
@@ -522,6 +524,8 @@ out:
   if (uv_loop_close(&loop) != 0) log_error("shutdown: the loop did not close");
   if (app->http) http_server_free(app->http);
   lua_host_release(app->lua);
+  store_close(app->reader);
+  uv_mutex_destroy(&app->reader_lock);
   store_close(app->store);
   ratelimit_free(app->ratelimit);
   metrics_reset();

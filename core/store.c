@@ -468,6 +468,25 @@ int store_open(const char *path, Store **out, char **err) {
   return 0;
 }
 
+int store_open_reader(const char *path, Store **out, char **err) {
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db,
+                           SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    *err = xasprintf("cannot open database %s to read: %s", path,
+                     db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return -1;
+  }
+  /* Off the loop: waiting for a lock blocks nobody else. */
+  sqlite3_busy_timeout(db, 5000);
+  Store *s = xcalloc(1, sizeof *s);
+  s->db = db;
+  s->path = xstrdup(path);
+  *out = s;
+  return 0;
+}
+
 void store_close(Store *s) {
   if (!s) return;
   for (int i = 0; i < SQL_COUNT_; i++) sqlite3_finalize(s->stmt[i]);
@@ -564,6 +583,8 @@ void store_checkpoint_in_background(Store *s, uv_loop_t *loop) {
 }
 
 sqlite3 *store_db(Store *s) { return s->db; }
+
+const char *store_path(const Store *s) { return s->path; }
 
 /* Returns statement `id`, prepared and reset, with no bindings; NULL (logged)
  * if it cannot be prepared. */

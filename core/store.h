@@ -20,6 +20,12 @@ enum {
 /* Opens (creating if needed) the database at `path` in WAL mode. Returns 0,
  * or -1 with a message in *err (free it) and *out untouched. */
 int store_open(const char *path, Store **out, char **err);
+/* Opens a read-only connection to the same database, for listings run on
+ * the thread pool (store_event_list, store_subscription_list). One thread
+ * at a time may use it. Returns 0, or -1 with a message in *err (free it). */
+int store_open_reader(const char *path, Store **out, char **err);
+/* The path the store was opened with. */
+const char *store_path(const Store *s);
 /* Finalizes every statement and closes the connection. NULL is a no-op. */
 void store_close(Store *s);
 /* Moves WAL checkpoints off the event loop: SQLite would otherwise run them

@@ -108,3 +108,122 @@ describe("GET /admin/events filters", function()
       emails)
   end)
 end)
+
+-- A server whose outbox holds 1,000,000 delivered subscribed events,
+-- written straight into SQLite before it starts.
+local function big_outbox_server()
+    local dir = helpers.tmpdir()
+  local db = dir .. "/restock.db"
+  local rc, _, stderr = helpers.run({ "migrations", "run", "--db", db })
+  assert.equals(0, rc, stderr)
+  -- 1,000,000 delivered subscribed events, written straight into SQLite.
+  local fill = string.format([[python3 -c '
+import sqlite3
+c = sqlite3.connect("%s")
+data = "{\"variant_id\":\"v\",\"email\":\"someone@example.com\",\"unsubscribe_token\":\"%s\"}"
+c.executemany("INSERT INTO events (name, data, status, created_at) VALUES (?, ?, ?, ?)",
+  (("restock-notification.subscribed", data, "delivered", "2026-01-01T00:00:00.000Z") for _ in range(1000000)))
+c.commit()
+']], db, string.rep("x", 120))
+  assert.is_true(os.execute(fill))
+  local server = helpers.start { dir = dir, db = db, no_migrate = true }
+  return server
+end
+
+local function list_request(conn, query)
+  conn:send_request("GET", "/admin/events" .. (query or "?limit=1"),
+    { headers = { Authorization = "Bearer " .. helpers.ADMIN_TOKEN } })
+end
+
+-- A listing's count can walk the whole outbox: it runs on the thread pool,
+-- so the loop keeps answering meanwhile.
+describe("GET /admin/events on a large outbox", function()
+  teardown(function()
+    helpers.cleanup()
+  end)
+
+  it("is answered off the loop: other requests go on meanwhile", function()
+    local server = big_outbox_server()
+
+    local listing = helpers.connect(server, 60)
+    list_request(listing)
+    -- /health, over and over on another connection, until the listing's
+    -- answer starts to arrive.
+    local other = helpers.connect(server)
+    local answered = 0
+    while not listing:fill(0) do
+      helpers.assert_status(other:request("GET", "/health"), 200)
+      answered = answered + 1
+      assert.truthy(answered < 1000000, "the listing never answered")
+    end
+    local res = assert(listing:read_response())
+    helpers.assert_status(res, 200)
+    local body = require("cjson").decode(res.body)
+    assert.equals(1000000, body.count)
+    assert.equals(1, #body.events)
+    -- Counting a million rows takes tens of milliseconds at least, in which
+    -- a loop that is free answers many requests; a blocked one, none.
+    assert.truthy(answered >= 10,
+      "only " .. answered .. " requests answered while the listing counted")
+  end)
+
+  it("drops the answer of a client that left, and goes on", function()
+    local server = big_outbox_server()
+    for _ = 1, 3 do
+      local conn = helpers.connect(server)
+      list_request(conn)
+      conn:close()
+    end
+    helpers.assert_status(helpers.request(server, "GET", "/health"), 200)
+    local fine = helpers.connect(server, 60)
+    list_request(fine)
+    local res = assert(fine:read_response())
+    helpers.assert_status(res, 200)
+    -- cleanup stops the server: exit 0 and no sanitizer report.
+  end)
+  it("is answered, or its connection closed, when the server stops "
+    .. "meanwhile", function()
+    local server = big_outbox_server()
+    local conn = helpers.connect(server, 30)
+    list_request(conn)
+    assert.equals(0, server:stop("TERM"))
+    local res, err = conn:read_response()
+    if res then
+      helpers.assert_status(res, 200)
+      assert.equals(1000000, require("cjson").decode(res.body).count)
+    else
+      assert.equals("closed", err)
+    end
+    -- cleanup checks its stderr for sanitizer reports.
+  end)
+end)
+
+describe("GET /admin/events, pipelined", function()
+  teardown(function()
+    helpers.cleanup()
+  end)
+
+  it("answers what follows a listing after it, in order", function()
+    local server = helpers.start()
+    local conn = helpers.connect(server)
+    local auth = { headers = { Authorization = "Bearer " .. helpers.ADMIN_TOKEN } }
+    assert.truthy(conn:send_raw(
+      helpers.build_request(server, "GET", "/admin/events", auth, true)
+      .. helpers.build_request(server, "GET", "/health", nil, true)
+      .. helpers.build_request(server, "GET",
+        "/admin/restock-notifications?limit=7", auth, true)
+      .. helpers.build_request(server, "GET", "/no-such-route", nil, true)))
+    local first = assert(conn:read_response())
+    helpers.assert_status(first, 200)
+    assert.equals(0, require("cjson").decode(first.body).count, first.body)
+    local second = assert(conn:read_response())
+    helpers.assert_status(second, 200)
+    assert.equals("ok", require("cjson").decode(second.body).status)
+    local third = assert(conn:read_response())
+    helpers.assert_status(third, 200)
+    assert.equals(7, require("cjson").decode(third.body).limit)
+    local fourth = assert(conn:read_response())
+    assert.equals(404, fourth.status)
+    assert.equals(200, conn:request("GET", "/health").status)
+  end)
+end)
