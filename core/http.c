@@ -241,12 +241,13 @@ static size_t unsent_bytes(HttpConn *c) {
   return n;
 }
 
-/* The idle timeout, or the end of lingering. A connection still sending is
- * idle only if its client took none of the answer since the last tick: one
- * slowly reading a large answer is not cut off, one that stopped reading
- * is. */
+/* The idle timeout, or the end of lingering. A connection waiting for a
+ * deferred answer is not idle. One still sending is idle only if its client
+ * took none of the answer since the last tick: one slowly reading a large
+ * answer is not cut off, one that stopped reading is. */
 static void on_timer(uv_timer_t *t) {
   HttpConn *c = t->data;
+  if (c->deferred) return; /* the server is working for it */
   if (!c->lingering) {
     size_t unsent = unsent_bytes(c);
     if (unsent > 0 && unsent != c->unsent_at_tick) {
@@ -894,6 +895,7 @@ void http_respond(HttpRequest *req, int status, const char *content_type,
     return;
   }
   req->status = status;
+  /* A deferred answer whose client left goes nowhere and is not counted. */
   HttpServer *srv = req->conn ? req->conn->srv : NULL;
   if (srv && srv->on_answer) srv->on_answer(srv->data, req);
   if (req->conn)
