@@ -13,10 +13,14 @@
 -- script at another base URL (default https://api.sendgrid.com).
 --
 -- Each recipient gets a personalization of their own, so nobody sees the
--- other addresses, at most 1,000 per request (SendGrid's limit). A 429 or a
--- 5xx answer fails the delivery, which restockd retries with backoff; any
--- other 4xx is logged with SendGrid's error text and the delivery is marked
--- dead at once, since sending the same request again would fail the same way.
+-- other addresses, at most 1,000 per request (SendGrid's limit): a restocked
+-- event with more (batch_size over 1000) is split into
+-- sendgrid.restocked-part events of 1,000, each retried on its own.
+--
+-- A 429 or a 5xx answer fails the delivery, which restockd retries with
+-- backoff; any other 4xx is logged with SendGrid's error text and the
+-- delivery is marked dead at once, since sending the same request again
+-- would fail the same way.
 
 local restock = require "restock"
 
@@ -85,31 +89,26 @@ local function mail(config, template_id, personalizations, subject, text)
   return restock.json.encode(body)
 end
 
--- Sends the restock mail to `emails`, in requests of at most
--- MAX_PERSONALIZATIONS recipients.
+-- Sends the restock mail to `emails` (at most MAX_PERSONALIZATIONS) in one
+-- request.
 local function send_restocked(config, variant, emails)
   local name = variant.title or variant.sku or variant.id
-  for first = 1, #emails, M.MAX_PERSONALIZATIONS do
-    local personalizations = {}
-    for i = first, math.min(#emails, first + M.MAX_PERSONALIZATIONS - 1) do
-      personalizations[#personalizations + 1] = {
-        to = { { email = emails[i] } },
-        dynamic_template_data = { variant = variant, email = emails[i] },
-      }
-    end
-    local json = mail(config, config.template_id, personalizations,
-      "Back in stock: " .. name,
-      name .. " is back in stock. Hurry, before it sells out again!")
-    personalizations = nil -- collectable while the request is in flight
-    local ok, err, opts = post(config, json)
-    if not ok then
-      -- A retry resends every request of this event: SendGrid has no
-      -- idempotency key. Keep batch_size at 1000 or less to send one.
-      return nil, err, opts
-    end
+  local personalizations = {}
+  for i, email in ipairs(emails) do
+    personalizations[i] = {
+      to = { { email = email } },
+      dynamic_template_data = { variant = variant, email = email },
+    }
   end
-  return true
+  local json = mail(config, config.template_id, personalizations,
+    "Back in stock: " .. name,
+    name .. " is back in stock. Hurry, before it sells out again!")
+  personalizations = nil -- collectable while the request is in flight
+  return post(config, json)
 end
+
+-- The restocked event's emails in parts of at most MAX_PERSONALIZATIONS.
+M.PART_EVENT = "sendgrid.restocked-part"
 
 function M.setup(options)
   options = options or {}
@@ -131,13 +130,36 @@ function M.setup(options)
     error("sendgrid: set `from` (or SENDGRID_FROM) to a verified sender", 2)
   end
 
-  restock.subscribe("restock-notification.restocked", function(data)
+  -- One request per delivery. An event with more emails than one request
+  -- takes (batch_size over 1000) is split into part events, each delivered
+  -- and retried on its own: a failed part is sent again, never the parts
+  -- SendGrid already took (it has no idempotency key).
+  local function deliver(data)
     local variant, err = restock.variants.retrieve(data.variant_id)
     if not variant then
       return nil, err
     end
     return send_restocked(config, variant, data.emails)
+  end
+  restock.subscribe("restock-notification.restocked", function(data)
+    local emails = data.emails or {}
+    if #emails <= M.MAX_PERSONALIZATIONS then
+      return deliver(data)
+    end
+    for first = 1, #emails, M.MAX_PERSONALIZATIONS do
+      local part = { variant_id = data.variant_id,
+        sales_channel_id = data.sales_channel_id, emails = {} }
+      for i = first, math.min(#emails, first + M.MAX_PERSONALIZATIONS - 1) do
+        part.emails[#part.emails + 1] = emails[i]
+      end
+      local ok, emit_err = restock.emit(M.PART_EVENT, part)
+      if not ok then
+        return nil, emit_err
+      end
+    end
+    return true
   end, { name = "sendgrid-restocked" })
+  restock.subscribe(M.PART_EVENT, deliver, { name = "sendgrid-restocked-part" })
 
   if options.subscribed_template_id or options.confirm then
     restock.subscribe("restock-notification.subscribed", function(data)

@@ -158,7 +158,7 @@ describe("scripts/sendgrid.lua", function()
       assert_each_once(reqs, "v-bulk")
     end)
 
-    it("are split by the script into requests of at most 1000 when "
+    it("are split by the script into part events of at most 1000 when "
       .. "batch_size is 2500", function()
       local fake = fake_http.start()
       local server = start(fake, { batch_size = 2500 })
@@ -171,8 +171,19 @@ describe("scripts/sendgrid.lua", function()
       assert.equals(1, #events)
       assert.equals(2500, #events[1].data.emails)
       assert.equals(1, events[1].attempts)
-      local reqs = fake:requests()
+      local parts = outbound.wait_events(server, "sendgrid.restocked-part",
+        "delivered", 3, 20)
+      assert.equals(3, #parts)
+      local reqs = fake:wait_requests(3)
       assert.equals(3, #reqs)
+      -- The parts go out side by side: order them by their first recipient.
+      local index = {}
+      for i, e in ipairs(emails) do
+        index[e] = i
+      end
+      table.sort(reqs, function(a, b)
+        return index[a.recipients[1]] < index[b.recipients[1]]
+      end)
       assert.same({ 1000, 1000, 500 }, { reqs[1].personalizations,
         reqs[2].personalizations, reqs[3].personalizations })
       assert_each_once(reqs, "v-split")
@@ -180,6 +191,34 @@ describe("scripts/sendgrid.lua", function()
       assert.equals(emails[1], reqs[1].recipients[1])
       assert.equals(emails[1001], reqs[2].recipients[1])
       assert.equals(emails[2500], reqs[3].recipients[500])
+    end)
+
+    it("retry only the part that failed", function()
+      local fake = fake_http.start { "--fail-first", "1", "--fail-status",
+        "503" }
+      local server = start(fake, { batch_size = 2500 })
+      outbound.sold_out(server, "v-part")
+      outbound.subscribe_many(server, "v-part", emails)
+      outbound.set_quantity(server, "v-part", 10)
+
+      local parts = outbound.wait_events(server, "sendgrid.restocked-part",
+        "delivered", 3, 20)
+      local attempts = {}
+      for i, p in ipairs(parts) do
+        attempts[i] = p.attempts
+      end
+      table.sort(attempts)
+      assert.same({ 1, 1, 2 }, attempts)
+      local reqs = fake:wait_requests(4)
+      assert.equals(4, #reqs)
+      local sent = {}
+      for _, req in ipairs(reqs) do
+        if req.status == 202 then
+          sent[#sent + 1] = req
+        end
+      end
+      assert.equals(3, #sent)
+      assert_each_once(sent, "v-part")
     end)
   end)
 
