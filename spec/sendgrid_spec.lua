@@ -273,39 +273,28 @@ describe("scripts/sendgrid.lua", function()
     assert.equals(1, #fake:requests())
   end)
 
-  it("keeps answering /health within 100 ms while SendGrid holds its answer",
-    function()
-      local fake = fake_http.start { "--delay", "2" }
-      local server = start(fake)
-      outbound.sold_out(server, "v-slow")
-      outbound.subscribe(server, "v-slow", "ann@example.com")
-      outbound.set_quantity(server, "v-slow", 1)
+  it("keeps answering /health while SendGrid holds its answer", function()
+    local fake = fake_http.start { "--delay", "2" }
+    local server = start(fake)
+    outbound.sold_out(server, "v-slow")
+    outbound.subscribe(server, "v-slow", "ann@example.com")
+    outbound.set_quantity(server, "v-slow", 1)
 
-      local reqs = fake:wait_requests(1, 10)
-      assert.truthy(reqs, "SendGrid got no request\n" .. server:stderr())
-      local held_until = reqs[1].time + 2
-      local samples = {}
-      -- Several requests while the answer is held (about 1.5 s of it).
-      while socket.gettime() < held_until - 0.3 do
-        local t0 = socket.gettime()
-        local res = helpers.request(server, "GET", "/health")
-        local dt = socket.gettime() - t0
-        helpers.assert_status(res, 200)
-        samples[#samples + 1] = dt
-        socket.sleep(0.15)
-      end
-      assert.truthy(#samples >= 5, "only " .. #samples
-        .. " samples during the hold")
-      for i, dt in ipairs(samples) do
-        assert.truthy(dt < 0.1, string.format(
-          "GET /health #%d took %.0f ms during the hold", i, dt * 1000))
-      end
-      -- Still held: nothing was delivered yet.
-      assert.equals(0, #fake:records("done"))
-      local events = outbound.wait_events(server, RESTOCKED, "delivered", 1,
-        10)
-      assert.equals(1, events[1].attempts)
-    end)
+    local reqs = fake:wait_requests(1, 10)
+    assert.truthy(reqs, "SendGrid got no request\n" .. server:stderr())
+    -- /health over and over, for as long as the answer is still held: a
+    -- loop waiting on SendGrid would answer none of them.
+    local answered = 0
+    while #fake:records("done") == 0 and answered < 1000000 do
+      helpers.assert_status(helpers.request(server, "GET", "/health"), 200)
+      answered = answered + 1
+    end
+    assert.truthy(answered >= 5, "only " .. answered
+      .. " answers while SendGrid held its answer")
+    local events = outbound.wait_events(server, RESTOCKED, "delivered", 1,
+      10)
+    assert.equals(1, events[1].attempts)
+  end)
 
   it("refuses to load without an API key", function()
     local dir = helpers.tmpdir()
