@@ -511,6 +511,7 @@ static int on_message_complete(llhttp_t *p) {
 static void conn_dispatch(HttpConn *c) {
   HttpRequest req;
   memset(&req, 0, sizeof req);
+  req.server = c->srv;
   req.conn = c;
   req.method = llhttp_method_name((llhttp_method_t)c->parser.method);
   const char *target = c->url.data ? c->url.data : "";
@@ -895,9 +896,8 @@ void http_respond(HttpRequest *req, int status, const char *content_type,
     return;
   }
   req->status = status;
-  /* A deferred answer whose client left goes nowhere and is not counted. */
-  HttpServer *srv = req->conn ? req->conn->srv : NULL;
-  if (srv && srv->on_answer) srv->on_answer(srv->data, req);
+  /* Counted and logged even when a deferred answer's client has left. */
+  if (req->server->on_answer) req->server->on_answer(req->server->data, req);
   if (req->conn)
     conn_queue(req->conn, status, content_type, req->extra_headers.data, body,
                len);

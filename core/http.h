@@ -41,7 +41,8 @@ typedef struct {
 } HttpHeader;
 
 typedef struct HttpRequest {
-  HttpConn *conn;
+  HttpServer *server;
+  HttpConn *conn; /* NULL once a deferred request's client has left */
   const char *method;
   const char *path; /* raw, without the query; points into the target */
   size_t path_len;
