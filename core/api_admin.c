@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "email.h"
+#include "isotime.h"
 #include "log.h"
 #include "engine.h"
 #include "outbox.h"
@@ -109,7 +110,7 @@ static int variant_load_or_new(Store *s, const char *id, Variant *v,
     memset(v, 0, sizeof *v);
     v->id = xstrdup(id);
     v->manage_inventory = true;
-    store_now(v->created_at);
+    isotime_now(v->created_at);
     rc = 0;
   }
   return rc;
@@ -193,7 +194,7 @@ static int upsert_one(App *app, const char *id, const char *product_id,
     json_decref(fields);
     goto out; /* nothing changed: nothing written, nothing emitted */
   }
-  store_now(out->updated_at);
+  isotime_now(out->updated_at);
   rc = store_variant_put(s, out);
   if (rc == 0 && exists) {
     json_t *data = json_pack("{s:s, s:O}", "id", out->id, "fields", fields);
@@ -500,7 +501,7 @@ void api_admin_event_retry(HttpRequest *req, void *data) {
   long long requeued = 0;
   int rc = id < 0 ? STORE_NOT_FOUND : store_begin(app->store);
   if (rc == 0)
-    rc = store_event_retry(app->store, id, store_now_ms(), &requeued);
+    rc = store_event_retry(app->store, id, isotime_now_ms(), &requeued);
   if (rc == 0) rc = store_commit(app->store);
   if (rc) store_rollback(app->store);
   if (rc == STORE_NOT_FOUND) {

@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "engine.h"
+#include "isotime.h"
 #include "outbox.h"
 #include "xmalloc.h"
 
@@ -328,7 +329,7 @@ static int quantity_update(App *app, json_t *obj, UpdateError *e) {
   }
   long long before = v.inventory_quantity, now = json_integer_value(jq);
   if (rc == 0 && before != now) {
-    store_now(v.updated_at);
+    isotime_now(v.updated_at);
     rc = store_variant_set_quantity(app->store, v.id, now, v.updated_at);
     if (rc == 0) rc = after_quantity_change(app, v.id, true, now > before);
   }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "isotime.h"
 #include "log.h"
 #include "lua_host.h"
 #include "outbox.h"
@@ -59,7 +60,7 @@ int engine_schedule_check(App *app, const char *variant_id) {
   int rc = store_subscription_any(app->store, variant_id, &any);
   if (rc || !any) return rc;
   long long delay = lua_host_options(app->lua)->trigger_delay;
-  return store_check_schedule(app->store, variant_id, store_now_ms() + delay,
+  return store_check_schedule(app->store, variant_id, isotime_now_ms() + delay,
                               false);
 }
 
@@ -70,7 +71,7 @@ void engine_rearm(Engine *e) {
     uv_timer_stop(&e->timer);
     return;
   }
-  long long delay = due - store_now_ms();
+  long long delay = due - isotime_now_ms();
   uv_timer_stop(&e->timer);
   if (delay <= 0)
     uv_idle_start(&e->soon, on_soon);
@@ -137,7 +138,7 @@ int engine_run_check(App *app, const char *variant_id) {
       rc = store_subscription_scopes(s, variant_id, &scopes);
   }
   char now[32];
-  store_now(now);
+  isotime_now(now);
   bool throttled = o->notify_per_unit > 0, unfinished = false;
   size_t i;
   json_t *scope;
@@ -165,13 +166,13 @@ int engine_run_check(App *app, const char *variant_id) {
     if (rc == 0 && more && throttled) {
       /* Throttled, with shoppers still waiting: look again later. */
       rc = store_check_schedule(s, variant_id,
-                                store_now_ms() + o->notify_interval, true);
+                                isotime_now_ms() + o->notify_interval, true);
     } else if (rc == 0 && more) {
       unfinished = true;
     }
   }
   if (rc == 0 && unfinished)
-    rc = store_check_schedule(s, variant_id, store_now_ms(), true);
+    rc = store_check_schedule(s, variant_id, isotime_now_ms(), true);
   if (rc == 0) rc = store_commit(s);
   if (rc) {
     store_rollback(s);
@@ -188,7 +189,7 @@ int engine_run_check(App *app, const char *variant_id) {
 
 static void run_due(Engine *e) {
   json_t *ids = NULL;
-  if (store_check_due(e->app->store, store_now_ms(), CHECKS_PER_TICK, &ids)) {
+  if (store_check_due(e->app->store, isotime_now_ms(), CHECKS_PER_TICK, &ids)) {
     uv_timer_start(&e->timer, on_timer, 1000, 0);
     return;
   }

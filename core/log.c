@@ -4,8 +4,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
+#include "isotime.h"
 #include "utf8.h"
 
 static LogLevel min_level = LOG_INFO;
@@ -130,21 +130,8 @@ static void put_text(Line *l, const char *s) {
 /* Begins an entry and takes the lock, which emit's caller releases. */
 static void start(Line *l, LogLevel level) {
   pthread_mutex_lock(&lock);
-  /* The timestamp is formatted once per millisecond, not once per line. */
-  static long long last_ms = -1;
-  static char when[40];
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  long long ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-  if (ms != last_ms) {
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100,
-             tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
-             tm.tm_sec % 100, (int)(ts.tv_nsec / 1000000) % 1000);
-    last_ms = ms;
-  }
+  char when[ISOTIME_LEN];
+  isotime_now(when);
   l->len = 0;
   if (format == LOG_JSON) {
     puts_(l, "{\"time\":\"");

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "isotime.h"
 #include "xmalloc.h"
 
 static const char *const create_table =
@@ -54,7 +55,7 @@ static int apply(Store *s, const Migration *m, char **err) {
   }
   sqlite3_stmt *st = NULL;
   char now[32];
-  store_now(now);
+  isotime_now(now);
   int rc = sqlite3_prepare_v2(db,
                               "INSERT INTO schema_migrations (name, applied_at)"
                               " VALUES (?1, ?2)",

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "isotime.h"
 #include "json_text.h"
 #include "log.h"
 #include "metrics.h"
@@ -89,7 +90,7 @@ int outbox_write_id(App *app, const char *name, json_t *data, long long *out) {
   int rc = store_event_insert(app->store, name, text,
                               n ? "pending" : "delivered", &id);
   free(text);
-  long long now = store_now_ms();
+  long long now = isotime_now_ms();
   for (size_t i = 0; rc == 0 && i < n; i++)
     rc = store_delivery_insert(app->store, id, handlers[i].name,
                                handlers[i].max_attempts, now);
@@ -124,7 +125,7 @@ static void on_prune(uv_timer_t *t) {
   Outbox *o = t->data;
   Store *s = o->app->store;
   char cutoff[32];
-  store_format_time(store_now_ms() - o->retention_ms, cutoff);
+  isotime_format(isotime_now_ms() - o->retention_ms, cutoff);
   long long cursor = 0, total = 0;
   bool reached = false;
   for (int round = 0; round < PRUNE_ROUNDS && !reached; round++) {
@@ -174,7 +175,7 @@ static void rearm(Outbox *o) {
   bool any = false;
   if (o->stopping || store_delivery_next(o->app->store, &next, &any) || !any)
     return;
-  long long delay = next - store_now_ms();
+  long long delay = next - isotime_now_ms();
   if (delay <= 0)
     outbox_kick(o);
   else
@@ -190,7 +191,7 @@ static long long backoff_ms(long long attempts) {
 /* Records the outcome of one run in a transaction of its own. */
 static void record(Outbox *o, Run *r, bool ok, bool retry, const char *err) {
   Store *s = o->app->store;
-  long long now = store_now_ms();
+  long long now = isotime_now_ms();
   long long attempts = r->attempts + 1;
   const char *status = "delivered";
   long long next_at = now;
@@ -255,7 +256,7 @@ static void on_timer(uv_timer_t *t) {
   App *app = o->app;
   if (o->stopping || o->inflight >= OUTBOX_MAX_INFLIGHT) return;
   long long room = (long long)(OUTBOX_MAX_INFLIGHT - o->inflight);
-  long long now = store_now_ms();
+  long long now = isotime_now_ms();
   DueDelivery *due = NULL;
   size_t n = 0;
   if (store_delivery_due(app->store, now, room, &due, &n)) {

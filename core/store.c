@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
+#include "isotime.h"
 #include "json_text.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -429,21 +429,36 @@ struct Store {
   void (*on_rollback)(void);
 };
 
+/* Opens a connection to `path`. Returns it, or NULL with a message in *err
+ * (free it). */
+static sqlite3 *open_db(const char *path, int flags, int busy_ms, char **err) {
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    *err = xasprintf("cannot open database %s: %s", path,
+                     db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return NULL;
+  }
+  sqlite3_busy_timeout(db, busy_ms);
+  return db;
+}
+
+static Store *store_new(sqlite3 *db, const char *path) {
+  Store *s = xcalloc(1, sizeof *s);
+  s->db = db;
+  s->path = xstrdup(path);
+  return s;
+}
+
 int store_open(const char *path, Store **out, char **err) {
   /* SQLite's allocation statistics take a global mutex on every malloc and
    * free (3% of a subscribe); nothing here reads them. Only possible before
    * the library initializes, so later calls are refused, harmlessly. */
   sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-  sqlite3 *db = NULL;
-  int rc = sqlite3_open_v2(
-      path, &db,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc != SQLITE_OK) {
-    *err = xasprintf("cannot open database %s: %s", path,
-                     db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-    sqlite3_close(db);
-    return -1;
-  }
+  sqlite3 *db =
+      open_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, 2000, err);
+  if (!db) return -1;
   /* WAL lets readers (a second process running `migrations status`, say) work
    * beside the server. synchronous=NORMAL in WAL mode keeps every committed
    * transaction across a crash or kill of the process; only an OS crash or a
@@ -453,7 +468,6 @@ int store_open(const char *path, Store **out, char **err) {
       "PRAGMA synchronous=NORMAL;"
       "PRAGMA foreign_keys=ON;";
   char *msg = NULL;
-  sqlite3_busy_timeout(db, 2000);
   if (sqlite3_exec(db, setup, NULL, NULL, &msg) != SQLITE_OK) {
     *err = xasprintf("cannot set up database %s: %s", path,
                      msg ? msg : sqlite3_errmsg(db));
@@ -461,29 +475,15 @@ int store_open(const char *path, Store **out, char **err) {
     sqlite3_close(db);
     return -1;
   }
-  Store *s = xcalloc(1, sizeof *s);
-  s->db = db;
-  s->path = xstrdup(path);
-  *out = s;
+  *out = store_new(db, path);
   return 0;
 }
 
 int store_open_reader(const char *path, Store **out, char **err) {
-  sqlite3 *db = NULL;
-  int rc = sqlite3_open_v2(path, &db,
-                           SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc != SQLITE_OK) {
-    *err = xasprintf("cannot open database %s to read: %s", path,
-                     db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-    sqlite3_close(db);
-    return -1;
-  }
   /* Off the loop: waiting for a lock blocks nobody else. */
-  sqlite3_busy_timeout(db, 5000);
-  Store *s = xcalloc(1, sizeof *s);
-  s->db = db;
-  s->path = xstrdup(path);
-  *out = s;
+  sqlite3 *db = open_db(path, SQLITE_OPEN_READONLY, 5000, err);
+  if (!db) return -1;
+  *out = store_new(db, path);
   return 0;
 }
 
@@ -680,36 +680,6 @@ int store_group_commit(Store *s) {
   return rc;
 }
 
-void store_format_time(long long ms, char out[32]) {
-  time_t secs = (time_t)(ms / 1000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-           (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100, tm.tm_mday % 100,
-           tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100,
-           (int)(ms % 1000));
-}
-
-void store_now(char out[32]) {
-  /* Formatted once per millisecond: a batch of 10,000 updates asks for the
-   * time tens of thousands of times. */
-  static long long last_ms = -1;
-  static char text[32];
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  long long ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-  if (ms != last_ms) {
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100,
-             tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
-             tm.tm_sec % 100, (int)(ts.tv_nsec / 1000000) % 1000);
-    last_ms = ms;
-  }
-  memcpy(out, text, 32);
-}
-
 static char *col_text(sqlite3_stmt *st, int i) {
   const unsigned char *t = sqlite3_column_text(st, i);
   return t ? xstrdup((const char *)t) : NULL;
@@ -807,7 +777,7 @@ int store_subscription_add(Store *s, const char *variant_id,
   st = stmt(s, SQL_SUB_INSERT);
   if (!st) return STORE_ERROR;
   char now[32];
-  store_now(now);
+  isotime_now(now);
   bind_text(st, 1, variant_id);
   bind_text(st, 2, channel ? channel : "");
   bind_text(st, 3, email);
@@ -1031,12 +1001,6 @@ int store_meta_put(Store *s, const char *key, const char *value) {
   return done(st, 0);
 }
 
-long long store_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Runs a statement that returns one optional integer (a count, a min()):
  * *value gets it, *any whether it was not NULL. */
 static int query_int(Store *s, StmtId id, const char *text_arg,
@@ -1194,7 +1158,7 @@ int store_event_insert(Store *s, const char *name, const char *data,
   sqlite3_stmt *st = stmt(s, SQL_EVENT_INSERT);
   if (!st) return STORE_ERROR;
   char now[32];
-  store_now(now);
+  isotime_now(now);
   bind_text(st, 1, name);
   bind_text(st, 2, data);
   bind_text(st, 3, status);
@@ -1209,7 +1173,7 @@ int store_delivery_insert(Store *s, long long event_id, const char *handler,
   sqlite3_stmt *st = stmt(s, SQL_DELIVERY_INSERT);
   if (!st) return STORE_ERROR;
   char now[32];
-  store_now(now);
+  isotime_now(now);
   sqlite3_bind_int64(st, 1, event_id);
   bind_text(st, 2, handler);
   sqlite3_bind_int64(st, 3, max_attempts);
@@ -1275,7 +1239,7 @@ int store_delivery_update(Store *s, long long event_id, const char *handler,
   sqlite3_stmt *st = stmt(s, SQL_DELIVERY_UPDATE);
   if (!st) return STORE_ERROR;
   char now[32];
-  store_now(now);
+  isotime_now(now);
   sqlite3_bind_int64(st, 1, event_id);
   bind_text(st, 2, handler);
   bind_text(st, 3, status);
@@ -1407,7 +1371,7 @@ int store_event_retry(Store *s, long long id, long long now,
   st = stmt(s, SQL_EVENT_RETRY);
   if (!st) return STORE_ERROR;
   char text[32];
-  store_now(text);
+  isotime_now(text);
   sqlite3_bind_int64(st, 1, id);
   sqlite3_bind_int64(st, 2, now);
   bind_text(st, 3, text);
@@ -1470,7 +1434,7 @@ static int upsert_named(Store *s, StmtId id, const char *key,
   sqlite3_stmt *st = stmt(s, id);
   if (!st) return STORE_ERROR;
   char now[32];
-  store_now(now);
+  isotime_now(now);
   bind_text(st, 1, key);
   bind_text(st, 2, name);
   bind_text(st, 3, now);
@@ -1566,7 +1530,7 @@ int store_level_put(Store *s, const char *variant_id, const char *location_id,
   sqlite3_stmt *st = stmt(s, SQL_LEVEL_UPSERT);
   if (!st) return STORE_ERROR;
   char now[32];
-  store_now(now);
+  isotime_now(now);
   bind_text(st, 1, variant_id);
   bind_text(st, 2, location_id);
   sqlite3_bind_int64(st, 3, stocked);
@@ -1600,7 +1564,7 @@ int store_variant_sync_levels(Store *s, const char *variant_id,
   st = stmt(s, SQL_VARIANT_SET_QTY);
   if (!st) return STORE_ERROR;
   char now[32];
-  store_now(now);
+  isotime_now(now);
   bind_text(st, 1, variant_id);
   sqlite3_bind_int64(st, 2, *sum);
   bind_text(st, 3, now);
@@ -1612,7 +1576,7 @@ int store_key_put(Store *s, const char *id, json_t *channel_ids, json_t **out) {
   sqlite3_stmt *st = stmt(s, SQL_KEY_UPSERT);
   if (!st) return STORE_ERROR;
   char now[32];
-  store_now(now);
+  isotime_now(now);
   bind_text(st, 1, id);
   bind_text(st, 2, now);
   if (sqlite3_step(st) != SQLITE_DONE) return fail(s, st, "key put");

@@ -58,11 +58,6 @@ void store_group_enable(Store *s, void (*on_open)(void *), void *arg);
  * rolled back (every write of the group is lost). */
 int store_group_commit(Store *s);
 
-/* The current UTC time as "YYYY-MM-DDTHH:MM:SS.mmmZ". */
-void store_now(char out[32]);
-/* The same for `ms` milliseconds since the epoch. */
-void store_format_time(long long ms, char out[32]);
-
 typedef struct {
   char *id;
   char *product_id; /* NULL for JSON null */
@@ -213,7 +208,7 @@ int store_event_retry(Store *s, long long id, long long now,
                       long long *requeued);
 /* Retention: walks events after `after_id`, oldest first, at most `max`
  * (at most 512) of them, deleting (with their deliveries) the delivered ones
- * created before `cutoff` (same format as store_now). Stops at the first
+ * created before `cutoff` (same format as isotime_now). Stops at the first
  * event created at or after `cutoff`, setting *reached. *last_id gets the
  * last event walked past, from which the next call goes on. */
 int store_event_prune(Store *s, long long after_id, const char *cutoff,
@@ -258,9 +253,6 @@ int store_key_channels(Store *s, const char *id, json_t **channels);
 /* Variants with a level at `location` and a subscription in `channel`. */
 int store_variants_to_check(Store *s, const char *location, const char *channel,
                             json_t **variant_ids);
-
-/* The current time in milliseconds since the epoch. */
-long long store_now_ms(void);
 
 /* Reads a meta value into a new string (*out), or STORE_NOT_FOUND. */
 int store_meta_get(Store *s, const char *key, char **out);
