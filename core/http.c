@@ -559,15 +559,10 @@ static void conn_feed(HttpConn *c, const char *data, size_t len) {
       conn_dispatch(c);
       data += used;
       len -= used;
-      if (c->deferred) {
-        /* Nothing more is parsed until its answer. */
-        buf_append(&c->in, data, len);
-        pause_reading(c);
-        return;
-      }
-      if (len > 0 && output_waiting(c) >= WRITE_HIGH_WATER &&
-          !c->close_after_write && !c->closing) {
-        /* Enough answers wait: the rest is parsed once they are written. */
+      /* A request answered later, or enough answers waiting: the rest is
+       * parsed once that answer is given, or they are written. */
+      if (c->deferred || (len > 0 && output_waiting(c) >= WRITE_HIGH_WATER &&
+                          !c->close_after_write && !c->closing)) {
         buf_append(&c->in, data, len);
         pause_reading(c);
         return;
