@@ -30,14 +30,15 @@ CSTD     := -std=c11 -D_GNU_SOURCE -DRESTOCKD_VERSION='"$(VERSION)"' \
             -DRESTOCKD_SCRIPTS_DIR='"$(SCRIPTS_DIR)"'
 OPT      ?= -O2 -g
 SAN      := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
-            -fno-sanitize-recover=undefined
+            -fno-sanitize-recover=undefined -DRESTOCKD_DEBUG
 
 SRCS := $(wildcard core/*.c)
-MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+SQLITE_MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql))
 
-REL_OBJS  := $(SRCS:core/%.c=build/release/%.o) build/release/migrations_gen.o \
+REL_OBJS  := $(SRCS:core/%.c=build/release/%.o) \
+             build/release/migrations_sqlite.o \
              $(addprefix build/release/llhttp_,api.o http.o llhttp.o)
-ASAN_OBJS := $(SRCS:core/%.c=build/asan/%.o) build/asan/migrations_gen.o \
+ASAN_OBJS := $(SRCS:core/%.c=build/asan/%.o) build/asan/migrations_sqlite.o \
              $(addprefix build/asan/llhttp_,api.o http.o llhttp.o)
 
 UNIT_SRCS := $(wildcard spec/unit/*.c)
@@ -89,14 +90,14 @@ build/release/llhttp_%.o: | deps build/release
 build/asan/llhttp_%.o: | deps build/asan
 	$(CC) $(SAN) -w -I$(LLHTTP_INC) -c -o $@ $(LLHTTP_SRC)/$*.c
 
-# The SQL files of migrations/ are compiled into the binary, so an installed
-# restockd never goes looking for them.
-build/gen/migrations_gen.c: $(MIGRATIONS) core/embed_migrations.sh | build/gen
-	sh core/embed_migrations.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
-build/release/migrations_gen.o: build/gen/migrations_gen.c core/migrate.h
-	$(CC) $(CSTD) $(WARN) $(OPT) -Icore -c -o $@ $<
-build/asan/migrations_gen.o: build/gen/migrations_gen.c core/migrate.h
-	$(CC) $(CSTD) $(WARN) $(SAN) -Icore -c -o $@ $<
+# The SQL files of migrations/BACKEND/ are compiled into the binary, so an
+# installed restockd never goes looking for them.
+build/gen/migrations_sqlite.c: $(SQLITE_MIGRATIONS) core/embed_migrations.sh | build/gen
+	sh core/embed_migrations.sh sqlite $(SQLITE_MIGRATIONS) > $@.tmp && mv $@.tmp $@
+build/release/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/release
+	$(CC) $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -Icore -c -o $@ $<
+build/asan/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/asan
+	$(CC) $(CSTD) $(WARN) $(SAN) $(PKG_CFLAGS) -Icore -c -o $@ $<
 
 build/release build/asan build/gen:
 	mkdir -p $@
@@ -126,10 +127,11 @@ unit: build/asan/unit_tests
 install: build/restockd
 	install -D -m 755 build/restockd $(DESTDIR)$(PREFIX)/bin/restockd
 	install -d $(DESTDIR)$(PREFIX)/share/restockd/scripts \
-	  $(DESTDIR)$(PREFIX)/share/restockd/migrations \
+	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/sqlite \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/restockd/scripts/
-	install -m 644 migrations/*.sql $(DESTDIR)$(PREFIX)/share/restockd/migrations/
+	install -m 644 migrations/sqlite/*.sql \
+	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/sqlite/
 	install -m 644 plugin.lua.example $(DESTDIR)$(PREFIX)/share/restockd/
 	sed 's|@PREFIX@|$(PREFIX)|g' docs/restockd.service \
 	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/restockd.service

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_text.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -19,21 +20,42 @@ static void api_health(HttpRequest *req, void *app) {
 }
 
 /* GET /metrics: Prometheus text format. No auth: the bind address is the
- * guard. */
-static void api_metrics(HttpRequest *req, void *data) {
-  App *app = data;
-  MetricsGauges g = {0};
-  if (store_subscription_count(app->store, &g.active_subscriptions) ||
-      store_check_count(app->store, &g.pending_checks) ||
-      store_delivery_pending_count(app->store, &g.pending_deliveries)) {
-    api_store_failed(req);
-    return;
+ * guard. The gauges are counted off the loop. */
+typedef struct {
+  ReadCall call;
+  HttpRequest *req;
+  MetricsGauges g;
+} MetricsRead;
+
+static int metrics_fn(StoreTx *tx, ReadCall *c) {
+  MetricsRead *m = (MetricsRead *)c;
+  int rc = store_subscription_count(tx, &m->g.active_subscriptions);
+  if (rc == 0) rc = store_check_count(tx, &m->g.pending_checks);
+  if (rc == 0) rc = store_delivery_pending_count(tx, &m->g.pending_deliveries);
+  return rc;
+}
+
+static void metrics_done(ReadCall *c, int status) {
+  MetricsRead *m = (MetricsRead *)c;
+  if (status) {
+    api_fail(m->req, status, NULL);
+  } else {
+    Buf out = {0};
+    metrics_render(&out, &m->g);
+    http_respond(m->req, 200, "text/plain; version=0.0.4; charset=utf-8",
+                 out.data, out.len);
+    buf_free(&out);
   }
-  Buf out = {0};
-  metrics_render(&out, &g);
-  http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data,
-               out.len);
-  buf_free(&out);
+  free(m);
+}
+
+static void api_metrics(HttpRequest *req, void *data) {
+  Api *api = data;
+  MetricsRead *m = xcalloc(1, sizeof *m);
+  m->req = http_defer(req);
+  m->call.fn = metrics_fn;
+  m->call.done = metrics_done;
+  domain_read(api->d, &m->call);
 }
 
 /* OPTIONS on a store route: the CORS preflight, answered by api_handle's
@@ -51,16 +73,25 @@ static const Route routes[] = {
     {"POST", "/restock-notifications/unsubscribe", api_unsubscribe},
     {"OPTIONS", "/restock-notifications/unsubscribe", api_preflight},
     {"POST", "/admin/variants", api_admin_variants_post},
+    {"GET", "/admin/variants", api_admin_variants_get},
     {"GET", "/admin/variants/{id}", api_admin_variant_get},
     {"POST", "/admin/variants/{id}", api_admin_variant_post},
+    {"DELETE", "/admin/variants/{id}", api_admin_variant_delete},
     {"POST", "/admin/products/{product_id}/variants/{id}",
      api_admin_product_variant_post},
     {"GET", "/admin/restock-notifications", api_admin_notifications_get},
     {"DELETE", "/admin/restock-notifications", api_admin_notifications_delete},
     {"POST", "/admin/stock-locations", api_admin_locations_post},
+    {"GET", "/admin/stock-locations", api_admin_locations_get},
+    {"DELETE", "/admin/stock-locations/{id}", api_admin_location_delete},
     {"POST", "/admin/sales-channels", api_admin_channels_post},
+    {"GET", "/admin/sales-channels", api_admin_channels_get},
+    {"DELETE", "/admin/sales-channels/{id}", api_admin_channel_delete},
     {"POST", "/admin/inventory-levels", api_admin_levels_post},
+    {"GET", "/admin/inventory-levels", api_admin_levels_get},
     {"POST", "/admin/publishable-api-keys", api_admin_keys_post},
+    {"GET", "/admin/publishable-api-keys", api_admin_keys_get},
+    {"DELETE", "/admin/publishable-api-keys/{id}", api_admin_key_delete},
     {"POST", "/admin/inventory/batch", api_admin_batch_post},
     {"GET", "/admin/events", api_admin_events_get},
     {"POST", "/admin/events/{id}/retry", api_admin_event_retry},
@@ -70,15 +101,15 @@ static const Route routes[] = {
 /* Most query parameters a request may carry. */
 #define MAX_PARAMS 64
 
-void api_set_admin_token(App *app, const char *token) {
-  app->admin_enabled = token && *token;
-  if (app->admin_enabled)
-    SHA256((const unsigned char *)token, strlen(token), app->admin_digest);
+void api_set_admin_token(Api *api, const char *token) {
+  api->admin_enabled = token && *token;
+  if (api->admin_enabled)
+    SHA256((const unsigned char *)token, strlen(token), api->admin_digest);
 }
 
 /* Compares the bearer token with the configured one in constant time: both
  * are hashed first, so not even their lengths leak through timing. */
-static bool admin_authorized(const App *app, const HttpRequest *req) {
+static bool admin_authorized(const Api *app, const HttpRequest *req) {
   if (!app->admin_enabled) return false;
   const char *auth = http_header(req, "authorization");
   if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) return false;
@@ -121,8 +152,8 @@ static bool origin_allowed(const char *list, const char *origin) {
 /* CORS for the storefront routes: a listed origin is echoed, with Vary:
  * Origin so that caches keep answers per origin; others get no allow
  * header, and the browser refuses the answer. */
-static void add_cors(App *app, HttpRequest *req) {
-  const char *list = lua_host_options(app->lua)->store_cors;
+static void add_cors(Api *app, HttpRequest *req) {
+  const char *list = app->d->config->options.store_cors;
   if (!list || !is_store_path(req)) return;
   http_add_header(req, "Vary", "Origin");
   const char *origin = http_header(req, "origin");
@@ -140,10 +171,10 @@ static void add_cors(App *app, HttpRequest *req) {
  * last X-Forwarded-For entry (the one the proxy added). Several header lines
  * make one list, so the last entry is that of the last line: a client
  * cannot pick its address by sending a line of its own before the proxy's. */
-static void client_address(App *app, const HttpRequest *req, char *out,
+static void client_address(Api *app, const HttpRequest *req, char *out,
                            size_t len) {
   const char *xff = NULL;
-  if (lua_host_options(app->lua)->trust_proxy)
+  if (app->d->config->options.trust_proxy)
     for (size_t i = 0; i < req->nheaders; i++)
       if (strcmp(req->headers[i].name, "x-forwarded-for") == 0)
         xff = req->headers[i].value;
@@ -159,8 +190,8 @@ static void client_address(App *app, const HttpRequest *req, char *out,
 }
 
 /* subscribe_rate_limit: true if the request may go on, else answered 429. */
-static bool rate_allowed(App *app, HttpRequest *req) {
-  long long limit = lua_host_options(app->lua)->subscribe_rate_limit;
+static bool rate_allowed(Api *app, HttpRequest *req) {
+  long long limit = app->d->config->options.subscribe_rate_limit;
   if (limit <= 0 || req->match.route->fn != api_subscribe) return true;
   char client[64];
   client_address(app, req, client, sizeof client);
@@ -176,7 +207,7 @@ static bool rate_allowed(App *app, HttpRequest *req) {
   return false;
 }
 
-static void dispatch(App *app, HttpRequest *req);
+static void dispatch(Api *app, HttpRequest *req);
 
 void api_rejected(void *data, int status, const char *client) {
   metrics_http("malformed", status, 0);
@@ -186,7 +217,7 @@ void api_rejected(void *data, int status, const char *client) {
 void api_handle(HttpRequest *req, void *data) { dispatch(data, req); }
 
 void api_answered(void *data, HttpRequest *req) {
-  App *app = data;
+  Api *app = data;
   const char *route =
       req->match.route ? req->match.route->pattern : "unmatched";
   double seconds = (double)(uv_hrtime() - req->start_ns) / 1e9;
@@ -199,7 +230,7 @@ void api_answered(void *data, HttpRequest *req) {
   log_access(req->method, route, path, req->status, seconds * 1000, client);
 }
 
-static void dispatch(App *app, HttpRequest *req) {
+static void dispatch(Api *app, HttpRequest *req) {
   add_cors(app, req);
   /* Matched first so that metrics name the route of a 401 too; the token is
    * still checked before anything is answered about an admin path. */
@@ -261,80 +292,99 @@ json_t *api_json_body(HttpRequest *req) {
   return body;
 }
 
-bool api_valid_id(const char *s) {
-  size_t len = strlen(s);
-  if (len == 0 || len > API_MAX_ID) return false;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c < 0x20 || c == 0x7f) return false;
+bool api_is_form(const HttpRequest *req) {
+  const char *type = http_header(req, "content-type");
+  if (!type || strncasecmp(type, "application/x-www-form-urlencoded", 33))
+    return false;
+  /* curl's -d sends JSON labelled as a form: a body that is a JSON object
+   * is read as JSON whatever its label says (contract section 5). */
+  size_t i = 0;
+  while (i < req->body_len && strchr(" \t\r\n", req->body[i])) i++;
+  if (i < req->body_len && req->body[i] == '{') {
+    json_t *probe = json_loadb(req->body, req->body_len, 0, NULL);
+    bool object = json_is_object(probe);
+    json_decref(probe);
+    if (object) return false;
   }
-  /* jansson refuses strings that are not UTF-8. */
-  json_t *probe = json_string(s);
-  json_decref(probe);
-  return probe != NULL;
+  return true;
 }
 
-void api_after_commit(App *app) {
-  engine_rearm(app->engine);
-  outbox_kick(app->outbox);
-}
-
-typedef struct {
-  uv_work_t work;
-  App *app;
-  HttpRequest *req;
-  ApiReadFn fn;
-  void *arg;
-  json_t *out;
-  int rc;
-} ReadJob;
-
-/* On the thread pool. */
-static void read_work(uv_work_t *w) {
-  ReadJob *j = w->data;
-  App *app = j->app;
-  uv_mutex_lock(&app->reader_lock);
-  if (!app->reader) {
-    char *err = NULL;
-    if (store_open_reader(store_path(app->store), &app->reader, &err)) {
-      log_error("%s", err);
-      free(err);
-    }
+void api_fail(HttpRequest *req, int status, const char *message) {
+  const char *type = "unexpected_state";
+  int code = domain_http_status(status, &type);
+  if (message && *message) {
+    http_respond_error(req, code, type, "%s", message);
+    return;
   }
-  j->rc = app->reader ? j->fn(app->reader, j->arg, &j->out) : STORE_ERROR;
-  uv_mutex_unlock(&app->reader_lock);
-}
-
-/* Back on the loop. */
-static void read_done(uv_work_t *w, int status) {
-  ReadJob *j = w->data;
-  if (status == 0 && j->rc == 0)
-    http_respond_json(j->req, 200, j->out);
-  else {
-    json_decref(j->out);
-    api_store_failed(j->req);
-  }
-  free(j->arg);
-  free(j);
-}
-
-void api_read_async(App *app, HttpRequest *req, ApiReadFn fn, void *arg) {
-  ReadJob *j = xcalloc(1, sizeof *j);
-  j->app = app;
-  j->fn = fn;
-  j->arg = arg;
-  j->work.data = j;
-  j->req = http_defer(req);
-  /* uv_queue_work fails only for a missing callback. */
-  if (uv_queue_work(app->loop, &j->work, read_work, read_done) != 0) {
-    j->rc = STORE_ERROR;
-    read_done(&j->work, 0);
+  switch (status) {
+    case RESTOCK_ECOMMIT:
+      http_respond_error(req, code, type,
+                         "The write could not be committed and nothing of it "
+                         "was stored (the server log says why); retry later");
+      break;
+    case RESTOCK_EUNAVAIL:
+      http_respond_error(req, code, type,
+                         "The database is unavailable; retry later");
+      break;
+    default:
+      http_respond_error(req, code, type,
+                         "The database failed; the server log says why");
   }
 }
 
-void api_store_failed(HttpRequest *req) {
-  http_respond_error(req, 500, "unexpected_state",
-                     "The database failed; the server log says why");
+int api_param_count(const HttpRequest *req, const char *name, long long dflt,
+                    long long max, long long *out) {
+  const char *s = url_pairs_get(&req->params, name);
+  if (!s) {
+    *out = dflt;
+    return 0;
+  }
+  if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 12) return -1;
+  *out = strtoll(s, NULL, 10);
+  return *out <= max ? 0 : -1;
+}
+
+int api_paging(HttpRequest *req, long long *limit, long long *offset) {
+  if (api_param_count(req, "limit", 50, 1000, limit)) {
+    http_respond_error(req, 400, "invalid_data",
+                       "limit must be an integer from 0 to 1000");
+    return -1;
+  }
+  if (api_param_count(req, "offset", 0, (long long)1 << 40, offset)) {
+    http_respond_error(req, 400, "invalid_data",
+                       "offset must be a non-negative integer");
+    return -1;
+  }
+  return 0;
+}
+
+static int api_read_fn(StoreTx *tx, ReadCall *c) {
+  ApiRead *r = (ApiRead *)c;
+  return r->render(tx, r);
+}
+
+static void api_read_done(ReadCall *c, int status) {
+  ApiRead *r = (ApiRead *)c;
+  if (status)
+    api_fail(r->req, status, r->message);
+  else
+    http_respond(r->req, 200, "application/json", r->out.data, r->out.len);
+  buf_free(&r->out);
+  if (r->free_arg) r->free_arg(r->arg);
+  free(r);
+}
+
+void api_read(Api *api, HttpRequest *req,
+              int (*render)(StoreTx *tx, ApiRead *r), void *arg,
+              void (*free_arg)(void *arg)) {
+  ApiRead *r = xcalloc(1, sizeof *r);
+  r->req = http_defer(req);
+  r->render = render;
+  r->arg = arg;
+  r->free_arg = free_arg;
+  r->call.fn = api_read_fn;
+  r->call.done = api_read_done;
+  domain_read(api->d, &r->call);
 }
 
 static json_t *string_or_null(const char *s) {

@@ -1,57 +1,103 @@
-/* What the route files share: request helpers and the route handlers. */
+/* The HTTP routes: each parses and validates its request, calls one
+ * use-case (subscriptions.h, inventory.h, the outbox's reads), and maps its
+ * result onto an answer. A route that needs the database defers its
+ * request (http_defer) and answers from the use-case's completion. No route
+ * opens a transaction or knows what follows a write. */
 #ifndef RESTOCKD_API_H
 #define RESTOCKD_API_H
 
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "app.h"
+#include "domain.h"
 #include "http.h"
-#include "store.h"
+#include "ratelimit.h"
 
-#define API_MAX_ID 255
+typedef struct Api {
+  Domain *d;
+  uv_loop_t *loop;
+  RateLimit *ratelimit; /* subscribe_rate_limit's buckets */
+  /* SHA-256 of RESTOCK_ADMIN_TOKEN; admin routes answer 401 without it. */
+  bool admin_enabled;
+  unsigned char admin_digest[32];
+} Api;
+
+/* Sets the admin token (NULL or "" disables the admin API). */
+void api_set_admin_token(Api *api, const char *token);
+/* The HTTP handler of every route; `data` is the Api. */
+void api_handle(HttpRequest *req, void *data);
+/* Counts and logs each answer (the HttpAnswerHook); `data` is the Api. */
+void api_answered(void *data, HttpRequest *req);
+/* Counts and logs a request the HTTP layer answered itself. */
+void api_rejected(void *data, int status, const char *client);
+
+/* ---- shared by the route files ------------------------------------------ */
 
 /* Parses the request body as a JSON object (an empty body is {}). On failure
  * responds 400 and returns NULL. The caller owns the result. */
 json_t *api_json_body(HttpRequest *req);
-/* True when `s` is a usable identifier: 1 to API_MAX_ID bytes of UTF-8
- * without control characters. */
-bool api_valid_id(const char *s);
-/* After a commit that may have scheduled restock checks and written events:
- * rearms the check timer and wakes the outbox. */
-void api_after_commit(App *app);
-/* Responds 500 for a storage failure (already logged). */
-void api_store_failed(HttpRequest *req);
-/* A read that can take long (a count that walks a table): on the thread
- * pool, with App.reader. Fills *out with the answer's body, or returns
- * STORE_ERROR. */
-typedef int (*ApiReadFn)(Store *reader, void *arg, json_t **out);
-/* Answers `req` later with 200 and what `fn` makes of `arg` (or 500), run
- * off the loop; `arg` is freed with free() after. The request's params stay
- * readable until then; copy anything else into `arg`. */
-void api_read_async(App *app, HttpRequest *req, ApiReadFn fn, void *arg);
+/* True when the body is a form (application/x-www-form-urlencoded) and not
+ * a JSON object: curl's -d labels JSON as a form. */
+bool api_is_form(const HttpRequest *req);
+/* Answers a use-case's failure: its HTTP status and error type, with
+ * `message` (or a sentence for a storage failure). */
+void api_fail(HttpRequest *req, int status, const char *message);
 /* The variant as the API shows it, quantity included. */
 json_t *api_variant_json(const Variant *v);
+/* Parses a non-negative decimal query parameter no greater than `max`.
+ * Returns 0 (with *out, or `dflt` when absent) or -1. */
+int api_param_count(const HttpRequest *req, const char *name, long long dflt,
+                    long long max, long long *out);
+/* Reads limit (default 50, at most 1000) and offset. Returns 0, or -1
+ * having answered 400. */
+int api_paging(HttpRequest *req, long long *limit, long long *offset);
+
+/* A read answered later with the JSON text its function renders on the
+ * storage side, in `out`. */
+typedef struct ApiRead ApiRead;
+struct ApiRead {
+  ReadCall call;
+  HttpRequest *req;
+  Buf out;
+  char message[400]; /* why, for a status other than 0 */
+  int (*render)(StoreTx *tx, ApiRead *r);
+  void *arg;
+  void (*free_arg)(void *arg);
+};
+/* Defers `req` and runs `render` off the loop; answers 200 with `out` as
+ * JSON, or the failure. `arg` is freed with `free_arg` (if not NULL). */
+void api_read(Api *api, HttpRequest *req,
+              int (*render)(StoreTx *tx, ApiRead *r), void *arg,
+              void (*free_arg)(void *arg));
 
 /* Routes of api_store.c. */
-void api_subscribe(HttpRequest *req, void *app);
-void api_unsubscribe(HttpRequest *req, void *app);
+void api_subscribe(HttpRequest *req, void *api);
+void api_unsubscribe(HttpRequest *req, void *api);
 
 /* Routes of api_admin.c. */
-void api_admin_variants_post(HttpRequest *req, void *app);
-void api_admin_variant_get(HttpRequest *req, void *app);
-void api_admin_variant_post(HttpRequest *req, void *app);
-void api_admin_product_variant_post(HttpRequest *req, void *app);
-void api_admin_notifications_get(HttpRequest *req, void *app);
-void api_admin_notifications_delete(HttpRequest *req, void *app);
-void api_admin_events_get(HttpRequest *req, void *app);
-void api_admin_event_retry(HttpRequest *req, void *app);
+void api_admin_variants_post(HttpRequest *req, void *api);
+void api_admin_variants_get(HttpRequest *req, void *api);
+void api_admin_variant_get(HttpRequest *req, void *api);
+void api_admin_variant_post(HttpRequest *req, void *api);
+void api_admin_variant_delete(HttpRequest *req, void *api);
+void api_admin_product_variant_post(HttpRequest *req, void *api);
+void api_admin_notifications_get(HttpRequest *req, void *api);
+void api_admin_notifications_delete(HttpRequest *req, void *api);
+void api_admin_events_get(HttpRequest *req, void *api);
+void api_admin_event_retry(HttpRequest *req, void *api);
 
 /* Routes of api_stock.c. */
-void api_admin_locations_post(HttpRequest *req, void *app);
-void api_admin_channels_post(HttpRequest *req, void *app);
-void api_admin_keys_post(HttpRequest *req, void *app);
-void api_admin_levels_post(HttpRequest *req, void *app);
-void api_admin_batch_post(HttpRequest *req, void *app);
+void api_admin_locations_post(HttpRequest *req, void *api);
+void api_admin_locations_get(HttpRequest *req, void *api);
+void api_admin_location_delete(HttpRequest *req, void *api);
+void api_admin_channels_post(HttpRequest *req, void *api);
+void api_admin_channels_get(HttpRequest *req, void *api);
+void api_admin_channel_delete(HttpRequest *req, void *api);
+void api_admin_keys_post(HttpRequest *req, void *api);
+void api_admin_keys_get(HttpRequest *req, void *api);
+void api_admin_key_delete(HttpRequest *req, void *api);
+void api_admin_levels_post(HttpRequest *req, void *api);
+void api_admin_levels_get(HttpRequest *req, void *api);
+void api_admin_batch_post(HttpRequest *req, void *api);
 
 #endif

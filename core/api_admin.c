@@ -1,269 +1,88 @@
-/* The admin routes: variants and restock subscriptions. The bearer token is
- * checked by the dispatcher before any of these runs. */
-#include <errno.h>
+/* The admin routes: variants, restock subscriptions and events. The bearer
+ * token is checked by the dispatcher before any of these runs. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
 #include "email.h"
-#include "isotime.h"
+#include "inventory.h"
+#include "json_text.h"
 #include "log.h"
-#include "engine.h"
 #include "outbox.h"
 #include "stock.h"
+#include "subscriptions.h"
+#include "url.h"
 #include "xmalloc.h"
 
-/* Longest product_id, sku or title accepted. */
-#define MAX_TEXT 1024
+/* ---- variants: writes ------------------------------------------------------ */
 
-static const char *const variant_fields[] = {"id",
-                                             "product_id",
-                                             "sku",
-                                             "title",
-                                             "inventory_quantity",
-                                             "allow_backorder",
-                                             "manage_inventory"};
+typedef struct {
+  UpsertCall call;
+  HttpRequest *req;
+  bool list; /* answer {"variants": [...]} rather than {"variant": ...} */
+} UpsertReq;
 
-/* Sets a nullable text field of the variant from JSON. Returns 0 or -1. */
-static int set_text(char **field, json_t *value) {
-  if (json_is_null(value)) {
-    free(*field);
-    *field = NULL;
-    return 0;
+static void upserted(UpsertCall *c, int status) {
+  UpsertReq *r = (UpsertReq *)c;
+  if (status) {
+    api_fail(r->req, status, c->message);
+  } else if (r->list) {
+    json_t *out = json_array();
+    for (size_t i = 0; i < c->nout; i++)
+      json_array_append_new(out, api_variant_json(&c->out[i]));
+    http_respond_json(r->req, 200, json_pack("{s:o}", "variants", out));
+  } else {
+    http_respond_json(r->req, 200,
+                      json_pack("{s:o}", "variant",
+                                api_variant_json(&c->out[0])));
   }
-  if (!json_is_string(value) || json_string_length(value) > MAX_TEXT ||
-      strlen(json_string_value(value)) != json_string_length(value))
-    return -1;
-  free(*field);
-  *field = xstrdup(json_string_value(value));
-  return 0;
+  upsert_call_clear(c);
+  free(r);
 }
 
-/* Applies the fields of `obj` to `v`. Returns 0, or -1 with a sentence in
- * `err`. An unknown field or a wrong type is an error; `id`, when present,
- * must be a valid id and equal `v->id` if that is already set. */
-static int variant_apply(Variant *v, json_t *obj, char *err, size_t errlen) {
-  if (!json_is_object(obj)) {
-    snprintf(err, errlen, "a variant must be a JSON object");
-    return -1;
-  }
-  const char *key;
-  json_t *value;
-  json_object_foreach(obj, key, value) {
-    size_t i = 0, n = sizeof variant_fields / sizeof *variant_fields;
-    while (i < n && strcmp(variant_fields[i], key) != 0) i++;
-    if (i == n) {
-      snprintf(err, errlen, "unknown field '%.64s'", key);
-      return -1;
-    }
-    if (strcmp(key, "id") == 0) {
-      if (!json_is_string(value) || !api_valid_id(json_string_value(value))) {
-        snprintf(err, errlen, "id must be a string of 1 to %d characters",
-                 API_MAX_ID);
-        return -1;
-      }
-      if (v->id && strcmp(v->id, json_string_value(value)) != 0) {
-        snprintf(err, errlen, "id does not match the id in the path");
-        return -1;
-      }
-    } else if (strcmp(key, "product_id") == 0) {
-      if (set_text(&v->product_id, value)) goto bad_text;
-    } else if (strcmp(key, "sku") == 0) {
-      if (set_text(&v->sku, value)) goto bad_text;
-    } else if (strcmp(key, "title") == 0) {
-      if (set_text(&v->title, value)) goto bad_text;
-    } else if (strcmp(key, "inventory_quantity") == 0) {
-      if (!json_is_integer(value)) {
-        snprintf(err, errlen, "inventory_quantity must be an integer");
-        return -1;
-      }
-      v->inventory_quantity = json_integer_value(value);
-    } else {
-      if (!json_is_boolean(value)) {
-        snprintf(err, errlen, "%s must be a boolean", key);
-        return -1;
-      }
-      bool b = json_is_true(value);
-      if (strcmp(key, "allow_backorder") == 0)
-        v->allow_backorder = b;
-      else
-        v->manage_inventory = b;
-    }
-    continue;
-  bad_text:
-    snprintf(err, errlen,
-             "%s must be a string of at most %d characters or null", key,
-             MAX_TEXT);
-    return -1;
-  }
-  return 0;
-}
-
-/* Loads variant `id` or, if there is none, a new one with the defaults.
- * Returns 0 or STORE_ERROR. */
-static int variant_load_or_new(Store *s, const char *id, Variant *v,
-                               bool *exists) {
-  int rc = store_variant_get(s, id, v);
-  *exists = rc == 0;
-  if (rc == STORE_NOT_FOUND) {
-    memset(v, 0, sizeof *v);
-    v->id = xstrdup(id);
-    v->manage_inventory = true;
-    isotime_now(v->created_at);
-    rc = 0;
-  }
-  return rc;
-}
-
-/* The names of the fields that differ between `a` and `b`, as a new JSON
- * array. */
-static json_t *changed_fields(const Variant *a, const Variant *b) {
-  json_t *fields = json_array();
-  const char *ta[] = {a->product_id, a->sku, a->title};
-  const char *tb[] = {b->product_id, b->sku, b->title};
-  const char *names[] = {"product_id", "sku", "title"};
-  for (size_t i = 0; i < 3; i++)
-    if ((ta[i] == NULL) != (tb[i] == NULL) ||
-        (ta[i] && strcmp(ta[i], tb[i]) != 0))
-      json_array_append_new(fields, json_string(names[i]));
-  if (a->inventory_quantity != b->inventory_quantity)
-    json_array_append_new(fields, json_string("inventory_quantity"));
-  if (a->allow_backorder != b->allow_backorder)
-    json_array_append_new(fields, json_string("allow_backorder"));
-  if (a->manage_inventory != b->manage_inventory)
-    json_array_append_new(fields, json_string("manage_inventory"));
-  return fields;
-}
-
-/* Upserts one variant from `obj` (inside the caller's transaction). `id` is
- * the path's id, or NULL to take it from the object. An update writes
- * product-variant.updated with the changed fields, and a quantity that rose
- * schedules a restock check. Returns 0; -1 with `err` for bad input;
- * STORE_ERROR. */
-static int upsert_one(App *app, const char *id, const char *product_id,
-                      json_t *obj, Variant *out, char *err, size_t errlen,
-                      bool *not_found) {
-  Store *s = app->store;
-  if (!id) {
-    json_t *jid = json_is_object(obj) ? json_object_get(obj, "id") : NULL;
-    if (!json_is_string(jid) || !api_valid_id(json_string_value(jid))) {
-      snprintf(err, errlen, "id is required: a string of 1 to %d characters",
-               API_MAX_ID);
-      return -1;
-    }
-    id = json_string_value(jid);
-  }
-  bool exists = false;
-  int rc = variant_load_or_new(s, id, out, &exists);
-  if (rc) return rc;
-  Variant before;
-  variant_copy(&before, out);
-  if (product_id) {
-    if (exists && out->product_id && strcmp(out->product_id, product_id)) {
-      *not_found = true;
-      rc = -1;
-      goto out;
-    }
-    json_t *pid =
-        json_is_object(obj) ? json_object_get(obj, "product_id") : NULL;
-    if (pid && !(json_is_string(pid) &&
-                 strcmp(json_string_value(pid), product_id) == 0)) {
-      snprintf(err, errlen, "product_id does not match the path");
-      rc = -1;
-      goto out;
-    }
-    free(out->product_id);
-    out->product_id = xstrdup(product_id);
-  }
-  if (out->has_levels && json_is_object(obj) &&
-      json_object_get(obj, "inventory_quantity")) {
-    snprintf(err, errlen,
-             "variant %.100s has inventory levels: its inventory_quantity is "
-             "their sum; update the levels instead",
-             out->id);
-    rc = -1;
-    goto out;
-  }
-  if (variant_apply(out, obj, err, errlen)) {
-    rc = -1;
-    goto out;
-  }
-  json_t *fields = changed_fields(&before, out);
-  if (exists && json_array_size(fields) == 0) {
-    json_decref(fields);
-    goto out; /* nothing changed: nothing written, nothing emitted */
-  }
-  isotime_now(out->updated_at);
-  rc = store_variant_put(s, out);
-  if (rc == 0 && exists) {
-    json_t *data = json_pack("{s:s, s:O}", "id", out->id, "fields", fields);
-    rc = outbox_write(app, "product-variant.updated", data);
-    json_decref(data);
-  }
-  json_decref(fields);
-  if (rc == 0 && exists && stock_quantity(out) > stock_quantity(&before))
-    rc = engine_schedule_check(app, out->id);
-out:
-  variant_clear(&before);
-  return rc;
-}
-
-/* The three single-variant POST routes: validates, upserts in one
- * transaction, answers {"variant": ...}. */
-static void post_variant(HttpRequest *req, App *app, const char *id,
+/* Starts an upsert of the variants in `list` (taken). */
+static void start_upsert(Api *api, HttpRequest *req, json_t *list,
+                         bool wrapped, bool answer_list, const char *id,
                          const char *product_id) {
-  if (!api_valid_id(id) || (product_id && !api_valid_id(product_id))) {
+  UpsertReq *r = xcalloc(1, sizeof *r);
+  r->call.variants = list;
+  r->call.wrapped = wrapped;
+  r->call.id = id ? xstrdup(id) : NULL;
+  r->call.product_id = product_id ? xstrdup(product_id) : NULL;
+  r->call.done = upserted;
+  r->list = answer_list;
+  r->req = http_defer(req);
+  inventory_upsert(api->d, &r->call);
+}
+
+/* The two single-variant POST routes. */
+static void post_variant(HttpRequest *req, Api *api, const char *id,
+                         const char *product_id) {
+  if (!domain_valid_id(id) || (product_id && !domain_valid_id(product_id))) {
     http_respond_error(req, 404, "not_found",
                        "Variant with id: %s was not found", id);
     return;
   }
   json_t *body = api_json_body(req);
   if (!body) return;
-  Variant v;
-  memset(&v, 0, sizeof v);
-  char err[256] = "";
-  bool not_found = false;
-  if (store_begin(app->store)) {
-    api_store_failed(req);
-    goto out;
-  }
-  int rc =
-      upsert_one(app, id, product_id, body, &v, err, sizeof err, &not_found);
-  if (rc == 0) rc = store_commit(app->store);
-  if (rc)
-    store_rollback(app->store);
-  else
-    api_after_commit(app);
-  if (not_found)
-    http_respond_error(req, 404, "not_found",
-                       "Variant with id: %s was not found in product %s", id,
-                       product_id);
-  else if (rc == -1)
-    http_respond_error(req, 400, "invalid_data", "%s", err);
-  else if (rc)
-    api_store_failed(req);
-  else
-    http_respond_json(req, 200,
-                      json_pack("{s:o}", "variant", api_variant_json(&v)));
-out:
-  variant_clear(&v);
-  json_decref(body);
+  json_t *list = json_array();
+  json_array_append_new(list, body);
+  start_upsert(api, req, list, false, false, id, product_id);
 }
 
-void api_admin_variant_post(HttpRequest *req, void *app) {
-  post_variant(req, app, router_param(&req->match, "id"), NULL);
+void api_admin_variant_post(HttpRequest *req, void *api) {
+  post_variant(req, api, router_param(&req->match, "id"), NULL);
 }
 
-void api_admin_product_variant_post(HttpRequest *req, void *app) {
-  post_variant(req, app, router_param(&req->match, "id"),
+void api_admin_product_variant_post(HttpRequest *req, void *api) {
+  post_variant(req, api, router_param(&req->match, "id"),
                router_param(&req->match, "product_id"));
 }
 
 /* POST /admin/variants: one variant object or {"variants": [...]}, all or
  * nothing. */
 void api_admin_variants_post(HttpRequest *req, void *data) {
-  App *app = data;
   json_t *body = api_json_body(req);
   if (!body) return;
   json_t *list = json_object_get(body, "variants");
@@ -275,143 +94,262 @@ void api_admin_variants_post(HttpRequest *req, void *data) {
     json_decref(body);
     return;
   }
-  if (!wrapped) {
-    list = json_array();
-    json_array_append(list, body);
-  } else {
+  if (wrapped) {
     json_incref(list);
+    json_decref(body);
+  } else {
+    list = json_array();
+    json_array_append_new(list, body);
   }
-  json_t *out = json_array();
-  char err[256] = "";
-  size_t i = 0;
-  int rc = store_begin(app->store);
-  for (; rc == 0 && i < json_array_size(list); i++) {
-    Variant v;
-    memset(&v, 0, sizeof v);
-    bool not_found = false;
-    rc = upsert_one(app, NULL, NULL, json_array_get(list, i), &v, err,
-                    sizeof err, &not_found);
-    if (rc == 0) json_array_append_new(out, api_variant_json(&v));
-    variant_clear(&v);
+  start_upsert(data, req, list, wrapped, true, NULL, NULL);
+}
+
+typedef struct {
+  VariantDeleteCall call;
+  HttpRequest *req;
+} VariantDeleteReq;
+
+static void variant_deleted(VariantDeleteCall *c, int status) {
+  VariantDeleteReq *r = (VariantDeleteReq *)c;
+  if (status == RESTOCK_ENOTFOUND)
+    http_respond_error(r->req, 404, "not_found",
+                       "Variant with id: %s was not found", c->id);
+  else if (status)
+    api_fail(r->req, status, NULL);
+  else
+    http_respond_json(r->req, 200, json_pack("{s:b}", "deleted", 1));
+  free(r);
+}
+
+/* DELETE /admin/variants/{id} */
+void api_admin_variant_delete(HttpRequest *req, void *data) {
+  Api *api = data;
+  const char *id = router_param(&req->match, "id");
+  if (!domain_valid_id(id)) {
+    http_respond_error(req, 404, "not_found",
+                       "Variant with id: %s was not found", id);
+    return;
   }
-  if (rc == 0) rc = store_commit(app->store);
-  if (rc)
-    store_rollback(app->store);
-  else
-    api_after_commit(app);
-  if (rc == -1 && wrapped)
-    http_respond_error(req, 400, "invalid_data", "variants[%zu]: %s", i - 1,
-                       err);
-  else if (rc == -1)
-    http_respond_error(req, 400, "invalid_data", "%s", err);
-  else if (rc)
-    api_store_failed(req);
-  else
-    http_respond_json(req, 200, json_pack("{s:O}", "variants", out));
-  json_decref(out);
-  json_decref(list);
-  json_decref(body);
+  VariantDeleteReq *r = xcalloc(1, sizeof *r);
+  snprintf(r->call.id, sizeof r->call.id, "%s", id);
+  r->call.done = variant_deleted;
+  r->req = http_defer(req);
+  inventory_variant_delete(api->d, &r->call);
+}
+
+/* ---- variants: reads --------------------------------------------------------- */
+
+static int render_variant(StoreTx *tx, ApiRead *r) {
+  Variant v;
+  memset(&v, 0, sizeof v);
+  int rc = store_variant_get(tx, r->arg, &v);
+  if (rc == 0) {
+    json_t *j = json_pack("{s:o}", "variant", api_variant_json(&v));
+    json_text_append(&r->out, j);
+    json_decref(j);
+  } else if (rc == RESTOCK_ENOTFOUND) {
+    snprintf(r->message, sizeof r->message,
+             "Variant with id: %.300s was not found", (const char *)r->arg);
+  }
+  variant_clear(&v);
+  return rc;
 }
 
 /* GET /admin/variants/{id} */
 void api_admin_variant_get(HttpRequest *req, void *data) {
-  App *app = data;
+  Api *api = data;
   const char *id = router_param(&req->match, "id");
-  Variant v;
-  memset(&v, 0, sizeof v);
-  int rc = store_variant_get(app->store, id, &v);
-  if (rc == STORE_NOT_FOUND)
+  if (!domain_valid_id(id)) {
     http_respond_error(req, 404, "not_found",
                        "Variant with id: %s was not found", id);
-  else if (rc)
-    api_store_failed(req);
-  else
-    http_respond_json(req, 200,
-                      json_pack("{s:o}", "variant", api_variant_json(&v)));
-  variant_clear(&v);
-}
-
-/* Parses a non-negative decimal query parameter no greater than `max`.
- * Returns 0 (with *out, or `dflt` when absent) or -1. */
-static int param_count(const HttpRequest *req, const char *name, long long dflt,
-                       long long max, long long *out) {
-  const char *s = url_pairs_get(&req->params, name);
-  if (!s) {
-    *out = dflt;
-    return 0;
+    return;
   }
-  if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 12) return -1;
-  *out = strtoll(s, NULL, 10);
-  return *out <= max ? 0 : -1;
+  api_read(api, req, render_variant, xstrdup(id), free);
 }
 
-/* What a notifications listing reads on the thread pool. The filter's
- * strings point into the request's params, or at `email`. */
 typedef struct {
-  SubscriptionFilter filter;
-  char email[EMAIL_MAX + 1];
-} NotificationsRead;
+  VariantFilter f;
+  char q[256];
+  json_t *rows;
+} VariantsList;
 
-static int read_notifications(Store *reader, void *arg, json_t **out) {
-  const NotificationsRead *r = arg;
-  json_t *rows = NULL;
-  long long count = 0;
-  if (store_subscription_list(reader, &r->filter, &rows, &count))
-    return STORE_ERROR;
-  *out =
-      json_pack("{s:o, s:I, s:I, s:I}", "restock_notifications", rows, "count",
-                (json_int_t)count, "limit", (json_int_t)r->filter.limit,
-                "offset", (json_int_t)r->filter.offset);
+static int variant_row(void *ctx, const Variant *v, long long waiting) {
+  VariantsList *l = ctx;
+  json_t *j = api_variant_json(v);
+  json_object_set_new(j, "waiting", json_integer(waiting));
+  json_array_append_new(l->rows, j);
   return 0;
 }
 
-/* GET /admin/restock-notifications. Its count can walk a table, so it runs
- * off the loop. */
-void api_admin_notifications_get(HttpRequest *req, void *data) {
-  App *app = data;
-  SubscriptionFilter f;
-  memset(&f, 0, sizeof f);
-  if (param_count(req, "limit", 50, 1000, &f.limit)) {
-    http_respond_error(req, 400, "invalid_data",
-                       "limit must be an integer from 0 to 1000");
+static int render_variants(StoreTx *tx, ApiRead *r) {
+  VariantsList *l = r->arg;
+  long long count = 0;
+  l->rows = json_array();
+  int rc = store_variant_list(tx, &l->f, variant_row, l, &count);
+  if (rc == 0) {
+    json_t *j = json_pack("{s:O, s:I, s:I, s:I}", "variants", l->rows, "count",
+                          (json_int_t)count, "limit", (json_int_t)l->f.limit,
+                          "offset", (json_int_t)l->f.offset);
+    json_text_append(&r->out, j);
+    json_decref(j);
+  }
+  json_decref(l->rows);
+  l->rows = NULL;
+  return rc;
+}
+
+/* GET /admin/variants?q=&sold_out=&limit=&offset= */
+void api_admin_variants_get(HttpRequest *req, void *data) {
+  VariantsList *l = xcalloc(1, sizeof *l);
+  if (api_paging(req, &l->f.limit, &l->f.offset)) {
+    free(l);
     return;
   }
-  if (param_count(req, "offset", 0, (long long)1 << 40, &f.offset)) {
+  const char *q = url_pairs_get(&req->params, "q");
+  const char *sold = url_pairs_get(&req->params, "sold_out");
+  l->f.sold_out = -1;
+  if (sold && strcmp(sold, "true") == 0)
+    l->f.sold_out = 1;
+  else if (sold && strcmp(sold, "false") == 0)
+    l->f.sold_out = 0;
+  else if (sold) {
     http_respond_error(req, 400, "invalid_data",
-                       "offset must be a non-negative integer");
+                       "sold_out must be true or false");
+    free(l);
+    return;
+  }
+  if (q && strlen(q) > DOMAIN_MAX_ID) {
+    http_respond_error(req, 400, "invalid_data",
+                       "q must be at most %d characters", DOMAIN_MAX_ID);
+    free(l);
+    return;
+  }
+  if (q && *q) {
+    snprintf(l->q, sizeof l->q, "%s", q);
+    l->f.q = l->q;
+  }
+  api_read(data, req, render_variants, l, free);
+}
+
+/* ---- subscriptions ------------------------------------------------------------ */
+
+typedef struct {
+  SubscriptionFilter f;
+  char variant_id[256], email[EMAIL_MAX + 1], channel[256];
+  json_t *rows;
+} NotificationsList;
+
+static const char *const sub_status_names[] = {"active", "notified",
+                                               "cancelled"};
+
+static int notification_row(void *ctx, const SubscriptionRow *row) {
+  NotificationsList *l = ctx;
+  json_t *j = json_pack(
+      "{s:s, s:o, s:s, s:s, s:s}", "variant_id", row->variant_id,
+      "sales_channel_id",
+      row->sales_channel_id ? json_string(row->sales_channel_id) : json_null(),
+      "email", row->email, "created_at", row->created_at, "status",
+      sub_status_names[row->status]);
+  if (row->status == SUB_NOTIFIED && row->notified_at)
+    json_object_set_new(j, "notified_at", json_string(row->notified_at));
+  if (row->status == SUB_CANCELLED && row->notified_at)
+    json_object_set_new(j, "cancelled_at", json_string(row->notified_at));
+  json_array_append_new(l->rows, j);
+  return 0;
+}
+
+static int render_notifications(StoreTx *tx, ApiRead *r) {
+  NotificationsList *l = r->arg;
+  long long count = 0;
+  l->rows = json_array();
+  int rc = store_subscription_list(tx, &l->f, notification_row, l, &count);
+  if (rc == 0) {
+    json_t *j = json_pack("{s:O, s:I, s:I, s:I}", "restock_notifications",
+                          l->rows, "count", (json_int_t)count, "limit",
+                          (json_int_t)l->f.limit, "offset",
+                          (json_int_t)l->f.offset);
+    json_text_append(&r->out, j);
+    json_decref(j);
+  }
+  json_decref(l->rows);
+  l->rows = NULL;
+  return rc;
+}
+
+/* GET /admin/restock-notifications. Its count can walk a table: it runs
+ * off the loop. */
+void api_admin_notifications_get(HttpRequest *req, void *data) {
+  NotificationsList *l = xcalloc(1, sizeof *l);
+  SubscriptionFilter *f = &l->f;
+  if (api_paging(req, &f->limit, &f->offset)) {
+    free(l);
     return;
   }
   const char *status = url_pairs_get(&req->params, "status");
-  if (status && strcmp(status, "active") != 0 &&
-      strcmp(status, "notified") != 0) {
-    http_respond_error(req, 400, "invalid_data",
-                       "status must be active or notified");
-    return;
+  f->status = SUB_ACTIVE;
+  if (status) {
+    size_t i = 0;
+    while (i < 3 && strcmp(status, sub_status_names[i]) != 0) i++;
+    if (i == 3) {
+      http_respond_error(req, 400, "invalid_data",
+                         "status must be active, notified or cancelled");
+      free(l);
+      return;
+    }
+    f->status = (SubscriptionStatus)i;
   }
-  f.notified = status && strcmp(status, "notified") == 0;
-  f.variant_id = url_pairs_get(&req->params, "variant_id");
-  f.sales_channel_id = url_pairs_get(&req->params, "sales_channel_id");
-  char email[EMAIL_MAX + 1];
+  const char *v = url_pairs_get(&req->params, "variant_id");
+  const char *ch = url_pairs_get(&req->params, "sales_channel_id");
   const char *raw_email = url_pairs_get(&req->params, "email");
+  if ((v && strlen(v) > DOMAIN_MAX_ID) || (ch && strlen(ch) > DOMAIN_MAX_ID)) {
+    /* No stored id is that long: the listing is empty. */
+    v = v && strlen(v) > DOMAIN_MAX_ID ? "\x01" : v;
+    ch = ch && strlen(ch) > DOMAIN_MAX_ID ? "\x01" : ch;
+  }
+  if (v) {
+    snprintf(l->variant_id, sizeof l->variant_id, "%s", v);
+    f->variant_id = l->variant_id;
+  }
+  if (ch) {
+    snprintf(l->channel, sizeof l->channel, "%s", ch);
+    f->sales_channel_id = l->channel;
+  }
   if (raw_email) {
     /* Stored emails are normalized; an unparseable one matches nothing. */
-    if (email_normalize(raw_email, strlen(raw_email), email, NULL))
-      snprintf(email, sizeof email, "%s", "");
-    f.email = email;
+    if (email_normalize(raw_email, strlen(raw_email), l->email, NULL))
+      l->email[0] = '\0';
+    f->email = l->email;
   }
-  NotificationsRead *r = xmalloc(sizeof *r);
-  r->filter = f;
-  if (f.email) {
-    memcpy(r->email, email, sizeof email);
-    r->filter.email = r->email;
+  api_read(data, req, render_notifications, l, free);
+}
+
+typedef struct {
+  EraseCall call;
+  HttpRequest *req;
+} EraseReq;
+
+static void erased(EraseCall *c, int status) {
+  EraseReq *r = (EraseReq *)c;
+  if (status) {
+    api_fail(r->req, status, NULL);
+  } else {
+    /* The answer keeps the contract's shape; the events changed are only
+     * logged. */
+    if (c->scrubbed)
+      log_info("forgot an email: %lld subscriptions, %lld events", c->deleted,
+               c->scrubbed);
+    http_respond_json(r->req, 200,
+                      json_pack("{s:I}", "deleted", (json_int_t)c->deleted));
   }
-  api_read_async(app, req, read_notifications, r);
+  free(c->variant_id);
+  free(r);
 }
 
 /* DELETE /admin/restock-notifications?email=E[&variant_id=V] */
 void api_admin_notifications_delete(HttpRequest *req, void *data) {
-  App *app = data;
+  Api *api = data;
   const char *raw_email = url_pairs_get(&req->params, "email");
+  const char *variant = url_pairs_get(&req->params, "variant_id");
   char email[EMAIL_MAX + 1];
   const char *why = NULL;
   if (!raw_email) {
@@ -422,58 +360,81 @@ void api_admin_notifications_delete(HttpRequest *req, void *data) {
     http_respond_error(req, 400, "invalid_data", "Invalid email: %s", why);
     return;
   }
-  long long deleted = 0, scrubbed = 0;
-  if (store_begin(app->store) ||
-      store_subscription_erase(app->store, email,
-                               url_pairs_get(&req->params, "variant_id"),
-                               &deleted, &scrubbed) ||
-      store_commit(app->store)) {
-    store_rollback(app->store);
-    api_store_failed(req);
+  if (variant && !domain_valid_id(variant)) {
+    http_respond_json(req, 200, json_pack("{s:i}", "deleted", 0));
     return;
   }
-  /* The answer keeps the contract's shape; the events changed are only
-   * logged. */
-  if (scrubbed)
-    log_info("forgot an email: %lld subscriptions, %lld events", deleted,
-             scrubbed);
-  http_respond_json(req, 200,
-                    json_pack("{s:I}", "deleted", (json_int_t)deleted));
+  EraseReq *r = xcalloc(1, sizeof *r);
+  memcpy(r->call.email, email, sizeof email);
+  r->call.variant_id = variant ? xstrdup(variant) : NULL;
+  r->call.done = erased;
+  r->req = http_defer(req);
+  subscriptions_erase(api->d, &r->call);
 }
 
-/* What an events listing reads on the thread pool; the strings point into
- * the request's params. */
-typedef struct {
-  const char *name, *status;
-  long long limit, offset;
-} EventsRead;
+/* ---- events ----------------------------------------------------------------- */
 
-static int read_events(Store *reader, void *arg, json_t **out) {
-  const EventsRead *r = arg;
-  json_t *rows = NULL;
-  long long count = 0;
-  if (store_event_list(reader, r->name, r->status, r->limit, r->offset, &rows,
-                       &count))
-    return STORE_ERROR;
-  *out = json_pack("{s:o, s:I, s:I, s:I}", "events", rows, "count",
-                   (json_int_t)count, "limit", (json_int_t)r->limit, "offset",
-                   (json_int_t)r->offset);
+typedef struct {
+  char name[256];
+  const char *name_filter;
+  const char *status;
+  long long limit, offset;
+  json_t *rows;
+  json_t *current; /* the event whose deliveries come next */
+} EventsList;
+
+static int event_row(void *ctx, const EventRow *e) {
+  EventsList *l = ctx;
+  json_t *data = json_loads(e->data ? e->data : "null", JSON_DECODE_ANY, NULL);
+  l->current = json_pack(
+      "{s:I, s:s, s:o, s:s, s:I, s:o, s:s, s:[]}", "id", (json_int_t)e->id,
+      "name", e->name, "data", data ? data : json_null(), "status", e->status,
+      "attempts", (json_int_t)e->attempts, "last_error",
+      e->last_error ? json_string(e->last_error) : json_null(), "created_at",
+      e->created_at, "deliveries");
+  json_array_append_new(l->rows, l->current);
   return 0;
+}
+
+static int delivery_row(void *ctx, const DeliveryRow *d) {
+  EventsList *l = ctx;
+  json_t *j = json_pack(
+      "{s:s, s:s, s:I, s:I, s:o, s:s}", "handler", d->handler, "status",
+      d->status, "attempts", (json_int_t)d->attempts, "max_attempts",
+      (json_int_t)d->max_attempts, "last_error",
+      d->last_error ? json_string(d->last_error) : json_null(), "updated_at",
+      d->updated_at);
+  if (d->subscriber && *d->subscriber)
+    json_object_set_new(j, "subscriber", json_string(d->subscriber));
+  json_array_append_new(json_object_get(l->current, "deliveries"), j);
+  return 0;
+}
+
+static int render_events(StoreTx *tx, ApiRead *r) {
+  EventsList *l = r->arg;
+  long long count = 0;
+  l->rows = json_array();
+  EventVisitor v = {event_row, delivery_row, l};
+  int rc = store_event_list(tx, l->name_filter, l->status, l->limit, l->offset,
+                            &v, &count);
+  if (rc == 0) {
+    json_t *j = json_pack("{s:O, s:I, s:I, s:I}", "events", l->rows, "count",
+                          (json_int_t)count, "limit", (json_int_t)l->limit,
+                          "offset", (json_int_t)l->offset);
+    json_text_append(&r->out, j);
+    json_decref(j);
+  }
+  json_decref(l->rows);
+  l->rows = NULL;
+  return rc;
 }
 
 /* GET /admin/events?name=&status=&limit=&offset=. Off the loop, as the
  * count of all events walks the table. */
 void api_admin_events_get(HttpRequest *req, void *data) {
-  App *app = data;
-  long long limit, offset;
-  if (param_count(req, "limit", 50, 1000, &limit)) {
-    http_respond_error(req, 400, "invalid_data",
-                       "limit must be an integer from 0 to 1000");
-    return;
-  }
-  if (param_count(req, "offset", 0, (long long)1 << 40, &offset)) {
-    http_respond_error(req, 400, "invalid_data",
-                       "offset must be a non-negative integer");
+  EventsList *l = xcalloc(1, sizeof *l);
+  if (api_paging(req, &l->limit, &l->offset)) {
+    free(l);
     return;
   }
   const char *status = url_pairs_get(&req->params, "status");
@@ -481,40 +442,54 @@ void api_admin_events_get(HttpRequest *req, void *data) {
       strcmp(status, "dead")) {
     http_respond_error(req, 400, "invalid_data",
                        "status must be pending, delivered or dead");
+    free(l);
     return;
   }
-  EventsRead *r = xmalloc(sizeof *r);
-  r->name = url_pairs_get(&req->params, "name");
-  r->status = status;
-  r->limit = limit;
-  r->offset = offset;
-  api_read_async(app, req, read_events, r);
+  /* The read keeps copies of what it uses, not pointers into the
+   * request. */
+  l->status = status ? (strcmp(status, "pending") == 0   ? "pending"
+                        : strcmp(status, "dead") == 0    ? "dead"
+                                                         : "delivered")
+                     : NULL;
+  const char *name = url_pairs_get(&req->params, "name");
+  if (name) {
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->name_filter = l->name;
+  }
+  api_read(data, req, render_events, l, free);
+}
+
+typedef struct {
+  RetryCall call;
+  HttpRequest *req;
+} RetryReq;
+
+static void retried(RetryCall *c, int status) {
+  RetryReq *r = (RetryReq *)c;
+  if (status == RESTOCK_ENOTFOUND)
+    http_respond_error(r->req, 404, "not_found",
+                       "Event with id: %lld was not found", c->event_id);
+  else if (status)
+    api_fail(r->req, status, NULL);
+  else
+    http_respond_json(r->req, 200,
+                      json_pack("{s:I, s:I}", "id", (json_int_t)c->event_id,
+                                "requeued", (json_int_t)c->requeued));
+  free(r);
 }
 
 /* POST /admin/events/{id}/retry: requeues the event's dead deliveries. */
 void api_admin_event_retry(HttpRequest *req, void *data) {
-  App *app = data;
+  Api *api = data;
   const char *raw = router_param(&req->match, "id");
-  long long id = -1;
-  if (strspn(raw, "0123456789") == strlen(raw) && strlen(raw) <= 15)
-    id = strtoll(raw, NULL, 10);
-  long long requeued = 0;
-  int rc = id < 0 ? STORE_NOT_FOUND : store_begin(app->store);
-  if (rc == 0)
-    rc = store_event_retry(app->store, id, isotime_now_ms(), &requeued);
-  if (rc == 0) rc = store_commit(app->store);
-  if (rc) store_rollback(app->store);
-  if (rc == STORE_NOT_FOUND) {
+  if (strspn(raw, "0123456789") != strlen(raw) || strlen(raw) > 15 || !*raw) {
     http_respond_error(req, 404, "not_found", "Event with id: %s was not found",
                        raw);
     return;
   }
-  if (rc) {
-    api_store_failed(req);
-    return;
-  }
-  outbox_kick(app->outbox);
-  http_respond_json(req, 200,
-                    json_pack("{s:I, s:I}", "id", (json_int_t)id, "requeued",
-                              (json_int_t)requeued));
+  RetryReq *r = xcalloc(1, sizeof *r);
+  r->call.event_id = strtoll(raw, NULL, 10);
+  r->call.done = retried;
+  r->req = http_defer(req);
+  outbox_retry(api->d, &r->call);
 }

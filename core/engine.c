@@ -3,205 +3,352 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
 #include "isotime.h"
 #include "log.h"
-#include "lua_host.h"
 #include "outbox.h"
 #include "stock.h"
-#include "store.h"
 #include "xmalloc.h"
 
-/* Most checks run in one timer callback; the rest wait for the next loop
- * iteration, so that HTTP is served in between. */
-#define CHECKS_PER_TICK 16
-/* Most subscriptions one transaction of a check notifies when it notifies
- * every subscriber: a variant with 100,000 of them is notified in chunks of
- * this many (about 30 ms each), with the loop serving requests between. */
-#define CHECK_CHUNK 10000
+/* Most checks one unit starts; the rest wait for the next unit, so that
+ * other writes get their turn on the writer in between. */
+#define CHECKS_PER_UNIT 16
+/* After a unit that failed, the next try. */
+#define RETRY_MS 1000
 
 struct Engine {
-  App *app;
+  Domain *d;
   uv_timer_t timer; /* the earliest future check */
   uv_idle_t soon;   /* checks due now, after the loop has polled for I/O */
+  long long armed;  /* the due time the timer is set for; 0: none */
+  bool running;     /* a unit of due checks is in flight */
+  long long noted;  /* earliest check noted while it was; 0: none */
+  bool closing;
   int open_handles;
 };
 
 static void run_due(Engine *e);
-static void on_timer(uv_timer_t *t) { run_due(t->data); }
+static void on_timer(uv_timer_t *t) {
+  Engine *e = t->data;
+  e->armed = 0;
+  run_due(e);
+}
 static void on_soon(uv_idle_t *idle) {
   uv_idle_stop(idle);
-  run_due(idle->data);
+  Engine *e = idle->data;
+  e->armed = 0;
+  run_due(e);
 }
 
-Engine *engine_new(App *app, uv_loop_t *loop) {
+Engine *engine_new(Domain *d) {
   Engine *e = xcalloc(1, sizeof *e);
-  e->app = app;
-  uv_timer_init(loop, &e->timer);
-  uv_idle_init(loop, &e->soon);
+  e->d = d;
+  uv_timer_init(d->loop, &e->timer);
+  uv_idle_init(d->loop, &e->soon);
   e->timer.data = e->soon.data = e;
   e->open_handles = 2;
   return e;
 }
 
+static void maybe_free(Engine *e) {
+  if (e->closing && e->open_handles == 0 && !e->running) free(e);
+}
+
 static void on_closed(uv_handle_t *h) {
   Engine *e = h->data;
-  if (--e->open_handles == 0) free(e);
+  e->open_handles--;
+  maybe_free(e);
 }
 
 void engine_close(Engine *e) {
   if (!e) return;
+  e->closing = true;
   uv_close((uv_handle_t *)&e->timer, on_closed);
   uv_close((uv_handle_t *)&e->soon, on_closed);
 }
 
-int engine_schedule_check(App *app, const char *variant_id) {
-  bool any = false;
-  int rc = store_subscription_any(app->store, variant_id, &any);
-  if (rc || !any) return rc;
-  long long delay = lua_host_options(app->lua)->trigger_delay;
-  return store_check_schedule(app->store, variant_id, isotime_now_ms() + delay,
-                              false);
-}
-
-void engine_rearm(Engine *e) {
-  long long due = 0;
-  bool any = false;
-  if (store_check_next(e->app->store, &due, &any) || !any) {
-    uv_timer_stop(&e->timer);
+/* Arms the timer for a check due at `due` unless it is set for earlier. */
+static void arm(Engine *e, long long due) {
+  if (e->closing) return;
+  if (e->running) {
+    if (e->noted == 0 || due < e->noted) e->noted = due;
     return;
   }
+  if (e->armed && e->armed <= due) return;
   long long delay = due - isotime_now_ms();
   uv_timer_stop(&e->timer);
+  e->armed = due;
   if (delay <= 0)
     uv_idle_start(&e->soon, on_soon);
   else
     uv_timer_start(&e->timer, on_timer, (uint64_t)delay, 0);
 }
 
-int engine_scope_quantity(App *app, const Variant *v, const char *channel,
+void engine_note_check(Engine *e, long long due_ms) { arm(e, due_ms); }
+
+/* ---- inside units --------------------------------------------------------- */
+
+int engine_schedule_check(StoreTx *tx, Unit *u, const char *variant_id) {
+  bool any = false;
+  int rc = store_subscription_any(tx, variant_id, &any);
+  if (rc || !any) return rc;
+  long long due = isotime_now_ms() + u->cfg->options.trigger_delay;
+  rc = store_check_schedule(tx, variant_id, due, false);
+  if (rc == 0) effects_check(&u->fx, due);
+  return rc;
+}
+
+int engine_scope_quantity(StoreTx *tx, const Variant *v, const char *channel,
                           long long *quantity) {
   if (!channel || !*channel || !v->has_levels) {
     *quantity = stock_quantity(v);
     return 0;
   }
-  return store_channel_quantity(app->store, v->id, channel, quantity);
+  return store_channel_quantity(tx, v->id, channel, quantity);
 }
 
-/* Notifies the subscribers of one scope (`channel` "" for unscoped) whose
- * quantity is `quantity`. Inside the check's transaction. */
-static int notify_scope(App *app, const Variant *v, const char *channel,
-                        long long allowed, const char *now, long long *sent,
-                        bool *more) {
-  const Options *o = lua_host_options(app->lua);
+/* What one check did, for the log line after the commit. */
+typedef struct {
+  char *variant_id;
+  long long notified;
+  bool failed;
+} CheckResult;
+
+typedef struct {
+  Unit unit;
+  Engine *e;
+  CheckResult *results;
+  size_t nresults;
+  long long next_due;
+  bool any_next;
+} DueUnit;
+
+/* Notifies up to `allowed` subscribers of one scope (`channel` "" for
+ * unscoped), batch_size to an event. */
+static int notify_scope(StoreTx *tx, Unit *u, const Variant *v,
+                        const char *channel, long long allowed,
+                        const char *now, long long *sent, bool *more) {
+  const Options *o = &u->cfg->options;
   *sent = 0;
   *more = true;
   while (*more && *sent < allowed) {
     long long take = allowed - *sent;
     if (take > o->batch_size) take = o->batch_size;
-    json_t *emails = NULL;
-    int rc = store_subscription_take(app->store, v->id, channel, take, now,
-                                     &emails, more);
-    if (rc) return rc;
-    size_t n = json_array_size(emails);
-    if (n == 0) {
-      json_decref(emails);
-      break;
+    StrList emails = {0};
+    int rc = store_subscription_take(tx, v->id, channel, take, now, &emails,
+                                     more);
+    if (rc || emails.n == 0) {
+      strlist_clear(&emails);
+      return rc;
     }
+    json_t *list = json_array();
+    for (size_t i = 0; i < emails.n; i++)
+      json_array_append_new(list, json_string(emails.items[i]));
     json_t *data =
-        json_pack("{s:s, s:o}", "variant_id", v->id, "emails", emails);
+        json_pack("{s:s, s:o}", "variant_id", v->id, "emails", list);
     if (*channel)
       json_object_set_new(data, "sales_channel_id", json_string(channel));
-    rc = outbox_write(app, "restock-notification.restocked", data);
+    rc = outbox_write(tx, u, "restock-notification.restocked", data, 0, NULL);
     json_decref(data);
+    *sent += (long long)emails.n;
+    strlist_clear(&emails);
     if (rc) return rc;
-    *sent += (long long)n;
   }
   return 0;
 }
 
-int engine_run_check(App *app, const char *variant_id) {
-  Store *s = app->store;
-  const Options *o = lua_host_options(app->lua);
+/* One check, in the caller's savepoint. `budget` is how many subscriptions
+ * the unit may still notify; *notified gets how many this check did. */
+static int run_check(StoreTx *tx, Unit *u, const char *variant_id,
+                     long long budget, long long *notified) {
+  const Options *o = &u->cfg->options;
   Variant v;
   memset(&v, 0, sizeof v);
-  json_t *scopes = NULL;
-  long long total = 0;
-  int rc = store_begin(s);
-  if (rc) return rc;
-  rc = store_check_delete(s, variant_id);
+  StrList scopes = {0};
+  *notified = 0;
+  int rc = store_check_delete(tx, variant_id);
   if (rc == 0) {
-    rc = store_variant_get(s, variant_id, &v);
-    if (rc == STORE_NOT_FOUND)
-      rc = 0; /* deleted since: nothing to do */
-    else if (rc == 0)
-      rc = store_subscription_scopes(s, variant_id, &scopes);
+    rc = store_variant_get(tx, variant_id, &v);
+    if (rc == RESTOCK_ENOTFOUND) {
+      variant_clear(&v);
+      return 0; /* deleted since: nothing to do */
+    }
+    if (rc == 0) rc = store_subscription_scopes(tx, variant_id, &scopes);
   }
-  char now[32];
+  char now[ISOTIME_LEN];
   isotime_now(now);
   bool throttled = o->notify_per_unit > 0, unfinished = false;
-  size_t i;
-  json_t *scope;
-  json_array_foreach(scopes, i, scope) {
-    if (rc) break;
-    const char *channel = json_string_value(scope);
+  for (size_t i = 0; rc == 0 && i < scopes.n; i++) {
+    const char *channel = scopes.items[i];
     long long quantity = 0;
-    rc = engine_scope_quantity(app, &v, channel, &quantity);
+    rc = engine_scope_quantity(tx, &v, channel, &quantity);
+    if (rc == RESTOCK_ERANGE) rc = 0, quantity = 0; /* judged on the rest */
     if (rc || !stock_restocked(quantity, o->inventory_required)) continue;
-    /* Unthrottled, a check notifies everyone, CHECK_CHUNK at a time: each
-     * chunk moves its subscriptions and writes their events in one
-     * transaction, and the check stays scheduled until the last, so a crash
-     * between chunks notifies nobody twice and forgets nobody. The next
-     * chunk judges the stock again. */
+    /* Unthrottled, a check notifies everyone, ENGINE_CHUNK at a time; the
+     * check stays scheduled until the last chunk, and each chunk judges
+     * the stock again. */
     long long allowed = throttled
                             ? stock_notify_limit(quantity, o->notify_per_unit)
-                            : CHECK_CHUNK - total;
+                            : budget - *notified;
     long long sent = 0;
     bool more = false;
     if (allowed > 0)
-      rc = notify_scope(app, &v, channel, allowed, now, &sent, &more);
+      rc = notify_scope(tx, u, &v, channel, allowed, now, &sent, &more);
     else
       more = true;
-    total += sent;
+    *notified += sent;
     if (rc == 0 && more && throttled) {
       /* Throttled, with shoppers still waiting: look again later. */
-      rc = store_check_schedule(s, variant_id,
-                                isotime_now_ms() + o->notify_interval, true);
+      long long due = isotime_now_ms() + o->notify_interval;
+      rc = store_check_schedule(tx, variant_id, due, true);
+      if (rc == 0) effects_check(&u->fx, due);
     } else if (rc == 0 && more) {
       unfinished = true;
     }
   }
-  if (rc == 0 && unfinished)
-    rc = store_check_schedule(s, variant_id, isotime_now_ms(), true);
-  if (rc == 0) rc = store_commit(s);
-  if (rc) {
-    store_rollback(s);
-    log_error("restock check of %s failed; it will be retried", variant_id);
-  } else if (total > 0) {
-    log_info("restock check of %s: %lld subscriptions notified", variant_id,
-             total);
-    outbox_kick(app->outbox);
+  if (rc == 0 && unfinished) {
+    long long due = isotime_now_ms();
+    rc = store_check_schedule(tx, variant_id, due, true);
+    if (rc == 0) effects_check(&u->fx, due);
   }
-  json_decref(scopes);
+  if (rc == 0) u->fx.emails_notified += *notified;
+  strlist_clear(&scopes);
   variant_clear(&v);
   return rc;
 }
 
-static void run_due(Engine *e) {
-  json_t *ids = NULL;
-  if (store_check_due(e->app->store, isotime_now_ms(), CHECKS_PER_TICK, &ids)) {
-    uv_timer_start(&e->timer, on_timer, 1000, 0);
+static int due_fn(StoreTx *tx, void *arg) {
+  DueUnit *du = arg;
+  Unit *u = &du->unit;
+  StrList ids = {0};
+  int rc = store_check_due(tx, isotime_now_ms(), CHECKS_PER_UNIT, &ids);
+  if (rc) return rc;
+  du->results = xcalloc(ids.n ? ids.n : 1, sizeof *du->results);
+  long long total = 0;
+  for (size_t i = 0; i < ids.n && total < ENGINE_CHUNK; i++) {
+    CheckResult *r = &du->results[du->nresults++];
+    r->variant_id = xstrdup(ids.items[i]);
+    /* Each check in a savepoint of its own: one that fails is undone (its
+     * check row stays, and runs again) without the others. Its effects
+     * would be undone with it; they are only ever more checks and events,
+     * so a failed check keeps none: the unit's effects are rebuilt below
+     * from what committed. */
+    Effects saved = u->fx;
+    memset(&u->fx, 0, sizeof u->fx);
+    if (store_tx_begin(tx)) {
+      u->fx = saved;
+      r->failed = true;
+      continue;
+    }
+    long long notified = 0;
+    rc = run_check(tx, u, ids.items[i], ENGINE_CHUNK - total, &notified);
+    if (rc == 0)
+      rc = store_tx_commit(tx); /* which rolls back itself if it fails */
+    else
+      store_tx_rollback(tx);
+    if (rc) {
+      rc = 0;
+      r->failed = true;
+      effects_clear(&u->fx);
+      u->fx = saved;
+      continue;
+    }
+    /* Kept: merge this check's effects into the unit's. */
+    Effects mine = u->fx;
+    u->fx = saved;
+    for (size_t k = 0; k < mine.nevents; k++)
+      effects_event(&u->fx, mine.events[k].name, mine.events[k].handlers);
+    if (mine.check_due) effects_check(&u->fx, mine.check_due);
+    u->fx.emails_notified += mine.emails_notified;
+    effects_clear(&mine);
+    r->notified = notified;
+    total += notified;
+  }
+  strlist_clear(&ids);
+  return store_check_next(tx, &du->next_due, &du->any_next);
+}
+
+static void due_done(Unit *u, int status) {
+  DueUnit *du = (DueUnit *)u;
+  Engine *e = du->e;
+  e->running = false;
+  for (size_t i = 0; i < du->nresults; i++) {
+    CheckResult *r = &du->results[i];
+    if (status == 0 && r->failed)
+      log_error("restock check of %s failed; it will be retried",
+                r->variant_id);
+    else if (status == 0 && r->notified > 0)
+      log_info("restock check of %s: %lld subscriptions notified",
+               r->variant_id, r->notified);
+    free(r->variant_id);
+  }
+  if (status)
+    log_error("restock checks could not run (%s); retrying in %d ms",
+              restock_strerror(status), RETRY_MS);
+  free(du->results);
+  long long noted = e->noted;
+  e->noted = 0;
+  bool any = status == 0 && du->any_next;
+  long long next = du->next_due;
+  free(du);
+  if (e->closing) {
+    maybe_free(e);
     return;
   }
-  size_t i;
-  json_t *id;
-  bool failed = false;
-  json_array_foreach(ids, i, id) {
-    if (engine_run_check(e->app, json_string_value(id))) failed = true;
+  if (status) {
+    e->armed = isotime_now_ms() + RETRY_MS;
+    uv_timer_start(&e->timer, on_timer, RETRY_MS, 0);
+    return;
   }
-  json_decref(ids);
-  if (failed)
-    uv_timer_start(&e->timer, on_timer, 1000, 0);
-  else
-    engine_rearm(e);
+  if (noted && (!any || noted < next)) {
+    next = noted;
+    any = true;
+  }
+  if (any) arm(e, next);
+}
+
+static void run_due(Engine *e) {
+  if (e->running || e->closing) return;
+  DueUnit *du = xcalloc(1, sizeof *du);
+  du->e = e;
+  e->running = true;
+  unit_write(e->d, &du->unit, due_fn, due_done);
+}
+
+/* ---- start ------------------------------------------------------------------ */
+
+typedef struct {
+  Unit unit;
+  Engine *e;
+  long long due;
+  bool any;
+} NextUnit;
+
+static int next_fn(StoreTx *tx, void *arg) {
+  NextUnit *n = arg;
+  return store_check_next(tx, &n->due, &n->any);
+}
+
+static void next_done(Unit *u, int status) {
+  NextUnit *n = (NextUnit *)u;
+  Engine *e = n->e;
+  e->running = false;
+  long long due = status == 0 && n->any ? n->due : 0;
+  if (status) due = isotime_now_ms() + RETRY_MS;
+  long long noted = e->noted;
+  e->noted = 0;
+  free(n);
+  if (e->closing) {
+    maybe_free(e);
+    return;
+  }
+  if (noted && (!due || noted < due)) due = noted;
+  if (due) arm(e, due);
+}
+
+void engine_start(Engine *e) {
+  NextUnit *n = xcalloc(1, sizeof *n);
+  n->e = e;
+  /* Counted as running so that notes arriving meanwhile are kept. */
+  e->running = true;
+  unit_read(e->d, &n->unit, next_fn, next_done);
 }

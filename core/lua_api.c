@@ -9,101 +9,66 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "app.h"
+#include "config.h"
 #include "http_client.h"
+#include "inventory.h"
+#include "json_text.h"
 #include "log.h"
 #include "lua_host.h"
-#include "json_text.h"
 #include "lua_json.h"
 #include "outbox.h"
 #include "stock.h"
 #include "xmalloc.h"
 
-static LuaHost *host_of(lua_State *L) {
-  return *(LuaHost **)lua_getextraspace(L);
-}
+static LuaHost *host_of(lua_State *L) { return lua_host_of(L); }
 
 /* ---- restock.options ---------------------------------------------------- */
 
-typedef enum { OPT_INT, OPT_NUMBER, OPT_BOOL, OPT_STRING } OptType;
-
-static const struct {
-  const char *name;
-  OptType type;
-  size_t offset;
-  long long min; /* for OPT_INT */
-} option_specs[] = {
-    {"trigger_delay", OPT_INT, offsetof(Options, trigger_delay), 0},
-    {"inventory_required", OPT_INT, offsetof(Options, inventory_required), 0},
-    {"batch_size", OPT_INT, offsetof(Options, batch_size), 1},
-    {"max_attempts", OPT_INT, offsetof(Options, max_attempts), 1},
-    {"handler_timeout", OPT_INT, offsetof(Options, handler_timeout), 1},
-    {"notify_per_unit", OPT_NUMBER, offsetof(Options, notify_per_unit), 0},
-    {"notify_interval", OPT_INT, offsetof(Options, notify_interval), 1},
-    {"subscribe_rate_limit", OPT_INT, offsetof(Options, subscribe_rate_limit),
-     0},
-    {"trust_proxy", OPT_BOOL, offsetof(Options, trust_proxy), 0},
-    {"store_cors", OPT_STRING, offsetof(Options, store_cors), 0},
-};
-#define NOPTIONS (sizeof option_specs / sizeof option_specs[0])
-
-/* restock.options(t): validates each key of t and stores it. Raises an error
- * naming the key on an unknown key, a wrong type or a negative number. */
+/* restock.options(t): checks each key of t against the option table
+ * (config.c) and sets it. Raises an error naming the key on an unknown key,
+ * a wrong type or a value out of bounds. */
 static int l_options(lua_State *L) {
-  Options *o = lua_host_options_mut(host_of(L));
+  Options *o = &lua_host_config_mut(host_of(L))->options;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_pushnil(L);          /* [t, nil] */
   while (lua_next(L, 1)) { /* [t, key, value] */
     if (lua_type(L, -2) != LUA_TSTRING)
       return luaL_error(L, "restock.options: option names must be strings");
     const char *key = lua_tostring(L, -2);
-    size_t i = 0;
-    while (i < NOPTIONS && strcmp(option_specs[i].name, key) != 0) i++;
-    if (i == NOPTIONS)
+    const OptionSpec *spec = config_find(key);
+    if (!spec)
       return luaL_error(L, "restock.options: unknown option '%s'", key);
-    char *field = (char *)o + option_specs[i].offset;
-    switch (option_specs[i].type) {
-      case OPT_INT: {
-        int isint = 0;
-        lua_Integer v = lua_tointegerx(L, -1, &isint);
-        if (lua_type(L, -1) != LUA_TNUMBER || !isint)
-          return luaL_error(
-              L, "restock.options: option '%s' must be an integer", key);
-        if (v < option_specs[i].min)
-          return luaL_error(L, "restock.options: option '%s' must be %s", key,
-                            option_specs[i].min
-                                ? "at least 1"
-                                : "zero or more (not negative)");
-        *(long long *)field = (long long)v;
+    OptionValue v = {.type = OV_OTHER};
+    switch (lua_type(L, -1)) {
+      case LUA_TNUMBER:
+        if (lua_isinteger(L, -1)) {
+          v.type = OV_INT;
+          v.i = (long long)lua_tointeger(L, -1);
+          v.d = (double)v.i;
+        } else {
+          v.type = OV_NUMBER;
+          v.d = lua_tonumber(L, -1);
+          /* 3.0 is an integer as far as an integer option goes. */
+          lua_Integer i;
+          if (lua_numbertointeger(v.d, &i) && (double)i == v.d &&
+              spec->type == OPT_INT) {
+            v.type = OV_INT;
+            v.i = (long long)i;
+          }
+        }
         break;
-      }
-      case OPT_NUMBER: {
-        if (lua_type(L, -1) != LUA_TNUMBER)
-          return luaL_error(L, "restock.options: option '%s' must be a number",
-                            key);
-        double v = lua_tonumber(L, -1);
-        if (!(v >= 0) || isinf(v))
-          return luaL_error(L,
-                            "restock.options: option '%s' must be zero or "
-                            "more (not negative)",
-                            key);
-        *(double *)field = v;
+      case LUA_TBOOLEAN:
+        v.type = OV_BOOL;
+        v.b = lua_toboolean(L, -1);
         break;
-      }
-      case OPT_BOOL:
-        if (lua_type(L, -1) != LUA_TBOOLEAN)
-          return luaL_error(L, "restock.options: option '%s' must be a boolean",
-                            key);
-        *(bool *)field = lua_toboolean(L, -1);
-        break;
-      case OPT_STRING:
-        if (lua_type(L, -1) != LUA_TSTRING)
-          return luaL_error(L, "restock.options: option '%s' must be a string",
-                            key);
-        free(*(char **)field);
-        *(char **)field = xstrdup(lua_tostring(L, -1));
+      case LUA_TSTRING:
+        v.type = OV_STRING;
+        v.s = lua_tolstring(L, -1, &v.len);
         break;
     }
+    char err[256];
+    if (config_apply(o, spec, &v, err, sizeof err))
+      return luaL_error(L, "restock.options: %s", err);
     lua_pop(L, 1); /* [t, key] */
   }
   return 0;
@@ -111,14 +76,34 @@ static int l_options(lua_State *L) {
 
 /* ---- restock.subscribe -------------------------------------------------- */
 
-/* restock.subscribe(event, fn [, {name=, max_attempts=}]) */
+/* restock.subscribe(event, fn [, {name=, max_attempts=, each=}]) */
 static int l_subscribe(lua_State *L) {
+  LuaHost *h = host_of(L);
   const char *event = luaL_checkstring(L, 1);
+  luaL_argcheck(L, lua_rawlen(L, 1) > 0 && lua_rawlen(L, 1) <= 200, 1,
+                "event names are 1 to 200 bytes");
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (lua_host_loaded(h))
+    return luaL_error(L,
+                      "restock.subscribe can only be called while plugin.lua "
+                      "loads");
   const char *name = NULL;
   lua_Integer max_attempts = 0;
+  HandlerEach each = EACH_EVENT;
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
+    /* An unknown key is a mistake (a typo of name, say) whose handler would
+     * run with defaults the script did not mean: refuse it. */
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+      if (strcmp(k, "name") && strcmp(k, "max_attempts") && strcmp(k, "each"))
+        return luaL_error(L,
+                          "restock.subscribe: unknown option '%s' (the "
+                          "options are name, max_attempts and each)",
+                          lua_type(L, -2) == LUA_TSTRING ? k : "(not a string)");
+      lua_pop(L, 1);
+    }
     if (lua_getfield(L, 3, "name") != LUA_TNIL) {
       if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0 ||
           lua_rawlen(L, -1) > 200)
@@ -128,11 +113,19 @@ static int l_subscribe(lua_State *L) {
     if (lua_getfield(L, 3, "max_attempts") != LUA_TNIL) {
       int isint = 0;
       max_attempts = lua_tointegerx(L, -1, &isint);
-      if (!isint || max_attempts < 1)
-        return luaL_argerror(L, 3, "max_attempts must be a positive integer");
+      if (!isint || max_attempts < 1 || max_attempts > 1000)
+        return luaL_argerror(L, 3,
+                             "max_attempts must be an integer from 1 to 1000");
+    }
+    if (lua_getfield(L, 3, "each") != LUA_TNIL) {
+      const char *e = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+      if (strcmp(e, "subscriber") == 0)
+        each = EACH_SUBSCRIBER;
+      else if (strcmp(e, "event") != 0)
+        return luaL_argerror(L, 3, "each must be \"subscriber\" or \"event\"");
     }
   }
-  lua_host_push_handlers(host_of(L));           /* [.., handlers] */
+  lua_host_push_handlers(h);                    /* [.., handlers] */
   if (lua_getfield(L, -1, event) == LUA_TNIL) { /* [.., handlers, list] */
     lua_pop(L, 1);
     lua_newtable(L);
@@ -155,34 +148,90 @@ static int l_subscribe(lua_State *L) {
                         final_name, event);
     lua_pop(L, 2);
   }
-  lua_createtable(L, 0, 3); /* [.., handlers, list, nm, entry] */
+  lua_createtable(L, 0, 2); /* [.., handlers, list, nm, entry] */
   lua_pushvalue(L, 2);
   lua_setfield(L, -2, "fn");
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, "name");
-  if (max_attempts > 0) {
-    lua_pushinteger(L, max_attempts);
-    lua_setfield(L, -2, "max_attempts");
-  }
   lua_rawseti(L, -3, n + 1);
+  Config *c = lua_host_config_mut(h);
+  /* max_attempts 0: the option's value, read when restock.options comes
+   * later in the script too (lua_api_finish_load). */
+  config_add_handler(c, event, final_name, (long long)max_attempts, each);
   return 0;
 }
 
-/* ---- restock.emit ------------------------------------------------------- */
+/* ---- database calls ------------------------------------------------------ */
 
-static struct App *app_or_raise(lua_State *L, const char *what) {
-  struct App *app = lua_host_app(host_of(L));
-  if (!app) luaL_error(L, "%s is not available in `restockd check`", what);
-  return app;
+/* Why a database call cannot run: at load time, or in `restockd check`. The
+ * message is the same in both. */
+static Domain *domain_or_raise(lua_State *L, const char *what) {
+  LuaHost *h = host_of(L);
+  Domain *d = lua_host_env(h) ? lua_host_env(h)->d : NULL;
+  if (!lua_host_loaded(h) || !d || !lua_task_current(L))
+    luaL_error(L,
+               "%s cannot be called while plugin.lua loads; call it from a "
+               "handler",
+               what);
+  return d;
 }
 
-/* restock.emit(event, data): true, or nil and a message. */
+/* A handler waiting for a unit of work. If the task is aborted first, the
+ * wait is disowned (task NULL) and the completion only frees it. */
+typedef struct {
+  LuaTask *task;
+} DbWait;
+
+static void db_cancel(void *ctx) { ((DbWait *)ctx)->task = NULL; }
+
+static void push_store_error(lua_State *co, int status, const char *message) {
+  lua_pushnil(co);
+  if (message && *message)
+    lua_pushstring(co, message);
+  else if (status == RESTOCK_ECOMMIT || status == RESTOCK_EUNAVAIL)
+    lua_pushstring(co, "the database is unavailable; the log says why");
+  else
+    lua_pushstring(co, "the database failed; the log says why");
+}
+
+/* ---- restock.emit ----------------------------------------------------- */
+
+typedef struct {
+  Unit unit;
+  DbWait wait;
+  char *name;
+  json_t *data;
+} EmitCall;
+
+static int emit_fn(StoreTx *tx, void *arg) {
+  EmitCall *c = arg;
+  return outbox_write(tx, &c->unit, c->name, c->data, 0, NULL);
+}
+
+static void emit_done(Unit *u, int status) {
+  EmitCall *c = (EmitCall *)u;
+  LuaTask *t = c->wait.task;
+  free(c->name);
+  json_decref(c->data);
+  free(c);
+  if (!t) return;
+  lua_State *co = lua_task_thread(t);
+  if (status) {
+    push_store_error(co, status,
+                     status == RESTOCK_EINVAL
+                         ? "the event's data cannot be stored as JSON"
+                         : "the event could not be stored; the log says why");
+    lua_task_resume(t, 2);
+  } else {
+    lua_pushboolean(co, 1);
+    lua_task_resume(t, 1);
+  }
+}
+
+/* restock.emit(event, data): true once the event is stored, or nil and a
+ * message. Suspends only the calling handler. */
 static int l_emit(lua_State *L) {
-  struct App *app = app_or_raise(L, "restock.emit");
-  if (!lua_host_loaded(host_of(L)))
-    return luaL_error(L,
-                      "restock.emit cannot be called while plugin.lua loads; "
-                      "call it from a handler");
+  Domain *d = domain_or_raise(L, "restock.emit");
   const char *event = luaL_checkstring(L, 1);
   luaL_argcheck(L, lua_rawlen(L, 1) > 0 && lua_rawlen(L, 1) <= 200, 1,
                 "event names are 1 to 200 bytes");
@@ -190,15 +239,13 @@ static int l_emit(lua_State *L) {
   json_t *data = lua_isnoneornil(L, 2) ? json_object()
                                        : lua_json_to(L, 2, err, sizeof err);
   if (!data) return luaL_argerror(L, 2, err);
-  int rc = outbox_emit(app, event, data);
-  json_decref(data);
-  if (rc) {
-    lua_pushnil(L);
-    lua_pushstring(L, "the event could not be stored; the log says why");
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  EmitCall *c = xcalloc(1, sizeof *c);
+  c->wait.task = lua_task_current(L);
+  c->name = xstrdup(event);
+  c->data = data;
+  unit_write(d, &c->unit, emit_fn, emit_done);
+  lua_task_wait(c->wait.task, db_cancel, &c->wait);
+  return lua_yield(L, 0);
 }
 
 /* ---- restock.variants --------------------------------------------------- */
@@ -209,39 +256,80 @@ static void set_string(lua_State *L, const char *key, const char *value) {
   lua_setfield(L, -2, key);
 }
 
-/* restock.variants.retrieve(id): the variant as a table, or nil and a
- * message. */
-static int l_variant_retrieve(lua_State *L) {
-  struct App *app = app_or_raise(L, "restock.variants.retrieve");
-  const char *id = luaL_checkstring(L, 1);
+/* Pushes a variant as a table. */
+static void push_variant(lua_State *L, const Variant *v) {
+  lua_createtable(L, 0, 10);
+  set_string(L, "id", v->id);
+  set_string(L, "product_id", v->product_id);
+  set_string(L, "sku", v->sku);
+  set_string(L, "title", v->title);
+  lua_pushinteger(L, v->inventory_quantity);
+  lua_setfield(L, -2, "inventory_quantity");
+  lua_pushinteger(L, stock_quantity(v));
+  lua_setfield(L, -2, "quantity");
+  lua_pushboolean(L, v->allow_backorder);
+  lua_setfield(L, -2, "allow_backorder");
+  lua_pushboolean(L, v->manage_inventory);
+  lua_setfield(L, -2, "manage_inventory");
+  set_string(L, "created_at", v->created_at);
+  set_string(L, "updated_at", v->updated_at);
+}
+
+typedef struct {
+  ReadCall call;
+  DbWait wait;
+  char id[256];
   Variant v;
-  memset(&v, 0, sizeof v);
-  int rc = store_variant_get(app->store, id, &v);
-  if (rc) {
+} RetrieveCall;
+
+static int retrieve_fn(StoreTx *tx, ReadCall *c) {
+  RetrieveCall *r = (RetrieveCall *)c;
+  return store_variant_get(tx, r->id, &r->v);
+}
+
+static void retrieve_done(ReadCall *c, int status) {
+  RetrieveCall *r = (RetrieveCall *)c;
+  LuaTask *t = r->wait.task;
+  if (t) {
+    lua_State *co = lua_task_thread(t);
+    if (status == 0) {
+      push_variant(co, &r->v);
+      variant_clear(&r->v);
+      free(r);
+      lua_task_resume(t, 1);
+      return;
+    }
+    char msg[300];
+    snprintf(msg, sizeof msg, "Variant with id: %s was not found", r->id);
+    push_store_error(co, status, status == RESTOCK_ENOTFOUND ? msg : NULL);
+    variant_clear(&r->v);
+    free(r);
+    lua_task_resume(t, 2);
+    return;
+  }
+  variant_clear(&r->v);
+  free(r);
+}
+
+/* restock.variants.retrieve(id): the variant as a table, or nil and a
+ * message. Suspends only the calling handler while the store reads. */
+static int l_variant_retrieve(lua_State *L) {
+  Domain *d = domain_or_raise(L, "restock.variants.retrieve");
+  size_t len = 0;
+  const char *id = luaL_checklstring(L, 1, &len);
+  if (len == 0 || len > DOMAIN_MAX_ID || !domain_valid_id(id)) {
     lua_pushnil(L);
-    if (rc == STORE_NOT_FOUND)
-      lua_pushfstring(L, "Variant with id: %s was not found", id);
-    else
-      lua_pushstring(L, "the database failed; the log says why");
+    lua_pushfstring(L, "Variant with id: %s was not found", id);
     return 2;
   }
-  lua_createtable(L, 0, 10);
-  set_string(L, "id", v.id);
-  set_string(L, "product_id", v.product_id);
-  set_string(L, "sku", v.sku);
-  set_string(L, "title", v.title);
-  lua_pushinteger(L, v.inventory_quantity);
-  lua_setfield(L, -2, "inventory_quantity");
-  lua_pushinteger(L, stock_quantity(&v));
-  lua_setfield(L, -2, "quantity");
-  lua_pushboolean(L, v.allow_backorder);
-  lua_setfield(L, -2, "allow_backorder");
-  lua_pushboolean(L, v.manage_inventory);
-  lua_setfield(L, -2, "manage_inventory");
-  set_string(L, "created_at", v.created_at);
-  set_string(L, "updated_at", v.updated_at);
-  variant_clear(&v);
-  return 1;
+  RetrieveCall *r = xcalloc(1, sizeof *r);
+  r->wait.task = lua_task_current(L);
+  snprintf(r->id, sizeof r->id, "%s", id);
+  r->call.fn = retrieve_fn;
+  r->call.done = retrieve_done;
+  domain_read(d, &r->call);
+  lua_task_wait(r->wait.task, db_cancel, &r->wait);
+  return lua_yield(L, 0);
 }
 
 /* ---- restock.json ------------------------------------------------------- */
@@ -345,7 +433,7 @@ typedef struct {
 } HttpWait;
 
 static void http_wait_free(HttpWait *w) {
-  luaL_unref(lua_task_thread(w->task), LUA_REGISTRYINDEX, w->body_ref);
+  lua_host_unref(lua_task_thread(w->task), w->body_ref);
   free(w);
 }
 
@@ -409,14 +497,13 @@ static int l_http_request(lua_State *L) {
                       "restock.http.request can only be called by an event "
                       "handler (not at load time, nor inside a coroutine of "
                       "its own)");
-  struct App *app = lua_host_app(host_of(L));
+  LuaEnv *env = lua_host_env(host_of(L));
   luaL_checktype(L, 1, LUA_TTABLE);
-  if (!app->http_client) {
+  if (!env->http) {
     /* Made on first use: a server whose handlers never call out does not
      * pay for libcurl and its TLS library at start. */
-    app->http_client =
-        http_client_new(lua_task_loop(t), getenv("RESTOCK_CA_FILE"));
-    if (!app->http_client) {
+    env->http = http_client_new(lua_task_loop(t), env->ca_file);
+    if (!env->http) {
       lua_pushnil(L);
       lua_pushstring(L, "libcurl could not be initialized");
       return 2;
@@ -485,12 +572,12 @@ static int l_http_request(lua_State *L) {
   if (o.body) {
     /* curl reads the Lua string itself, no copy: a reference keeps it. */
     lua_getfield(L, 1, "body");
-    w->body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    w->body_ref = lua_host_ref(L);
     o.body_borrowed = true;
   }
   char err[256];
   w->req =
-      http_client_request(app->http_client, &o, http_done, w, err, sizeof err);
+      http_client_request(env->http, &o, http_done, w, err, sizeof err);
   for (size_t i = 0; i < n; i++) free(lines[i]);
   if (!w->req) {
     http_wait_free(w);

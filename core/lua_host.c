@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "buf.h"
+#include "error.h"
 #include "log.h"
 #include "lua_json.h"
 #include "xmalloc.h"
@@ -20,10 +22,9 @@
 
 struct LuaHost {
   lua_State *L;
-  Options options;
+  Config *config;   /* the options and handlers the script set */
   int handlers_ref; /* registry: event name -> array of {fn=, name=, ...} */
-  struct App *app;
-  uv_loop_t *loop;
+  LuaEnv *env;
   size_t running; /* tasks not yet freed */
   bool loaded;
   bool released;
@@ -52,18 +53,26 @@ struct LuaTask {
   LuaTask *prev, *next;
 };
 
-static const Options default_options = {
-    .trigger_delay = 0,
-    .inventory_required = 0,
-    .batch_size = 1000,
-    .max_attempts = 5,
-    .handler_timeout = 30000,
-    .notify_per_unit = 0,
-    .notify_interval = 3600000,
-    .subscribe_rate_limit = 0,
-    .trust_proxy = false,
-    .store_cors = NULL,
-};
+/* References taken with lua_host_ref and not released, over every state:
+ * debug builds count them, and the suite checks the count comes back. */
+static long refs_held;
+
+long lua_host_refs(void) { return refs_held; }
+
+int lua_host_ref(lua_State *L) {
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+#ifdef RESTOCKD_DEBUG
+  if (ref != LUA_NOREF && ref != LUA_REFNIL) refs_held++;
+#endif
+  return ref;
+}
+
+void lua_host_unref(lua_State *L, int ref) {
+#ifdef RESTOCKD_DEBUG
+  if (ref != LUA_NOREF && ref != LUA_REFNIL) refs_held--;
+#endif
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+}
 
 /* The task whose coroutine (or a coroutine it resumed) is running now. One
  * thread runs Lua, so there is at most one. */
@@ -105,6 +114,7 @@ static void hook(lua_State *L, lua_Debug *ar) {
 }
 
 static int traceback(lua_State *L) {
+  /* [msg] */
   const char *msg = lua_tostring(L, 1);
   if (!msg)
     msg =
@@ -157,14 +167,110 @@ static void set_package_path(lua_State *L, const char *plugin) {
   lua_pop(L, 3);
 }
 
-int lua_host_load(const char *path, struct App *app, uv_loop_t *loop,
-                  LuaHost **out, char **err) {
+int lua_host_pcall(lua_State *L, int nargs, int nresults) {
+  int base = lua_gettop(L) - nargs; /* the function's index */
+  lua_pushcfunction(L, traceback);
+  lua_insert(L, base); /* [tb, fn, args...] */
+  int rc = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  return rc;
+}
+
+/* The event names restockd itself emits: a handler for any other name needs
+ * a restock.emit somewhere. */
+static const char *const own_events[] = {
+    "restock-notification.restocked", "restock-notification.subscribed",
+    "restock-notification.confirmation_requested", "product-variant.updated",
+    NULL};
+
+/* Appends the text of file `path` to `b`, if it can be read. */
+static void append_file(Buf *b, const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return;
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_append(b, chunk, n);
+  fclose(f);
+  buf_append(b, "\n", 1);
+}
+
+/* How often `name` appears quoted ("name" or 'name') in `text`. */
+static size_t quoted_count(const char *text, size_t len, const char *name) {
+  size_t n = 0, nl = strlen(name);
+  for (const char *p = text; p && (size_t)(p - text) + nl + 2 <= len;) {
+    p = memchr(p, name[0], len - (size_t)(p - text));
+    if (!p) break;
+    if (p > text && (p[-1] == '"' || p[-1] == '\'') &&
+        (size_t)(p - text) + nl < len && memcmp(p, name, nl) == 0 &&
+        p[nl] == p[-1])
+      n++;
+    p++;
+  }
+  return n;
+}
+
+/* Warns about each handler whose event restockd never emits and that no
+ * loaded source names anywhere but in its subscribe call: most likely a
+ * typo ("restock-notification.restock"), whose handler would never run. The
+ * sources are plugin.lua and every module it required from a file. */
+static void check_event_names(LuaHost *h, const char *path,
+                              StrList *warnings) {
+  lua_State *L = h->L;
+  Buf src = {0};
+  append_file(&src, path);
+  lua_getglobal(L, "package");      /* [package] */
+  lua_getfield(L, -1, "loaded");    /* [package, loaded] */
+  lua_getfield(L, -2, "searchpath"); /* [package, loaded, searchpath] */
+  lua_getfield(L, -3, "path");       /* [.., searchpath, path] */
+  lua_pushnil(L);
+  while (lua_next(L, -4)) { /* [.., searchpath, path, key, value] */
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      lua_pushvalue(L, -3); /* searchpath */
+      lua_pushvalue(L, -2); /* key */
+      lua_pushvalue(L, -4); /* path */
+      if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+        append_file(&src, lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 4);
+  const Config *c = h->config;
+  for (size_t i = 0; i < c->nhandlers; i++) {
+    const char *event = c->handlers[i].event;
+    bool known = false, seen = false;
+    for (int k = 0; own_events[k]; k++)
+      if (strcmp(own_events[k], event) == 0) known = true;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(c->handlers[j].event, event) == 0) seen = true;
+    if (known || seen) continue;
+    size_t subscribes = 0;
+    for (size_t j = 0; j < c->nhandlers; j++)
+      if (strcmp(c->handlers[j].event, event) == 0) subscribes++;
+    if (quoted_count(src.data ? src.data : "", src.len, event) > subscribes)
+      continue;
+    char *w = xasprintf(
+        "restock.subscribe: restockd never emits \"%s\" and no restock.emit "
+        "in the script names it, so handler '%s' will never run (restockd's "
+        "events: restock-notification.restocked, "
+        "restock-notification.subscribed, "
+        "restock-notification.confirmation_requested, "
+        "product-variant.updated)",
+        event, c->handlers[i].name);
+    strlist_push(warnings, w);
+    free(w);
+  }
+  buf_free(&src);
+}
+
+int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
+                  StrList *warnings) {
   LuaHost *h = xcalloc(1, sizeof *h);
-  h->options = default_options;
-  h->app = app;
-  h->loop = loop;
+  h->config = config_new();
+  h->env = env;
   lua_State *L = luaL_newstate();
   if (!L) {
+    config_unref(h->config);
     free(h);
     *err = xstrdup("cannot create a Lua state");
     return -1;
@@ -178,7 +284,7 @@ int lua_host_load(const char *path, struct App *app, uv_loop_t *loop,
   lua_gc(L, LUA_GCGEN, 0, 0);
   set_package_path(L, path);
   lua_newtable(L);
-  h->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  h->handlers_ref = lua_host_ref(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE); /* [preload] */
   lua_pushcfunction(L, lua_api_open);
   lua_setfield(L, -2, "restock");
@@ -187,9 +293,8 @@ int lua_host_load(const char *path, struct App *app, uv_loop_t *loop,
   load_deadline_ns = uv_hrtime() + (uint64_t)LOAD_TIMEOUT_MS * 1000000;
   load_killed = false;
   lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_COUNT);
-  lua_pushcfunction(L, traceback); /* [tb] */
   int rc = luaL_loadfilex(L, path, "t");
-  if (rc == LUA_OK) rc = lua_pcall(L, 0, 0, -2);
+  if (rc == LUA_OK) rc = lua_host_pcall(L, 0, 0);
   lua_sethook(L, NULL, 0, 0);
   load_deadline_ns = 0;
   if (rc != LUA_OK) {
@@ -201,8 +306,15 @@ int lua_host_load(const char *path, struct App *app, uv_loop_t *loop,
     lua_host_release(h);
     return -1;
   }
-  lua_pop(L, 1);
   h->loaded = true;
+  /* A handler without max_attempts of its own takes the option's, set
+   * anywhere in the script. */
+  for (size_t i = 0; i < h->config->nhandlers; i++)
+    if (h->config->handlers[i].max_attempts <= 0)
+      h->config->handlers[i].max_attempts = h->config->options.max_attempts;
+  StrList mine = {0};
+  check_event_names(h, path, warnings ? warnings : &mine);
+  strlist_clear(&mine);
   *out = h;
   return 0;
 }
@@ -210,8 +322,9 @@ int lua_host_load(const char *path, struct App *app, uv_loop_t *loop,
 bool lua_host_loaded(const LuaHost *h) { return h->loaded; }
 
 static void host_free(LuaHost *h) {
+  lua_host_unref(h->L, h->handlers_ref);
   lua_close(h->L);
-  free(h->options.store_cors);
+  config_unref(h->config);
   free(h);
 }
 
@@ -221,35 +334,16 @@ void lua_host_release(LuaHost *h) {
   if (h->running == 0) host_free(h);
 }
 
-const Options *lua_host_options(const LuaHost *h) { return &h->options; }
-Options *lua_host_options_mut(LuaHost *h) { return &h->options; }
-struct App *lua_host_app(LuaHost *h) {
-  return h->app;
+Config *lua_host_config(LuaHost *h) { return config_ref(h->config); }
+Config *lua_host_config_mut(LuaHost *h) { return h->config; }
+LuaEnv *lua_host_env(LuaHost *h) { return h->env; }
+LuaHost *lua_host_of(lua_State *L) {
+  return *(LuaHost **)lua_getextraspace(L);
 }
 size_t lua_host_running(const LuaHost *h) { return h->running; }
 
 void lua_host_push_handlers(LuaHost *h) {
   lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->handlers_ref);
-}
-
-size_t lua_host_handlers(LuaHost *h, const char *event, LuaHandlerInfo *out,
-                         size_t max) {
-  lua_State *L = h->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref); /* [handlers] */
-  lua_getfield(L, -1, event);                         /* [handlers, list] */
-  size_t n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
-  for (size_t i = 0; i < n && i < max; i++) {
-    lua_rawgeti(L, -1, (lua_Integer)i + 1); /* [handlers, list, entry] */
-    lua_getfield(L, -1, "name");
-    /* The name stays anchored in the entry, which the registry holds. */
-    out[i].name = lua_tostring(L, -1);
-    lua_getfield(L, -2, "max_attempts");
-    out[i].max_attempts =
-        lua_isinteger(L, -1) ? lua_tointeger(L, -1) : h->options.max_attempts;
-    lua_pop(L, 3);
-  }
-  lua_pop(L, 2);
-  return n;
 }
 
 /* ---- tasks ------------------------------------------------------------ */
@@ -265,7 +359,9 @@ static void on_task_closed(uv_handle_t *handle) {
   if (h->released && h->running == 0) host_free(h);
 }
 
-/* Ends a task once: cancels its wait, reports, and frees it. */
+/* Ends a task once: cancels its wait, reports, and frees it. A task that
+ * did not return has its to-be-closed variables closed (lua_resetthread)
+ * before it goes. */
 static void task_finish(LuaTask *t, bool ok, bool retry, const char *err) {
   if (t->finished) return;
   t->finished = true;
@@ -279,7 +375,13 @@ static void task_finish(LuaTask *t, bool ok, bool retry, const char *err) {
   else
     all_tasks = t->next;
   if (t->next) t->next->prev = t->prev;
-  luaL_unref(h->L, LUA_REGISTRYINDEX, t->co_ref);
+  if (!ok && lua_status(t->co) != LUA_OK) {
+    LuaTask *outer = current;
+    current = t;
+    lua_resetthread(t->co);
+    current = outer;
+  }
+  lua_host_unref(h->L, t->co_ref);
   t->done(t->arg, ok, retry, err);
   uv_close((uv_handle_t *)&t->deadline, on_task_closed);
   uv_close((uv_handle_t *)&t->slice, on_task_closed);
@@ -315,14 +417,16 @@ static void task_step(LuaTask *t, int nargs) {
     lua_pop(t->co, nres);
     if (!t->waiting)
       task_finish(t, false, true,
-                  "the handler yielded outside restock.sleep or "
-                  "restock.http.request");
+                  "the handler yielded outside a restock call that waits "
+                  "(restock.sleep, restock.http.request, ...)");
     return;
   }
   if (st == LUA_OK) {
-    /* `return nil, err` fails the delivery (`nil, err, {retry = false}`
-     * for good); anything else succeeds. */
-    if (nres >= 2 && lua_isnil(t->co, -nres)) {
+    /* `return nil, err` and `return false, err` fail the delivery
+     * (`..., {retry = false}` for good); anything else succeeds. */
+    if (nres >= 2 && (lua_isnil(t->co, -nres) ||
+                      (lua_isboolean(t->co, -nres) &&
+                       !lua_toboolean(t->co, -nres)))) {
       const char *why = lua_tostring(t->co, -nres + 1);
       char *msg = xasprintf("%s", why ? why : "the handler returned nil");
       bool retry = true;
@@ -370,14 +474,42 @@ static void on_deadline(uv_timer_t *timer) {
   task_finish(t, false, true, msg);
 }
 
+/* Pushes the handler's argument: the event's data, or for a per-subscriber
+ * delivery the data less emails and subscribers, plus email and subscriber.
+ * Returns 0, or -1 (nothing pushed) for data nested too deeply. */
+static int push_argument(lua_State *co, json_t *j, const char *subscriber) {
+  if (!subscriber || !*subscriber || !json_is_object(j))
+    return lua_json_push(co, j);
+  json_t *copy = json_copy(j);
+  json_t *entry = NULL;
+  json_t *subs = json_object_get(copy, "subscribers");
+  size_t i;
+  json_t *s;
+  json_array_foreach(subs, i, s) {
+    json_t *e = json_object_get(s, "email");
+    if (json_is_string(e) && strcmp(json_string_value(e), subscriber) == 0) {
+      entry = json_incref(s);
+      break;
+    }
+  }
+  if (!entry) entry = json_pack("{s:s}", "email", subscriber);
+  json_object_del(copy, "emails");
+  json_object_del(copy, "subscribers");
+  json_object_set_new(copy, "email", json_string(subscriber));
+  json_object_set_new(copy, "subscriber", entry);
+  int rc = lua_json_push(co, copy);
+  json_decref(copy);
+  return rc;
+}
+
 int lua_host_run(LuaHost *h, const char *event, const char *handler,
-                 const char *data, uint64_t timeout_ms, LuaTaskDone done,
-                 void *arg) {
+                 const char *subscriber, const char *data, uint64_t timeout_ms,
+                 LuaTaskDone done, void *arg) {
   lua_State *L = h->L;
-  if (!h->loop) return LUA_HOST_NO_HANDLER;
+  if (!h->env || !h->env->loop) return RESTOCK_ENOTFOUND;
   json_error_t jerr;
   json_t *j = json_loads(data, JSON_DECODE_ANY, &jerr);
-  if (!j) return -1;
+  if (!j) return RESTOCK_EINVAL;
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref); /* [handlers] */
   lua_getfield(L, -1, event);                         /* [handlers, list] */
   size_t n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
@@ -397,7 +529,7 @@ int lua_host_run(LuaHost *h, const char *event, const char *handler,
   if (!found) {
     lua_pop(L, 2);
     json_decref(j);
-    return LUA_HOST_NO_HANDLER;
+    return RESTOCK_ENOTFOUND;
   }
   LuaTask *t = xcalloc(1, sizeof *t);
   t->host = h;
@@ -409,13 +541,14 @@ int lua_host_run(LuaHost *h, const char *event, const char *handler,
   t->arg = arg;
   t->co = lua_newthread(L); /* [fn, co] */
   lua_sethook(t->co, hook, LUA_MASKCOUNT, HOOK_COUNT);
-  lua_insert(L, -2);                               /* [co, fn] */
-  lua_xmove(L, t->co, 1);                          /* [co] */
-  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* [] */
-  if (lua_json_push(t->co, j)) lua_pushnil(t->co); /* too deep: unreachable */
+  lua_insert(L, -2);                                     /* [co, fn] */
+  lua_xmove(L, t->co, 1);                                /* [co] */
+  t->co_ref = lua_host_ref(L);                           /* [] */
+  if (push_argument(t->co, j, subscriber)) lua_pushnil(t->co);
   json_decref(j);
-  uv_timer_init(h->loop, &t->deadline);
-  uv_idle_init(h->loop, &t->slice);
+  uv_loop_t *loop = h->env->loop;
+  uv_timer_init(loop, &t->deadline);
+  uv_idle_init(loop, &t->slice);
   t->deadline.data = t->slice.data = t;
   t->open_handles = 2;
   uv_timer_start(&t->deadline, on_deadline, timeout_ms, 0);
@@ -450,17 +583,4 @@ void lua_task_resume(LuaTask *t, int nresults) {
 }
 
 lua_State *lua_task_thread(LuaTask *t) { return t->co; }
-uv_loop_t *lua_task_loop(LuaTask *t) { return t->host->loop; }
-
-json_t *options_to_json(const Options *o) {
-  return json_pack(
-      "{s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:b, s:o}", "trigger_delay",
-      (json_int_t)o->trigger_delay, "inventory_required",
-      (json_int_t)o->inventory_required, "batch_size",
-      (json_int_t)o->batch_size, "max_attempts", (json_int_t)o->max_attempts,
-      "handler_timeout", (json_int_t)o->handler_timeout, "notify_per_unit",
-      o->notify_per_unit, "notify_interval", (json_int_t)o->notify_interval,
-      "subscribe_rate_limit", (json_int_t)o->subscribe_rate_limit,
-      "trust_proxy", o->trust_proxy, "store_cors",
-      o->store_cors ? json_string(o->store_cors) : json_null());
-}
+uv_loop_t *lua_task_loop(LuaTask *t) { return t->host->env->loop; }

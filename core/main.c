@@ -9,20 +9,16 @@
 #include <openssl/rand.h>
 #include <uv.h>
 
-#include "api.h"
-#include "app.h"
-#include "http.h"
+#include "config.h"
 #include "log.h"
-#include "metrics.h"
 #include "lua_host.h"
 #include "migrate.h"
+#include "server.h"
 #include "store.h"
 #include "xmalloc.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
-/* How long a shutdown waits for requests in flight. */
-#define SHUTDOWN_GRACE_MS 10000
 
 static const char usage[] =
     "usage: restockd COMMAND [OPTIONS]\n"
@@ -58,6 +54,9 @@ static const char usage[] =
     "                           12h, 90m, 45s, or 0 for ever (30d)\n"
     "  RESTOCK_CA_FILE          CA bundle for restock.http.request (default:\n"
     "                           the system's)\n"
+    "  RESTOCK_SCRIPTS          directory of the shipped Lua scripts\n"
+    "                           (default: share/restockd/scripts beside the\n"
+    "                           binary, else the build's scripts/)\n"
     "\n"
     "Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.\n"
     "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads plugin.lua.\n";
@@ -238,7 +237,8 @@ __attribute__((format(printf, 1, 2))) static void cli_error(const char *fmt,
 
 static int open_store(const Settings *s, Store **store) {
   char *err = NULL;
-  if (store_open(s->db, store, &err)) {
+  StoreOptions o = {.role = STORE_ROLE_CLI, .durability = DURABILITY_PROCESS};
+  if (store_open(s->db, &o, store, &err)) {
     cli_error("%s", err);
     free(err);
     return EXIT_RUNTIME;
@@ -263,275 +263,57 @@ static int cmd_migrations(const Settings *s, bool run) {
 static int cmd_check(const Settings *s) {
   LuaHost *lua = NULL;
   char *err = NULL;
-  if (lua_host_load(s->config, NULL, NULL, &lua, &err)) {
+  StrList warnings = {0};
+  if (lua_host_load(s->config, NULL, &lua, &err, &warnings)) {
     cli_error("cannot load %s: %s", s->config, err);
     free(err);
+    strlist_clear(&warnings);
     return EXIT_USAGE;
   }
-  json_t *j = options_to_json(lua_host_options(lua));
+  for (size_t i = 0; i < warnings.n; i++)
+    fprintf(stderr, "restockd check: warning: %s\n", warnings.items[i]);
+  strlist_clear(&warnings);
+  Config *c = lua_host_config(lua);
+  json_t *j = config_options_json(&c->options);
   char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   printf("%s\n", text);
   free(text);
   json_decref(j);
+  /* The handlers, for a person: on stderr, so that stdout stays the
+   * options' JSON for scripts that read it. */
+  if (c->nhandlers == 0)
+    fprintf(stderr, "restockd check: no handler is subscribed to any event\n");
+  for (size_t i = 0; i < c->nhandlers; i++) {
+    const HandlerSpec *h = &c->handlers[i];
+    bool first = true;
+    for (size_t k = 0; k < i; k++)
+      if (strcmp(c->handlers[k].event, h->event) == 0) first = false;
+    if (!first) continue;
+    fprintf(stderr, "restockd check: %s:\n", h->event);
+    for (size_t k = i; k < c->nhandlers; k++) {
+      const HandlerSpec *x = &c->handlers[k];
+      if (strcmp(x->event, h->event) != 0) continue;
+      fprintf(stderr, "  handler '%s' (max_attempts %lld, each %s)\n",
+              x->name, x->max_attempts,
+              x->each == EACH_SUBSCRIBER ? "subscriber" : "event");
+    }
+  }
+  config_unref(c);
   lua_host_release(lua);
   return 0;
 }
 
-/* ---- start ------------------------------------------------------------ */
-
-typedef struct {
-  App app;
-  uv_signal_t sigterm, sigint, sighup;
-  uv_timer_t grace;
-  uv_prepare_t commit; /* group commit, once per loop iteration */
-  uv_prepare_t logs;   /* writes the iteration's log lines */
-  bool stopping;
-  bool http_stopped;
-  bool handlers_idle;
-} Server;
-
-static void close_handle(uv_handle_t *h, void *arg) {
-  if (!uv_is_closing(h)) uv_close(h, NULL);
-}
-
-/* Once HTTP has drained and no handler runs, every handle is closed and
- * uv_run returns. */
-static void maybe_stopped(Server *srv) {
-  if (!srv->http_stopped || !srv->handlers_idle) return;
-  log_info("stopped");
-  uv_close((uv_handle_t *)&srv->sigterm, NULL);
-  uv_close((uv_handle_t *)&srv->sigint, NULL);
-  uv_close((uv_handle_t *)&srv->sighup, NULL);
-  uv_close((uv_handle_t *)&srv->grace, NULL);
-  engine_close(srv->app.engine);
-  outbox_close(srv->app.outbox);
-  http_client_close(srv->app.http_client);
-  srv->app.engine = NULL;
-  srv->app.outbox = NULL;
-  srv->app.http_client = NULL;
-}
-
-static void on_http_stopped(void *arg) {
-  Server *srv = arg;
-  srv->http_stopped = true;
-  maybe_stopped(srv);
-}
-
-static void on_handlers_idle(void *arg) {
-  Server *srv = arg;
-  srv->handlers_idle = true;
-  maybe_stopped(srv);
-}
-
-static void force_stop(Server *srv) {
-  http_server_close_all(srv->app.http);
-  lua_host_abort_all("aborted: the server is shutting down");
-}
-
-static void on_grace_over(uv_timer_t *t) {
-  Server *srv = t->data;
-  log_warn(
-      "shutdown: still busy after %d ms (%zu connections, %zu handlers);"
-      " stopping them",
-      SHUTDOWN_GRACE_MS, http_server_connections(srv->app.http),
-      outbox_inflight(srv->app.outbox));
-  force_stop(srv);
-}
-
-static void on_stop_signal(uv_signal_t *h, int signum) {
-  Server *srv = h->data;
-  if (srv->stopping) {
-    log_warn("second %s: stopping everything now", strsignal(signum));
-    force_stop(srv);
-    return;
-  }
-  srv->stopping = true;
-  log_info("%s: shutting down (%zu connections open, %zu handlers running)",
-           strsignal(signum), http_server_connections(srv->app.http),
-           outbox_inflight(srv->app.outbox));
-  uv_timer_start(&srv->grace, on_grace_over, SHUTDOWN_GRACE_MS, 0);
-  http_server_stop(srv->app.http, on_http_stopped, srv);
-  outbox_stop(srv->app.outbox, on_handlers_idle, srv);
-}
-
-static void on_reload_signal(uv_signal_t *h, int signum) {
-  Server *srv = h->data;
-  App *app = &srv->app;
-  LuaHost *fresh = NULL;
-  char *err = NULL;
-  if (lua_host_load(app->config_path, app, app->loop, &fresh, &err)) {
-    log_error("reload: %s failed to load; keeping the previous script: %s",
-              app->config_path, err);
-    free(err);
-    return;
-  }
-  /* Handlers already running finish on the old state, which is freed after
-   * the last of them. */
-  lua_host_release(app->lua);
-  app->lua = fresh;
-  log_info("reload: %s loaded", app->config_path);
-  outbox_kick(app->outbox);
-}
-
-/* Runs after every callback of a loop iteration, before the loop waits for
- * I/O: commits the iteration's writes in one transaction, then lets the
- * responses that reported them go. */
-static void on_commit(uv_prepare_t *p) {
-  Server *srv = p->data;
-  uv_prepare_stop(p);
-  int rc = store_group_commit(srv->app.store);
-  if (rc)
-    log_error(
-        "group commit failed: the requests of this pass were not "
-        "stored, and their connections are closed unanswered");
-  if (srv->app.http) http_server_release(srv->app.http, rc == 0);
-}
-
-static void on_logs(uv_prepare_t *p) { log_flush(); }
-
-static void on_group_open(void *arg) {
-  Server *srv = arg;
-  if (srv->app.http) http_server_hold(srv->app.http);
-  if (!uv_is_closing((uv_handle_t *)&srv->commit))
-    uv_prepare_start(&srv->commit, on_commit);
-}
-
-/* The unsubscribe-token key: from RESTOCK_SECRET, or from a secret generated
- * once and kept in the database. Returns 0 or -1 (logged). */
-static int load_secret(App *app) {
-  const char *env = getenv("RESTOCK_SECRET");
-  if (env && *env) {
-    token_key(env, app->token_key);
-    return 0;
-  }
-  char *secret = NULL;
-  int rc = store_meta_get(app->store, "unsubscribe_secret", &secret);
-  if (rc == STORE_NOT_FOUND) {
-    unsigned char raw[32];
-    char hex[65];
-    if (RAND_bytes(raw, sizeof raw) != 1) {
-      log_error("cannot generate the unsubscribe secret");
-      return -1;
-    }
-    for (size_t i = 0; i < sizeof raw; i++)
-      snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-    rc = store_meta_put(app->store, "unsubscribe_secret", hex);
-    if (rc == 0) secret = xstrdup(hex);
-  }
-  if (rc) return -1;
-  token_key(secret, app->token_key);
-  free(secret);
-  return 0;
-}
-
 static int cmd_start(const Settings *s) {
-  Server srv;
-  memset(&srv, 0, sizeof srv);
-  App *app = &srv.app;
-  app->config_path = s->config;
-  int rc = open_store(s, &app->store);
-  if (rc) return rc;
-
-  size_t pending = 0;
-  char *err = NULL;
-  if (migrate_pending(app->store, &pending, &err)) {
-    cli_error("%s", err);
-    free(err);
-    store_close(app->store);
-    return EXIT_RUNTIME;
-  }
-  if (pending) {
-    cli_error(
-        "the database %s has %zu pending migration%s; "
-        "run `restockd migrations run` first",
-        s->db, pending, pending == 1 ? "" : "s");
-    store_close(app->store);
-    return EXIT_USAGE;
-  }
-  if (load_secret(app)) {
-    store_close(app->store);
-    return EXIT_RUNTIME;
-  }
-  api_set_admin_token(app, getenv("RESTOCK_ADMIN_TOKEN"));
-  app->ratelimit = ratelimit_new();
-
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  app->loop = &loop;
-  uv_mutex_init(&app->reader_lock);
-  uv_prepare_init(&loop, &srv.commit);
-  srv.commit.data = &srv;
-  uv_prepare_init(&loop, &srv.logs);
-  uv_prepare_start(&srv.logs, on_logs);
-  uv_unref((uv_handle_t *)&srv.logs); /* it does not keep the loop running */
-  log_set_buffered(true);
-  store_group_enable(app->store, on_group_open, &srv);
-  store_set_hooks(app->store, metrics_commit, metrics_discard);
-  store_checkpoint_in_background(app->store, &loop);
-  app->engine = engine_new(app, &loop);
-  app->outbox = outbox_new(app, &loop);
-  if (lua_host_load(s->config, app, &loop, &app->lua, &err)) {
-    cli_error("cannot load %s: %s", s->config, err);
-    free(err);
-    rc = EXIT_USAGE;
-    goto out;
-  }
-  HttpConfig hc;
-  http_config_defaults(&hc);
-  hc.host = s->host;
-  hc.port = s->port;
-  hc.idle_timeout_ms = s->idle_timeout_ms;
-  hc.max_connections = s->max_connections;
-  if (http_server_start(&loop, &hc, api_handle, app, &app->http, &err)) {
-    cli_error("%s", err);
-    free(err);
-    rc = EXIT_RUNTIME;
-    goto out;
-  }
-  http_server_on_reject(app->http, api_rejected);
-  http_server_on_answer(app->http, api_answered);
-  uv_signal_init(&loop, &srv.sigterm);
-  uv_signal_init(&loop, &srv.sigint);
-  uv_signal_init(&loop, &srv.sighup);
-  uv_timer_init(&loop, &srv.grace);
-  srv.sigterm.data = srv.sigint.data = srv.sighup.data = srv.grace.data = &srv;
-  uv_signal_start(&srv.sigterm, on_stop_signal, SIGTERM);
-  uv_signal_start(&srv.sigint, on_stop_signal, SIGINT);
-  uv_signal_start(&srv.sighup, on_reload_signal, SIGHUP);
-  /* Work left by the previous run: checks due, deliveries pending. */
-  engine_rearm(app->engine);
-  outbox_kick(app->outbox);
-  outbox_set_retention(app->outbox, s->retention_ms);
-
-  printf("restockd listening on http://%s\n", http_server_address(app->http));
-  fflush(stdout);
-  log_info("restockd %s listening on http://%s (database %s, plugin %s)",
-           RESTOCKD_VERSION, http_server_address(app->http), s->db, s->config);
-  uv_run(&loop, UV_RUN_DEFAULT);
-
-out:
-  /* Whatever is still open (nothing, after a clean stop) is closed here, so
-   * that the loop can be closed and every handle's memory released. */
-  lua_host_abort_all("aborted: the server is stopping");
-  engine_close(app->engine);
-  outbox_close(app->outbox);
-  http_client_close(app->http_client);
-  uv_walk(&loop, close_handle, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  if (store_group_commit(app->store))
-    log_error("shutdown: the last writes could not be stored");
-  log_set_buffered(false);
-  if (uv_loop_close(&loop) != 0) log_error("shutdown: the loop did not close");
-  if (app->http) http_server_free(app->http);
-  lua_host_release(app->lua);
-  store_close(app->reader);
-  uv_mutex_destroy(&app->reader_lock);
-  store_close(app->store);
-  ratelimit_free(app->ratelimit);
-  metrics_reset();
-  token_cleanup();
-  http_client_global_cleanup();
-  return rc;
+  ServerSettings ss = {
+      .db = s->db,
+      .config = s->config,
+      .host = s->host,
+      .port = s->port,
+      .retention_ms = s->retention_ms,
+      .idle_timeout_ms = s->idle_timeout_ms,
+      .max_connections = s->max_connections,
+  };
+  return server_run(&ss);
 }
 
 int main(int argc, char **argv) {

@@ -36,8 +36,7 @@ typedef struct {
 } Family;
 
 static Family http_requests, http_durations, emitted, outcomes, handlers;
-/* Events written in the transaction in progress, by name. */
-static Family pending_emitted;
+static unsigned long long emails_notified;
 
 static Series *series(Family *f, const char *a, const char *b) {
   for (size_t i = 0; i < f->n; i++)
@@ -72,20 +71,11 @@ void metrics_http(const char *route, int status, double seconds) {
 }
 
 void metrics_event_emitted(const char *event) {
-  series(&pending_emitted, event, NULL)->count++;
+  series(&emitted, event, NULL)->count++;
 }
 
-static void family_free(Family *f);
-
-void metrics_commit(void) {
-  for (size_t i = 0; i < pending_emitted.n; i++)
-    series(&emitted, pending_emitted.items[i].a, NULL)->count +=
-        pending_emitted.items[i].count;
-  metrics_discard();
-}
-
-void metrics_discard(void) {
-  if (pending_emitted.n) family_free(&pending_emitted);
+void metrics_emails_notified(long long n) {
+  if (n > 0) emails_notified += (unsigned long long)n;
 }
 
 void metrics_event_outcome(const char *event, const char *outcome) {
@@ -201,6 +191,12 @@ void metrics_render(Buf *out, const MetricsGauges *g) {
     header(out, name, "counter", kinds[k][1]);
     counter1(out, name, "event", &outcomes, kinds[k][0]);
   }
+  header(out, "restockd_emails_notified_total", "counter",
+         "Emails put in restock-notification.restocked events.");
+  buf_printf(out, "restockd_emails_notified_total %llu\n", emails_notified);
+  header(out, "restockd_build_info", "gauge",
+         "Always 1; the version of the running binary is its label.");
+  buf_printf(out, "restockd_build_info{version=\"%s\"} 1\n", RESTOCKD_VERSION);
   header(out, "restockd_handler_duration_seconds", "histogram",
          "Time a handler took to run one delivery, waits included.");
   histogram(out, "restockd_handler_duration_seconds", "handler", &handlers);
@@ -232,5 +228,5 @@ void metrics_reset(void) {
   family_free(&emitted);
   family_free(&outcomes);
   family_free(&handlers);
-  family_free(&pending_emitted);
+  emails_notified = 0;
 }

@@ -12,12 +12,11 @@
 /* One HTTP request answered: `route` is the pattern ("/admin/variants/{id}")
  * or "unmatched"; `seconds` its duration. */
 void metrics_http(const char *route, int status, double seconds);
-/* An event written to the outbox, inside a transaction: it is counted when
- * that transaction commits (metrics_commit), and forgotten if it rolls back
- * (metrics_discard). */
+/* An event written to the outbox, counted once its transaction committed. */
 void metrics_event_emitted(const char *event);
-void metrics_commit(void);
-void metrics_discard(void);
+/* Emails put in restock-notification.restocked events by a committed
+ * check. */
+void metrics_emails_notified(long long n);
 /* A delivery's outcome: "delivered", "failed" (to be retried) or "dead". */
 void metrics_event_outcome(const char *event, const char *outcome);
 /* One handler run and how long it took. */

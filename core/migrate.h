@@ -1,6 +1,6 @@
-/* Schema migrations: the numbered SQL files of migrations/, compiled into the
- * binary (see embed_migrations.sh), applied in order, each in its own
- * transaction, and recorded in the table schema_migrations. */
+/* Schema migrations: the numbered SQL files of migrations/BACKEND/, compiled
+ * into the binary (see embed_migrations.sh), applied in order, each in its
+ * own transaction, and recorded in the table schema_migrations. */
 #ifndef RESTOCKD_MIGRATE_H
 #define RESTOCKD_MIGRATE_H
 
@@ -9,23 +9,14 @@
 
 #include "store.h"
 
-typedef struct {
-  const char *name; /* file name without ".sql", e.g. "001_initial" */
-  const char *sql;
-} Migration;
-
-extern const Migration migrate_embedded[];
-extern const size_t migrate_embedded_count;
-
 /* Applies every pending migration, printing "applied NAME" to `out` for each
  * (or "no pending migrations"). Stops at the first failure, which rolls back
- * that migration alone. Returns 0, or -1 with a message in *err (free it). */
+ * that migration alone. Returns 0, or a negative code with a message in
+ * *err (free it). */
 int migrate_run(Store *s, FILE *out, char **err);
-/* Prints each migration as "applied NAME AT" or "pending NAME". Returns 0, or
- * -1 with a message in *err. */
+/* Prints each migration as "applied NAME AT" or "pending NAME". */
 int migrate_status(Store *s, FILE *out, char **err);
-/* Sets *pending to the number of migrations not yet applied. Returns 0, or -1
- * with a message in *err. */
+/* Sets *pending to the number of migrations not yet applied. */
 int migrate_pending(Store *s, size_t *pending, char **err);
 
 #endif

@@ -3,13 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
 #include "isotime.h"
 #include "json_text.h"
 #include "log.h"
 #include "metrics.h"
-#include "lua_host.h"
-#include "store.h"
 #include "xmalloc.h"
 
 /* Most handlers one event name can have. */
@@ -18,133 +15,203 @@
 #define LEASE_MARGIN_MS 5000
 /* The longest retry delay: backoff doubles up to this. */
 #define MAX_BACKOFF_MS (3600LL * 1000)
+/* After a claim or a prune that failed, the next try. */
+#define RETRY_MS 1000
+/* Events walked per retention transaction, and rounds per unit. */
+#define PRUNE_CHUNK 500
+#define PRUNE_ROUNDS 10
 
 struct Outbox {
-  App *app;
+  Domain *d;
+  OutboxRunner runner;
   uv_timer_t timer; /* the earliest future delivery */
   uv_idle_t soon;   /* work due now, after the loop has polled for I/O */
   uv_timer_t prune; /* deletes delivered events past their retention */
   long long retention_ms;
   int open_handles;
-  size_t inflight;
+  size_t running;   /* handler runs in progress */
+  size_t recording; /* outcomes being written */
+  bool claiming;    /* a claim unit is in flight */
+  bool again;       /* kicked while it was */
+  bool pruning;
   bool stopping;
+  bool closing; /* freed once its handles closed and no unit is in flight */
   void (*idle)(void *);
   void *idle_arg;
 };
 
-/* One delivery being run. */
-typedef struct {
-  Outbox *outbox;
-  long long event_id;
-  char *event;
-  char *handler;
-  long long attempts; /* before this run */
-  long long max_attempts;
-  uint64_t started_ns;
-} Run;
-
 static void on_timer(uv_timer_t *t);
-
 static void on_soon(uv_idle_t *idle);
 
-Outbox *outbox_new(App *app, uv_loop_t *loop) {
+Outbox *outbox_new(Domain *d, OutboxRunner runner) {
   Outbox *o = xcalloc(1, sizeof *o);
-  o->app = app;
-  uv_timer_init(loop, &o->timer);
-  uv_idle_init(loop, &o->soon);
-  uv_timer_init(loop, &o->prune);
+  o->d = d;
+  o->runner = runner;
+  uv_timer_init(d->loop, &o->timer);
+  uv_idle_init(d->loop, &o->soon);
+  uv_timer_init(d->loop, &o->prune);
   o->timer.data = o->soon.data = o->prune.data = o;
   o->open_handles = 3;
   return o;
 }
 
+static void maybe_free(Outbox *o) {
+  if (o->closing && o->open_handles == 0 && !o->claiming &&
+      o->recording == 0 && !o->pruning)
+    free(o);
+}
+
 static void on_closed(uv_handle_t *h) {
   Outbox *o = h->data;
-  if (--o->open_handles == 0) free(o);
+  o->open_handles--;
+  maybe_free(o);
 }
 
 void outbox_close(Outbox *o) {
   if (!o) return;
+  o->closing = true;
+  o->stopping = true;
   uv_close((uv_handle_t *)&o->timer, on_closed);
   uv_close((uv_handle_t *)&o->soon, on_closed);
   uv_close((uv_handle_t *)&o->prune, on_closed);
 }
 
-size_t outbox_inflight(const Outbox *o) { return o->inflight; }
+size_t outbox_inflight(const Outbox *o) { return o->running; }
 
-int outbox_write(App *app, const char *name, json_t *data) {
-  long long id;
-  return outbox_write_id(app, name, data, &id);
+static int recover_fn(StoreTx *tx, void *arg) {
+  long long *released = arg;
+  /* A SQLite file serves one server at a time: every lease is ours. */
+  return store_delivery_release(tx, NULL, isotime_now_ms(), released);
 }
 
-int outbox_write_id(App *app, const char *name, json_t *data, long long *out) {
-  LuaHandlerInfo handlers[MAX_HANDLERS];
-  size_t n = lua_host_handlers(app->lua, name, handlers, MAX_HANDLERS);
+int outbox_recover(Store *s, long long *released) {
+  *released = 0;
+  return store_run(s, recover_fn, released);
+}
+
+/* ---- writing events (storage side) ---------------------------------------- */
+
+int outbox_write(StoreTx *tx, Unit *u, const char *name, json_t *data,
+                 long long id, long long *out_id) {
+  const HandlerSpec *handlers[MAX_HANDLERS];
+  size_t n = config_handlers(u->cfg, name, handlers, MAX_HANDLERS);
   if (n > MAX_HANDLERS) n = MAX_HANDLERS;
   char *text = json_text(data);
   if (!text) {
     log_error("%s: the event's data cannot be encoded as JSON", name);
-    return STORE_ERROR;
+    return RESTOCK_EINVAL;
   }
-  long long id = 0;
-  int rc = store_event_insert(app->store, name, text,
-                              n ? "pending" : "delivered", &id);
+  char now[ISOTIME_LEN];
+  isotime_now(now);
+  long long event_id = 0;
+  int rc = store_event_insert(tx, id, name, text, n ? "pending" : "delivered",
+                              now, &event_id);
   free(text);
-  long long now = isotime_now_ms();
-  for (size_t i = 0; rc == 0 && i < n; i++)
-    rc = store_delivery_insert(app->store, id, handlers[i].name,
-                               handlers[i].max_attempts, now);
+  long long due = isotime_now_ms();
+  json_t *emails = json_object_get(data, "emails");
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    const HandlerSpec *h = handlers[i];
+    if (h->each == EACH_SUBSCRIBER && json_is_array(emails)) {
+      size_t k;
+      json_t *email;
+      json_array_foreach(emails, k, email) {
+        if (rc) break;
+        if (json_is_string(email))
+          rc = store_delivery_insert(tx, event_id, h->name,
+                                     json_string_value(email),
+                                     h->max_attempts, due, now);
+      }
+    } else {
+      rc = store_delivery_insert(tx, event_id, h->name, "", h->max_attempts,
+                                 due, now);
+    }
+  }
   if (rc == 0) {
-    log_info("Processing %s which has %zu subscribers", name, n);
-    metrics_event_emitted(name);
-    *out = id;
+    effects_event(&u->fx, name, n);
+    if (out_id) *out_id = event_id;
   }
   return rc;
 }
 
-int outbox_emit(App *app, const char *name, json_t *data) {
-  if (store_begin(app->store)) return STORE_ERROR;
-  if (outbox_write(app, name, data) || store_commit(app->store)) {
-    store_rollback(app->store);
-    return STORE_ERROR;
-  }
-  outbox_kick(app->outbox);
-  return 0;
+/* ---- retrying a dead event ------------------------------------------------ */
+
+static int retry_fn(StoreTx *tx, void *arg) {
+  RetryCall *c = arg;
+  int rc = store_event_retry(tx, c->event_id, isotime_now_ms(), &c->requeued);
+  if (rc == 0 && c->requeued) effects_kick(&c->unit.fx);
+  return rc;
 }
 
-/* Events walked per transaction, and transactions per timer callback. */
-#define PRUNE_CHUNK 500
-#define PRUNE_ROUNDS 10
+static void retry_finish(Unit *u, int status) {
+  RetryCall *c = (RetryCall *)u;
+  c->done(c, status);
+}
+
+void outbox_retry(Domain *d, RetryCall *c) {
+  c->requeued = 0;
+  unit_write(d, &c->unit, retry_fn, retry_finish);
+}
+
+/* ---- retention ---------------------------------------------------------------- */
+
+typedef struct {
+  Unit unit;
+  Outbox *o;
+  long long retention_ms;
+  char cutoff[ISOTIME_LEN];
+  long long deleted;
+  bool reached;
+} PruneUnit;
 
 static uint64_t prune_interval(const Outbox *o) {
   long long half = o->retention_ms / 2;
   return (uint64_t)(half < 60000 ? (half > 100 ? half : 100) : 60000);
 }
 
-static void on_prune(uv_timer_t *t) {
-  Outbox *o = t->data;
-  Store *s = o->app->store;
-  char cutoff[32];
-  isotime_format(isotime_now_ms() - o->retention_ms, cutoff);
-  long long cursor = 0, total = 0;
-  bool reached = false;
-  for (int round = 0; round < PRUNE_ROUNDS && !reached; round++) {
+static int prune_fn(StoreTx *tx, void *arg) {
+  PruneUnit *p = arg;
+  long long cursor = 0;
+  for (int round = 0; round < PRUNE_ROUNDS && !p->reached; round++) {
     long long last = cursor, deleted = 0;
-    if (store_begin(s) ||
-        store_event_prune(s, cursor, cutoff, PRUNE_CHUNK, &last, &deleted,
-                          &reached) ||
-        store_commit(s)) {
-      store_rollback(s);
-      break;
-    }
-    total += deleted;
+    int rc = store_event_prune(tx, cursor, p->cutoff, PRUNE_CHUNK, &last,
+                               &deleted, &p->reached);
+    if (rc) return rc;
+    p->deleted += deleted;
     cursor = last;
   }
-  if (total)
+  return 0;
+}
+
+static void on_prune(uv_timer_t *t);
+
+static void prune_done(Unit *u, int status) {
+  PruneUnit *p = (PruneUnit *)u;
+  Outbox *o = p->o;
+  o->pruning = false;
+  if (status == 0 && p->deleted)
     log_info("retention: deleted %lld delivered events created before %s",
-             total, cutoff);
-  /* More to walk: go on soon, after the loop has served what waits. */
-  uv_timer_start(&o->prune, on_prune, reached ? prune_interval(o) : 10, 0);
+             p->deleted, p->cutoff);
+  bool reached = status != 0 || p->reached;
+  free(p);
+  if (o->closing) {
+    maybe_free(o);
+    return;
+  }
+  if (o->stopping || o->retention_ms <= 0) return;
+  /* More to walk: go on soon, after what else waits for the store. */
+  uv_timer_start(&o->prune, on_prune,
+                 status ? RETRY_MS : reached ? prune_interval(o) : 10, 0);
+}
+
+static void on_prune(uv_timer_t *t) {
+  Outbox *o = t->data;
+  if (o->pruning || o->stopping) return;
+  PruneUnit *p = xcalloc(1, sizeof *p);
+  p->o = o;
+  p->retention_ms = o->retention_ms;
+  isotime_format(isotime_now_ms() - o->retention_ms, p->cutoff);
+  o->pruning = true;
+  unit_write(o->d, &p->unit, prune_fn, prune_done);
 }
 
 void outbox_set_retention(Outbox *o, long long ms) {
@@ -158,10 +225,17 @@ void outbox_set_retention(Outbox *o, long long ms) {
   uv_unref((uv_handle_t *)&o->prune);
 }
 
+/* ---- claiming and running -------------------------------------------------- */
+
 void outbox_kick(Outbox *o) {
+  if (o->stopping || o->closing) return;
+  if (o->claiming) {
+    o->again = true;
+    return;
+  }
   /* Not a zero timer: libuv runs a timer restarted from a timer callback in
    * the same pass, which would let a chain of quick handlers starve I/O. */
-  if (!o->stopping) uv_idle_start(&o->soon, on_soon);
+  uv_idle_start(&o->soon, on_soon);
 }
 
 static void on_soon(uv_idle_t *idle) {
@@ -169,17 +243,92 @@ static void on_soon(uv_idle_t *idle) {
   on_timer(&((Outbox *)idle->data)->timer);
 }
 
-/* Arms the timer for the earliest pending delivery. */
-static void rearm(Outbox *o) {
-  long long next = 0;
-  bool any = false;
-  if (o->stopping || store_delivery_next(o->app->store, &next, &any) || !any)
-    return;
-  long long delay = next - isotime_now_ms();
-  if (delay <= 0)
-    outbox_kick(o);
+typedef struct {
+  Unit unit;
+  Outbox *o;
+  long long room;
+  long long timeout_ms;
+  DueDelivery *due;
+  size_t n;
+  long long next_at; /* the earliest pending delivery after the claim */
+  bool any_next;
+} ClaimUnit;
+
+static int claim_fn(StoreTx *tx, void *arg) {
+  ClaimUnit *c = arg;
+  long long now = isotime_now_ms();
+  int rc = store_delivery_claim(tx, now, c->room,
+                                now + c->timeout_ms + LEASE_MARGIN_MS,
+                                &c->due, &c->n);
+  if (rc == 0) rc = store_delivery_next(tx, &c->next_at, &c->any_next);
+  return rc;
+}
+
+/* One delivery being run. */
+typedef struct {
+  Unit unit; /* the outcome's write */
+  Outbox *o;
+  long long event_id;
+  char *event;
+  char *handler;
+  char *subscriber;
+  long long attempts; /* before this run */
+  long long max_attempts;
+  uint64_t started_ns;
+  /* The outcome. */
+  char *status;
+  long long new_attempts;
+  long long next_at;
+  char *error;
+} Run;
+
+static void run_free(Run *r) {
+  free(r->event);
+  free(r->handler);
+  free(r->subscriber);
+  free(r->error);
+  free(r->status);
+  free(r);
+}
+
+static void maybe_idle(Outbox *o) {
+  if (o->stopping && o->running == 0 && o->recording == 0 && !o->claiming &&
+      o->idle) {
+    void (*idle)(void *) = o->idle;
+    o->idle = NULL;
+    idle(o->idle_arg);
+  }
+}
+
+static int record_fn(StoreTx *tx, void *arg) {
+  Run *r = arg;
+  char now[ISOTIME_LEN];
+  isotime_now(now);
+  bool kept = false;
+  int rc = store_delivery_finish(tx, r->event_id, r->handler, r->subscriber,
+                                 r->status, r->new_attempts, r->next_at,
+                                 r->error, now, &kept);
+  /* A lease another node took over after ours ran out: its outcome is
+   * that node's to record. */
+  if (rc == 0 && kept) rc = store_event_refresh(tx, r->event_id, r->error);
+  return rc;
+}
+
+static void record_done(Unit *u, int status) {
+  Run *r = (Run *)u;
+  Outbox *o = r->o;
+  if (status)
+    /* The lease runs out and the delivery runs again: at least once. */
+    log_error("delivery of %s #%lld to %s: its outcome could not be stored",
+              r->event, r->event_id, r->handler);
+  o->recording--;
+  run_free(r);
+  if (o->closing)
+    maybe_free(o);
+  else if (o->stopping)
+    maybe_idle(o);
   else
-    uv_timer_start(&o->timer, on_timer, (uint64_t)delay, 0);
+    outbox_kick(o);
 }
 
 static long long backoff_ms(long long attempts) {
@@ -188,118 +337,136 @@ static long long backoff_ms(long long attempts) {
   return ms < MAX_BACKOFF_MS ? ms : MAX_BACKOFF_MS;
 }
 
-/* Records the outcome of one run in a transaction of its own. */
-static void record(Outbox *o, Run *r, bool ok, bool retry, const char *err) {
-  Store *s = o->app->store;
+/* The " (subscriber ...)" of a log line about a per-subscriber delivery. */
+static void subscriber_note(const Run *r, char *out, size_t len) {
+  if (r->subscriber && *r->subscriber)
+    snprintf(out, len, " (subscriber %s)", r->subscriber);
+  else
+    out[0] = '\0';
+}
+
+static void on_run_done(void *arg, bool ok, bool retry, const char *err) {
+  Run *r = arg;
+  Outbox *o = r->o;
+  metrics_handler(r->handler, (double)(uv_hrtime() - r->started_ns) / 1e9);
   long long now = isotime_now_ms();
-  long long attempts = r->attempts + 1;
+  char note[300];
+  subscriber_note(r, note, sizeof note);
   const char *status = "delivered";
-  long long next_at = now;
-  if (!ok && o->stopping) {
+  r->new_attempts = r->attempts + 1;
+  r->next_at = now;
+  if (ok) {
+    metrics_event_outcome(r->event, "delivered");
+    err = NULL;
+  } else if (o->stopping) {
     /* Cut short by the shutdown: not the handler's fault, so it does not
      * count; the lease is released for the next start. */
-    attempts = r->attempts;
+    r->new_attempts = r->attempts;
     status = "pending";
     err = NULL;
-  } else if (!ok && (attempts >= r->max_attempts || !retry)) {
+  } else if (r->new_attempts >= r->max_attempts || !retry) {
     status = "dead";
     metrics_event_outcome(r->event, "dead");
-    log_error("delivery of %s #%lld to %s is dead after %lld attempts%s: %s",
-              r->event, r->event_id, r->handler, attempts,
+    log_error("delivery of %s #%lld to %s%s is dead after %lld attempts%s: %s",
+              r->event, r->event_id, r->handler, note, r->new_attempts,
               retry ? "" : " (the handler asked not to retry)", err);
-  } else if (!ok) {
+  } else {
     status = "pending";
-    next_at = now + backoff_ms(attempts);
+    r->next_at = now + backoff_ms(r->new_attempts);
     metrics_event_outcome(r->event, "failed");
     log_warn(
-        "delivery of %s #%lld to %s failed (attempt %lld of %lld), "
+        "delivery of %s #%lld to %s%s failed (attempt %lld of %lld), "
         "retrying in %lld ms: %s",
-        r->event, r->event_id, r->handler, attempts, r->max_attempts,
-        next_at - now, err);
+        r->event, r->event_id, r->handler, note, r->new_attempts,
+        r->max_attempts, r->next_at - now, err);
   }
-  if (store_begin(s) ||
-      store_delivery_update(s, r->event_id, r->handler, status, attempts,
-                            next_at, ok ? NULL : err) ||
-      store_event_refresh(s, r->event_id, ok ? NULL : err) || store_commit(s)) {
-    /* The lease runs out and the delivery is retried: at least once. */
-    store_rollback(s);
-    log_error("delivery of %s #%lld to %s: its outcome could not be stored",
-              r->event, r->event_id, r->handler);
-  }
+  r->status = xstrdup(status);
+  r->error = err ? xstrdup(err) : NULL;
+  o->running--;
+  o->recording++;
+  unit_write(o->d, &r->unit, record_fn, record_done);
 }
 
-static void on_done(void *arg, bool ok, bool retry, const char *err) {
-  Run *r = arg;
-  Outbox *o = r->outbox;
-  metrics_handler(r->handler, (double)(uv_hrtime() - r->started_ns) / 1e9);
-  if (ok) metrics_event_outcome(r->event, "delivered");
-  record(o, r, ok, retry, err);
-  free(r->event);
-  free(r->handler);
-  free(r);
-  o->inflight--;
-  if (o->stopping) {
-    if (o->inflight == 0 && o->idle) {
-      void (*idle)(void *) = o->idle;
-      o->idle = NULL;
-      idle(o->idle_arg);
-    }
+static void claim_done(Unit *u, int status) {
+  ClaimUnit *c = (ClaimUnit *)u;
+  Outbox *o = c->o;
+  o->claiming = false;
+  if (o->closing) {
+    /* Their leases are released at the next start. */
+    for (size_t i = 0; i < c->n; i++) due_delivery_clear(&c->due[i]);
+    free(c->due);
+    free(c);
+    maybe_free(o);
     return;
   }
-  /* Not outbox_poll directly: this may run inside lua_host_run. */
-  outbox_kick(o);
+  if (status) {
+    if (!o->stopping) uv_timer_start(&o->timer, on_timer, RETRY_MS, 0);
+  } else {
+    for (size_t i = 0; i < c->n; i++) {
+      DueDelivery *d = &c->due[i];
+      Run *r = xcalloc(1, sizeof *r);
+      r->o = o;
+      r->event_id = d->event_id;
+      r->event = d->event;
+      r->handler = d->handler;
+      r->subscriber = d->subscriber;
+      r->attempts = d->attempts;
+      r->max_attempts = d->max_attempts;
+      r->started_ns = uv_hrtime();
+      d->event = d->handler = d->subscriber = NULL;
+      o->running++;
+      OutboxRun run = {.event = r->event,
+                       .handler = r->handler,
+                       .subscriber = r->subscriber,
+                       .data = d->data,
+                       .attempts = r->attempts,
+                       .timeout_ms = (uint64_t)c->timeout_ms};
+      int rc = o->stopping ? RESTOCK_EUNAVAIL
+                           : o->runner.run(o->runner.ctx, &run, on_run_done, r);
+      if (rc == RESTOCK_ENOTFOUND)
+        on_run_done(r, false, true,
+                    "no handler of that name is subscribed to the event "
+                    "(was plugin.lua changed?)");
+      else if (rc == RESTOCK_EUNAVAIL)
+        on_run_done(r, false, true, "the server is stopping");
+      else if (rc)
+        on_run_done(r, false, false, "the event's data is not valid JSON");
+    }
+    if (!o->stopping && c->any_next && (long long)c->n < c->room) {
+      long long delay = c->next_at - isotime_now_ms();
+      if (delay <= 0)
+        o->again = true;
+      else
+        uv_timer_start(&o->timer, on_timer, (uint64_t)delay, 0);
+    }
+    /* A full claim may have left more due: each completion kicks. */
+  }
+  for (size_t i = 0; i < c->n; i++) due_delivery_clear(&c->due[i]);
+  free(c->due);
+  free(c);
+  if (o->stopping) {
+    maybe_idle(o);
+    return;
+  }
+  if (o->again) {
+    o->again = false;
+    outbox_kick(o);
+  }
 }
 
-/* Starts the deliveries that are due, as many as there is room for. */
+/* Claims the deliveries that are due, as many as there is room for. */
 static void on_timer(uv_timer_t *t) {
   Outbox *o = t->data;
-  App *app = o->app;
-  if (o->stopping || o->inflight >= OUTBOX_MAX_INFLIGHT) return;
-  long long room = (long long)(OUTBOX_MAX_INFLIGHT - o->inflight);
-  long long now = isotime_now_ms();
-  DueDelivery *due = NULL;
-  size_t n = 0;
-  if (store_delivery_due(app->store, now, room, &due, &n)) {
-    uv_timer_start(&o->timer, on_timer, 1000, 0); /* try again later */
-    return;
-  }
-  long long timeout = lua_host_options(app->lua)->handler_timeout;
-  /* Lease them all in one transaction before any runs. */
-  int rc = store_begin(app->store);
-  for (size_t i = 0; rc == 0 && i < n; i++)
-    rc = store_delivery_lease(app->store, due[i].event_id, due[i].handler,
-                              now + timeout + LEASE_MARGIN_MS);
-  if (rc == 0) rc = store_commit(app->store);
-  if (rc) {
-    store_rollback(app->store);
-    n = 0;
-    uv_timer_start(&o->timer, on_timer, 1000, 0);
-  }
-  for (size_t i = 0; i < n; i++) {
-    DueDelivery *d = &due[i];
-    Run *r = xcalloc(1, sizeof *r);
-    r->outbox = o;
-    r->event_id = d->event_id;
-    r->event = d->event;
-    r->handler = d->handler;
-    r->attempts = d->attempts;
-    r->max_attempts = d->max_attempts;
-    r->started_ns = uv_hrtime();
-    d->event = d->handler = NULL;
-    o->inflight++;
-    rc = lua_host_run(app->lua, r->event, r->handler, d->data,
-                      (uint64_t)timeout, on_done, r);
-    if (rc == LUA_HOST_NO_HANDLER)
-      on_done(r, false, true,
-              "no handler of that name is subscribed to the event "
-              "(was plugin.lua changed?)");
-    else if (rc)
-      on_done(r, false, false, "the event's data is not valid JSON");
-  }
-  for (size_t i = 0; i < n; i++) due_delivery_clear(&due[i]);
-  free(due);
-  if ((long long)n == room) return; /* full: each completion kicks */
-  rearm(o);
+  if (o->stopping || o->claiming) return;
+  if (o->running >= OUTBOX_MAX_INFLIGHT) return; /* each completion kicks */
+  ClaimUnit *c = xcalloc(1, sizeof *c);
+  c->o = o;
+  c->room = (long long)(OUTBOX_MAX_INFLIGHT - o->running);
+  c->timeout_ms = o->d->config->options.handler_timeout;
+  o->claiming = true;
+  o->again = false;
+  uv_timer_stop(&o->timer);
+  unit_write(o->d, &c->unit, claim_fn, claim_done);
 }
 
 void outbox_stop(Outbox *o, void (*idle)(void *), void *arg) {
@@ -307,10 +474,7 @@ void outbox_stop(Outbox *o, void (*idle)(void *), void *arg) {
   uv_timer_stop(&o->timer);
   uv_idle_stop(&o->soon);
   uv_timer_stop(&o->prune);
-  if (o->inflight == 0) {
-    idle(arg);
-    return;
-  }
   o->idle = idle;
   o->idle_arg = arg;
+  maybe_idle(o);
 }

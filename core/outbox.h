@@ -1,10 +1,16 @@
 /* The outbox: events are rows written in the transaction that caused them,
  * then delivered at least once to every handler subscribed to their name.
- * Each (event, handler) delivery is retried on its own with exponential
- * backoff (1 s, 2 s, 4 s, ...) until its max_attempts, then marked dead.
+ * Each delivery (one per event and handler, or one per subscriber of the
+ * event for a handler subscribed with each = "subscriber") is retried on its
+ * own with exponential backoff (1 s, 2 s, 4 s, ...) until its max_attempts,
+ * then marked dead.
  *
- * A running delivery holds a lease (its next_at pushed past the handler's
- * timeout), so a delivery cut short by a crash is retried after a restart. */
+ * Deliveries are claimed by a write unit: each gets a lease in this node's
+ * name (its next_at pushed past the handler's timeout), and runs only once
+ * that unit's transaction has committed, so a handler never runs for an
+ * event that was not stored. A server that starts releases the leases the
+ * previous one left (outbox_recover), so a delivery cut short by a crash
+ * runs again at once. */
 #ifndef RESTOCKD_OUTBOX_H
 #define RESTOCKD_OUTBOX_H
 
@@ -12,37 +18,71 @@
 #include <stdbool.h>
 #include <uv.h>
 
-struct App;
+#include "domain.h"
+
 typedef struct Outbox Outbox;
 
 /* Most handler runs in flight at once. */
 #define OUTBOX_MAX_INFLIGHT 32
 
-Outbox *outbox_new(struct App *app, uv_loop_t *loop);
-/* Writes event `name` with `data` inside the caller's transaction, with one
- * pending delivery per handler the script subscribed to `name`, and logs
- * "Processing NAME which has N subscribers". The dispatcher looks for work
- * once the caller calls outbox_kick after committing. Returns 0 or
- * STORE_ERROR. */
-int outbox_write(struct App *app, const char *name, json_t *data);
-/* outbox_write that also gives the new event's id. */
-int outbox_write_id(struct App *app, const char *name, json_t *data,
-                    long long *id);
-/* outbox_write in a transaction of its own, then outbox_kick. */
-int outbox_emit(struct App *app, const char *name, json_t *data);
+/* One delivery to run: the handler, and the event's data as JSON text. */
+typedef struct {
+  const char *event;
+  const char *handler;
+  const char *subscriber; /* the email of a per-subscriber delivery, or "" */
+  const char *data;
+  long long attempts; /* before this run */
+  uint64_t timeout_ms;
+} OutboxRun;
+
+typedef void (*OutboxRunDone)(void *arg, bool ok, bool retry,
+                              const char *err);
+
+/* What runs a delivery (the Lua host, in the server; a fake in the unit
+ * tests). `run` returns 0 once it started the run, and then calls `done`
+ * exactly once, possibly before returning; or RESTOCK_ENOTFOUND (no such
+ * handler) or RESTOCK_EINVAL (data that is not JSON), and never calls it. */
+typedef struct {
+  int (*run)(void *ctx, const OutboxRun *r, OutboxRunDone done, void *arg);
+  void *ctx;
+} OutboxRunner;
+
+Outbox *outbox_new(Domain *d, OutboxRunner runner);
+/* Before the store starts: makes every delivery leased by a previous run
+ * of this node due now. Returns 0 or a negative code. */
+int outbox_recover(Store *s, long long *released);
+
+/* Inside a unit: writes event `name` with `data` (not consumed) and one
+ * pending delivery per handler the unit's Config subscribed to `name` (per
+ * subscriber for each = "subscriber" handlers, from the data's "emails"),
+ * and records the event in the unit's effects. `id` is the event's id from
+ * store_event_next_id, or 0 for any; *out_id (if not NULL) gets it. */
+int outbox_write(StoreTx *tx, Unit *u, const char *name, json_t *data,
+                 long long id, long long *out_id);
+
+typedef struct RetryCall RetryCall;
+struct RetryCall {
+  Unit unit;
+  long long event_id;
+  void (*done)(RetryCall *c, int status);
+  long long requeued; /* out */
+};
+/* Requeues the dead deliveries of an event (RESTOCK_ENOTFOUND for none such)
+ * and wakes the outbox. */
+void outbox_retry(Domain *d, RetryCall *c);
+
 /* Keeps delivered events `ms` milliseconds, then deletes them (0: for
- * ever). Dead and pending events are kept. The pruning runs in small
- * transactions on a timer (every minute, or half the retention if that is
- * shorter). */
+ * ever). Dead and pending events are kept. */
 void outbox_set_retention(Outbox *o, long long ms);
 /* Looks for due deliveries on the next loop iteration. */
 void outbox_kick(Outbox *o);
-/* Stops starting deliveries. `idle` runs once no handler is running (at
- * once if none is). Running deliveries cut short later by
- * lua_host_abort_all are released for a later run, not counted as failed. */
+/* Stops starting deliveries. `idle` runs once no handler is running and
+ * every outcome is recorded (at once if so already). Runs cut short later
+ * by the shutdown are released for a later run, not counted as failed. */
 void outbox_stop(Outbox *o, void (*idle)(void *), void *arg);
-/* Frees the outbox once its timer has closed (the loop must run). */
+/* Frees the outbox once its handles have closed (the loop must run). */
 void outbox_close(Outbox *o);
+/* Handler runs in progress. */
 size_t outbox_inflight(const Outbox *o);
 
 #endif

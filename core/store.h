@@ -1,62 +1,150 @@
-/* SQLite storage: the connection, transactions, and every SQL statement the
- * server runs, prepared once with bound parameters. Nothing here builds SQL
- * text from input. */
+/* The storage contract: backend-neutral and asynchronous.
+ *
+ * Work reaches the database as units: a function that runs on the storage
+ * side, given a transaction handle (StoreTx), and a completion that runs on
+ * the event loop once the unit's transaction has committed, or failed. A
+ * unit never runs on the loop thread, and its completion is never called
+ * from inside the call that submitted it (libuv's rule).
+ *
+ * Write units share transactions: the writer takes every unit waiting in its
+ * queue, runs each in a savepoint of one transaction (a unit that fails
+ * undoes only itself), commits once, and only then posts their completions.
+ * A completion therefore never reports a write that is not durable, and a
+ * unit that read rows of another unit of its group learns of them only if
+ * they were committed with it. If the commit fails, every unit of the group
+ * completes with RESTOCK_ECOMMIT. Read units run on reader connections (or
+ * on the writer when the backend has none), each in a read transaction of
+ * its own: they see committed rows only.
+ *
+ * The operations below are synchronous and may be called only from inside a
+ * unit's function, on the StoreTx it was given. They take and return plain
+ * structs; no SQL, no backend type and no API JSON crosses this header.
+ * Strings in a row handed to a callback are borrowed until it returns.
+ *
+ * Every function returns 0 (or a count) on success or a negative RESTOCK_E*
+ * code (error.h); a database failure is RESTOCK_ESTORE, already logged. */
 #ifndef RESTOCKD_STORE_H
 #define RESTOCKD_STORE_H
 
-#include <jansson.h>
-#include <sqlite3.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <uv.h>
 
+#include "config.h"
+#include "error.h"
+#include "isotime.h"
+#include "strlist.h"
+
 typedef struct Store Store;
+typedef struct StoreTx StoreTx;
 
-enum {
-  STORE_OK = 0,
-  STORE_NOT_FOUND = -1,
-  STORE_ERROR = -2, /* logged where it happened */
-};
+/* Runs on the storage side. Returns 0 to keep the unit's writes, or a
+ * negative code to undo them (the code is passed to the completion). */
+typedef int (*StoreFn)(StoreTx *tx, void *arg);
+/* Runs on the loop with the unit's final status: what fn returned, or
+ * RESTOCK_ECOMMIT when the group's commit failed, or RESTOCK_EUNAVAIL when
+ * the store was stopping. */
+typedef void (*StoreDone)(void *arg, int status);
 
-/* Opens (creating if needed) the database at `path` in WAL mode. Returns 0,
- * or -1 with a message in *err (free it) and *out untouched. */
-int store_open(const char *path, Store **out, char **err);
-/* Opens a read-only connection to the same database, for listings run on
- * the thread pool (store_event_list, store_subscription_list). One thread
- * at a time may use it. Returns 0, or -1 with a message in *err (free it). */
-int store_open_reader(const char *path, Store **out, char **err);
-/* The path the store was opened with. */
-const char *store_path(const Store *s);
-/* Finalizes every statement and closes the connection. NULL is a no-op. */
+/* A unit of work. The caller owns the memory (usually embedded in its own
+ * context) and must keep it until `done` has run. */
+typedef struct StoreWork {
+  struct StoreWork *next; /* private */
+  StoreFn fn;
+  StoreDone done;
+  void *arg;
+  int status; /* private until done runs */
+  uint64_t queued_ns;
+} StoreWork;
+
+typedef enum {
+  STORE_ROLE_SERVER, /* `start`: writer, readers, the single-process lock */
+  STORE_ROLE_CLI,    /* migrations and the like: one connection, no lock */
+} StoreRole;
+
+typedef struct {
+  StoreRole role;
+  int readers;           /* reader connections; 0 runs reads on the writer */
+  Durability durability; /* may change later with store_set_durability */
+  const char *node_id;   /* names this process's leases; copied */
+} StoreOptions;
+
+/* Opens the database named by `uri` (a SQLite file path; ":memory:" keeps
+ * it in memory, readers then run on the writer). With STORE_ROLE_SERVER a
+ * SQLite file is locked for this process: a second server on it gets
+ * RESTOCK_EBUSY with the holder's PID in *err. Returns 0, or a negative code
+ * with a message in *err (free it). */
+int store_open(const char *uri, const StoreOptions *o, Store **out,
+               char **err);
+/* The backend's name ("sqlite"). */
+const char *store_backend(const Store *s);
+/* Runs `fn` now, on the calling thread, in a transaction of its own:
+ * committed when it returns 0, rolled back otherwise. Only before
+ * store_start (start-up, the CLI). Returns fn's status, or RESTOCK_ECOMMIT. */
+int store_run(Store *s, StoreFn fn, void *arg);
+/* Like store_run, but without a transaction around fn (for the migrations,
+ * which manage their own). */
+int store_run_bare(Store *s, StoreFn fn, void *arg);
+/* Starts the storage threads; completions will run on `loop`. Returns 0 or
+ * RESTOCK_ESTORE (with a message in *err). */
+int store_start(Store *s, uv_loop_t *loop, char **err);
+/* Queues a write unit (loop thread only). */
+void store_write(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
+                 void *arg);
+/* Queues a read unit (loop thread only). */
+void store_read(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
+                void *arg);
+/* Units queued or running whose completion has not run yet. */
+size_t store_inflight(const Store *s);
+/* From the next group on, commits with durability `d`. */
+void store_set_durability(Store *s, Durability d);
+/* Stops the threads once their queues are empty, then runs the last
+ * completions and closes the loop handle; the loop must run afterwards for
+ * the close to finish. Units queued after this complete with
+ * RESTOCK_EUNAVAIL. Loop thread only. */
+void store_stop(Store *s);
+/* Frees everything (after store_stop and the loop has run, or when the
+ * store was never started). NULL is a no-op. */
 void store_close(Store *s);
-/* Moves WAL checkpoints off the event loop: SQLite would otherwise run them
- * (two fsyncs and a copy of the WAL) inside the commit that crosses 1000
- * pages. From now on a commit that leaves the WAL past that size queues a
- * passive checkpoint on libuv's thread pool, through a connection of its
- * own. The loop must run until it finishes before store_close. */
-void store_checkpoint_in_background(Store *s, uv_loop_t *loop);
-sqlite3 *store_db(Store *s);
 
-/* Write transactions. store_begin takes the write lock at once (BEGIN
- * IMMEDIATE). Each returns 0 or STORE_ERROR; store_rollback never fails.
- *
- * With group commit on, store_begin opens a savepoint inside the transaction
- * of the current loop iteration (opening it, and calling `on_open`, when
- * none is open), store_commit releases the savepoint and store_rollback
- * rolls back to it: each caller's writes stay all or nothing, and one
- * fsync-free WAL commit per iteration (store_group_commit) makes them all
- * durable. A caller must not report its writes as done before then. */
-int store_begin(Store *s);
-int store_commit(Store *s);
-void store_rollback(Store *s);
-/* Called after each successful store_commit and each store_rollback (to
- * count what a transaction did only once it is kept). */
-void store_set_hooks(Store *s, void (*on_commit)(void),
-                     void (*on_rollback)(void));
-/* Turns group commit on; `on_open(arg)` is called when a group opens. */
-void store_group_enable(Store *s, void (*on_open)(void *), void *arg);
-/* Commits the open group, if any. Returns 0, or STORE_ERROR when it was
- * rolled back (every write of the group is lost). */
-int store_group_commit(Store *s);
+/* Nested savepoints inside a unit, for one part of it that may fail alone
+ * (one restock check among several). Each begin needs one commit or one
+ * rollback. */
+int store_tx_begin(StoreTx *tx);
+int store_tx_commit(StoreTx *tx);
+void store_tx_rollback(StoreTx *tx);
+/* The node id of this store's leases. */
+const char *store_tx_node(const StoreTx *tx);
+
+/* Counters of the storage side, for the bench and /metrics. */
+typedef struct {
+  unsigned long long groups;  /* transactions the writer committed */
+  unsigned long long units;   /* write units they held */
+  unsigned long long failed_commits;
+  unsigned long long wal_max_bytes; /* SQLite: the WAL's largest size */
+} StoreStats;
+void store_stats(Store *s, StoreStats *out);
+
+/* ---- the migrations (run with store_run_bare) --------------------------- */
+
+typedef struct {
+  const char *name; /* "001_initial" */
+  const char *sql;
+} Migration;
+
+/* The backend's migrations, in order. */
+const Migration *store_migrations(const StoreTx *tx, size_t *count);
+/* Creates schema_migrations if needed and reads when each migration was
+ * applied (applied_at[i][0] is '\0' for a pending one). */
+int store_migrations_applied(StoreTx *tx, char (*applied_at)[ISOTIME_LEN],
+                             char **err);
+/* Applies one migration and records it, in one transaction. */
+int store_migration_apply(StoreTx *tx, const Migration *m, char **err);
+/* Takes the lock several nodes migrating at once share (PostgreSQL); a
+ * no-op for SQLite. */
+int store_migrations_lock(StoreTx *tx, bool lock, char **err);
+
+/* ---- variants ------------------------------------------------------------ */
 
 typedef struct {
   char *id;
@@ -67,112 +155,163 @@ typedef struct {
   bool allow_backorder;
   bool manage_inventory;
   bool has_levels; /* multi-warehouse: inventory_quantity is their sum */
-  char created_at[32];
-  char updated_at[32];
+  char created_at[ISOTIME_LEN];
+  char updated_at[ISOTIME_LEN];
 } Variant;
 
 /* Frees the strings of `v` (not `v` itself) and zeroes it. */
 void variant_clear(Variant *v);
-/* Deep copy. */
 void variant_copy(Variant *dst, const Variant *src);
 
-/* Loads variant `id` into *out (which the caller clears). Returns 0,
- * STORE_NOT_FOUND or STORE_ERROR. */
-int store_variant_get(Store *s, const char *id, Variant *out);
-/* Inserts or replaces the whole row of `v`. Returns 0 or STORE_ERROR. */
-int store_variant_put(Store *s, const Variant *v);
+/* Loads variant `id` into *out (which the caller clears). 0 or
+ * RESTOCK_ENOTFOUND. */
+int store_variant_get(StoreTx *tx, const char *id, Variant *out);
+/* Inserts or replaces the whole row of `v`. */
+int store_variant_put(StoreTx *tx, const Variant *v);
+/* Sets only inventory_quantity and updated_at. */
+int store_variant_set_quantity(StoreTx *tx, const char *id,
+                               long long quantity, const char *updated_at);
+/* Deletes variant `id` with its levels and scheduled check. 0 or
+ * RESTOCK_ENOTFOUND. */
+int store_variant_delete(StoreTx *tx, const char *id);
 
-/* Sets only inventory_quantity and updated_at of variant `id`. */
-int store_variant_set_quantity(Store *s, const char *id, long long quantity,
-                               const char *updated_at);
+typedef struct {
+  const char *q; /* prefix of id, sku or title; NULL: any */
+  int sold_out;  /* -1 any, 0 in stock only, 1 sold out only */
+  long long limit, offset;
+} VariantFilter;
 
-/* Adds an active subscription unless the same (variant, channel, email) is
- * already subscribed. `channel` NULL means unscoped. Writes the stored row's
- * created_at into `created_at` and sets *inserted_id to the new row's id, or
- * 0 when it was there already. A new row is linked to the id the next event
- * will most likely get (one past the largest), returned in *event_id: a
- * caller whose event gets another id calls store_subscription_set_event.
- * That saves an UPDATE per subscription. Returns 0 or STORE_ERROR. */
-int store_subscription_add(Store *s, const char *variant_id,
+/* One variant of a listing, with its quantity and active subscriptions. */
+typedef int (*VariantRowFn)(void *ctx, const Variant *v, long long waiting);
+int store_variant_list(StoreTx *tx, const VariantFilter *f, VariantRowFn fn,
+                       void *ctx, long long *count);
+
+/* ---- subscriptions -------------------------------------------------------- */
+
+typedef enum {
+  SUB_ACTIVE = 0,
+  SUB_NOTIFIED,  /* history */
+  SUB_CANCELLED, /* history: its variant or channel was deleted */
+} SubscriptionStatus;
+
+typedef struct {
+  long long id;
+  const char *variant_id;
+  const char *sales_channel_id; /* NULL when unscoped */
+  const char *email;
+  const char *created_at;
+  const char *notified_at; /* history only, else NULL */
+  SubscriptionStatus status;
+} SubscriptionRow;
+
+/* The next id a new subscription (or event) will get, for a caller that
+ * must name the row before it writes it (an unsubscribe token bound to it).
+ * Call once per new row, and insert it in the same unit. */
+int store_subscription_next_id(StoreTx *tx, long long *id);
+int store_event_next_id(StoreTx *tx, long long *id);
+
+/* Adds active subscription `id` unless (variant, channel, email) is already
+ * subscribed; `channel` NULL is unscoped. *inserted says which; *created_at
+ * gets the stored row's time. */
+int store_subscription_add(StoreTx *tx, long long id, const char *variant_id,
                            const char *channel, const char *email,
-                           char created_at[32], long long *inserted_id,
-                           long long *event_id);
-/* Remembers the restock-notification.subscribed event of subscription `id`
- * (to forget it with the email). */
-int store_subscription_set_event(Store *s, long long id, long long event_id);
+                           const char *now, long long subscribed_event_id,
+                           bool *inserted, char created_at[ISOTIME_LEN]);
+/* Links subscription `id` to its subscribed event, when the event's id
+ * could not be known before (store_event_next_id gave RESTOCK_ERANGE). */
+int store_subscription_set_event(StoreTx *tx, long long id,
+                                 long long event_id);
+/* Removes active subscription `id`; *removed says whether it was there. */
+int store_subscription_remove(StoreTx *tx, long long id, bool *removed);
 
 typedef struct {
   const char *variant_id;       /* NULL: any */
   const char *email;            /* NULL: any */
   const char *sales_channel_id; /* NULL: any */
-  bool notified;                /* history instead of active */
+  SubscriptionStatus status;
   long long limit;
   long long offset;
 } SubscriptionFilter;
 
-/* The number of active subscriptions, in *count. */
-int store_subscription_count(Store *s, long long *count);
-/* Lists subscriptions matching `f`, oldest first, as a new JSON array in
- * *rows, and the number of all matching rows in *count. Returns 0 or
- * STORE_ERROR. */
-int store_subscription_list(Store *s, const SubscriptionFilter *f,
-                            json_t **rows, long long *count);
-/* Erases the active subscriptions and the history of `email` (of one
- * variant, if `variant_id` is not NULL), and the email from the outbox: its
- * restock-notification.subscribed events are deleted and it is taken out of
- * the emails of the restocked events it was notified in. Forgetting the
- * whole email (`variant_id` NULL) also scrubs it from the data of events a
- * plugin emitted (restock.emit): a string equal to it becomes null in an
- * object and leaves an array. Sets *deleted to
- * the subscription and history rows removed, *scrubbed to the events
- * changed or deleted. Returns 0 or STORE_ERROR. */
-int store_subscription_erase(Store *s, const char *email,
-                             const char *variant_id, long long *deleted,
-                             long long *scrubbed);
-
+typedef int (*SubscriptionRowFn)(void *ctx, const SubscriptionRow *row);
+/* Lists the subscriptions matching `f`, oldest first, to `fn`; *count gets
+ * the number of all matching rows. */
+int store_subscription_list(StoreTx *tx, const SubscriptionFilter *f,
+                            SubscriptionRowFn fn, void *ctx, long long *count);
+/* The number of active subscriptions. */
+int store_subscription_count(StoreTx *tx, long long *count);
 /* True in *any when `variant_id` has an active subscription. */
-int store_subscription_any(Store *s, const char *variant_id, bool *any);
-/* The scopes of a variant's active subscriptions: a new JSON array of
- * channel ids, "" standing for unscoped. */
-int store_subscription_scopes(Store *s, const char *variant_id,
-                              json_t **channels);
+int store_subscription_any(StoreTx *tx, const char *variant_id, bool *any);
+/* The scopes of a variant's active subscriptions, "" for unscoped. */
+int store_subscription_scopes(StoreTx *tx, const char *variant_id,
+                              StrList *channels);
 /* Moves up to `limit` of the oldest active subscriptions of the scope
- * (`channel` "" for unscoped) into the history, notified at `now`. Sets
- * *emails to a new JSON array of their emails (oldest first), *more to
- * whether any remain. Returns 0 or STORE_ERROR. */
-int store_subscription_take(Store *s, const char *variant_id,
+ * (`channel` "" for unscoped) into the history, notified at `now`, and
+ * appends their emails (oldest first); *more says whether any remain. */
+int store_subscription_take(StoreTx *tx, const char *variant_id,
                             const char *channel, long long limit,
-                            const char *now, json_t **emails, bool *more);
-/* Removes one active subscription; *removed says whether there was one. */
-int store_subscription_remove(Store *s, const char *variant_id,
-                              const char *channel, const char *email,
-                              bool *removed);
+                            const char *now, StrList *emails, bool *more);
+/* Moves the active subscriptions of a variant (`channel` NULL: every
+ * scope), or of a channel (`variant_id` NULL), to the history as
+ * cancelled. *moved gets how many. */
+int store_subscription_cancel(StoreTx *tx, const char *variant_id,
+                              const char *channel, const char *now,
+                              long long *moved);
 
-/* ---- scheduled restock checks (times in ms since the epoch) ---------- */
+/* Forgetting an email. The variants of its history, to scrub their
+ * restocked events. */
+int store_history_variants(StoreTx *tx, const char *email,
+                           const char *variant_id, StrList *variants);
+/* Takes `email` out of the emails of the restocked events of `variant_id`
+ * and deletes its per-subscriber deliveries there. *changed adds the events
+ * changed. */
+int store_event_scrub_restocked(StoreTx *tx, const char *variant_id,
+                                const char *email, long long *changed);
+/* Deletes the subscribed events of the email's subscriptions and history
+ * (of one variant if `variant_id`). *deleted adds how many. */
+int store_event_erase_subscribed(StoreTx *tx, const char *email,
+                                 const char *variant_id, long long *deleted);
+/* Events a plugin emitted (every name but restockd's own) whose data holds
+ * `email` as a JSON string, in any letter case: (id, data text). */
+typedef int (*EventDataFn)(void *ctx, long long id, const char *data);
+int store_events_emitted_with(StoreTx *tx, const char *email, EventDataFn fn,
+                              void *ctx);
+int store_event_set_data(StoreTx *tx, long long id, const char *data);
+/* Deletes the email's subscriptions and history (of one variant if
+ * `variant_id`); *deleted adds how many rows. */
+int store_subscription_erase(StoreTx *tx, const char *email,
+                             const char *variant_id, long long *deleted);
+
+/* ---- scheduled restock checks (times in ms since the epoch) ------------- */
 
 /* Schedules a check of `variant_id` at `due_at`. Unless `replace`, a check
  * already scheduled is kept as it is. */
-int store_check_schedule(Store *s, const char *variant_id, long long due_at,
+int store_check_schedule(StoreTx *tx, const char *variant_id, long long due_at,
                          bool replace);
 /* The earliest due time in *due_at, and *any false when none is scheduled. */
-int store_check_next(Store *s, long long *due_at, bool *any);
-/* A new JSON array of up to `max` variant ids whose check is due at `now`. */
-int store_check_due(Store *s, long long now, long long max, json_t **ids);
-int store_check_delete(Store *s, const char *variant_id);
-/* Number of checks scheduled. */
-int store_check_count(Store *s, long long *count);
+int store_check_next(StoreTx *tx, long long *due_at, bool *any);
+/* Up to `max` variant ids whose check is due at `now`, earliest first. */
+int store_check_due(StoreTx *tx, long long now, long long max, StrList *ids);
+int store_check_delete(StoreTx *tx, const char *variant_id);
+int store_check_count(StoreTx *tx, long long *count);
 
-/* ---- the outbox --------------------------------------------------------- */
+/* ---- the outbox ------------------------------------------------------------ */
 
-/* Inserts an event with its data (JSON text); *id gets its id. */
-int store_event_insert(Store *s, const char *name, const char *data,
-                       const char *status, long long *id);
-int store_delivery_insert(Store *s, long long event_id, const char *handler,
-                          long long max_attempts, long long next_at);
+/* Inserts event `id` (from store_event_next_id, or 0 for any) with its data
+ * (JSON text); *out_id gets its id. */
+int store_event_insert(StoreTx *tx, long long id, const char *name,
+                       const char *data, const char *status,
+                       const char *created_at, long long *out_id);
+/* One pending delivery of an event to a handler; `subscriber` is the email
+ * of a per-subscriber delivery, "" for the whole event. */
+int store_delivery_insert(StoreTx *tx, long long event_id, const char *handler,
+                          const char *subscriber, long long max_attempts,
+                          long long next_at, const char *now);
 
 typedef struct {
   long long event_id;
   char *handler;
+  char *subscriber; /* "" for the whole event */
   long long attempts;
   long long max_attempts;
   char *event; /* the event's name */
@@ -180,82 +319,154 @@ typedef struct {
 } DueDelivery;
 
 void due_delivery_clear(DueDelivery *d);
-/* Up to `max` pending deliveries due at `now`, oldest due first, into a new
- * array *out of *n entries (free each with due_delivery_clear, then the
- * array). */
-int store_delivery_due(Store *s, long long now, long long max,
-                       DueDelivery **out, size_t *n);
-/* Sets a pending delivery's next_at (a lease while it runs, or a retry). */
-int store_delivery_lease(Store *s, long long event_id, const char *handler,
-                         long long next_at);
-/* Records a delivery's outcome. `error` may be NULL. */
-int store_delivery_update(Store *s, long long event_id, const char *handler,
-                          const char *status, long long attempts,
-                          long long next_at, const char *error);
+/* Claims up to `max` pending deliveries due at `now`, oldest due first: each
+ * gets a lease until `lease_until` in this store's node's name. Fills a new
+ * array *out of *n entries (clear each, then free the array). */
+int store_delivery_claim(StoreTx *tx, long long now, long long max,
+                         long long lease_until, DueDelivery **out, size_t *n);
+/* Records a claimed delivery's outcome, if this node still holds its lease
+ * (*kept false otherwise). `error` may be NULL. */
+int store_delivery_finish(StoreTx *tx, long long event_id, const char *handler,
+                          const char *subscriber, const char *status,
+                          long long attempts, long long next_at,
+                          const char *error, const char *now, bool *kept);
 /* Recomputes an event's status and attempts from its deliveries; a non-NULL
  * `error` becomes its last_error. */
-int store_event_refresh(Store *s, long long event_id, const char *error);
+int store_event_refresh(StoreTx *tx, long long event_id, const char *error);
 /* The earliest next_at of a pending delivery, *any false if there is none. */
-int store_delivery_next(Store *s, long long *next_at, bool *any);
-/* Lists events (each with its deliveries) matching `name` and `status`
- * (NULL: any), oldest first. */
-int store_event_list(Store *s, const char *name, const char *status,
-                     long long limit, long long offset, json_t **rows,
+int store_delivery_next(StoreTx *tx, long long *next_at, bool *any);
+/* Makes the leased deliveries of `node` (NULL: of any node) due at `now`.
+ * *released gets how many. */
+int store_delivery_release(StoreTx *tx, const char *node, long long now,
+                           long long *released);
+int store_delivery_pending_count(StoreTx *tx, long long *count);
+
+typedef struct {
+  long long id;
+  const char *name;
+  const char *data; /* JSON text */
+  const char *status;
+  long long attempts;
+  const char *last_error; /* NULL when none */
+  const char *created_at;
+} EventRow;
+
+typedef struct {
+  const char *handler;
+  const char *subscriber; /* "" for the whole event */
+  const char *status;
+  long long attempts;
+  long long max_attempts;
+  const char *last_error;
+  const char *updated_at;
+} DeliveryRow;
+
+typedef struct {
+  /* Called for each event, then `delivery` for each of its deliveries. */
+  int (*event)(void *ctx, const EventRow *e);
+  int (*delivery)(void *ctx, const DeliveryRow *d);
+  void *ctx;
+} EventVisitor;
+/* Lists events matching `name` and `status` (NULL: any), oldest first, each
+ * with its deliveries; *count gets the number of all matches. */
+int store_event_list(StoreTx *tx, const char *name, const char *status,
+                     long long limit, long long offset, const EventVisitor *v,
                      long long *count);
-/* Requeues the dead deliveries of event `id`, due at `now`. Returns 0 with
- * *requeued, STORE_NOT_FOUND for no such event, or STORE_ERROR. */
-int store_event_retry(Store *s, long long id, long long now,
+/* Requeues the dead deliveries of event `id`, due at `now`. 0 with
+ * *requeued, or RESTOCK_ENOTFOUND. */
+int store_event_retry(StoreTx *tx, long long id, long long now,
                       long long *requeued);
 /* Retention: walks events after `after_id`, oldest first, at most `max`
- * (at most 512) of them, deleting (with their deliveries) the delivered ones
- * created before `cutoff` (same format as isotime_now). Stops at the first
- * event created at or after `cutoff`, setting *reached. *last_id gets the
- * last event walked past, from which the next call goes on. */
-int store_event_prune(Store *s, long long after_id, const char *cutoff,
+ * (at most 512), deleting the delivered ones created before `cutoff`. Stops
+ * at the first event created at or after `cutoff`, setting *reached.
+ * *last_id gets the last event walked past. */
+int store_event_prune(StoreTx *tx, long long after_id, const char *cutoff,
                       long long max, long long *last_id, long long *deleted,
                       bool *reached);
-/* Pending deliveries, in *count. */
-int store_delivery_pending_count(Store *s, long long *count);
 
-/* ---- multi-warehouse ----------------------------------------------------- */
+/* ---- multi-warehouse --------------------------------------------------------- */
 
-/* Upserts a stock location; *out gets it as JSON. `name` NULL keeps the
- * stored name (or null for a new one). */
-int store_location_put(Store *s, const char *id, const char *name,
-                       json_t **out);
-int store_location_exists(Store *s, const char *id, bool *exists);
-/* Upserts a sales channel. `location_ids` (array of ids, all existing), if
- * not NULL, replaces its locations exactly; *added gets a new array of the
- * locations that were not linked before. *out gets the channel as JSON. */
-int store_channel_put(Store *s, const char *id, const char *name,
-                      json_t *location_ids, json_t **out, json_t **added);
-int store_channel_exists(Store *s, const char *id, bool *exists);
+typedef struct {
+  char id[256];
+  char *name; /* NULL when unset */
+  char created_at[ISOTIME_LEN];
+  char updated_at[ISOTIME_LEN];
+  StrList ids; /* a channel's locations, a key's channels */
+} NamedRow;
+
+void named_row_clear(NamedRow *r);
+
+/* Upserts a stock location; `name` NULL keeps the stored one. *out gets the
+ * row. */
+int store_location_put(StoreTx *tx, const char *id, const char *name,
+                       NamedRow *out);
+int store_location_exists(StoreTx *tx, const char *id, bool *exists);
+/* Deletes a location with its levels and channel links; the variants whose
+ * levels went are appended to *variants. 0 or RESTOCK_ENOTFOUND. */
+int store_location_delete(StoreTx *tx, const char *id, StrList *variants);
+/* Upserts a sales channel. `locations` (existing ids), if not NULL,
+ * replaces its locations exactly; *added gets those not linked before. */
+int store_channel_put(StoreTx *tx, const char *id, const char *name,
+                      const StrList *locations, NamedRow *out, StrList *added);
+int store_channel_exists(StoreTx *tx, const char *id, bool *exists);
+/* Deletes a channel with its links (its subscriptions are the caller's).
+ * 0 or RESTOCK_ENOTFOUND. */
+int store_channel_delete(StoreTx *tx, const char *id);
 /* sum(stocked - reserved) of the variant's levels at the channel's
- * locations. */
-int store_channel_quantity(Store *s, const char *variant_id,
+ * locations; RESTOCK_ERANGE if it overflows. */
+int store_channel_quantity(StoreTx *tx, const char *variant_id,
                            const char *channel, long long *quantity);
-/* Upserts an inventory level. *before gets its former available quantity
- * (stocked - reserved; 0 for a new level); *out the level as JSON. */
-int store_level_put(Store *s, const char *variant_id, const char *location_id,
-                    long long stocked, long long reserved, long long *before,
-                    json_t **out);
-/* Reads a level's stocked and reserved quantities; STORE_NOT_FOUND if none. */
-int store_level_get(Store *s, const char *variant_id, const char *location_id,
-                    long long *stocked, long long *reserved);
-/* Sets the variant's inventory_quantity to the sum over its levels; *sum
- * gets it. */
-int store_variant_sync_levels(Store *s, const char *variant_id, long long *sum);
-/* Upserts a publishable API key with exactly `channel_ids` (existing
- * channels; NULL keeps the stored ones); *out gets it as JSON. */
-int store_key_put(Store *s, const char *id, json_t *channel_ids, json_t **out);
-/* The channels of key `id` as a new JSON array, or STORE_NOT_FOUND. */
-int store_key_channels(Store *s, const char *id, json_t **channels);
-/* Variants with a level at `location` and a subscription in `channel`. */
-int store_variants_to_check(Store *s, const char *location, const char *channel,
-                            json_t **variant_ids);
 
-/* Reads a meta value into a new string (*out), or STORE_NOT_FOUND. */
-int store_meta_get(Store *s, const char *key, char **out);
-int store_meta_put(Store *s, const char *key, const char *value);
+typedef struct {
+  const char *variant_id;
+  const char *location_id;
+  long long stocked;
+  long long reserved;
+  const char *created_at;
+  const char *updated_at;
+} LevelRow;
+
+/* Upserts an inventory level; *before gets its former available quantity
+ * (0 for a new one), `fn` (if not NULL) the stored row. */
+typedef int (*LevelRowFn)(void *ctx, const LevelRow *row);
+int store_level_put(StoreTx *tx, const char *variant_id,
+                    const char *location_id, long long stocked,
+                    long long reserved, const char *now, long long *before,
+                    LevelRowFn fn, void *ctx);
+/* A level's quantities; RESTOCK_ENOTFOUND if none. */
+int store_level_get(StoreTx *tx, const char *variant_id,
+                    const char *location_id, long long *stocked,
+                    long long *reserved);
+/* The levels of a variant, or of a location (the other NULL). */
+int store_level_list(StoreTx *tx, const char *variant_id,
+                     const char *location_id, LevelRowFn fn, void *ctx);
+/* Sets the variant's inventory_quantity to the sum over its levels; *sum
+ * gets it. RESTOCK_ERANGE when the sum overflows (nothing written). */
+int store_variant_sync_levels(StoreTx *tx, const char *variant_id,
+                              const char *now, long long *sum);
+/* Upserts a publishable API key with exactly `channels` (existing; NULL
+ * keeps the stored ones). */
+int store_key_put(StoreTx *tx, const char *id, const StrList *channels,
+                  NamedRow *out);
+/* The channels of key `id`, or RESTOCK_ENOTFOUND. */
+int store_key_channels(StoreTx *tx, const char *id, StrList *channels);
+int store_key_delete(StoreTx *tx, const char *id);
+/* Variants with a level at `location` and a subscription in `channel`. */
+int store_variants_to_check(StoreTx *tx, const char *location,
+                            const char *channel, StrList *variant_ids);
+
+typedef enum { NAMED_LOCATIONS, NAMED_CHANNELS, NAMED_KEYS } NamedKind;
+typedef int (*NamedRowFn)(void *ctx, const NamedRow *row);
+/* Lists locations, channels (with their locations) or keys (with their
+ * channels) by id; *count gets the total. */
+int store_named_list(StoreTx *tx, NamedKind kind, long long limit,
+                     long long offset, NamedRowFn fn, void *ctx,
+                     long long *count);
+
+/* ---- meta ------------------------------------------------------------------ */
+
+/* Reads a meta value into a new string (*out), or RESTOCK_ENOTFOUND. */
+int store_meta_get(StoreTx *tx, const char *key, char **out);
+int store_meta_put(StoreTx *tx, const char *key, const char *value);
 
 #endif

@@ -98,12 +98,13 @@ describe("make install", function()
         assert.equals(read_file(repo .. "/scripts/" .. name), installed,
           name .. " differs from the source tree's")
       end
-      local sql = listing(repo .. "/migrations", ".sql")
+      local sql = listing(repo .. "/migrations/sqlite", ".sql")
       assert.truthy(#sql >= 1)
-      assert.same(sql, listing(prefix .. "/share/restockd/migrations", ".sql"))
+      assert.same(sql, listing(prefix .. "/share/restockd/migrations/sqlite",
+        ".sql"))
       for _, name in ipairs(sql) do
-        assert.equals(read_file(repo .. "/migrations/" .. name),
-          read_file(prefix .. "/share/restockd/migrations/" .. name))
+        assert.equals(read_file(repo .. "/migrations/sqlite/" .. name),
+          read_file(prefix .. "/share/restockd/migrations/sqlite/" .. name))
       end
       assert.equals(read_file(repo .. "/plugin.lua.example"),
         read_file(prefix .. "/share/restockd/plugin.lua.example"))

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "error.h"
 #include "lua_host.h"
 #include "unit.h"
 
@@ -30,9 +31,11 @@ static LuaHost *load(uv_loop_t *loop, const char *source) {
   close(fd);
   LuaHost *h = NULL;
   char *err = NULL;
-  /* No App: restock.emit and restock.variants raise, which these tests do
-   * not use. */
-  if (lua_host_load(path, NULL, loop, &h, &err)) {
+  /* No Domain: restock.emit and restock.variants raise, which these tests
+   * do not use. The environment lives as long as the test's loop. */
+  static LuaEnv env;
+  env.loop = loop;
+  if (lua_host_load(path, &env, &h, &err, NULL)) {
     printf("    load failed: %s\n", err);
     free(err);
   }
@@ -61,15 +64,18 @@ TEST(lua_host_lists_handlers_with_defaults) {
   LuaHost *h = load(&loop, plugin);
   CHECK(h != NULL);
   if (!h) return;
-  LuaHandlerInfo info[4];
-  CHECK(lua_host_handlers(h, "ok", info, 4) == 2);
-  CHECK_STR(info[0].name, "a");
-  CHECK_STR(info[1].name, "ok#2");
-  CHECK(info[1].max_attempts == 5);
-  CHECK(lua_host_handlers(h, "sleepy", info, 4) == 1);
-  CHECK(info[0].max_attempts == 9);
-  CHECK(lua_host_handlers(h, "none", info, 4) == 0);
-  CHECK(lua_host_options(h)->handler_timeout == 100);
+  Config *c = lua_host_config(h);
+  const HandlerSpec *info[4];
+  CHECK(config_handlers(c, "ok", info, 4) == 2);
+  CHECK_STR(info[0]->name, "a");
+  CHECK_STR(info[1]->name, "ok#2");
+  CHECK(info[1]->max_attempts == 5);
+  CHECK(info[1]->each == EACH_EVENT);
+  CHECK(config_handlers(c, "sleepy", info, 4) == 1);
+  CHECK(info[0]->max_attempts == 9);
+  CHECK(config_handlers(c, "none", info, 4) == 0);
+  CHECK(c->options.handler_timeout == 100);
+  config_unref(c);
   lua_host_release(h);
   CHECK(uv_loop_close(&loop) == 0);
 }
@@ -80,13 +86,14 @@ TEST(lua_host_runs_handlers_once_each) {
   LuaHost *h = load(&loop, plugin);
   if (!h) return;
   Outcome a = {0}, b = {0}, s = {0}, bad = {0};
-  CHECK(lua_host_run(h, "ok", "a", "{\"n\":2}", 1000, on_done, &a) == 0);
-  CHECK(lua_host_run(h, "ok", "ok#2", "{}", 1000, on_done, &b) == 0);
-  CHECK(lua_host_run(h, "sleepy", "s", "{}", 1000, on_done, &s) == 0);
-  CHECK(lua_host_run(h, "bad", "b", "{}", 1000, on_done, &bad) == 0);
-  CHECK(lua_host_run(h, "ok", "nope", "{}", 1000, on_done, &a) ==
-        LUA_HOST_NO_HANDLER);
-  CHECK(lua_host_run(h, "ok", "a", "not json", 1000, on_done, &a) == -1);
+  CHECK(lua_host_run(h, "ok", "a", "", "{\"n\":2}", 1000, on_done, &a) == 0);
+  CHECK(lua_host_run(h, "ok", "ok#2", "", "{}", 1000, on_done, &b) == 0);
+  CHECK(lua_host_run(h, "sleepy", "s", "", "{}", 1000, on_done, &s) == 0);
+  CHECK(lua_host_run(h, "bad", "b", "", "{}", 1000, on_done, &bad) == 0);
+  CHECK(lua_host_run(h, "ok", "nope", "", "{}", 1000, on_done, &a) ==
+        RESTOCK_ENOTFOUND);
+  CHECK(lua_host_run(h, "ok", "a", "", "not json", 1000, on_done, &a) ==
+        RESTOCK_EINVAL);
   CHECK(s.calls == 0); /* suspended in restock.sleep */
   CHECK(lua_host_running(h) > 0);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -108,8 +115,8 @@ TEST(lua_host_stops_runaway_and_waiting_handlers) {
   if (!h) return;
   Outcome spin = {0}, slow = {0};
   uint64_t start = uv_hrtime();
-  CHECK(lua_host_run(h, "spin", "x", "{}", 50, on_done, &spin) == 0);
-  CHECK(lua_host_run(h, "slow", "z", "{}", 50, on_done, &slow) == 0);
+  CHECK(lua_host_run(h, "spin", "x", "", "{}", 50, on_done, &spin) == 0);
+  CHECK(lua_host_run(h, "slow", "z", "", "{}", 50, on_done, &slow) == 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   uint64_t ms = (uv_hrtime() - start) / 1000000;
   CHECK(spin.calls == 1 && !spin.ok);
@@ -127,7 +134,7 @@ TEST(lua_host_release_waits_for_running_handlers) {
   LuaHost *h = load(&loop, plugin);
   if (!h) return;
   Outcome s = {0};
-  CHECK(lua_host_run(h, "sleepy", "s", "{}", 1000, on_done, &s) == 0);
+  CHECK(lua_host_run(h, "sleepy", "s", "", "{}", 1000, on_done, &s) == 0);
   lua_host_release(h); /* as a reload does: the handler finishes first */
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(s.calls == 1 && s.ok);
@@ -140,7 +147,7 @@ TEST(lua_host_abort_all_cancels_waits) {
   LuaHost *h = load(&loop, plugin);
   if (!h) return;
   Outcome slow = {0};
-  CHECK(lua_host_run(h, "slow", "z", "{}", 60000, on_done, &slow) == 0);
+  CHECK(lua_host_run(h, "slow", "z", "", "{}", 60000, on_done, &slow) == 0);
   lua_host_abort_all("shutting down");
   CHECK(slow.calls == 1 && !slow.ok);
   CHECK_STR(slow.err, "shutting down");
@@ -168,7 +175,7 @@ TEST(lua_host_load_reports_bad_options_and_syntax) {
     close(fd);
     LuaHost *h = NULL;
     char *err = NULL;
-    CHECK(lua_host_load(path, NULL, NULL, &h, &err) == -1);
+    CHECK(lua_host_load(path, NULL, &h, &err, NULL) == -1);
     CHECK(err && strstr(err, want[i]) != NULL);
     free(err);
     unlink(path);

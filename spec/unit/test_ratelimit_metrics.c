@@ -49,9 +49,8 @@ TEST(metrics_render_counts_and_escapes) {
   metrics_http("/health", 200, 0.002);
   metrics_http("/a\"b", 404, 0.5);
   metrics_event_emitted("e1");
-  metrics_discard(); /* rolled back: not counted */
-  metrics_event_emitted("e1");
-  metrics_commit();
+  metrics_emails_notified(3);
+  metrics_emails_notified(2);
   metrics_event_outcome("e1", "dead");
   MetricsGauges g = {.active_subscriptions = 7};
   Buf out = {0};
@@ -69,6 +68,9 @@ TEST(metrics_render_counts_and_escapes) {
   CHECK(strstr(out.data, "restockd_events_dead_total{event=\"e1\"} 1\n") !=
         NULL);
   CHECK(strstr(out.data, "restockd_active_subscriptions 7\n") != NULL);
+  CHECK(strstr(out.data, "restockd_emails_notified_total 5\n") != NULL);
+  CHECK(strstr(out.data, "restockd_build_info{version=\"" RESTOCKD_VERSION
+                         "\"} 1\n") != NULL);
   CHECK(strstr(out.data, "# TYPE process_open_fds gauge\n") != NULL);
   buf_free(&out);
   metrics_reset();

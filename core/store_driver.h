@@ -1,0 +1,79 @@
+/* What a storage backend gives store.c: connections, prepared statements
+ * with positional parameters, and its SQL for each statement of
+ * store_sql.h. store.c holds the operations (backend-neutral C over these
+ * calls) and the threads; a backend file (store_sqlite.c, ...) holds its
+ * connection code and its SQL, as Redis keeps ae_epoll.c behind ae.c.
+ *
+ * Connections and statements are used by one thread at a time. */
+#ifndef RESTOCKD_STORE_DRIVER_H
+#define RESTOCKD_STORE_DRIVER_H
+
+#include <stdbool.h>
+
+#include "store.h"
+#include "store_sql.h"
+
+typedef struct StoreConn StoreConn;
+typedef struct StoreStmt StoreStmt;
+
+typedef enum {
+  CONN_WRITER, /* the server's writer (or the CLI's only connection) */
+  CONN_READER, /* read-only, for read units */
+} ConnRole;
+
+typedef struct StoreDriver {
+  const char *name;
+  /* The statement texts, indexed by StmtId; every entry set. */
+  const char *const *sql;
+  /* The migrations, in order, ended by a {NULL, NULL} entry. */
+  const Migration *migrations;
+
+  /* Opens a connection. Returns 0, or a negative code with *err. */
+  int (*connect)(const char *uri, ConnRole role, StoreConn **out, char **err);
+  void (*disconnect)(StoreConn *c);
+  /* Runs a script of statements without parameters (a migration). */
+  int (*exec)(StoreConn *c, const char *script, char **err);
+
+  StoreStmt *(*prepare)(StoreConn *c, const char *sql, char **err);
+  void (*finalize)(StoreStmt *st);
+  /* Parameters are numbered from 1. Text is copied. */
+  void (*bind_null)(StoreStmt *st, int i);
+  void (*bind_int)(StoreStmt *st, int i, long long v);
+  void (*bind_double)(StoreStmt *st, int i, double v);
+  void (*bind_text)(StoreStmt *st, int i, const char *v);
+  /* 1: a row is ready; 0: done; RESTOCK_ESTORE: failed (see errmsg). */
+  int (*step)(StoreStmt *st);
+  /* Makes the statement ready to run again, bindings cleared. */
+  void (*reset)(StoreStmt *st);
+  bool (*column_null)(StoreStmt *st, int i);
+  long long (*column_int)(StoreStmt *st, int i);
+  double (*column_double)(StoreStmt *st, int i);
+  /* NULL for SQL NULL; valid until the next step or reset. */
+  const char *(*column_text)(StoreStmt *st, int i);
+  /* Rows changed by the statement that last finished on `c`. */
+  long long (*changes)(StoreConn *c, StoreStmt *st);
+  const char *(*errmsg)(StoreConn *c);
+  /* True while `c` has a transaction open (a failed statement may have
+   * rolled it back on its own, as SQLite does when the disk is full). */
+  bool (*in_transaction)(StoreConn *c);
+
+  /* Server life (optional): takes what a running server needs beside its
+   * connections (the single-process lock, a checkpoint thread), before the
+   * writer is connected. Returns 0, or RESTOCK_EBUSY or another code with
+   * *err. */
+  int (*server_open)(const char *uri, void **state, char **err);
+  int (*server_start)(void *state, char **err);
+  void (*server_stop)(void *state);
+  void (*server_close)(void *state);
+  /* On the writer, before a group's BEGIN: the durability to commit with. */
+  void (*set_durability)(StoreConn *c, Durability d);
+  /* On the writer, after each committed group. */
+  void (*after_commit)(StoreConn *c, void *state, StoreStats *stats);
+  /* True when the uri names a database readers cannot share (SQLite's
+   * :memory:): reads then run on the writer. */
+  bool (*private_uri)(const char *uri);
+} StoreDriver;
+
+extern const StoreDriver store_sqlite_driver;
+
+#endif
