@@ -1,0 +1,252 @@
+/* The use-cases, the engine and the outbox on an in-memory store and a real
+ * libuv loop, with a fake runner in place of the Lua host: they are built
+ * from their parts (a Domain), not from the server. Callbacks are counted. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "error.h"
+#include "inventory.h"
+#include "migrate.h"
+#include "outbox.h"
+#include "subscriptions.h"
+#include "unit.h"
+
+typedef struct {
+  char event[64];
+  char handler[64];
+  char subscriber[128];
+  char data[512];
+} RunSeen;
+
+typedef struct {
+  RunSeen seen[64];
+  int runs;
+  bool fail; /* every run fails, without retry */
+} FakeRunner;
+
+static int fake_run(void *ctx, const OutboxRun *r, OutboxRunDone done,
+                    void *arg) {
+  FakeRunner *f = ctx;
+  if (f->runs < 64) {
+    RunSeen *s = &f->seen[f->runs];
+    snprintf(s->event, sizeof s->event, "%s", r->event);
+    snprintf(s->handler, sizeof s->handler, "%s", r->handler);
+    snprintf(s->subscriber, sizeof s->subscriber, "%s", r->subscriber);
+    snprintf(s->data, sizeof s->data, "%s", r->data);
+  }
+  f->runs++;
+  if (f->fail)
+    done(arg, false, false, "the fake says no");
+  else
+    done(arg, true, true, NULL);
+  return 0;
+}
+
+typedef struct {
+  uv_loop_t loop;
+  Domain d;
+  FakeRunner runner;
+} World;
+
+static int world_open(World *w) {
+  memset(w, 0, sizeof *w);
+  uv_loop_init(&w->loop);
+  w->d.loop = &w->loop;
+  char *err = NULL;
+  StoreOptions o = {.role = STORE_ROLE_SERVER, .readers = 0};
+  if (store_open(":memory:", &o, &w->d.store, &err)) {
+    printf("    store_open: %s\n", err);
+    free(err);
+    return -1;
+  }
+  FILE *devnull = fopen("/dev/null", "w");
+  int rc = migrate_run(w->d.store, devnull, &err);
+  fclose(devnull);
+  if (rc) {
+    printf("    migrate: %s\n", err);
+    free(err);
+    return -1;
+  }
+  Config *c = config_new();
+  config_add_handler(c, "restock-notification.restocked", "mailer", 1,
+                     EACH_EVENT);
+  config_add_handler(c, "restock-notification.restocked", "per-shopper", 1,
+                     EACH_SUBSCRIBER);
+  w->d.config = c;
+  memset(w->d.token_key, 7, sizeof w->d.token_key);
+  if (store_start(w->d.store, &w->loop, &err)) {
+    printf("    store_start: %s\n", err);
+    free(err);
+    return -1;
+  }
+  w->d.engine = engine_new(&w->d);
+  w->d.outbox = outbox_new(&w->d, (OutboxRunner){fake_run, &w->runner});
+  engine_start(w->d.engine);
+  return 0;
+}
+
+/* Runs the loop until *flag reaches `want` or two seconds pass. */
+static void run_until(World *w, const int *flag, int want) {
+  uint64_t deadline = uv_hrtime() + 2000000000ULL;
+  while (*flag < want && uv_hrtime() < deadline)
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+}
+
+static void world_close(World *w) {
+  engine_close(w->d.engine);
+  outbox_close(w->d.outbox);
+  store_stop(w->d.store);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  store_close(w->d.store);
+  config_unref(w->d.config);
+  CHECK(uv_loop_close(&w->loop) == 0);
+}
+
+static int subscribed_calls, subscribe_status;
+static bool inside_submit;
+static bool done_inside_submit;
+
+static void on_subscribed(SubscribeCall *c, int status) {
+  if (inside_submit) done_inside_submit = true;
+  subscribed_calls++;
+  subscribe_status = status;
+  subscribe_call_clear(c);
+  free(c);
+}
+
+static void subscribe(World *w, const char *variant, const char *email) {
+  SubscribeCall *c = calloc(1, sizeof *c);
+  snprintf(c->variant_id, sizeof c->variant_id, "%s", variant);
+  snprintf(c->email, sizeof c->email, "%s", email);
+  c->done = on_subscribed;
+  inside_submit = true;
+  subscriptions_subscribe(&w->d, c);
+  inside_submit = false;
+}
+
+static int upserted_calls;
+static void on_upserted(UpsertCall *c, int status) {
+  CHECK(status == 0);
+  upserted_calls++;
+  upsert_call_clear(c);
+  free(c);
+}
+
+static void upsert(World *w, const char *json) {
+  UpsertCall *c = calloc(1, sizeof *c);
+  c->variants = json_loads(json, 0, NULL);
+  c->done = on_upserted;
+  inventory_upsert(&w->d, c);
+}
+
+TEST(domain_subscribe_restock_and_deliver_per_handler) {
+  World w;
+  if (world_open(&w)) return;
+  upserted_calls = subscribed_calls = 0;
+  done_inside_submit = false;
+  upsert(&w, "[{\"id\": \"v\", \"inventory_quantity\": 0}]");
+  run_until(&w, &upserted_calls, 1);
+  CHECK(upserted_calls == 1);
+  subscribe(&w, "v", "ann@example.com");
+  subscribe(&w, "v", "ben@example.com");
+  subscribe(&w, "v", "ann@example.com"); /* a duplicate: no new row */
+  CHECK(subscribed_calls == 0);          /* never from inside the call */
+  run_until(&w, &subscribed_calls, 3);
+  CHECK(subscribed_calls == 3);
+  CHECK(subscribe_status == 0);
+  CHECK(!done_inside_submit);
+  CHECK(w.runner.runs == 0); /* nobody handles subscribed events */
+
+  upsert(&w, "[{\"id\": \"v\", \"inventory_quantity\": 4}]");
+  /* One delivery of the whole event, one per subscriber. */
+  run_until(&w, &w.runner.runs, 3);
+  CHECK(upserted_calls == 2);
+  CHECK(w.runner.runs == 3);
+  int whole = 0, per = 0;
+  for (int i = 0; i < w.runner.runs && i < 64; i++) {
+    RunSeen *s = &w.runner.seen[i];
+    CHECK_STR(s->event, "restock-notification.restocked");
+    if (strcmp(s->handler, "mailer") == 0) {
+      whole++;
+      CHECK_STR(s->subscriber, "");
+      CHECK(strstr(s->data, "ann@example.com") != NULL);
+      CHECK(strstr(s->data, "ben@example.com") != NULL);
+    } else {
+      per++;
+      CHECK_STR(s->handler, "per-shopper");
+      CHECK(strcmp(s->subscriber, "ann@example.com") == 0 ||
+            strcmp(s->subscriber, "ben@example.com") == 0);
+    }
+  }
+  CHECK(whole == 1 && per == 2);
+  /* Nothing more runs: every delivery was recorded as delivered. */
+  int runs = w.runner.runs;
+  uint64_t until = uv_hrtime() + 200000000ULL;
+  while (uv_hrtime() < until) uv_run(&w.loop, UV_RUN_NOWAIT);
+  CHECK(w.runner.runs == runs);
+  world_close(&w);
+}
+
+TEST(domain_subscribe_refuses_what_the_rule_refuses) {
+  World w;
+  if (world_open(&w)) return;
+  upserted_calls = subscribed_calls = 0;
+  upsert(&w, "[{\"id\": \"in\", \"inventory_quantity\": 3}]");
+  run_until(&w, &upserted_calls, 1);
+  subscribe(&w, "in", "ann@example.com");
+  run_until(&w, &subscribed_calls, 1);
+  CHECK(subscribe_status == RESTOCK_ENOTALLOWED);
+  subscribe(&w, "ghost", "ann@example.com");
+  run_until(&w, &subscribed_calls, 2);
+  CHECK(subscribe_status == RESTOCK_ENOTFOUND);
+  world_close(&w);
+}
+
+typedef struct {
+  ReadCall call;
+  char status[32];
+  int done;
+} StatusRead;
+
+static int status_fn(StoreTx *tx, ReadCall *c);
+static int first_event_status(void *ctx, const EventRow *e) {
+  StatusRead *r = ctx;
+  snprintf(r->status, sizeof r->status, "%s", e->status);
+  return 0;
+}
+static int no_delivery(void *ctx, const DeliveryRow *d) { return 0; }
+static int status_fn(StoreTx *tx, ReadCall *c) {
+  StatusRead *r = (StatusRead *)c;
+  long long count = 0;
+  EventVisitor v = {first_event_status, no_delivery, r};
+  return store_event_list(tx, "restock-notification.restocked", NULL, 1, 0,
+                          &v, &count);
+}
+static void status_done(ReadCall *c, int status) {
+  ((StatusRead *)c)->done++;
+}
+
+TEST(domain_a_failing_delivery_dies_after_its_attempts) {
+  World w;
+  if (world_open(&w)) return;
+  w.runner.fail = true;
+  upserted_calls = subscribed_calls = 0;
+  upsert(&w, "[{\"id\": \"v\", \"inventory_quantity\": 0}]");
+  run_until(&w, &upserted_calls, 1);
+  subscribe(&w, "v", "ann@example.com");
+  run_until(&w, &subscribed_calls, 1);
+  upsert(&w, "[{\"id\": \"v\", \"inventory_quantity\": 1}]");
+  run_until(&w, &w.runner.runs, 2);
+  CHECK(w.runner.runs == 2); /* max_attempts 1 each: no retry */
+  /* The outcomes are written by units of their own: wait for them. */
+  StatusRead r = {.call = {.fn = status_fn, .done = status_done}};
+  uint64_t until = uv_hrtime() + 2000000000ULL;
+  while (uv_hrtime() < until && strcmp(r.status, "dead") != 0) {
+    r.done = 0;
+    domain_read(&w.d, &r.call);
+    run_until(&w, &r.done, 1);
+  }
+  CHECK_STR(r.status, "dead");
+  world_close(&w);
+}
