@@ -499,7 +499,17 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
 
 static int on_message_complete(llhttp_t *p) {
   HttpConn *c = p->data;
-  c->keep_alive = llhttp_should_keep_alive(p);
+  /* An Upgrade (with "Connection: upgrade") or a CONNECT: llhttp would
+   * take what follows as another protocol, and stop with
+   * HPE_PAUSED_UPGRADE at its first byte. restockd upgrades nothing and
+   * tunnels nothing, so it answers the request as an ordinary one (RFC 9110
+   * section 7.8: a server may ignore Upgrade) and closes the connection
+   * after the answer, reading nothing more from it. Keeping the connection
+   * and parsing on would also be allowed, but a proxy in front that
+   * believes the upgrade took place would then pass through as raw bytes
+   * requests it never checked (WebSocket and h2c smuggling); after a close
+   * nothing that follows is read at all. */
+  c->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
   c->in_message = false;
   /* Pausing hands control back to conn_feed, which runs the request before
    * parsing whatever the client pipelined after it. */
@@ -547,15 +557,19 @@ static void conn_feed(HttpConn *c, const char *data, size_t len) {
   while (len > 0 && !c->close_after_write && !c->closing) {
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
     if (err == HPE_OK) return;
-    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    if (err == HPE_PAUSED_UPGRADE) {
+      /* The bytes after an Upgrade or CONNECT request, which was dispatched
+       * when it completed (on_message_complete says why nothing after it
+       * is read). Its answer closes the connection, so this is not reached;
+       * should it be, the request is not run a second time. */
+      c->keep_alive = false;
+      c->close_after_write = true;
+      return;
+    }
+    if (err == HPE_PAUSED) {
       const char *pos = llhttp_get_error_pos(&c->parser);
       size_t used = pos ? (size_t)(pos - data) : len;
-      if (err == HPE_PAUSED) {
-        llhttp_resume(&c->parser);
-      } else {
-        /* We speak no other protocol: answer, then close. */
-        c->keep_alive = false;
-      }
+      llhttp_resume(&c->parser);
       conn_dispatch(c);
       data += used;
       len -= used;
