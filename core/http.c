@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <time.h>
 
@@ -518,6 +519,22 @@ static int on_message_complete(llhttp_t *p) {
 
 /* ---- dispatch --------------------------------------------------------- */
 
+/* The length of the "http://authority" or "https://authority" that starts
+ * an absolute-form target (RFC 9112 section 3.2.2, which a server must
+ * accept: proxies send it), or 0 for any other form. The scheme's letter
+ * case does not matter; the authority ends at the path or the query. */
+static size_t absolute_prefix(const char *t, size_t len) {
+  size_t n;
+  if (len >= 7 && strncasecmp(t, "http://", 7) == 0)
+    n = 7;
+  else if (len >= 8 && strncasecmp(t, "https://", 8) == 0)
+    n = 8;
+  else
+    return 0;
+  while (n < len && t[n] != '/' && t[n] != '?') n++;
+  return n;
+}
+
 static void conn_dispatch(HttpConn *c) {
   HttpRequest req;
   memset(&req, 0, sizeof req);
@@ -525,12 +542,22 @@ static void conn_dispatch(HttpConn *c) {
   req.conn = c;
   req.method = llhttp_method_name((llhttp_method_t)c->parser.method);
   const char *target = c->url.data ? c->url.data : "";
-  const char *q = memchr(target, '?', c->url.len);
+  size_t len = c->url.len;
+  /* An absolute-form target is routed by its path and query; the host it
+   * names is ours whatever it says, as the Host header is. */
+  size_t skip = absolute_prefix(target, len);
+  target += skip;
+  len -= skip;
+  const char *q = memchr(target, '?', len);
   req.path = target;
-  req.path_len = q ? (size_t)(q - target) : c->url.len;
+  req.path_len = q ? (size_t)(q - target) : len;
   if (q) {
     req.query = q + 1;
-    req.query_len = c->url.len - req.path_len - 1;
+    req.query_len = len - req.path_len - 1;
+  }
+  if (skip && req.path_len == 0) {
+    req.path = "/"; /* "http://host" and "http://host?q" mean "/" */
+    req.path_len = 1;
   }
   req.headers = c->headers;
   req.nheaders = c->nheaders;

@@ -44,7 +44,9 @@ typedef struct HttpRequest {
   HttpServer *server;
   HttpConn *conn; /* NULL once a deferred request's client has left */
   const char *method;
-  const char *path; /* raw, without the query; points into the target */
+  /* Raw, without the query; of an absolute-form target ("http://host/p"),
+   * only the path ("/p", or "/" when it has none). */
+  const char *path;
   size_t path_len;
   const char *query; /* raw query string after '?', or NULL */
   size_t query_len;

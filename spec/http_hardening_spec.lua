@@ -1,6 +1,6 @@
 -- The HTTP layer against hostile clients (issue 13, "The HTTP layer"):
 -- Upgrade and CONNECT requests are answered once and nothing after them is
--- read.
+-- read; absolute-form targets are routed by their path.
 local helpers = require "spec.support.helpers"
 
 local admin = helpers.admin
@@ -130,4 +130,45 @@ describe("http hardening", function()
     end)
   end)
 
+  describe("an absolute-form target", function()
+    local server
+    before_each(function()
+      server = helpers.start()
+    end)
+
+    it("is routed by its path and query", function()
+      local conn = helpers.connect(server)
+      local res = conn:request("GET", "http://shop.example/health")
+      helpers.assert_status(res, 200)
+      assert.same({ status = "ok" }, res.json)
+      res = conn:request("GET", "HTTP://shop.example:9000/health?probe=1")
+      helpers.assert_status(res, 200)
+      helpers.assert_status(admin(server, "POST", "/admin/variants",
+        { id = "v1", inventory_quantity = 0 }), 200)
+      res = conn:request("GET",
+        "https://shop.example/admin/restock-notifications?variant_id=v1",
+        { headers = { Authorization = "Bearer " .. helpers.ADMIN_TOKEN } })
+      helpers.assert_status(res, 200)
+      assert.equals(0, res.json.count)
+    end)
+
+    it("to an admin path still needs the token", function()
+      local res = helpers.request(server, "GET",
+        "http://shop.example/admin/variants/v1")
+      helpers.assert_error(res, 401, "unauthorized")
+      res = admin(server, "GET", "http://shop.example/admin/variants/v1")
+      helpers.assert_error(res, 404, "not_found",
+        "Variant with id: v1 was not found")
+    end)
+
+    it("without a path is /", function()
+      local origin = helpers.request(server, "GET", "/")
+      local absolute = helpers.request(server, "GET", "http://shop.example")
+      assert.equals(origin.status, absolute.status)
+      assert.equals(origin.body, absolute.body)
+      absolute = helpers.request(server, "GET", "http://shop.example?x=1")
+      assert.equals(origin.status, absolute.status)
+      assert.equals(origin.body, absolute.body)
+    end)
+  end)
 end)
