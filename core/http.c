@@ -1,13 +1,19 @@
 #include "http.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <linux/sockios.h>
 #include <llhttp.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "json_text.h"
 #include "log.h"
@@ -22,10 +28,29 @@
  * bound. */
 #define WRITE_HIGH_WATER (1u << 20)
 #define WRITE_LOW_WATER (256u << 10)
+/* The lines about connections refused or closed to make room are written
+ * at most once per kind in this many ms, each counting what happened since
+ * the last: a flood of connections must not become a flood of lines. */
+#define REPORT_MS 2000
+/* Connections accepted per readiness of the listener, so that a flood of
+ * them cannot keep the loop from everything else. */
+#define ACCEPT_BATCH 128
+
+/* How long a listener out of descriptors, with no spare to refuse with,
+ * waits before it tries again (when no connection closes first). */
+#define ACCEPT_RETRY_MS 100
+
+/* What a connection's deadline timer is timing. */
+enum { DEADLINE_NONE, DEADLINE_HEAD, DEADLINE_BODY };
+
+/* The kinds of rate-limited lines. */
+enum { REPORT_EVICTED, REPORT_REFUSED, REPORT_ACCEPT, NREPORTS };
 
 struct HttpConn {
-  uv_tcp_t tcp; /* tcp.data and timer.data point at the connection */
-  uv_timer_t timer;
+  uv_tcp_t tcp;        /* tcp.data, timer.data, deadline.data point at us */
+  uv_timer_t timer;    /* the idle timeout, then the end of lingering */
+  uv_timer_t deadline; /* the request head's or body's, see DEADLINE_* */
+  int deadline_kind;
   uv_shutdown_t shutdown;
   HttpServer *srv;
   HttpConn *prev, *next;
@@ -57,20 +82,42 @@ struct HttpConn {
   HttpConn *next_resuming;
   bool closing;
   int open_handles;
+  /* The server's sequence number when the connection last started a
+   * request or was answered: the lowest goes first when the table is full
+   * (the one idle longest, or the slowest to send its request). */
+  uint64_t since;
   char addr[64];
 };
 
 struct HttpServer {
   uv_loop_t *loop;
-  uv_tcp_t listener;
+  /* The listening socket is ours, watched with a uv_poll, and accepted
+   * with accept4 (on_listener): libuv's own accept loop closes connections
+   * it has no descriptor for without telling us, and we want to log that,
+   * and make room by closing an idle connection instead. */
+  uv_poll_t listener;
+  int listen_fd;
+  int reserve_fd; /* a spare descriptor, given up to refuse when out */
+  bool accept_paused;
   HttpConfig cfg;
   HttpHandler handler;
   HttpRejectHook on_reject;
   HttpAnswerHook on_answer;
   void *data;
   llhttp_settings_t settings;
-  HttpConn *conns;
-  size_t nconns;
+  HttpConn *conns; /* open, not closing; newest first */
+  size_t nlive;    /* connections on `conns` */
+  size_t nconns;   /* connections not yet freed, closing ones included */
+  uint64_t seq;    /* the clock of HttpConn.since */
+  /* The rate-limited lines (report_note): what happened since each kind's
+   * last line, and when that was. The timer writes what waits, and wakes
+   * a paused listener. */
+  uv_timer_t report;
+  bool report_open;
+  bool reported[NREPORTS];
+  uint64_t reported_at[NREPORTS];
+  uint64_t evicted, refused, accept_failures, fd_evicted, fd_dropped;
+  int accept_errno;
   char address[96];
   char readbuf[64 * 1024];
   bool stopping;
@@ -95,6 +142,8 @@ void http_config_defaults(HttpConfig *c) {
   c->host = "127.0.0.1";
   c->port = 9000;
   c->idle_timeout_ms = 60000;
+  c->header_timeout_ms = 10000;
+  c->body_timeout_ms = 30000;
   c->max_connections = 1024;
   c->max_body = 1u << 20;
   c->max_header_bytes = 16u << 10;
@@ -156,7 +205,7 @@ static const char *http_date(void) {
 
 static void maybe_done(HttpServer *srv) {
   if (srv->stopping && srv->listener_closed && !srv->resume_open &&
-      srv->nconns == 0 && srv->done) {
+      !srv->report_open && srv->nconns == 0 && srv->done) {
     void (*done)(void *) = srv->done;
     srv->done = NULL;
     done(srv->done_arg);
@@ -170,6 +219,8 @@ static void free_headers(HttpConn *c) {
   }
   c->nheaders = 0;
 }
+
+static void accept_resume(HttpServer *srv);
 
 static void on_handle_close(uv_handle_t *h) {
   HttpConn *c = h->data;
@@ -185,6 +236,8 @@ static void on_handle_close(uv_handle_t *h) {
   buf_free(&c->out);
   free(c);
   srv->nconns--;
+  /* Its descriptor is free again: accepting may go on. */
+  accept_resume(srv);
   maybe_done(srv);
 }
 
@@ -220,9 +273,12 @@ static void conn_close(HttpConn *c) {
     c->srv->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = NULL;
+  c->srv->nlive--;
   uv_read_stop((uv_stream_t *)&c->tcp);
+  /* This closes the descriptor now; the memory goes in the callbacks. */
   uv_close((uv_handle_t *)&c->tcp, on_handle_close);
   uv_close((uv_handle_t *)&c->timer, on_handle_close);
+  uv_close((uv_handle_t *)&c->deadline, on_handle_close);
 }
 
 /* Bytes of this connection's answers not yet taken by the client: those
@@ -386,6 +442,7 @@ static void conn_queue(HttpConn *c, int status, const char *content_type,
                        const char *extra_headers, const char *body,
                        size_t len) {
   if (!c->keep_alive || c->srv->stopping) c->close_after_write = true;
+  c->since = ++c->srv->seq; /* idle from now on, unless more is pipelined */
   buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, status_text(status));
   /* A 204 has no body, and says nothing of one. */
   if (status != 204)
@@ -400,9 +457,15 @@ static void conn_queue(HttpConn *c, int status, const char *content_type,
   buf_append(&c->out, body, len);
 }
 
+static void deadline_stop(HttpConn *c) {
+  c->deadline_kind = DEADLINE_NONE;
+  uv_timer_stop(&c->deadline);
+}
+
 /* Answers a request that could not be parsed, and closes. */
 static void conn_fail(HttpConn *c, int status, const char *type,
                       const char *message) {
+  deadline_stop(c);
   if (c->srv->on_reject) c->srv->on_reject(c->srv->data, status, c->addr);
   json_t *j = json_pack("{s:s, s:s}", "type", type, "message", message);
   char *body = json_text(j);
@@ -410,6 +473,52 @@ static void conn_fail(HttpConn *c, int status, const char *type,
   conn_queue(c, status, "application/json", NULL, body, strlen(body));
   free(body);
   json_decref(j);
+}
+
+/* ---- deadlines -------------------------------------------------------- */
+
+/* The idle timeout alone does not bound a request: every byte restarts it,
+ * so a client sending one header byte a minute would hold its connection
+ * for days (slowloris). A request head must therefore be complete within
+ * header_timeout_ms of its first byte, and its body within body_timeout_ms
+ * of the end of the head, however the bytes trickle in. Past it the client
+ * is answered 408 and the connection closed (RFC 9110 section 15.5.9 asks
+ * for "close"): a slow but honest client learns why, and the cost is one
+ * small write. The time between requests is not under a deadline, only
+ * the idle timeout: a keep-alive client may think as long as it likes. */
+
+static void on_deadline(uv_timer_t *t);
+
+static void deadline_start(HttpConn *c, int kind) {
+  c->deadline_kind = kind;
+  uv_timer_start(&c->deadline, on_deadline,
+                 kind == DEADLINE_HEAD ? c->srv->cfg.header_timeout_ms
+                                       : c->srv->cfg.body_timeout_ms,
+                 0);
+}
+
+/* A request starts: its first byte arrived, or the parser began it. Only
+ * the first call of a request counts. */
+static void head_begins(HttpConn *c) {
+  if (c->deadline_kind != DEADLINE_NONE) return;
+  c->since = ++c->srv->seq;
+  deadline_start(c, DEADLINE_HEAD);
+}
+
+static void on_deadline(uv_timer_t *t) {
+  HttpConn *c = t->data;
+  if (c->closing || c->lingering || c->close_after_write) return;
+  if (c->read_paused || c->deferred) {
+    /* We are not reading it (its answers wait, or the one before it is
+     * being worked on): the delay is ours, not the client's. */
+    deadline_start(c, c->deadline_kind);
+    return;
+  }
+  conn_fail(c, 408, "invalid_data",
+            c->deadline_kind == DEADLINE_HEAD
+                ? "The request head was not received in time"
+                : "The request body was not received in time");
+  conn_flush(c);
 }
 
 /* ---- parsing ---------------------------------------------------------- */
@@ -433,6 +542,7 @@ static int on_message_begin(llhttp_t *p) {
   c->header_bytes = 0;
   c->error_status = 0;
   c->in_message = true;
+  head_begins(c);
   return 0;
 }
 
@@ -484,6 +594,8 @@ static int on_headers_complete(llhttp_t *p) {
     c->error_status = 413;
     return -1;
   }
+  /* The body's own deadline (stopped at once if there is none). */
+  deadline_start(c, DEADLINE_BODY);
   return 0;
 }
 
@@ -499,7 +611,18 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
 
 static int on_message_complete(llhttp_t *p) {
   HttpConn *c = p->data;
-  c->keep_alive = llhttp_should_keep_alive(p);
+  deadline_stop(c);
+  /* An Upgrade (with "Connection: upgrade") or a CONNECT: llhttp would
+   * take what follows as another protocol, and stop with
+   * HPE_PAUSED_UPGRADE at its first byte. restockd upgrades nothing and
+   * tunnels nothing, so it answers the request as an ordinary one (RFC 9110
+   * section 7.8: a server may ignore Upgrade) and closes the connection
+   * after the answer, reading nothing more from it. Keeping the connection
+   * and parsing on would also be allowed, but a proxy in front that
+   * believes the upgrade took place would then pass through as raw bytes
+   * requests it never checked (WebSocket and h2c smuggling); after a close
+   * nothing that follows is read at all. */
+  c->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
   c->in_message = false;
   /* Pausing hands control back to conn_feed, which runs the request before
    * parsing whatever the client pipelined after it. */
@@ -508,6 +631,22 @@ static int on_message_complete(llhttp_t *p) {
 
 /* ---- dispatch --------------------------------------------------------- */
 
+/* The length of the "http://authority" or "https://authority" that starts
+ * an absolute-form target (RFC 9112 section 3.2.2, which a server must
+ * accept: proxies send it), or 0 for any other form. The scheme's letter
+ * case does not matter; the authority ends at the path or the query. */
+static size_t absolute_prefix(const char *t, size_t len) {
+  size_t n;
+  if (len >= 7 && strncasecmp(t, "http://", 7) == 0)
+    n = 7;
+  else if (len >= 8 && strncasecmp(t, "https://", 8) == 0)
+    n = 8;
+  else
+    return 0;
+  while (n < len && t[n] != '/' && t[n] != '?') n++;
+  return n;
+}
+
 static void conn_dispatch(HttpConn *c) {
   HttpRequest req;
   memset(&req, 0, sizeof req);
@@ -515,12 +654,22 @@ static void conn_dispatch(HttpConn *c) {
   req.conn = c;
   req.method = llhttp_method_name((llhttp_method_t)c->parser.method);
   const char *target = c->url.data ? c->url.data : "";
-  const char *q = memchr(target, '?', c->url.len);
+  size_t len = c->url.len;
+  /* An absolute-form target is routed by its path and query; the host it
+   * names is ours whatever it says, as the Host header is. */
+  size_t skip = absolute_prefix(target, len);
+  target += skip;
+  len -= skip;
+  const char *q = memchr(target, '?', len);
   req.path = target;
-  req.path_len = q ? (size_t)(q - target) : c->url.len;
+  req.path_len = q ? (size_t)(q - target) : len;
   if (q) {
     req.query = q + 1;
-    req.query_len = c->url.len - req.path_len - 1;
+    req.query_len = len - req.path_len - 1;
+  }
+  if (skip && req.path_len == 0) {
+    req.path = "/"; /* "http://host" and "http://host?q" mean "/" */
+    req.path_len = 1;
   }
   req.headers = c->headers;
   req.nheaders = c->nheaders;
@@ -547,15 +696,19 @@ static void conn_feed(HttpConn *c, const char *data, size_t len) {
   while (len > 0 && !c->close_after_write && !c->closing) {
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
     if (err == HPE_OK) return;
-    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    if (err == HPE_PAUSED_UPGRADE) {
+      /* The bytes after an Upgrade or CONNECT request, which was dispatched
+       * when it completed (on_message_complete says why nothing after it
+       * is read). Its answer closes the connection, so this is not reached;
+       * should it be, the request is not run a second time. */
+      c->keep_alive = false;
+      c->close_after_write = true;
+      return;
+    }
+    if (err == HPE_PAUSED) {
       const char *pos = llhttp_get_error_pos(&c->parser);
       size_t used = pos ? (size_t)(pos - data) : len;
-      if (err == HPE_PAUSED) {
-        llhttp_resume(&c->parser);
-      } else {
-        /* We speak no other protocol: answer, then close. */
-        c->keep_alive = false;
-      }
+      llhttp_resume(&c->parser);
       conn_dispatch(c);
       data += used;
       len -= used;
@@ -607,6 +760,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->lingering) return; /* dropped */
   if (nread == 0) return;
   uv_timer_again(&c->timer);
+  /* Bytes between requests start the next one's head deadline even when
+   * llhttp skips them (the empty lines it allows before a request), so
+   * that a client cannot hold its connection with a trickle of them. */
+  if (!c->in_message) head_begins(c);
   conn_feed(c, buf->base, (size_t)nread);
   conn_flush(c);
 }
@@ -638,25 +795,175 @@ static void on_resume(uv_idle_t *idle) {
   }
 }
 
+/* ---- reports ---------------------------------------------------------- */
+
+/* Whether a kind has counts not yet written. */
+static bool report_waits(const HttpServer *srv, int kind) {
+  switch (kind) {
+    case REPORT_EVICTED:
+      return srv->evicted > 0;
+    case REPORT_REFUSED:
+      return srv->refused > 0;
+    default:
+      return srv->accept_failures > 0;
+  }
+}
+
+/* Writes the line of a kind and clears its counts. */
+static void report_write(HttpServer *srv, int kind) {
+  unsigned limit = srv->cfg.max_connections;
+  switch (kind) {
+    case REPORT_EVICTED:
+      log_warn(
+          "http: at the limit of %u connections: closed %llu idle or slow "
+          "connection(s) to admit new ones",
+          limit, (unsigned long long)srv->evicted);
+      srv->evicted = 0;
+      break;
+    case REPORT_REFUSED:
+      log_warn(
+          "http: at the limit of %u connections, all of them busy: "
+          "refused %llu new connection(s) with 503",
+          limit, (unsigned long long)srv->refused);
+      srv->refused = 0;
+      break;
+    default: {
+      int e = srv->accept_errno;
+      const char *why = uv_strerror(uv_translate_sys_error(e));
+      if (e == EMFILE || e == ENFILE)
+        log_warn(
+            "http: accept failed %llu time(s): %s; closed %llu idle or slow "
+            "connection(s) to admit new ones, dropped %llu unanswered: "
+            "raise the open-file limit (ulimit -n)",
+            (unsigned long long)srv->accept_failures, why,
+            (unsigned long long)srv->fd_evicted,
+            (unsigned long long)srv->fd_dropped);
+      else
+        log_warn("http: accept failed %llu time(s): %s",
+                 (unsigned long long)srv->accept_failures, why);
+      srv->accept_failures = srv->fd_evicted = srv->fd_dropped = 0;
+    }
+  }
+  srv->reported[kind] = true;
+  srv->reported_at[kind] = uv_now(srv->loop);
+}
+
+static void on_report(uv_timer_t *t);
+
+/* Starts the timer for the earliest line that waits, or for a retry of a
+ * paused listener. */
+static void report_arm(HttpServer *srv) {
+  if (srv->stopping) return;
+  uint64_t now = uv_now(srv->loop), due = UINT64_MAX;
+  for (int k = 0; k < NREPORTS; k++)
+    if (report_waits(srv, k) && srv->reported_at[k] + REPORT_MS < due)
+      due = srv->reported_at[k] + REPORT_MS;
+  if (srv->accept_paused && now + ACCEPT_RETRY_MS < due)
+    due = now + ACCEPT_RETRY_MS;
+  if (due == UINT64_MAX)
+    uv_timer_stop(&srv->report);
+  else
+    uv_timer_start(&srv->report, on_report, due > now ? due - now : 0, 0);
+}
+
+/* Called once a count of `kind` has gone up. The first count after
+ * REPORT_MS without a line of its kind is written at once; those that
+ * follow within REPORT_MS wait for the timer, which writes them in one. */
+static void report_note(HttpServer *srv, int kind) {
+  uint64_t now = uv_now(srv->loop);
+  if (!srv->reported[kind] || now - srv->reported_at[kind] >= REPORT_MS ||
+      srv->stopping)
+    report_write(srv, kind);
+  report_arm(srv);
+}
+
+static void on_report(uv_timer_t *t) {
+  HttpServer *srv = t->data;
+  uint64_t now = uv_now(srv->loop);
+  for (int k = 0; k < NREPORTS; k++)
+    if (report_waits(srv, k) && now - srv->reported_at[k] >= REPORT_MS)
+      report_write(srv, k);
+  accept_resume(srv);
+  report_arm(srv);
+}
+
 /* ---- accepting -------------------------------------------------------- */
 
-static void on_connection(uv_stream_t *listener, int status) {
-  HttpServer *srv = listener->data;
-  if (status < 0) {
-    log_warn("http: accept: %s", uv_strerror(status));
-    return;
+/* The connection to close so that a new one may be served, or NULL. Only
+ * those the server owes nothing can go: no request being handled, no
+ * answer waiting to be written, no input waiting to be parsed. Of those,
+ * the one whose `since` is oldest: idle the longest since its last answer,
+ * or the slowest to send the request it began (its first byte is what
+ * counts, not the last, which a slowloris client keeps fresh). Lingering
+ * connections (answered, closing) go only when no other can: closing them
+ * early may cut off the end of their last answer. The scan is linear, and
+ * runs only while the table is full. */
+static int evict_tier(const HttpConn *c) {
+  if (c->deferred || c->writes_pending || c->out.len || c->in.len || c->held ||
+      c->read_paused || c->resuming)
+    return -1;
+  if (c->lingering) return 1;
+  if (c->close_after_write) return -1; /* about to linger */
+  return 0;
+}
+
+static HttpConn *conn_victim(HttpServer *srv) {
+  HttpConn *best = NULL;
+  int best_tier = 2;
+  for (HttpConn *c = srv->conns; c; c = c->next) {
+    int tier = evict_tier(c);
+    if (tier < 0) continue;
+    if (tier < best_tier || (tier == best_tier && c->since < best->since)) {
+      best = c;
+      best_tier = tier;
+    }
+  }
+  return best;
+}
+
+/* Whether `n` connections could be closed for newcomers. */
+static bool can_evict(HttpServer *srv, size_t n) {
+  for (HttpConn *c = srv->conns; c && n > 0; c = c->next)
+    if (evict_tier(c) >= 0) n--;
+  return n == 0;
+}
+
+/* Serves a newly accepted socket, `fd`, which it owns from now on. */
+static void conn_open(HttpServer *srv, int fd) {
+  /* At the limit, a newcomer takes the place of a connection that holds
+   * one without being served: otherwise a flood of slow or silent
+   * connections would keep every real client out. Only when all are busy
+   * being served is it refused. */
+  bool refuse = false;
+  if (srv->nlive >= srv->cfg.max_connections) {
+    /* More than one only when refused connections, still lingering, have
+     * pushed the count past the limit. None is closed for nothing. */
+    size_t need = srv->nlive - srv->cfg.max_connections + 1;
+    if (can_evict(srv, need)) {
+      for (; need > 0; need--) {
+        conn_close(conn_victim(srv));
+        srv->evicted++;
+      }
+      report_note(srv, REPORT_EVICTED);
+    } else {
+      refuse = true;
+    }
   }
   HttpConn *c = xcalloc(1, sizeof *c);
   c->srv = srv;
   uv_tcp_init(srv->loop, &c->tcp);
   uv_timer_init(srv->loop, &c->timer);
-  c->tcp.data = c->timer.data = c;
-  c->open_handles = 2;
+  uv_timer_init(srv->loop, &c->deadline);
+  c->tcp.data = c->timer.data = c->deadline.data = c;
+  c->open_handles = 3;
   c->next = srv->conns;
   if (srv->conns) srv->conns->prev = c;
   srv->conns = c;
+  srv->nlive++;
   srv->nconns++;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+  c->since = ++srv->seq;
+  if (uv_tcp_open(&c->tcp, fd) < 0) {
+    close(fd);
     conn_close(c);
     return;
   }
@@ -672,14 +979,9 @@ static void on_connection(uv_stream_t *listener, int status) {
   llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
   c->parser.data = c;
   c->keep_alive = true;
-  if (srv->nconns > srv->cfg.max_connections) {
-    static uint64_t last_warning;
-    uint64_t now = uv_now(srv->loop);
-    if (now - last_warning > 10000 || last_warning == 0) {
-      log_warn("http: %zu connections open, refusing new ones (limit %u)",
-               srv->nconns - 1, srv->cfg.max_connections);
-      last_warning = now;
-    }
+  if (refuse) {
+    srv->refused++;
+    report_note(srv, REPORT_REFUSED);
     conn_fail(c, 503, "unexpected_state", "Too many open connections");
     conn_flush(c);
     return;
@@ -690,7 +992,99 @@ static void on_connection(uv_stream_t *listener, int status) {
     conn_close(c);
 }
 
-static void free_on_close(uv_handle_t *h) { free(h->data); }
+static void on_listener(uv_poll_t *p, int status, int events);
+
+static void accept_resume(HttpServer *srv) {
+  if (!srv->accept_paused || srv->stopping) return;
+  srv->accept_paused = false;
+  uv_poll_start(&srv->listener, UV_READABLE, on_listener);
+}
+
+/* accept failed for want of a descriptor (EMFILE: the process's limit,
+ * ENFILE: the system's), which Linux says before it looks for a waiting
+ * connection: there may be none. The spare descriptor tells: given up, it
+ * makes room to accept one. A connection that came is served if closing an
+ * idle or slow one frees a descriptor (which becomes the spare again), and
+ * else is closed at once, so that its client learns now rather than time
+ * out in the backlog, and the listener, still readable, does not make the
+ * loop spin. Without a spare, accepting pauses until a connection closes,
+ * or for ACCEPT_RETRY_MS. Returns true if it took a connection: accept
+ * again. */
+static bool out_of_descriptors(HttpServer *srv, int err) {
+  if (srv->reserve_fd < 0) {
+    uv_poll_stop(&srv->listener);
+    srv->accept_paused = true;
+    srv->accept_failures++;
+    srv->accept_errno = err;
+    report_note(srv, REPORT_ACCEPT);
+    return false;
+  }
+  close(srv->reserve_fd);
+  int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) {
+    /* None was waiting after all (or it left). */
+    srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return false;
+  }
+  srv->accept_failures++;
+  srv->accept_errno = err;
+  HttpConn *victim = conn_victim(srv);
+  if (victim) {
+    conn_close(victim);
+    srv->fd_evicted++;
+    srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    conn_open(srv, fd);
+  } else {
+    close(fd);
+    srv->fd_dropped++;
+    srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+  report_note(srv, REPORT_ACCEPT);
+  return true;
+}
+
+static void on_listener(uv_poll_t *p, int status, int events) {
+  HttpServer *srv = p->data;
+  if (status < 0) {
+    log_warn("http: listener: %s", uv_strerror(status));
+    return;
+  }
+  for (int i = 0; i < ACCEPT_BATCH && !srv->stopping && !srv->accept_paused;
+       i++) {
+    int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      conn_open(srv, fd);
+    } else if (errno == EMFILE || errno == ENFILE) {
+      if (!out_of_descriptors(srv, errno)) return;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return;
+    } else if (errno != EINTR && errno != ECONNABORTED) {
+      /* Lack of memory or buffers, or a firewall's EPERM: that client is
+       * lost, the listener stays. */
+      srv->accept_failures++;
+      srv->accept_errno = errno;
+      report_note(srv, REPORT_ACCEPT);
+      return;
+    }
+  }
+}
+
+/* Makes the listening socket. Returns it, or a negative libuv error. */
+static int listen_socket(const struct sockaddr *addr, socklen_t len) {
+  int fd =
+      socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return uv_translate_sys_error(errno);
+  /* As libuv does: a restart may bind while old connections are in
+   * TIME_WAIT. */
+  int on = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
+      bind(fd, addr, len) < 0 || listen(fd, 511) < 0) {
+    int rc = uv_translate_sys_error(errno);
+    close(fd);
+    return rc;
+  }
+  return fd;
+}
 
 int http_server_start(uv_loop_t *loop, const HttpConfig *cfg,
                       HttpHandler handler, void *data, HttpServer **out,
@@ -720,25 +1114,30 @@ int http_server_start(uv_loop_t *loop, const HttpConfig *cfg,
     free(srv);
     return rc;
   }
-  uv_tcp_init(loop, &srv->listener);
-  srv->listener.data = srv;
-  rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
-  if (rc == 0)
-    rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+  rc = listen_socket((struct sockaddr *)&addr, v6 ? sizeof(struct sockaddr_in6)
+                                                  : sizeof(struct sockaddr_in));
+  if (rc >= 0) {
+    srv->listen_fd = rc;
+    rc = uv_poll_init_socket(loop, &srv->listener, srv->listen_fd);
+    if (rc < 0) close(srv->listen_fd);
+  }
   if (rc < 0) {
     *err = xasprintf("cannot listen on %s port %d: %s", cfg->host, cfg->port,
                      uv_strerror(rc));
-    /* The listener must be closed before it is freed; the caller runs the
-     * loop, which finishes the close. */
-    srv->stopping = true;
-    uv_close((uv_handle_t *)&srv->listener, free_on_close);
+    free(srv);
     return rc;
   }
+  srv->listener.data = srv;
+  uv_poll_start(&srv->listener, UV_READABLE, on_listener);
+  srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   uv_idle_init(loop, &srv->resume);
   srv->resume.data = srv;
   srv->resume_open = true;
-  int len = sizeof addr;
-  uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&addr, &len);
+  uv_timer_init(loop, &srv->report);
+  srv->report.data = srv;
+  srv->report_open = true;
+  socklen_t len = sizeof addr;
+  getsockname(srv->listen_fd, (struct sockaddr *)&addr, &len);
   char ip[64] = "";
   int port;
   if (addr.ss_family == AF_INET6) {
@@ -778,12 +1177,27 @@ static void on_listener_close(uv_handle_t *h) {
   maybe_done(srv);
 }
 
+static void on_report_close(uv_handle_t *h) {
+  HttpServer *srv = h->data;
+  srv->report_open = false;
+  maybe_done(srv);
+}
+
 void http_server_stop(HttpServer *srv, void (*done)(void *), void *arg) {
   if (srv->stopping) return;
   srv->stopping = true;
   srv->done = done;
   srv->done_arg = arg;
+  /* uv_close stops watching the socket at once, and never closes it. */
   uv_close((uv_handle_t *)&srv->listener, on_listener_close);
+  close(srv->listen_fd);
+  srv->listen_fd = -1;
+  if (srv->reserve_fd >= 0) close(srv->reserve_fd);
+  srv->reserve_fd = -1;
+  /* What the timer had not written yet. */
+  for (int k = 0; k < NREPORTS; k++)
+    if (report_waits(srv, k)) report_write(srv, k);
+  uv_close((uv_handle_t *)&srv->report, on_report_close);
   uv_close((uv_handle_t *)&srv->resume, on_resume_close);
   for (HttpConn *c = srv->conns, *next; c; c = next) {
     next = c->next;

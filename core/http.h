@@ -1,6 +1,7 @@
 /* The HTTP/1.1 server: libuv for the sockets, llhttp for parsing. Keep-alive
  * and pipelining, bounded requests (header bytes, header count, body size),
- * an idle timeout, a cap on open connections, and a draining shutdown.
+ * an idle timeout, deadlines for a request's head and body, a cap on open
+ * connections that makes room for newcomers, and a draining shutdown.
  *
  * Requests are handed to one handler function, in arrival order per
  * connection. The handler must answer with http_respond (or one of its
@@ -22,14 +23,21 @@ typedef struct {
   const char *host;
   int port;                 /* 0: any free port */
   uint64_t idle_timeout_ms; /* close a connection silent this long */
-  unsigned max_connections; /* answer 503 beyond this */
-  size_t max_body;          /* 413 beyond this */
-  size_t max_header_bytes;  /* 431 beyond this (request line included) */
-  unsigned max_headers;     /* 431 beyond this */
+  /* 408 for a request head not complete this long after its first byte,
+   * and for a body not complete this long after the end of its head. */
+  uint64_t header_timeout_ms;
+  uint64_t body_timeout_ms;
+  /* Open connections at most. Beyond it a newcomer takes the place of the
+   * connection idle longest or slowest to send its request; it is answered
+   * 503 only when every connection is busy being served. */
+  unsigned max_connections;
+  size_t max_body;         /* 413 beyond this */
+  size_t max_header_bytes; /* 431 beyond this (request line included) */
+  unsigned max_headers;    /* 431 beyond this */
 } HttpConfig;
 
-/* Fills `c` with the defaults: 60 s idle, 1024 connections, 1 MiB body,
- * 16 KiB of headers, 100 headers. */
+/* Fills `c` with the defaults: 60 s idle, 10 s for a head, 30 s for a body,
+ * 1024 connections, 1 MiB body, 16 KiB of headers, 100 headers. */
 void http_config_defaults(HttpConfig *c);
 
 typedef struct HttpServer HttpServer;
@@ -44,7 +52,9 @@ typedef struct HttpRequest {
   HttpServer *server;
   HttpConn *conn; /* NULL once a deferred request's client has left */
   const char *method;
-  const char *path; /* raw, without the query; points into the target */
+  /* Raw, without the query; of an absolute-form target ("http://host/p"),
+   * only the path ("/p", or "/" when it has none). */
+  const char *path;
   size_t path_len;
   const char *query; /* raw query string after '?', or NULL */
   size_t query_len;
@@ -73,7 +83,7 @@ typedef void (*HttpHandler)(HttpRequest *req, void *data);
  * metrics and access logs). */
 typedef void (*HttpAnswerHook)(void *data, HttpRequest *req);
 /* Told of each request the server answered without the handler (`status`
- * 400, 413, 431 or 503), for metrics and logs. */
+ * 400, 408, 413, 431 or 503), for metrics and logs. */
 typedef void (*HttpRejectHook)(void *data, int status, const char *client);
 
 /* Sets the hook told of rejected requests (NULL: none). */

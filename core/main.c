@@ -49,7 +49,17 @@ static const char usage[] =
     "                           once and kept in the database)\n"
     "  RESTOCK_IDLE_TIMEOUT     ms before an idle connection is closed "
     "(60000)\n"
-    "  RESTOCK_MAX_CONNECTIONS  open connections before 503 (1024)\n"
+    "  RESTOCK_HEADER_TIMEOUT   ms from a request's first byte to the end of "
+    "its\n"
+    "                           head, else 408 (10000)\n"
+    "  RESTOCK_BODY_TIMEOUT     ms from the end of a head to the end of its "
+    "body,\n"
+    "                           else 408 (30000)\n"
+    "  RESTOCK_MAX_CONNECTIONS  open connections at most; when full, the one "
+    "idle\n"
+    "                           longest or slowest gives way, 503 if all are "
+    "busy\n"
+    "                           (1024)\n"
     "  RESTOCK_EVENT_RETENTION  how long delivered events are kept: 30d,\n"
     "                           12h, 90m, 45s, or 0 for ever (30d)\n"
     "  RESTOCK_CA_FILE          CA bundle for restock.http.request (default:\n"
@@ -71,6 +81,8 @@ typedef struct {
   const char *access_log;
   int port;
   uint64_t idle_timeout_ms;
+  uint64_t header_timeout_ms;
+  uint64_t body_timeout_ms;
   unsigned max_connections;
 } Settings;
 
@@ -207,6 +219,16 @@ static int parse_settings(int argc, char **argv, int first, const char *allowed,
     return usage_error("invalid RESTOCK_IDLE_TIMEOUT '%s' (ms, at least 1)",
                        idle);
   s->idle_timeout_ms = (uint64_t)n;
+  const char *head = env_or("RESTOCK_HEADER_TIMEOUT", "10000");
+  if (parse_number(head, 1, 86400000, &n))
+    return usage_error("invalid RESTOCK_HEADER_TIMEOUT '%s' (ms, at least 1)",
+                       head);
+  s->header_timeout_ms = (uint64_t)n;
+  const char *body = env_or("RESTOCK_BODY_TIMEOUT", "30000");
+  if (parse_number(body, 1, 86400000, &n))
+    return usage_error("invalid RESTOCK_BODY_TIMEOUT '%s' (ms, at least 1)",
+                       body);
+  s->body_timeout_ms = (uint64_t)n;
   const char *keep = env_or("RESTOCK_EVENT_RETENTION", "30d");
   if (parse_duration(keep, &s->retention_ms))
     return usage_error(
@@ -311,6 +333,8 @@ static int cmd_start(const Settings *s) {
       .port = s->port,
       .retention_ms = s->retention_ms,
       .idle_timeout_ms = s->idle_timeout_ms,
+      .header_timeout_ms = s->header_timeout_ms,
+      .body_timeout_ms = s->body_timeout_ms,
       .max_connections = s->max_connections,
   };
   return server_run(&ss);

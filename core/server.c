@@ -285,6 +285,8 @@ int server_run(const ServerSettings *s) {
   hc.host = s->host;
   hc.port = s->port;
   hc.idle_timeout_ms = s->idle_timeout_ms;
+  hc.header_timeout_ms = s->header_timeout_ms;
+  hc.body_timeout_ms = s->body_timeout_ms;
   hc.max_connections = s->max_connections;
   if (http_server_start(&srv->loop, &hc, api_handle, &srv->api, &srv->http,
                         &err)) {

@@ -12,6 +12,8 @@ typedef struct {
   int port;
   long long retention_ms;
   uint64_t idle_timeout_ms;
+  uint64_t header_timeout_ms;
+  uint64_t body_timeout_ms;
   unsigned max_connections;
 } ServerSettings;
 

@@ -28,6 +28,7 @@ local DEFAULT_PLUGIN = 'local restock = require "restock"\nrestock.options {}\n'
 local SCRUBBED_ENV = {
   "RESTOCK_DB", "RESTOCK_CONFIG", "HOST", "PORT", "RESTOCK_ADMIN_TOKEN",
   "RESTOCK_SECRET", "RESTOCK_IDLE_TIMEOUT", "RESTOCK_MAX_CONNECTIONS",
+  "RESTOCK_HEADER_TIMEOUT", "RESTOCK_BODY_TIMEOUT",
 }
 
 -- Substrings that mean a sanitizer found a bug in the process.
