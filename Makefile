@@ -41,11 +41,17 @@ REL_OBJS  := $(SRCS:core/%.c=build/release/%.o) \
 ASAN_OBJS := $(SRCS:core/%.c=build/asan/%.o) build/asan/migrations_sqlite.o \
              $(addprefix build/asan/llhttp_,api.o http.o llhttp.o)
 
+# ThreadSanitizer: the code shared between the loop and the storage threads
+# is checked by running the specs once against this build (make tsan).
+TSAN      := -O1 -g -fsanitize=thread -fno-omit-frame-pointer -DRESTOCKD_DEBUG
+TSAN_OBJS := $(SRCS:core/%.c=build/tsan/%.o) build/tsan/migrations_sqlite.o \
+             $(addprefix build/tsan/llhttp_,api.o http.o llhttp.o)
+
 UNIT_SRCS := $(wildcard spec/unit/*.c)
 # The unit tests link every core object except the one holding main().
 UNIT_CORE := $(filter-out build/asan/main.o,$(ASAN_OBJS))
 
-.PHONY: all deps run test unit asan release clean bench install
+.PHONY: all deps run test unit asan tsan release clean bench install
 
 # `make install PREFIX=/usr/local` (DESTDIR is honoured for packaging).
 PREFIX  ?= /usr/local
@@ -73,6 +79,20 @@ build/restockd: $(REL_OBJS)
 build/asan/restockd: $(ASAN_OBJS)
 	$(CC) $(SAN) -o $@ $^ $(PKG_LDLIBS)
 
+build/tsan/restockd: $(TSAN_OBJS)
+	$(CC) $(TSAN) -o $@ $^ $(PKG_LDLIBS)
+
+build/tsan/unit_tests: $(UNIT_SRCS) $(filter-out build/tsan/main.o,$(TSAN_OBJS)) | deps
+	$(CC) $(CSTD) $(WARN) $(TSAN) $(PKG_CFLAGS) -Icore -I$(LLHTTP_INC) \
+	  -o $@ $^ $(PKG_LDLIBS)
+
+build/tsan/%.o: core/%.c $(wildcard core/*.h) | deps build/tsan
+	$(CC) $(CSTD) $(WARN) $(TSAN) $(PKG_CFLAGS) -I$(LLHTTP_INC) -c -o $@ $<
+build/tsan/llhttp_%.o: | deps build/tsan
+	$(CC) $(TSAN) -w -I$(LLHTTP_INC) -c -o $@ $(LLHTTP_SRC)/$*.c
+build/tsan/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/tsan
+	$(CC) $(CSTD) $(WARN) $(TSAN) $(PKG_CFLAGS) -Icore -c -o $@ $<
+
 build/asan/unit_tests: $(UNIT_SRCS) $(UNIT_CORE) | deps
 	$(CC) $(CSTD) $(WARN) $(SAN) $(PKG_CFLAGS) -Icore -I$(LLHTTP_INC) \
 	  -o $@ $(UNIT_SRCS) $(UNIT_CORE) $(PKG_LDLIBS)
@@ -99,7 +119,7 @@ build/release/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build
 build/asan/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/asan
 	$(CC) $(CSTD) $(WARN) $(SAN) $(PKG_CFLAGS) -Icore -c -o $@ $<
 
-build/release build/asan build/gen:
+build/release build/asan build/tsan build/gen:
 	mkdir -p $@
 
 plugin.lua:
@@ -121,6 +141,13 @@ bench: build/restockd
 
 unit: build/asan/unit_tests
 	./build/asan/unit_tests
+
+# The unit tests and every spec against the ThreadSanitizer build; a data
+# race report fails the test it happened in.
+tsan: build/tsan/restockd build/tsan/unit_tests
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/unit_tests
+	RESTOCKD=build/tsan/restockd TSAN_OPTIONS="halt_on_error=0" \
+	  sh spec/run.sh --specs-only
 
 # The binary finds the scripts at ../share/restockd/scripts next to itself;
 # the migrations are compiled in (the SQL files are installed to read).

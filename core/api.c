@@ -37,6 +37,12 @@ static int metrics_fn(StoreTx *tx, ReadCall *c) {
 
 static void metrics_done(ReadCall *c, int status) {
   MetricsRead *m = (MetricsRead *)c;
+  StoreStats st;
+  store_stats(c->unit.d->store, &st);
+  m->g.store_commits = st.groups;
+  m->g.store_units = st.units;
+  m->g.store_failed_commits = st.failed_commits;
+  m->g.wal_max_bytes = st.wal_max_bytes;
   if (status) {
     api_fail(m->req, status, NULL);
   } else {

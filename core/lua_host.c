@@ -229,7 +229,7 @@ static void check_event_names(LuaHost *h, const char *path,
       lua_pushvalue(L, -3); /* searchpath */
       lua_pushvalue(L, -2); /* key */
       lua_pushvalue(L, -4); /* path */
-      if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+      if (lua_host_pcall(L, 2, 1) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
         append_file(&src, lua_tostring(L, -1));
       lua_pop(L, 1);
     }

@@ -206,6 +206,20 @@ void metrics_render(Buf *out, const MetricsGauges *g) {
   header(out, "restockd_pending_deliveries", "gauge",
          "Event deliveries waiting to run or be retried.");
   buf_printf(out, "restockd_pending_deliveries %lld\n", g->pending_deliveries);
+  header(out, "restockd_store_commits_total", "counter",
+         "Transactions the storage writer committed (each holds a group of "
+         "writes).");
+  buf_printf(out, "restockd_store_commits_total %llu\n", g->store_commits);
+  header(out, "restockd_store_writes_total", "counter",
+         "Units of work the storage writer ran (a subscribe is one).");
+  buf_printf(out, "restockd_store_writes_total %llu\n", g->store_units);
+  header(out, "restockd_store_failed_commits_total", "counter",
+         "Group commits that failed (every write of the group answered 503).");
+  buf_printf(out, "restockd_store_failed_commits_total %llu\n",
+             g->store_failed_commits);
+  header(out, "restockd_wal_max_bytes", "gauge",
+         "The largest size the SQLite write-ahead log reached.");
+  buf_printf(out, "restockd_wal_max_bytes %llu\n", g->wal_max_bytes);
   header(out, "process_resident_memory_bytes", "gauge",
          "Resident memory size in bytes.");
   buf_printf(out, "process_resident_memory_bytes %lld\n", resident_bytes());

@@ -26,6 +26,11 @@ typedef struct {
   long long active_subscriptions;
   long long pending_checks;
   long long pending_deliveries;
+  /* The storage side's counters (store_stats). */
+  unsigned long long store_commits;
+  unsigned long long store_units;
+  unsigned long long store_failed_commits;
+  unsigned long long wal_max_bytes;
 } MetricsGauges;
 
 /* Appends the whole exposition to `out`. */

@@ -335,6 +335,14 @@ out:
   log_set_buffered(false);
   if (srv->http) http_server_free(srv->http);
   lua_host_release(srv->lua);
+#ifdef RESTOCKD_DEBUG
+  /* Debug builds count the Lua registry references: every one taken must
+   * have been given back once every script is freed. The wording is the
+   * sanitizers' own, so the test harness fails on it. */
+  if (lua_host_refs() != 0)
+    fprintf(stderr, "runtime error: %ld Lua registry references leaked\n",
+            lua_host_refs());
+#endif
   config_unref(d->config);
   d->config = NULL;
   ratelimit_free(srv->api.ratelimit);

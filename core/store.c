@@ -60,6 +60,7 @@ struct Store {
   size_t inflight; /* loop thread only */
   int durability;  /* wanted; atomic */
   int applied;     /* what the writer last set */
+  unsigned long long wal_bytes; /* the writer's; copied into stats */
   StoreStats stats;
 };
 
@@ -381,19 +382,20 @@ static void run_group(Store *s, StoreWork *first) {
   bool failed = false;
   for (StoreWork *v = first; v; v = v->next)
     if (v->status == RESTOCK_ECOMMIT) failed = true;
+  if (failed)
+    log_error(
+        "store: a group commit failed; its writes were not stored and each "
+        "of them is answered 503");
+  else if (d->after_commit)
+    d->after_commit(tx->conn, s->server, &s->wal_bytes);
   uv_mutex_lock(&s->mu);
   if (failed)
     s->stats.failed_commits++;
   else
     s->stats.groups++;
   for (StoreWork *v = first; v; v = v->next) s->stats.units++;
+  s->stats.wal_max_bytes = s->wal_bytes;
   uv_mutex_unlock(&s->mu);
-  if (failed)
-    log_error(
-        "store: a group commit failed; its writes were not stored and each "
-        "of them is answered 503");
-  else if (d->after_commit)
-    d->after_commit(tx->conn, s->server, &s->stats);
 }
 
 static void writer_main(void *arg) {

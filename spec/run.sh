@@ -8,7 +8,12 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 # A pipe loses the left side's status, so each part leaves it in a file.
-{ ./build/asan/unit_tests 2>&1; echo $? > "$out/unit.rc"; } | tee "$out/unit"
+# --specs-only skips the C unit tests (make tsan runs its own build of them).
+if [ "${1:-}" = --specs-only ]; then
+  echo 0 > "$out/unit.rc"; : > "$out/unit"
+else
+  { ./build/asan/unit_tests 2>&1; echo $? > "$out/unit.rc"; } | tee "$out/unit"
+fi
 { lua5.4 /usr/bin/busted -o spec/support/summary.lua spec 2>&1
   echo $? > "$out/busted.rc"; } | tee "$out/busted"
 unit_rc=$(cat "$out/unit.rc"); busted_rc=$(cat "$out/busted.rc")
