@@ -276,6 +276,7 @@ typedef struct {
   long long max_attempts;
   uint64_t started_ns;
   /* The outcome. */
+  bool failed; /* to be retried */
   char *status;
   long long new_attempts;
   long long next_at;
@@ -355,8 +356,9 @@ static void on_run_done(void *arg, bool ok, bool retry, const char *err) {
   const char *status = "delivered";
   r->new_attempts = r->attempts + 1;
   r->next_at = now;
+  /* The outcome is counted (metrics_event_outcome) once it is stored, in
+   * record_done, so /metrics never runs ahead of the database. */
   if (ok) {
-    metrics_event_outcome(r->event, "delivered");
     err = NULL;
   } else if (o->stopping) {
     /* Cut short by the shutdown: not the handler's fault, so it does not
@@ -366,14 +368,13 @@ static void on_run_done(void *arg, bool ok, bool retry, const char *err) {
     err = NULL;
   } else if (r->new_attempts >= r->max_attempts || !retry) {
     status = "dead";
-    metrics_event_outcome(r->event, "dead");
     log_error("delivery of %s #%lld to %s%s is dead after %lld attempts%s: %s",
               r->event, r->event_id, r->handler, note, r->new_attempts,
               retry ? "" : " (the handler asked not to retry)", err);
   } else {
     status = "pending";
     r->next_at = now + backoff_ms(r->new_attempts);
-    metrics_event_outcome(r->event, "failed");
+    r->failed = true;
     log_warn(
         "delivery of %s #%lld to %s%s failed (attempt %lld of %lld), "
         "retrying in %lld ms: %s",
