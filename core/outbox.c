@@ -322,6 +322,12 @@ static void record_done(Unit *u, int status) {
     /* The lease runs out and the delivery runs again: at least once. */
     log_error("delivery of %s #%lld to %s: its outcome could not be stored",
               r->event, r->event_id, r->handler);
+  else if (strcmp(r->status, "delivered") == 0)
+    metrics_event_outcome(r->event, "delivered");
+  else if (strcmp(r->status, "dead") == 0)
+    metrics_event_outcome(r->event, "dead");
+  else if (r->failed)
+    metrics_event_outcome(r->event, "failed");
   o->recording--;
   run_free(r);
   if (o->closing)
