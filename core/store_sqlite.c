@@ -474,6 +474,9 @@ static int sq_connect(const char *uri, ConnRole role, StoreConn **out,
       return RESTOCK_ESTORE;
     }
   }
+  /* A first read opens the WAL and its index now, not at some later read:
+   * the descriptors a server holds are there from the start. */
+  sqlite3_exec(db, "SELECT 1 FROM sqlite_master LIMIT 1", NULL, NULL, NULL);
   StoreConn *c = xcalloc(1, sizeof *c);
   c->db = db;
   c->role = role;
