@@ -55,6 +55,10 @@ static const char usage[] =
     "  RESTOCK_BODY_TIMEOUT     ms from the end of a head to the end of its "
     "body,\n"
     "                           else 408 (30000)\n"
+    "  RESTOCK_WATCHDOG         ms Lua may hold the event loop at a stretch\n"
+    "                           (a stuck C call, a finalizer) before the\n"
+    "                           delivery is marked dead and the server exits\n"
+    "                           (10000)\n"
     "  RESTOCK_MAX_CONNECTIONS  open connections at most; when full, the one "
     "idle\n"
     "                           longest or slowest gives way, 503 if all are "
@@ -84,6 +88,7 @@ typedef struct {
   uint64_t header_timeout_ms;
   uint64_t body_timeout_ms;
   unsigned max_connections;
+  uint64_t watchdog_ms;
 } Settings;
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt,
@@ -239,6 +244,11 @@ static int parse_settings(int argc, char **argv, int first, const char *allowed,
   if (parse_number(maxc, 1, 1000000, &n))
     return usage_error("invalid RESTOCK_MAX_CONNECTIONS '%s'", maxc);
   s->max_connections = (unsigned)n;
+  const char *wd = env_or("RESTOCK_WATCHDOG", "10000");
+  if (parse_number(wd, 100, 3600000, &n))
+    return usage_error(
+        "invalid RESTOCK_WATCHDOG '%s' (ms, from 100 to 3600000)", wd);
+  s->watchdog_ms = (uint64_t)n;
   return 0;
 }
 
@@ -336,6 +346,7 @@ static int cmd_start(const Settings *s) {
       .header_timeout_ms = s->header_timeout_ms,
       .body_timeout_ms = s->body_timeout_ms,
       .max_connections = s->max_connections,
+      .watchdog_ms = s->watchdog_ms,
   };
   return server_run(&ss);
 }

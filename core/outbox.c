@@ -426,6 +426,7 @@ static void claim_done(Unit *u, int status) {
                        .handler = r->handler,
                        .subscriber = r->subscriber,
                        .data = d->data,
+                       .event_id = r->event_id,
                        .attempts = r->attempts,
                        .timeout_ms = (uint64_t)c->timeout_ms};
       int rc = o->stopping ? RESTOCK_EUNAVAIL

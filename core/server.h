@@ -15,6 +15,7 @@ typedef struct {
   uint64_t header_timeout_ms;
   uint64_t body_timeout_ms;
   unsigned max_connections;
+  uint64_t watchdog_ms; /* how long Lua may hold the loop at a stretch */
 } ServerSettings;
 
 /* Runs the server until it is stopped. Returns the process's exit code: 0

@@ -54,6 +54,7 @@ struct Store {
   bool closed_async;
   uv_mutex_t mu; /* guards the queues, threads_running and stats */
   uv_cond_t wcond, rcond;
+  uv_cond_t sync_cond; /* signalled when a sync unit is done */
   Queue wq, rq, dq;
   uv_async_t async;
   uv_loop_t *loop;
@@ -71,15 +72,6 @@ static void queue_push(Queue *q, StoreWork *w) {
   else
     q->head = w;
   q->tail = w;
-}
-
-static void queue_append(Queue *q, StoreWork *first, StoreWork *last) {
-  if (!first) return;
-  if (q->tail)
-    q->tail->next = first;
-  else
-    q->head = first;
-  q->tail = last;
 }
 
 /* ---- statements ------------------------------------------------------------ */
@@ -310,6 +302,7 @@ int store_open(const char *uri, const StoreOptions *o, Store **out,
   uv_mutex_init(&s->mu);
   uv_cond_init(&s->wcond);
   uv_cond_init(&s->rcond);
+  uv_cond_init(&s->sync_cond);
   *out = s;
   return 0;
 }
@@ -413,9 +406,21 @@ static void writer_main(void *arg) {
     uv_mutex_unlock(&s->mu);
     run_group(s, first);
     uv_mutex_lock(&s->mu);
-    queue_append(&s->dq, first, last);
+    /* Completions go to the loop; a sync unit's caller is woken instead. */
+    bool any = false, synced = false;
+    for (StoreWork *w = first, *next; w; w = next) {
+      next = w->next;
+      if (w->sync) {
+        w->sync_done = true;
+        synced = true;
+      } else {
+        queue_push(&s->dq, w);
+        any = true;
+      }
+    }
+    if (synced) uv_cond_broadcast(&s->sync_cond);
     uv_mutex_unlock(&s->mu);
-    uv_async_send(&s->async);
+    if (any) uv_async_send(&s->async);
     uv_mutex_lock(&s->mu);
   }
   s->threads_running--;
@@ -566,6 +571,37 @@ void store_read(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
   submit(s, w, fn, done, arg, false);
 }
 
+int store_write_sync(Store *s, StoreFn fn, void *arg, uint64_t timeout_ms) {
+  /* On the heap, and left there on a timeout: the writer may still get to
+   * it after the caller has gone. */
+  StoreWork *w = xcalloc(1, sizeof *w);
+  w->fn = fn;
+  w->arg = arg;
+  w->sync = true;
+  uint64_t deadline = uv_hrtime() + timeout_ms * 1000000ULL;
+  uv_mutex_lock(&s->mu);
+  if (!s->started || s->stopping) {
+    uv_mutex_unlock(&s->mu);
+    free(w);
+    return RESTOCK_EUNAVAIL;
+  }
+  queue_push(&s->wq, w);
+  uv_cond_signal(&s->wcond);
+  while (!w->sync_done) {
+    uint64_t now = uv_hrtime();
+    if (now >= deadline ||
+        uv_cond_timedwait(&s->sync_cond, &s->mu, deadline - now) != 0)
+      if (!w->sync_done) {
+        uv_mutex_unlock(&s->mu);
+        return RESTOCK_ETIMEDOUT;
+      }
+  }
+  int status = w->status;
+  uv_mutex_unlock(&s->mu);
+  free(w);
+  return status;
+}
+
 size_t store_inflight(const Store *s) { return s->inflight; }
 
 void store_set_durability(Store *s, Durability d) {
@@ -595,6 +631,7 @@ void store_close(Store *s) {
   uv_mutex_destroy(&s->mu);
   uv_cond_destroy(&s->wcond);
   uv_cond_destroy(&s->rcond);
+  uv_cond_destroy(&s->sync_cond);
   free(s->uri);
   free(s->node_id);
   free(s);
