@@ -8,18 +8,20 @@
 
 PKGS := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev \
         libsqlite3-dev libcurl4-openssl-dev libjansson-dev libssl-dev \
-        node-llhttp lua-busted lua-socket lua-cjson
+        node-llhttp lua-busted lua-socket lua-cjson libidn2-dev \
+        libunistring-dev
 
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
-PKG_LIBS   := lua5.4 libuv sqlite3 jansson libcrypto
+PKG_LIBS   := lua5.4 libuv sqlite3 jansson libcrypto libidn2
 # libcurl's header only: the library is loaded with dlopen on first use
 # (core/curl_dl.h says why).
 PKG_HDRS   := libcurl
 
 # Recursively expanded so that pkg-config runs after `deps` has installed it.
+# libunistring (email local parts) ships no pkg-config file in Debian 12.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_LIBS) $(PKG_HDRS))
-PKG_LDLIBS = $(shell pkg-config --libs $(PKG_LIBS)) -lm -ldl
+PKG_LDLIBS = $(shell pkg-config --libs $(PKG_LIBS)) -lunistring -lm -ldl
 
 VERSION  := 0.1.0
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla \
