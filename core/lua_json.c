@@ -27,9 +27,11 @@ static void push(lua_State *L, const json_t *v) {
     case JSON_OBJECT: {
       lua_createtable(L, 0, (int)json_object_size(v)); /* [t] */
       const char *key;
-      const json_t *value;
-      json_object_foreach((json_t *)v, key, value) {
-        lua_pushstring(L, key);
+      size_t key_len;
+      json_t *value;
+      /* By length: a key may hold a NUL byte (lua_json_to keeps them). */
+      json_object_keylen_foreach((json_t *)v, key, key_len, value) {
+        lua_pushlstring(L, key, key_len);
         push(L, value);
         lua_rawset(L, -3);
       }

@@ -152,6 +152,25 @@ TEST(lua_json_keeps_keys_with_nul) {
   free(s);
 }
 
+/* Found by fuzz_lua_json: a key with a NUL byte came back from JSON into
+ * Lua cut at the NUL, so a value encoded and decoded changed its key. */
+TEST(lua_json_push_keeps_keys_with_nul) {
+  lua_State *L = luaL_newstate();
+  json_t *j = json_object();
+  json_object_setn_new(j, "a\0b", 3, json_integer(1));
+  json_object_set_new(j, "a", json_integer(2));
+  CHECK(lua_json_push(L, j) == 0);
+  lua_pushlstring(L, "a\0b", 3);
+  lua_rawget(L, -2);
+  CHECK(lua_isinteger(L, -1) && lua_tointeger(L, -1) == 1);
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "a");
+  CHECK(lua_isinteger(L, -1) && lua_tointeger(L, -1) == 2);
+  lua_pop(L, 2);
+  json_decref(j);
+  lua_close(L);
+}
+
 TEST(lua_json_decodes_into_lua) {
   lua_State *L = luaL_newstate();
   json_t *j = json_loads(
