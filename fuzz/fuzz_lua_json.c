@@ -6,9 +6,10 @@
  * any key (integers, strings, floats, booleans, tables), sequences, copies
  * of values already built (so a table may hold itself) and a function.
  * Then the top value is converted, in a protected call. The conversion
- * leaves the Lua stack as it found it; a value it accepts is written by
- * json_text as valid JSON that jansson reads back equal, and pushed back
- * into Lua and converted again, it gives the same JSON. */
+ * leaves the Lua stack as it found it; a value it accepts keeps every
+ * entry of every table under its own key (none dropped or merged), is
+ * written by json_text as valid JSON that jansson reads back equal, and
+ * pushed back into Lua and converted again, it gives the same JSON. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <string.h>
@@ -129,11 +130,45 @@ static int same(const json_t *a, const json_t *b) {
 static char err[256];
 static json_t *result;
 
+/* True when the JSON `j` holds every entry of the Lua value at `idx`, under
+ * the key it was given (an integer key as its decimal string): nothing
+ * was dropped or merged on the way. */
+static int holds_all(lua_State *L, int idx, const json_t *j) {
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx)) return 1;
+  luaL_checkstack(L, 3, "too deep");
+  size_t entries = 0;
+  int ok = 1;
+  lua_pushnil(L);
+  while (ok && lua_next(L, idx)) { /* [key, value] */
+    entries++;
+    const json_t *item = NULL;
+    if (json_is_array(j)) {
+      lua_Integer k = lua_tointeger(L, -2);
+      item = k >= 1 ? json_array_get(j, (size_t)k - 1) : NULL;
+    } else if (lua_type(L, -2) == LUA_TSTRING) {
+      size_t len;
+      const char *k = lua_tolstring(L, -2, &len);
+      item = json_object_getn(j, k, len);
+    } else {
+      char k[32];
+      int n = snprintf(k, sizeof k, "%lld", (long long)lua_tointeger(L, -2));
+      item = json_object_getn(j, k, (size_t)n);
+    }
+    ok = item && holds_all(L, -1, item);
+    lua_pop(L, 1);
+  }
+  if (!ok) lua_pop(L, 1); /* the key lua_next left */
+  size_t size = json_is_array(j) ? json_array_size(j) : json_object_size(j);
+  return ok && entries == size;
+}
+
 /* The protected part: converts the value at index 1. */
 static int convert(lua_State *L) {
   int top = lua_gettop(L);
   result = lua_json_to(L, 1, err, sizeof err);
   FUZZ_CHECK(lua_gettop(L) == top);
+  if (result) FUZZ_CHECK(holds_all(L, 1, result));
   return 0;
 }
 
