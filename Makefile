@@ -8,18 +8,20 @@
 
 PKGS := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev \
         libsqlite3-dev libcurl4-openssl-dev libjansson-dev libssl-dev \
-        node-llhttp lua-busted lua-socket lua-cjson
+        node-llhttp lua-busted lua-socket lua-cjson libidn2-dev \
+        libunistring-dev
 
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
-PKG_LIBS   := lua5.4 libuv sqlite3 jansson libcrypto
+PKG_LIBS   := lua5.4 libuv sqlite3 jansson libcrypto libidn2
 # libcurl's header only: the library is loaded with dlopen on first use
 # (core/curl_dl.h says why).
 PKG_HDRS   := libcurl
 
 # Recursively expanded so that pkg-config runs after `deps` has installed it.
+# libunistring (email local parts) ships no pkg-config file in Debian 12.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_LIBS) $(PKG_HDRS))
-PKG_LDLIBS = $(shell pkg-config --libs $(PKG_LIBS)) -lm -ldl
+PKG_LDLIBS = $(shell pkg-config --libs $(PKG_LIBS)) -lunistring -lm -ldl
 
 VERSION  := 0.1.0
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla \
@@ -51,7 +53,8 @@ UNIT_SRCS := $(wildcard spec/unit/*.c)
 # The unit tests link every core object except the one holding main().
 UNIT_CORE := $(filter-out build/asan/main.o,$(ASAN_OBJS))
 
-.PHONY: all deps run test unit asan tsan release clean bench install
+.PHONY: all deps run test unit asan tsan release clean bench install fuzz \
+        fuzz-deps fuzz-build
 
 # `make install PREFIX=/usr/local` (DESTDIR is honoured for packaging).
 PREFIX  ?= /usr/local
@@ -129,8 +132,8 @@ run: build/restockd plugin.lua
 	./build/restockd migrations run
 	exec ./build/restockd start
 
-test: build/asan/restockd build/asan/unit_tests
-	sh spec/run.sh
+test: build/asan/restockd build/asan/unit_tests fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/run.sh
 
 # The benchmark suite (bench/run.py) against the release build; wrk comes
 # from Debian like everything else.
@@ -163,6 +166,58 @@ install: build/restockd
 	sed 's|@PREFIX@|$(PREFIX)|g' docs/restockd.service \
 	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/restockd.service
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/restockd.service
+
+# Fuzz targets (fuzz/), built with clang's libFuzzer, ASan and UBSan. `make
+# fuzz` runs each for FUZZ_SECONDS and fails on a crash, a leak or a hang;
+# `make test` runs them too (fuzz/run.sh, docs/security.md).
+FUZZ_PKGS    := clang libclang-rt-14-dev
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 10
+FUZZ_TARGETS := email url router token utf8 json_text lua_json http
+# The application behind the HTTP target (fuzz/http_handler.h).
+FUZZ_HTTP_HANDLER ?= fuzz/http_handler.c
+FUZZ_SAN     := -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_CORE    := buf xmalloc email utf8 url router token json_text lua_json \
+                http log isotime
+FUZZ_OBJS    := $(FUZZ_CORE:%=build/fuzz/%.o) \
+                $(addprefix build/fuzz/llhttp_,api.o http.o llhttp.o)
+
+fuzz-deps:
+	@missing=""; for p in $(FUZZ_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' \
+	    || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make fuzz-deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+	    --no-install-recommends $$missing; \
+	fi
+
+fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh
+
+build/fuzz/%.o: core/%.c $(wildcard core/*.h) | deps fuzz-deps build/fuzz
+	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_SAN) \
+	  -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS) \
+	  -I$(LLHTTP_INC) -c -o $@ $<
+build/fuzz/llhttp_%.o: | deps fuzz-deps build/fuzz
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer-no-link,address,undefined -w \
+	  -I$(LLHTTP_INC) -c -o $@ $(LLHTTP_SRC)/$*.c
+build/fuzz/fuzz_http: fuzz/fuzz_http.c $(FUZZ_HTTP_HANDLER) $(FUZZ_OBJS) \
+                      $(wildcard fuzz/*.h)
+	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_SAN) \
+	  -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Icore -Ifuzz \
+	  -I$(LLHTTP_INC) -o $@ fuzz/fuzz_http.c $(FUZZ_HTTP_HANDLER) \
+	  $(FUZZ_OBJS) $(PKG_LDLIBS)
+build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS) $(wildcard fuzz/*.h)
+	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_SAN) \
+	  -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Icore -Ifuzz \
+	  -I$(LLHTTP_INC) -o $@ $< $(FUZZ_OBJS) $(PKG_LDLIBS)
+build/fuzz:
+	mkdir -p $@
 
 clean:
 	rm -rf build

@@ -18,7 +18,8 @@ int lua_json_push(lua_State *L, const json_t *v);
  * 0) becomes an array, any other table an object (integer keys turned into
  * strings). Returns a new reference, or NULL with a sentence in `err` for a
  * value JSON cannot hold (a function, NaN, a string that is not UTF-8, a
- * cycle or too deep a nesting). */
+ * cycle or too deep a nesting, a table with both an integer key and the
+ * same number as a string key, which would give one JSON key twice). */
 json_t *lua_json_to(lua_State *L, int idx, char *err, size_t errlen);
 
 #endif
