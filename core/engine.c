@@ -7,6 +7,7 @@
 #include "isotime.h"
 #include "log.h"
 #include "lua_host.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "stock.h"
 #include "store.h"
@@ -115,6 +116,7 @@ static int notify_scope(App *app, const Variant *v, const char *channel,
     rc = outbox_write(app, "restock-notification.restocked", data);
     json_decref(data);
     if (rc) return rc;
+    metrics_emails_notified(n);
     *sent += (long long)n;
   }
   return 0;

@@ -38,6 +38,8 @@ typedef struct {
 static Family http_requests, http_durations, emitted, outcomes, handlers;
 /* Events written in the transaction in progress, by name. */
 static Family pending_emitted;
+/* Emails notified: committed, and in the transaction in progress. */
+static uint64_t emails_notified, pending_emails;
 
 static Series *series(Family *f, const char *a, const char *b) {
   for (size_t i = 0; i < f->n; i++)
@@ -75,17 +77,21 @@ void metrics_event_emitted(const char *event) {
   series(&pending_emitted, event, NULL)->count++;
 }
 
+void metrics_emails_notified(size_t n) { pending_emails += n; }
+
 static void family_free(Family *f);
 
 void metrics_commit(void) {
   for (size_t i = 0; i < pending_emitted.n; i++)
     series(&emitted, pending_emitted.items[i].a, NULL)->count +=
         pending_emitted.items[i].count;
+  emails_notified += pending_emails;
   metrics_discard();
 }
 
 void metrics_discard(void) {
   if (pending_emitted.n) family_free(&pending_emitted);
+  pending_emails = 0;
 }
 
 void metrics_event_outcome(const char *event, const char *outcome) {
@@ -201,6 +207,10 @@ void metrics_render(Buf *out, const MetricsGauges *g) {
     header(out, name, "counter", kinds[k][1]);
     counter1(out, name, "event", &outcomes, kinds[k][0]);
   }
+  header(out, "restockd_emails_notified_total", "counter",
+         "Emails put in restock-notification.restocked events.");
+  buf_printf(out, "restockd_emails_notified_total %llu\n",
+             (unsigned long long)emails_notified);
   header(out, "restockd_handler_duration_seconds", "histogram",
          "Time a handler took to run one delivery, waits included.");
   histogram(out, "restockd_handler_duration_seconds", "handler", &handlers);
@@ -210,6 +220,10 @@ void metrics_render(Buf *out, const MetricsGauges *g) {
   header(out, "restockd_pending_deliveries", "gauge",
          "Event deliveries waiting to run or be retried.");
   buf_printf(out, "restockd_pending_deliveries %lld\n", g->pending_deliveries);
+  /* The version is compiled in, so it needs no escaping. */
+  header(out, "restockd_build_info", "gauge",
+         "Always 1; the version of restockd running is its label.");
+  buf_puts(out, "restockd_build_info{version=\"" RESTOCKD_VERSION "\"} 1\n");
   header(out, "process_resident_memory_bytes", "gauge",
          "Resident memory size in bytes.");
   buf_printf(out, "process_resident_memory_bytes %lld\n", resident_bytes());
@@ -233,4 +247,5 @@ void metrics_reset(void) {
   family_free(&outcomes);
   family_free(&handlers);
   family_free(&pending_emitted);
+  emails_notified = pending_emails = 0;
 }

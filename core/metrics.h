@@ -5,6 +5,7 @@
 #ifndef RESTOCKD_METRICS_H
 #define RESTOCKD_METRICS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "buf.h"
@@ -16,6 +17,10 @@ void metrics_http(const char *route, int status, double seconds);
  * that transaction commits (metrics_commit), and forgotten if it rolls back
  * (metrics_discard). */
 void metrics_event_emitted(const char *event);
+/* `n` emails put in a restock-notification.restocked event, inside the
+ * restock check's transaction: counted, like an emitted event, only when
+ * that transaction commits. */
+void metrics_emails_notified(size_t n);
 void metrics_commit(void);
 void metrics_discard(void);
 /* A delivery's outcome: "delivered", "failed" (to be retried) or "dead". */

@@ -70,6 +70,30 @@ TEST(metrics_render_counts_and_escapes) {
         NULL);
   CHECK(strstr(out.data, "restockd_active_subscriptions 7\n") != NULL);
   CHECK(strstr(out.data, "# TYPE process_open_fds gauge\n") != NULL);
+  CHECK(strstr(out.data, "restockd_build_info{version=\"" RESTOCKD_VERSION
+                         "\"} 1\n") != NULL);
+  buf_free(&out);
+  metrics_reset();
+}
+
+TEST(metrics_emails_notified_count_when_committed) {
+  metrics_reset();
+  MetricsGauges g = {0};
+  Buf out = {0};
+  metrics_emails_notified(3);
+  metrics_render(&out, &g);
+  /* Not committed yet: not counted. */
+  CHECK(strstr(out.data, "\nrestockd_emails_notified_total 0\n") != NULL);
+  metrics_discard(); /* rolled back */
+  metrics_emails_notified(2);
+  metrics_emails_notified(1);
+  metrics_commit();
+  metrics_commit(); /* a second commit adds nothing more */
+  buf_reset(&out);
+  metrics_render(&out, &g);
+  CHECK(strstr(out.data, "\nrestockd_emails_notified_total 3\n") != NULL);
+  CHECK(strstr(out.data, "# TYPE restockd_emails_notified_total counter\n") !=
+        NULL);
   buf_free(&out);
   metrics_reset();
 }
