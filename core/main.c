@@ -58,6 +58,10 @@ static const char usage[] =
     "                           12h, 90m, 45s, or 0 for ever (30d)\n"
     "  RESTOCK_CA_FILE          CA bundle for restock.http.request (default:\n"
     "                           the system's)\n"
+    "  RESTOCK_SCRIPTS          directory of the shipped Lua scripts that\n"
+    "                           plugin.lua can require (default: the\n"
+    "                           install's share/restockd/scripts, else the\n"
+    "                           build's scripts/)\n"
     "\n"
     "Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.\n"
     "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads plugin.lua.\n";
@@ -507,6 +511,14 @@ static int cmd_start(const Settings *s) {
   fflush(stdout);
   log_info("restockd %s listening on http://%s (database %s, plugin %s)",
            RESTOCKD_VERSION, http_server_address(app->http), s->db, s->config);
+  /* A server that answers 401 to every admin call looks broken unless it
+   * says why. */
+  const char *token = getenv("RESTOCK_ADMIN_TOKEN");
+  if (!token || !*token)
+    log_warn(
+        "RESTOCK_ADMIN_TOKEN is not set: the admin API is disabled (every "
+        "/admin route answers 401); set RESTOCK_ADMIN_TOKEN in the "
+        "environment and restart to enable it");
   uv_run(&loop, UV_RUN_DEFAULT);
 
 out:
