@@ -1,15 +1,24 @@
 # restockd: build, test and run.
 #
 #   make run     install missing packages, build, migrate, start on plugin.lua
-#   make test    build under ASan+UBSan and run the whole test suite
+#   make test    also install the test tools, build under ASan+UBSan and run
+#                the whole test suite
 #
-# Every Debian package the project needs is listed in PKGS; `make deps` installs
-# whichever are missing (as root, or through sudo).
+# The Debian packages that building and running need are listed in PKGS, and
+# `make deps` installs whichever are missing (as root, or through sudo); those
+# only the test suite needs are in TEST_PKGS, installed by `make test-deps`
+# (which `make test` runs). node-llhttp brings nodejs with it: it is the only
+# Debian package that ships llhttp's C sources, which the build compiles.
 
-PKGS := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev \
+PKGS := build-essential pkg-config liblua5.4-dev libuv1-dev \
         libsqlite3-dev libcurl4-openssl-dev libjansson-dev libssl-dev \
-        node-llhttp lua-busted lua-socket lua-cjson libidn2-dev \
-        libunistring-dev
+        node-llhttp libidn2-dev libunistring-dev
+# The Lua interpreter and busted run the specs; lua-socket, lua-cjson and
+# lua-filesystem are the specs' own modules; python3 runs the fake HTTP
+# servers (openssl makes their certificates); curl runs the documentation's
+# walk-throughs; sqlite3 lets specs look inside a database.
+TEST_PKGS := lua5.4 lua-busted lua-socket lua-cjson lua-filesystem python3 \
+             openssl curl sqlite3
 
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
@@ -53,25 +62,36 @@ UNIT_SRCS := $(wildcard spec/unit/*.c)
 # The unit tests link every core object except the one holding main().
 UNIT_CORE := $(filter-out build/asan/main.o,$(ASAN_OBJS))
 
-.PHONY: all deps run test unit asan tsan release clean bench install fuzz \
-        fuzz-deps fuzz-build
+.PHONY: all deps test-deps run test unit asan tsan release clean bench \
+        install fuzz fuzz-deps fuzz-build
 
 # `make install PREFIX=/usr/local` (DESTDIR is honoured for packaging).
 PREFIX  ?= /usr/local
 DESTDIR ?=
 all: build/restockd
 
-deps:
-	@missing=""; for p in $(PKGS); do \
+# $(call install_missing,TARGET,PACKAGES): installs those of PACKAGES that
+# are not installed yet, without the packages they merely recommend.
+define install_missing
+	@missing=""; for p in $(2); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' \
 	    || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing$$missing"; \
+	  echo "make $(1): installing$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
 	    --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,deps,$(PKGS))
+
+# After deps, never beside it: two apt-get runs at once would fight over
+# dpkg's lock under `make -j`.
+test-deps: | deps
+	$(call install_missing,test-deps,$(TEST_PKGS))
 
 release: build/restockd
 asan: build/asan/restockd
@@ -132,7 +152,7 @@ run: build/restockd plugin.lua
 	./build/restockd migrations run
 	exec ./build/restockd start
 
-test: build/asan/restockd build/asan/unit_tests fuzz-build
+test: build/asan/restockd build/asan/unit_tests test-deps fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/run.sh
 
 # The benchmark suite (bench/run.py) against the release build; wrk comes
@@ -153,17 +173,23 @@ tsan: build/tsan/restockd build/tsan/unit_tests
 	  sh spec/run.sh --specs-only
 
 # The binary finds the scripts at ../share/restockd/scripts next to itself;
-# the migrations are compiled in (the SQL files are installed to read).
+# the migrations are compiled in (the SQL files are installed to read). The
+# docs go to share/doc/restockd, where the unit's Documentation= points.
+# The unit's @PREFIX@ is filled in on its settings' lines only: its comment
+# says PREFIX, and stays as it was written.
 install: build/restockd
 	install -D -m 755 build/restockd $(DESTDIR)$(PREFIX)/bin/restockd
 	install -d $(DESTDIR)$(PREFIX)/share/restockd/scripts \
 	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/sqlite \
+	  $(DESTDIR)$(PREFIX)/share/doc/restockd \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/restockd/scripts/
 	install -m 644 migrations/sqlite/*.sql \
 	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/sqlite/
 	install -m 644 plugin.lua.example $(DESTDIR)$(PREFIX)/share/restockd/
-	sed 's|@PREFIX@|$(PREFIX)|g' docs/restockd.service \
+	install -m 644 docs/*.md docs/openapi.yaml \
+	  $(DESTDIR)$(PREFIX)/share/doc/restockd/
+	sed '/^[#;]/!s|@PREFIX@|$(PREFIX)|g' docs/restockd.service \
 	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/restockd.service
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/restockd.service
 

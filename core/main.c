@@ -68,9 +68,10 @@ static const char usage[] =
     "                           12h, 90m, 45s, or 0 for ever (30d)\n"
     "  RESTOCK_CA_FILE          CA bundle for restock.http.request (default:\n"
     "                           the system's)\n"
-    "  RESTOCK_SCRIPTS          directory of the shipped Lua scripts\n"
-    "                           (default: share/restockd/scripts beside the\n"
-    "                           binary, else the build's scripts/)\n"
+    "  RESTOCK_SCRIPTS          directory of the shipped Lua scripts that\n"
+    "                           plugin.lua can require (default: the\n"
+    "                           install's share/restockd/scripts, else the\n"
+    "                           build's scripts/)\n"
     "\n"
     "Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.\n"
     "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads plugin.lua.\n";

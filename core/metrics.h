@@ -5,6 +5,7 @@
 #ifndef RESTOCKD_METRICS_H
 #define RESTOCKD_METRICS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "buf.h"

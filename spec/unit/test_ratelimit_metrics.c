@@ -146,3 +146,4 @@ TEST(metrics_render_counts_and_escapes) {
   buf_free(&out);
   metrics_reset();
 }
+
