@@ -345,21 +345,22 @@ int api_param_count(const HttpRequest *req, const char *name, long long dflt,
     *out = dflt;
     return 0;
   }
-  if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 12) return -1;
+  if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 12)
+    return RESTOCK_EINVAL;
   *out = strtoll(s, NULL, 10);
-  return *out <= max ? 0 : -1;
+  return *out <= max ? 0 : RESTOCK_EINVAL;
 }
 
 int api_paging(HttpRequest *req, long long *limit, long long *offset) {
   if (api_param_count(req, "limit", 50, 1000, limit)) {
     http_respond_error(req, 400, "invalid_data",
                        "limit must be an integer from 0 to 1000");
-    return -1;
+    return RESTOCK_EINVAL;
   }
   if (api_param_count(req, "offset", 0, (long long)1 << 40, offset)) {
     http_respond_error(req, 400, "invalid_data",
                        "offset must be a non-negative integer");
-    return -1;
+    return RESTOCK_EINVAL;
   }
   return 0;
 }

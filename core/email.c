@@ -1,5 +1,7 @@
 #include "email.h"
 
+#include "error.h"
+
 #include <idn2.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -59,7 +61,7 @@ static int local_part(const char *s, size_t n, char *out, const char **reason) {
       u8_tolower((const uint8_t *)s, n, NULL, UNINORM_NFC, scratch, &len);
   if (!lower) {
     *reason = "email is not valid UTF-8";
-    return -1;
+    return RESTOCK_EINVAL;
   }
   int rc = -1;
   if (len > LOCAL_MAX) {
@@ -83,7 +85,7 @@ out:
   return rc;
 too_long:
   *reason = "the part of the email before @ must be 1 to 64 characters";
-  return -1;
+  return RESTOCK_EINVAL;
 }
 
 /* True when some label of the NUL-terminated domain starts with "xn--":
@@ -114,7 +116,7 @@ static int domain_part(const char *s, size_t n, char *out, size_t cap,
     if (idn2_to_ascii_8z(text, &alabels,
                          IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) != IDN2_OK) {
       *reason = "email domain is not a valid internationalized domain name";
-      return -1;
+      return RESTOCK_EINVAL;
     }
     ascii = alabels;
   }
@@ -209,5 +211,5 @@ int email_normalize(const char *in, size_t len, char *out, const char **why) {
 bad:
   out[0] = '\0';
   if (why) *why = reason;
-  return -1;
+  return RESTOCK_EINVAL;
 }

@@ -327,7 +327,7 @@ int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
     config_unref(h->config);
     free(h);
     *err = xstrdup("cannot create a Lua state");
-    return -1;
+    return RESTOCK_EINVAL;
   }
   h->L = L;
   /* Every thread copies the main thread's extra space: the host pointer. */
@@ -360,7 +360,7 @@ int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
                : xstrdup(lua_tostring(L, -1));
     h->released = true;
     lua_host_release(h);
-    return -1;
+    return RESTOCK_EINVAL;
   }
   h->loaded = true;
   /* A handler without max_attempts of its own takes the option's, set

@@ -39,7 +39,7 @@ typedef struct LuaHost LuaHost;
 typedef struct LuaTask LuaTask;
 
 /* Creates a state, preloads `restock`, and runs the script at `path`.
- * Returns 0, or -1 with a message in *err (free it). Warnings about the
+ * Returns 0, or RESTOCK_EINVAL with a message in *err (free it). Warnings about the
  * script (a handler for an event nothing emits) are appended to
  * *warnings, if not NULL. */
 int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,

@@ -1,5 +1,7 @@
 #include "lua_json.h"
 
+#include "error.h"
+
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
@@ -68,7 +70,7 @@ static void push(lua_State *L, const json_t *v) {
 }
 
 int lua_json_push(lua_State *L, const json_t *v) {
-  if (!depth_ok(v, LUA_JSON_MAX_DEPTH)) return -1;
+  if (!depth_ok(v, LUA_JSON_MAX_DEPTH)) return RESTOCK_EINVAL;
   push(L, v);
   return 0;
 }

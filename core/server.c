@@ -312,7 +312,7 @@ int server_run(const ServerSettings *s) {
   if (!srv->api.admin_enabled)
     log_warn(
         "RESTOCK_ADMIN_TOKEN is not set: the admin API is disabled (every "
-        "/admin route answers 401); set it to enable it");
+        "/admin route answers 401); set RESTOCK_ADMIN_TOKEN to enable it");
 
   uv_prepare_init(&srv->loop, &srv->logs);
   uv_prepare_start(&srv->logs, on_logs);

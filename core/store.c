@@ -520,17 +520,28 @@ int store_start(Store *s, uv_loop_t *loop, char **err) {
   s->threads_running = 1 + s->nreaders;
   s->started = true;
   uv_thread_options_t o = {UV_THREAD_HAS_STACK_SIZE, 1 << 20};
-  if (uv_thread_create_ex(&s->writer_thread, &o, writer_main, s) != 0) {
-    *err = xstrdup("cannot start the storage writer thread");
-    abort(); /* out of threads at start-up: nothing to fall back to */
-  }
-  for (int i = 0; i < s->nreaders; i++)
-    if (uv_thread_create_ex(&s->reader_threads[i], &o, reader_main,
-                            &s->readers[i]) != 0) {
-      *err = xstrdup("cannot start a storage reader thread");
-      abort();
-    }
-  return 0;
+  int made = 0;
+  bool writer = uv_thread_create_ex(&s->writer_thread, &o, writer_main, s) == 0;
+  for (; writer && made < s->nreaders; made++)
+    if (uv_thread_create_ex(&s->reader_threads[made], &o, reader_main,
+                            &s->readers[made]) != 0)
+      break;
+  if (writer && made == s->nreaders) return 0;
+  /* Out of threads at start-up: stop the ones that started, and say so. */
+  *err = xstrdup("cannot start the storage threads (out of threads?)");
+  uv_mutex_lock(&s->mu);
+  s->stopping = true;
+  s->threads_running = 0;
+  uv_cond_broadcast(&s->wcond);
+  uv_cond_broadcast(&s->rcond);
+  uv_mutex_unlock(&s->mu);
+  if (writer) uv_thread_join(&s->writer_thread);
+  for (int i = 0; i < made; i++) uv_thread_join(&s->reader_threads[i]);
+  s->started = false;
+  s->closed_async = true;
+  uv_close((uv_handle_t *)&s->async, on_async_closed);
+  if (s->drv->server_stop && s->server) s->drv->server_stop(s->server);
+  return RESTOCK_ESTORE;
 }
 
 static void submit(Store *s, StoreWork *w, StoreFn fn, StoreDone done,

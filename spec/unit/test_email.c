@@ -1,3 +1,4 @@
+#include "error.h"
 #include "email.h"
 #include "unit.h"
 
@@ -36,7 +37,7 @@ TEST(email_rejects_spaces_and_controls) {
   CHECK(norm("   ") == NULL);
   char with_nul[] = "a\0b@example.com";
   char out[EMAIL_MAX + 1];
-  CHECK(email_normalize(with_nul, sizeof with_nul - 1, out, NULL) == -1);
+  CHECK(email_normalize(with_nul, sizeof with_nul - 1, out, NULL) == RESTOCK_EINVAL);
 }
 
 TEST(email_length_limits) {
@@ -70,7 +71,7 @@ TEST(email_length_limits) {
 TEST(email_reports_why) {
   char out[EMAIL_MAX + 1];
   const char *why = NULL;
-  CHECK(email_normalize("nope", 4, out, &why) == -1);
+  CHECK(email_normalize("nope", 4, out, &why) == RESTOCK_EINVAL);
   CHECK(why != NULL && strstr(why, "@") != NULL);
 }
 
@@ -127,7 +128,7 @@ TEST(email_refuses_invalid_idna) {
   const char *why = NULL;
   char out[EMAIL_MAX + 1];
   const char *bad = "a@xn--zz.com";
-  CHECK(email_normalize(bad, strlen(bad), out, &why) == -1);
+  CHECK(email_normalize(bad, strlen(bad), out, &why) == RESTOCK_EINVAL);
   CHECK(why != NULL && strstr(why, "internationalized") != NULL);
 }
 
@@ -181,7 +182,7 @@ TEST(email_limits_apply_to_the_normalized_form) {
   memset(huge, 'a', sizeof huge);
   memcpy(huge + sizeof huge - 12, "@example.com", 12);
   char out[EMAIL_MAX + 1];
-  CHECK(email_normalize(huge, sizeof huge, out, NULL) == -1);
+  CHECK(email_normalize(huge, sizeof huge, out, NULL) == RESTOCK_EINVAL);
 }
 
 TEST(email_normalizing_twice_changes_nothing) {

@@ -1,3 +1,4 @@
+#include "error.h"
 #include <lauxlib.h>
 #include <limits.h>
 #include <lualib.h>
@@ -231,7 +232,7 @@ TEST(lua_json_decodes_into_lua) {
     deep = outer;
   }
   int top = lua_gettop(L);
-  CHECK(lua_json_push(L, deep) == -1);
+  CHECK(lua_json_push(L, deep) == RESTOCK_EINVAL);
   CHECK(lua_gettop(L) == top);
   json_decref(deep);
   lua_close(L);

@@ -187,7 +187,7 @@ TEST(lua_host_load_reports_bad_options_and_syntax) {
     close(fd);
     LuaHost *h = NULL;
     char *err = NULL;
-    CHECK(lua_host_load(path, NULL, &h, &err, NULL) == -1);
+    CHECK(lua_host_load(path, NULL, &h, &err, NULL) == RESTOCK_EINVAL);
     CHECK(err && strstr(err, want[i]) != NULL);
     free(err);
     unlink(path);
