@@ -199,7 +199,7 @@ install: build/restockd
 FUZZ_PKGS    := clang libclang-rt-14-dev
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 10
-FUZZ_TARGETS := email url router token utf8 json_text lua_json http
+FUZZ_TARGETS := email url router token utf8 json_text lua_json http api
 # The application behind the HTTP target (fuzz/http_handler.h).
 FUZZ_HTTP_HANDLER ?= fuzz/http_handler.c
 FUZZ_SAN     := -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -238,6 +238,20 @@ build/fuzz/fuzz_http: fuzz/fuzz_http.c $(FUZZ_HTTP_HANDLER) $(FUZZ_OBJS) \
 	  -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Icore -Ifuzz \
 	  -I$(LLHTTP_INC) -o $@ fuzz/fuzz_http.c $(FUZZ_HTTP_HANDLER) \
 	  $(FUZZ_OBJS) $(PKG_LDLIBS)
+# The request path into the real API: every core object but main()'s.
+FUZZ_API_OBJS := $(filter-out build/fuzz/main.o,$(SRCS:core/%.c=build/fuzz/%.o)) \
+                 build/fuzz/migrations_sqlite.o \
+                 $(addprefix build/fuzz/llhttp_,api.o http.o llhttp.o)
+build/fuzz/migrations_%.o: build/gen/migrations_%.c core/store.h | deps fuzz-deps build/fuzz
+	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_SAN) \
+	  -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS) -Icore \
+	  -c -o $@ $<
+build/fuzz/fuzz_api: fuzz/fuzz_http.c fuzz/http_api_handler.c \
+                     $(FUZZ_API_OBJS) $(wildcard fuzz/*.h)
+	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_SAN) \
+	  -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Icore -Ifuzz \
+	  -I$(LLHTTP_INC) -o $@ fuzz/fuzz_http.c fuzz/http_api_handler.c \
+	  $(FUZZ_API_OBJS) $(PKG_LDLIBS)
 build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS) $(wildcard fuzz/*.h)
 	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_SAN) \
 	  -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Icore -Ifuzz \

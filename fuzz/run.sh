@@ -11,7 +11,7 @@
 set -u
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-10}
-targets=${FUZZ_TARGETS:-"email url router token utf8 json_text lua_json http"}
+targets=${FUZZ_TARGETS:-"email url router token utf8 json_text lua_json http api"}
 mkdir -p build/fuzz/artifacts
 passed=0
 failed=0
@@ -20,7 +20,7 @@ for t in $targets; do
   log=build/fuzz/$t.log
   mkdir -p "build/fuzz/work/$t"
   case $t in
-    http) max_len=8192 ;;
+    http|api) max_len=8192 ;;
     json_text) max_len=16384 ;;
     *) max_len=4096 ;;
   esac
