@@ -101,6 +101,7 @@ static const Route routes[] = {
     {"POST", "/admin/inventory/batch", api_admin_batch_post},
     {"GET", "/admin/events", api_admin_events_get},
     {"POST", "/admin/events/{id}/retry", api_admin_event_retry},
+    {"GET", "/admin/reports/conversions", api_admin_conversions_get},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -129,6 +130,10 @@ static bool admin_authorized(const Api *app, const HttpRequest *req) {
 static bool is_admin_path(const HttpRequest *req) {
   return req->path_len >= 6 && memcmp(req->path, "/admin", 6) == 0 &&
          (req->path_len == 6 || req->path[6] == '/');
+}
+
+static bool is_hooks_path(const HttpRequest *req) {
+  return req->path_len > 7 && memcmp(req->path, "/hooks/", 7) == 0;
 }
 
 static bool is_store_path(const HttpRequest *req) {
@@ -215,6 +220,30 @@ static bool rate_allowed(Api *app, HttpRequest *req) {
 
 static void dispatch(Api *app, HttpRequest *req);
 
+/* A path under /hooks/: the plugin's routes (restock.route). They take no
+ * admin token (the script checks its caller, a signature) and no rate
+ * limit; their bodies are bounded like every request's. */
+static void serve_hook(Api *app, HttpRequest *req) {
+  if (req->query &&
+      url_parse_pairs(req->query, req->query_len, MAX_PARAMS, &req->params)) {
+    http_respond_error(req, 400, "invalid_data",
+                       "The query string is malformed or too long");
+    return;
+  }
+  char client[64], allow[128];
+  client_address(app, req, client, sizeof client);
+  int rc = app->hooks(app->hooks_ctx, req, client, allow, sizeof allow);
+  if (rc == RESTOCK_ENOTALLOWED) {
+    http_add_header(req, "Allow", allow);
+    http_respond_error(req, 405, "not_allowed",
+                       "Method %s is not allowed here; allowed: %s",
+                       req->method, allow);
+  } else if (rc) {
+    http_respond_error(req, 404, "not_found", "Route %s %.*s was not found",
+                       req->method, (int)req->path_len, req->path);
+  }
+}
+
 void api_rejected(void *data, int status, const char *client) {
   metrics_http("malformed", status, 0);
   log_access("-", "malformed", "-", status, 0, client);
@@ -248,6 +277,10 @@ static void dispatch(Api *app, HttpRequest *req) {
                        app->admin_enabled ? "A valid admin token is required"
                                           : "The admin API is disabled: set "
                                             "RESTOCK_ADMIN_TOKEN to enable it");
+    return;
+  }
+  if (status == ROUTE_NOT_FOUND && is_hooks_path(req) && app->hooks) {
+    serve_hook(app, req);
     return;
   }
   switch (status) {

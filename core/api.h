@@ -13,6 +13,14 @@
 #include "http.h"
 #include "ratelimit.h"
 
+/* Serves a request under /hooks/ that no built-in route has: the plugin's
+ * own routes (restock.route). `client` is the caller's address. Returns 0
+ * when it took the request (and set req->match.route, naming it in the
+ * metrics); RESTOCK_ENOTFOUND, or RESTOCK_ENOTALLOWED with the methods the
+ * path has in `allow`, when it answered nothing. */
+typedef int (*ApiHooksFn)(void *ctx, HttpRequest *req, const char *client,
+                          char *allow, size_t allow_len);
+
 typedef struct Api {
   Domain *d;
   uv_loop_t *loop;
@@ -20,6 +28,8 @@ typedef struct Api {
   /* SHA-256 of RESTOCK_ADMIN_TOKEN; admin routes answer 401 without it. */
   bool admin_enabled;
   unsigned char admin_digest[32];
+  ApiHooksFn hooks; /* NULL: /hooks/ has no routes */
+  void *hooks_ctx;
 } Api;
 
 /* Sets the admin token (NULL or "" disables the admin API). */
@@ -85,6 +95,9 @@ void api_admin_notifications_get(HttpRequest *req, void *api);
 void api_admin_notifications_delete(HttpRequest *req, void *api);
 void api_admin_events_get(HttpRequest *req, void *api);
 void api_admin_event_retry(HttpRequest *req, void *api);
+
+/* Routes of api_reports.c. */
+void api_admin_conversions_get(HttpRequest *req, void *api);
 
 /* Routes of api_stock.c. */
 void api_admin_locations_post(HttpRequest *req, void *api);

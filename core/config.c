@@ -45,6 +45,10 @@ const OptionSpec config_options[] = {
      "loss"},
     {"lua_memory_limit", OPT_INT, FIELD(lua_memory_limit), 16, 65536, NULL,
      "MiB the Lua state may hold; an allocation past it fails the handler"},
+    {"conversion_window", OPT_INT, FIELD(conversion_window), 0, 12 * MONTH_MS,
+     NULL,
+     "ms after a notification within which an order of that variant by that "
+     "email counts as a conversion"},
 };
 const size_t config_noptions = sizeof config_options / sizeof config_options[0];
 
@@ -61,6 +65,7 @@ static const Options defaults = {
     .store_cors = NULL,
     .durability = DURABILITY_PROCESS,
     .lua_memory_limit = 256,
+    .conversion_window = 7 * 86400000LL,
 };
 
 const OptionSpec *config_find(const char *name) {

@@ -29,6 +29,7 @@ typedef struct {
   char *store_cors; /* NULL when unset */
   int durability;   /* a Durability */
   long long lua_memory_limit; /* MiB the Lua state may hold */
+  long long conversion_window; /* ms after a notification an order counts */
 } Options;
 
 typedef enum {

@@ -50,6 +50,7 @@ typedef struct {
   long long check_due; /* earliest restock check scheduled; 0: none */
   bool kick;           /* deliveries became due (a retry) */
   long long emails_notified;
+  long long conversions; /* notifications an order converted */
 } Effects;
 
 typedef struct Unit Unit;

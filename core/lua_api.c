@@ -635,6 +635,7 @@ int lua_api_open(lua_State *L) {
   luaL_newlib(L, top); /* [restock] */
   luaL_newlib(L, variants);
   lua_setfield(L, -2, "variants");
+  lua_connect_open(L);
   luaL_newlib(L, http);
   lua_setfield(L, -2, "http");
   lua_crypto_open(L);

@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "error.h"
 #include "log.h"
+#include "lua_connect.h"
 #include "lua_json.h"
 #include "watchdog.h"
 #include "xmalloc.h"
@@ -55,6 +56,7 @@ struct LuaTask {
   void (*cancel)(void *ctx);
   void *cancel_ctx;
   LuaTaskDone done;
+  LuaSpawnDone spawn_done; /* instead of done, for lua_host_spawn's tasks */
   void *arg;
   LuaTask *prev, *next;
 };
@@ -378,6 +380,7 @@ int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
 bool lua_host_loaded(const LuaHost *h) { return h->loaded; }
 
 static void host_free(LuaHost *h) {
+  lua_connect_free(h);
   lua_host_unref(h->L, h->handlers_ref);
   watchdog_enter(); /* finalizers run in lua_close */
   lua_close(h->L);
@@ -389,6 +392,7 @@ static void host_free(LuaHost *h) {
 void lua_host_release(LuaHost *h) {
   if (!h) return;
   h->released = true;
+  lua_connect_stop(h);
   if (h->running == 0) host_free(h);
 }
 
@@ -444,7 +448,10 @@ static void task_finish(LuaTask *t, bool ok, bool retry, const char *err) {
     current = outer;
   }
   lua_host_unref(h->L, t->co_ref);
-  t->done(t->arg, ok, retry, err);
+  if (t->spawn_done)
+    t->spawn_done(t->arg, NULL, 0, err, t->killed);
+  else if (t->done)
+    t->done(t->arg, ok, retry, err);
   uv_close((uv_handle_t *)&t->deadline, on_task_closed);
   uv_close((uv_handle_t *)&t->slice, on_task_closed);
 }
@@ -500,6 +507,15 @@ static void task_step_outcome(LuaTask *t, int st, int nres) {
       task_finish(t, false, true,
                   "the handler yielded outside a restock call that waits "
                   "(restock.sleep, restock.http.request, ...)");
+    return;
+  }
+  if (st == LUA_OK && t->spawn_done) {
+    /* A route or a periodic task: its caller reads what it returned. */
+    LuaSpawnDone cb = t->spawn_done;
+    t->spawn_done = NULL;
+    cb(t->arg, t->co, nres, NULL, false);
+    lua_settop(t->co, 0);
+    task_finish(t, true, true, NULL);
     return;
   }
   if (st == LUA_OK) {
@@ -656,6 +672,54 @@ int lua_host_run(LuaHost *h, const LuaRun *r, LuaTaskDone done, void *arg) {
   watchdog_leave();
   return 0;
 }
+
+/* Makes a task of the function and arguments on top of `h`'s main stack
+ * and links it in; it is not started yet. */
+static LuaTask *task_new(LuaHost *h, int nargs, const char *what,
+                         uint64_t timeout_ms) {
+  lua_State *L = h->L;
+  LuaTask *t = xcalloc(1, sizeof *t);
+  t->host = h;
+  t->event = xstrdup("");
+  t->handler = xstrdup(what);
+  t->subscriber = xstrdup("");
+  t->what = xstrdup(what);
+  t->timeout_ms = timeout_ms;
+  t->deadline_ns = uv_hrtime() + timeout_ms * 1000000;
+  t->co = lua_newthread(L); /* [fn, args..., co] */
+  lua_sethook(t->co, hook, LUA_MASKCOUNT, HOOK_COUNT);
+  lua_insert(L, -(nargs + 2)); /* [co, fn, args...] */
+  lua_xmove(L, t->co, nargs + 1);
+  t->co_ref = lua_host_ref(L); /* [] */
+  uv_loop_t *loop = h->env->loop;
+  uv_timer_init(loop, &t->deadline);
+  uv_idle_init(loop, &t->slice);
+  t->deadline.data = t->slice.data = t;
+  t->open_handles = 2;
+  uv_timer_start(&t->deadline, on_deadline, timeout_ms, 0);
+  t->next = all_tasks;
+  if (all_tasks) all_tasks->prev = t;
+  all_tasks = t;
+  h->running++;
+  return t;
+}
+
+int lua_host_spawn(LuaHost *h, int nargs, const char *what, uint64_t timeout_ms,
+                   LuaSpawnDone done, void *arg) {
+  if (!h->env || !h->env->loop) {
+    lua_pop(h->L, nargs + 1);
+    return RESTOCK_EUNAVAIL;
+  }
+  watchdog_enter();
+  LuaTask *t = task_new(h, nargs, what, timeout_ms);
+  t->spawn_done = done;
+  t->arg = arg;
+  task_step(t, nargs);
+  watchdog_leave();
+  return 0;
+}
+
+lua_State *lua_host_state(LuaHost *h) { return h->L; }
 
 void lua_host_abort_all(const char *why) {
   while (all_tasks) task_finish(all_tasks, false, true, why);

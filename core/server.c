@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "http.h"
 #include "log.h"
+#include "lua_connect.h"
 #include "lua_host.h"
 #include "metrics.h"
 #include "migrate.h"
@@ -41,6 +42,7 @@ typedef struct {
   bool stopping;
   bool http_stopped;
   bool handlers_idle;
+  bool tasks_idle; /* no periodic task (restock.every) runs */
 } Server;
 
 /* Why start cannot go on: a log entry, so that with --log-format json it is
@@ -71,6 +73,15 @@ static int run_delivery(void *ctx, const OutboxRun *r, OutboxRunDone done,
                 .attempts = r->attempts,
                 .timeout_ms = r->timeout_ms};
   return lua_host_run(srv->lua, &run, done, arg);
+}
+
+/* ---- the plugin's routes ------------------------------------------------ */
+
+/* A request under /hooks/: the current script's routes serve it. */
+static int serve_hook(void *ctx, HttpRequest *req, const char *client,
+                      char *allow, size_t allow_len) {
+  Server *srv = ctx;
+  return lua_connect_route(srv->lua, req, client, allow, allow_len);
 }
 
 /* ---- the watchdog --------------------------------------------------------- */
@@ -120,7 +131,7 @@ static void close_handle(uv_handle_t *h, void *arg) {
 /* Once HTTP has drained and no handler runs, every handle is closed and
  * uv_run returns. */
 static void maybe_stopped(Server *srv) {
-  if (!srv->http_stopped || !srv->handlers_idle) return;
+  if (!srv->http_stopped || !srv->handlers_idle || !srv->tasks_idle) return;
   log_info("stopped");
   uv_close((uv_handle_t *)&srv->sigterm, NULL);
   uv_close((uv_handle_t *)&srv->sigint, NULL);
@@ -144,6 +155,12 @@ static void on_http_stopped(void *arg) {
 static void on_handlers_idle(void *arg) {
   Server *srv = arg;
   srv->handlers_idle = true;
+  maybe_stopped(srv);
+}
+
+static void on_tasks_idle(void *arg) {
+  Server *srv = arg;
+  srv->tasks_idle = true;
   maybe_stopped(srv);
 }
 
@@ -176,6 +193,9 @@ static void on_stop_signal(uv_signal_t *h, int signum) {
   uv_timer_start(&srv->grace, on_grace_over, SHUTDOWN_GRACE_MS, 0);
   http_server_stop(srv->http, on_http_stopped, srv);
   outbox_stop(srv->d.outbox, on_handlers_idle, srv);
+  /* Periodic tasks start no new run; those running finish. */
+  lua_connect_stop(srv->lua);
+  lua_connect_when_idle(on_tasks_idle, srv);
 }
 
 /* ---- reloading ---------------------------------------------------------------- */
@@ -206,6 +226,7 @@ static void on_reload_signal(uv_signal_t *h, int signum) {
   domain_set_config(&srv->d, lua_host_config(fresh));
   store_set_durability(srv->d.store, srv->d.config->options.durability);
   log_info("reload: %s loaded", path);
+  lua_connect_start(fresh);
   outbox_kick(srv->d.outbox);
 }
 
@@ -307,6 +328,8 @@ int server_run(const ServerSettings *s) {
   srv->api.d = d;
   srv->api.loop = &srv->loop;
   srv->api.ratelimit = ratelimit_new();
+  srv->api.hooks = serve_hook;
+  srv->api.hooks_ctx = srv;
   const char *token = getenv("RESTOCK_ADMIN_TOKEN");
   api_set_admin_token(&srv->api, token);
   if (!srv->api.admin_enabled)
@@ -360,6 +383,7 @@ int server_run(const ServerSettings *s) {
   /* Work left by the previous run: checks due, deliveries pending. */
   engine_start(d->engine);
   outbox_kick(d->outbox);
+  lua_connect_start(srv->lua);
   outbox_set_retention(d->outbox, s->retention_ms);
 
   printf("restockd listening on http://%s\n", http_server_address(srv->http));
@@ -372,6 +396,7 @@ int server_run(const ServerSettings *s) {
 out:
   /* Whatever is still open (nothing, after a clean stop) is closed here, so
    * that the loop can be closed and every handle's memory released. */
+  if (srv->lua) lua_connect_stop(srv->lua);
   lua_host_abort_all("aborted: the server is stopping");
   engine_close(d->engine);
   outbox_close(d->outbox);

@@ -1600,3 +1600,132 @@ int store_meta_get(StoreTx *tx, const char *key, char **out) {
 int store_meta_put(StoreTx *tx, const char *key, const char *value) {
   return q_exec(tx, NULL, SQL_META_PUT, "ss", key, value);
 }
+
+/* ---- shop connectors (issue 16) ------------------------------------------ */
+
+/* Expired rows a set deletes, at most. */
+#define KV_SWEEP_MAX 16
+
+int store_kv_get(StoreTx *tx, const char *key, long long now_ms, char **out) {
+  Q q;
+  if (q_open(&q, tx, SQL_KV_GET, "si", key, now_ms)) return RESTOCK_ESTORE;
+  int rc = q_step(&q);
+  if (rc == 1) *out = q_dup(&q, 0);
+  q_close(&q);
+  return rc < 0 ? rc : rc == 0 ? RESTOCK_ENOTFOUND : 0;
+}
+
+int store_kv_put(StoreTx *tx, const char *key, const char *value,
+                 long long expires_at, long long now_ms) {
+  char now[ISOTIME_LEN];
+  isotime_format(now_ms, now);
+  int rc =
+      value ? q_exec(tx, NULL, SQL_KV_PUT, "ssIs", key, value, expires_at, now)
+            : q_exec(tx, NULL, SQL_KV_DELETE, "s", key);
+  if (rc == 0)
+    rc = q_exec(tx, NULL, SQL_KV_SWEEP, "ii", now_ms, (long long)KV_SWEEP_MAX);
+  return rc;
+}
+
+int store_lease_claim(StoreTx *tx, const char *name, long long now_ms,
+                      long long until_ms, bool *held) {
+  long long n = 0;
+  int rc = q_exec(tx, &n, SQL_LEASE_CLAIM, "ssii", name, tx->s->node_id,
+                  until_ms, now_ms);
+  *held = rc == 0 && n > 0;
+  return rc;
+}
+
+int store_lease_release(StoreTx *tx, const char *name) {
+  return q_exec(tx, NULL, SQL_LEASE_RELEASE, "ss", name, tx->s->node_id);
+}
+
+int store_order_insert(StoreTx *tx, const char *order_id,
+                       const char *created_at, const char *now,
+                       bool *inserted) {
+  long long n = 0;
+  int rc = q_exec(tx, &n, SQL_ORDER_INSERT, "sss", order_id, created_at, now);
+  *inserted = rc == 0 && n > 0;
+  return rc;
+}
+
+int store_conversion_candidate(StoreTx *tx, const char *email,
+                               const char *variant_id, const char *from,
+                               const char *to, long long *history_id) {
+  bool any = false;
+  int rc = q_scalar(tx, history_id, &any, SQL_CONVERSION_CANDIDATE, "ssss",
+                    email, variant_id, from, to);
+  return rc ? rc : any ? 0 : RESTOCK_ENOTFOUND;
+}
+
+int store_conversion_mark(StoreTx *tx, long long history_id, const char *at,
+                          const char *order_id, const char *currency,
+                          long long amount, bool *marked) {
+  long long n = 0;
+  int rc = q_exec(tx, &n, SQL_CONVERSION_MARK, "isssi", history_id, at,
+                  order_id, currency, amount);
+  *marked = rc == 0 && n > 0;
+  return rc;
+}
+
+int store_conversion_totals(StoreTx *tx, const ConversionFilter *f,
+                            long long *notified, long long *converted) {
+  Q q;
+  if (q_open(&q, tx, SQL_REPORT_TOTALS, "sss", f->since, f->until,
+             f->variant_id))
+    return RESTOCK_ESTORE;
+  int rc = q_step(&q);
+  if (rc == 1) {
+    *notified = q_int(&q, 0);
+    *converted = q_int(&q, 1);
+  }
+  q_close(&q);
+  return rc < 0 ? rc : 0;
+}
+
+int store_conversion_revenue(StoreTx *tx, const ConversionFilter *f,
+                             RevenueRowFn fn, void *ctx) {
+  Q q;
+  if (q_open(&q, tx, SQL_REPORT_REVENUE, "sss", f->since, f->until,
+             f->variant_id))
+    return RESTOCK_ESTORE;
+  int rc;
+  while ((rc = q_step(&q)) == 1) {
+    const char *currency = q_text(&q, 0);
+    int stop = fn(ctx, currency ? currency : "", q_int(&q, 1));
+    if (stop) {
+      rc = stop;
+      break;
+    }
+  }
+  q_close(&q);
+  return rc < 0 ? rc : 0;
+}
+
+int store_conversion_variants(StoreTx *tx, const ConversionFilter *f,
+                              long long limit, long long offset,
+                              ConversionVariant **out, size_t *n,
+                              long long *count) {
+  *out = NULL;
+  *n = 0;
+  int rc = q_scalar(tx, count, NULL, SQL_REPORT_VARIANT_COUNT, "sss", f->since,
+                    f->until, f->variant_id);
+  if (rc) return rc;
+  Q q;
+  if (q_open(&q, tx, SQL_REPORT_VARIANTS, "sssii", f->since, f->until,
+             f->variant_id, limit, offset))
+    return RESTOCK_ESTORE;
+  size_t cap = 0;
+  while ((rc = q_step(&q)) == 1) {
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 16;
+      *out = xrealloc(*out, cap * sizeof **out);
+    }
+    ConversionVariant *v = &(*out)[(*n)++];
+    q_copy(&q, 0, v->variant_id, sizeof v->variant_id);
+    v->notified = q_int(&q, 1);
+    v->converted = q_int(&q, 2);
+  }
+  q_close(&q);
+  return rc < 0 ? rc : 0;
+}

@@ -477,4 +477,67 @@ int store_named_list(StoreTx *tx, NamedKind kind, long long limit,
 int store_meta_get(StoreTx *tx, const char *key, char **out);
 int store_meta_put(StoreTx *tx, const char *key, const char *value);
 
+/* ---- shop connectors (issue 16) ------------------------------------------ */
+
+/* restock.kv: the value of `key` that has not expired at `now_ms`, in a new
+ * string (*out), or RESTOCK_ENOTFOUND. */
+int store_kv_get(StoreTx *tx, const char *key, long long now_ms, char **out);
+/* Sets `key` to `value` (NULL deletes it), expiring at `expires_at` ms
+ * since the epoch (0: never), and deletes a few rows that had expired by
+ * `now_ms`. */
+int store_kv_put(StoreTx *tx, const char *key, const char *value,
+                 long long expires_at, long long now_ms);
+
+/* Takes or renews the lease of periodic task `name` for this store's node
+ * until `until_ms`, unless another node holds one that has not run out at
+ * `now_ms`. *held says whether this node holds it now. */
+int store_lease_claim(StoreTx *tx, const char *name, long long now_ms,
+                      long long until_ms, bool *held);
+/* Gives this node's lease of `name` back (if it holds it). */
+int store_lease_release(StoreTx *tx, const char *name);
+
+/* Records a shop's order by its id; *inserted is false when it was
+ * recorded before. */
+int store_order_insert(StoreTx *tx, const char *order_id,
+                       const char *created_at, const char *now, bool *inserted);
+/* The id of the newest notification of `variant_id` to `email` sent in
+ * [from, to] (stored times) that has not converted, or RESTOCK_ENOTFOUND. */
+int store_conversion_candidate(StoreTx *tx, const char *email,
+                               const char *variant_id, const char *from,
+                               const char *to, long long *history_id);
+/* Marks notification `history_id` converted by `order_id` at `at`, with
+ * `amount` millionths of `currency`'s major unit; *marked is false when it
+ * had converted already. */
+int store_conversion_mark(StoreTx *tx, long long history_id, const char *at,
+                          const char *order_id, const char *currency,
+                          long long amount, bool *marked);
+
+/* The notifications a conversions report counts: sent in [since, until)
+ * (stored times), of `variant_id` (NULL: any). */
+typedef struct {
+  const char *since;
+  const char *until;
+  const char *variant_id;
+} ConversionFilter;
+/* How many were sent, and how many of them converted. */
+int store_conversion_totals(StoreTx *tx, const ConversionFilter *f,
+                            long long *notified, long long *converted);
+/* Their revenue per currency (millionths of the major unit), by currency
+ * code. RESTOCK_ESTORE if a sum overflows. */
+typedef int (*RevenueRowFn)(void *ctx, const char *currency, long long amount);
+int store_conversion_revenue(StoreTx *tx, const ConversionFilter *f,
+                             RevenueRowFn fn, void *ctx);
+/* One variant's counts in a conversions report. */
+typedef struct {
+  char variant_id[256];
+  long long notified, converted;
+} ConversionVariant;
+/* The variants with notifications matching `f`, most converted first (then
+ * most notified, then by id), `limit` from `offset`, in a new array *out of
+ * *n entries (free it); *count gets how many variants match. */
+int store_conversion_variants(StoreTx *tx, const ConversionFilter *f,
+                              long long limit, long long offset,
+                              ConversionVariant **out, size_t *n,
+                              long long *count);
+
 #endif

@@ -43,7 +43,14 @@
   X(VARIANTS_TO_CHECK)                                                        \
   X(LOCATION_LIST) X(LOCATION_COUNT) X(CHANNEL_LIST) X(CHANNEL_COUNT)         \
   X(KEY_LIST) X(KEY_COUNT)                                                    \
-  X(META_GET) X(META_PUT)
+  X(META_GET) X(META_PUT)                                                     \
+  /* Shop connectors (issue 16): restock.kv, task leases, orders and      \
+   * conversions. */                                                         \
+  X(KV_GET) X(KV_PUT) X(KV_DELETE) X(KV_SWEEP)                               \
+  X(LEASE_CLAIM) X(LEASE_RELEASE)                                            \
+  X(ORDER_INSERT) X(CONVERSION_CANDIDATE) X(CONVERSION_MARK)                 \
+  X(REPORT_TOTALS) X(REPORT_REVENUE) X(REPORT_VARIANT_COUNT)                 \
+  X(REPORT_VARIANTS)
 
 typedef enum {
 #define STORE_SQL_ENUM(name) SQL_##name,

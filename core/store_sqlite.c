@@ -70,6 +70,12 @@ extern const Migration sqlite_migrations[];
   " AND (?2 IS NULL OR (CASE WHEN manage_inventory = 0 OR"                 \
   " allow_backorder = 1 OR inventory_quantity > 0 THEN 0 ELSE 1 END) = ?2)"
 
+/* The notifications of a report: sent in [?1, ?2), of variant ?3 (NULL:
+ * any). */
+#define REPORT_FILTER                                                     \
+  " FROM restock_history WHERE status = 'notified' AND notified_at >= ?1" \
+  " AND notified_at < ?2 AND (?3 IS NULL OR variant_id = ?3)"
+
 #define EVENT_COLUMNS \
   "id, name, data, status, attempts, last_error, created_at"
 
@@ -405,6 +411,56 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_KEY_COUNT] = "SELECT count(*) FROM publishable_api_keys",
     [SQL_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [SQL_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+    /* Shop connectors (issue 16). */
+    [SQL_KV_GET] =
+        "SELECT value FROM script_kv WHERE key = ?1"
+        " AND (expires_at IS NULL OR expires_at > ?2)",
+    [SQL_KV_PUT] =
+        "INSERT INTO script_kv (key, value, expires_at, updated_at)"
+        " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key) DO UPDATE SET"
+        " value = ?2, expires_at = ?3, updated_at = ?4",
+    [SQL_KV_DELETE] = "DELETE FROM script_kv WHERE key = ?1",
+    /* A few expired rows at a time: every set pays for a little sweeping,
+     * none for much. */
+    [SQL_KV_SWEEP] =
+        "DELETE FROM script_kv WHERE key IN (SELECT key FROM script_kv"
+        " WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
+    /* Taken when free, run out, or already this node's; the number of
+     * rows changed says whether this node holds it now. */
+    [SQL_LEASE_CLAIM] =
+        "INSERT INTO task_leases (name, owner, lease_until)"
+        " VALUES (?1, ?2, ?3) ON CONFLICT (name) DO UPDATE SET"
+        " owner = ?2, lease_until = ?3"
+        " WHERE task_leases.owner = ?2 OR task_leases.lease_until <= ?4",
+    [SQL_LEASE_RELEASE] =
+        "UPDATE task_leases SET lease_until = 0"
+        " WHERE name = ?1 AND owner = ?2",
+    [SQL_ORDER_INSERT] =
+        "INSERT INTO shop_orders (order_id, created_at, recorded_at)"
+        " VALUES (?1, ?2, ?3) ON CONFLICT (order_id) DO NOTHING",
+    /* The latest notification of (email, variant) in the window that has
+     * not converted yet. */
+    [SQL_CONVERSION_CANDIDATE] =
+        "SELECT id FROM restock_history WHERE email = ?1 AND variant_id = ?2"
+        " AND status = 'notified' AND converted_at IS NULL"
+        " AND notified_at >= ?3 AND notified_at <= ?4"
+        " ORDER BY notified_at DESC, id DESC LIMIT 1",
+    [SQL_CONVERSION_MARK] =
+        "UPDATE restock_history SET converted_at = ?2,"
+        " conversion_order_id = ?3, conversion_currency = ?4,"
+        " conversion_amount = ?5 WHERE id = ?1 AND converted_at IS NULL",
+    [SQL_REPORT_TOTALS] = "SELECT count(*), count(converted_at)" REPORT_FILTER,
+    [SQL_REPORT_REVENUE] =
+        "SELECT conversion_currency, sum(conversion_amount)" REPORT_FILTER
+        " AND converted_at IS NOT NULL GROUP BY conversion_currency"
+        " ORDER BY conversion_currency",
+    [SQL_REPORT_VARIANT_COUNT] =
+        "SELECT count(DISTINCT variant_id)" REPORT_FILTER,
+    [SQL_REPORT_VARIANTS] =
+        "SELECT variant_id, count(*), count(converted_at)" REPORT_FILTER
+        " GROUP BY variant_id"
+        " ORDER BY count(converted_at) DESC, count(*) DESC, variant_id"
+        " LIMIT ?4 OFFSET ?5",
 };
 
 /* ---- connections and statements ------------------------------------------ */
