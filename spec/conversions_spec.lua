@@ -148,19 +148,38 @@ describe("conversions", function()
   it("counts an order recorded twice once, and a notification once",
     function()
     local server = helpers.start { plugin = plugin() }
-    local at = notified(server, "v-hat", { "ann@example.com" })
+    notified(server, "v-hat", { "ann@example.com" })
+    -- Sold out again, and Ann notified a second time: two notifications an
+    -- order of the hat could convert.
+    outbound.set_quantity(server, "v-hat", 0)
+    outbound.subscribe(server, "v-hat", "ann@example.com")
+    outbound.set_quantity(server, "v-hat", 5)
+    local rows = helpers.wait_for(function()
+      local res = helpers.admin(server, "GET", "/admin/restock-notifications"
+        .. helpers.query { variant_id = "v-hat", status = "notified" })
+      local list = res.json.restock_notifications
+      return #list == 2 and list
+    end, 10)
+    assert.truthy(rows, "Ann was not notified twice\n" .. server:stderr())
+    local at = parse_iso(rows[2].notified_at)
     local order = { order_id = 4242, email = "ann@example.com",
       currency = "JPY", created_at = iso(at + HOUR),
       items = { { variant_id = "v-hat", quantity = 1, amount = 4900 } } }
     assert.is_true(record(server, order).ok)
     assert.is_true(record(server, order).ok) -- a webhook repeated
-    -- Another order of the same variant: the notification converted already.
-    order.order_id = 4243
-    assert.is_true(record(server, order).ok)
     local j, body = report(server)
+    assert.equals(2, j.notified)
     assert.equals(1, j.converted)
     assert.truthy(body:find('"JPY": 4900}', 1, true), body)
     assert.equals(1, conversions_metric(server))
+    -- Another order of the hat converts the other notification, once.
+    order.order_id = 4243
+    assert.is_true(record(server, order).ok)
+    assert.is_true(record(server, order).ok)
+    j, body = report(server)
+    assert.equals(2, j.converted)
+    assert.truthy(body:find('"JPY": 9800}', 1, true), body)
+    assert.equals(2, conversions_metric(server))
   end)
 
   it("keeps amounts exact and filters by time and variant", function()
