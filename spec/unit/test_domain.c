@@ -250,3 +250,24 @@ TEST(domain_a_failing_delivery_dies_after_its_attempts) {
   CHECK_STR(r.status, "dead");
   world_close(&w);
 }
+
+typedef struct {
+  char failed[128];
+} PrepareAll;
+
+static int prepare_all_fn(StoreTx *tx, void *arg) {
+  PrepareAll *p = arg;
+  return store_prepare_all(tx, p->failed, sizeof p->failed);
+}
+
+/* Every statement of the backend compiles against the migrated schema (a
+ * statement is otherwise prepared only when first used). */
+TEST(store_every_statement_prepares) {
+  World w;
+  CHECK(world_open(&w) == 0);
+  PrepareAll p = {""};
+  int rc = store_run(w.d.store, prepare_all_fn, &p);
+  if (rc) printf("    cannot prepare %s\n", p.failed);
+  CHECK(rc == 0);
+  world_close(&w);
+}
