@@ -226,6 +226,7 @@ void config_unref(Config *c) {
   }
   free(c->handlers);
   config_options_clear(&c->options);
+  strlist_clear(&c->blocked_domains);
   free(c);
 }
 

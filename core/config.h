@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "strlist.h"
+
 typedef enum { DURABILITY_PROCESS = 0, DURABILITY_FULL = 1 } Durability;
 
 typedef struct {
@@ -103,6 +105,9 @@ typedef struct Config {
   HandlerSpec *handlers;
   size_t nhandlers;
   bool on_subscribe; /* the script set restock.on_subscribe */
+  /* blocked_email_domains, normalized and sorted (email_domains_compile)
+   * once the script has loaded. */
+  StrList blocked_domains;
 } Config;
 
 /* A new Config with the default options and no handler; one reference. */

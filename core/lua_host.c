@@ -1,5 +1,7 @@
 #include "lua_host.h"
 
+#include "email.h"
+
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>
@@ -367,6 +369,14 @@ int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
     return RESTOCK_EINVAL;
   }
   h->loaded = true;
+  char bad[160];
+  if (email_domains_compile(h->config->options.blocked_email_domains,
+                            &h->config->blocked_domains, bad, sizeof bad)) {
+    *err = xasprintf("option 'blocked_email_domains': %s", bad);
+    h->released = true;
+    lua_host_release(h);
+    return RESTOCK_EINVAL;
+  }
   /* A handler without max_attempts of its own takes the option's, set
    * anywhere in the script. */
   for (size_t i = 0; i < h->config->nhandlers; i++)

@@ -40,38 +40,6 @@ bool subscriptions_valid_locale(const char *tag) {
   return true;
 }
 
-bool subscriptions_domain_blocked(const char *list, const char *email) {
-  if (!list || !*list) return false;
-  const char *at = strrchr(email, '@');
-  if (!at) return false;
-  const char *domain = at + 1;
-  size_t dlen = strlen(domain);
-  for (const char *p = list; *p;) {
-    while (*p == ' ' || *p == ',') p++;
-    const char *end = p;
-    while (*end && *end != ',') end++;
-    const char *last = end;
-    while (last > p && last[-1] == ' ') last--;
-    size_t len = (size_t)(last - p);
-    if (len > 0 && len < 250) {
-      /* The entry in the form stored emails have: normalized as the domain
-       * of an address. */
-      char probe[EMAIL_MAX + 1], entry[EMAIL_MAX + 1];
-      snprintf(probe, sizeof probe, "x@%.*s", (int)len, p);
-      if (email_normalize(probe, strlen(probe), entry, NULL) == 0) {
-        const char *e = entry + 2;
-        size_t elen = strlen(e);
-        if (elen == dlen && strcmp(e, domain) == 0) return true;
-        if (dlen > elen && domain[dlen - elen - 1] == '.' &&
-            strcmp(domain + dlen - elen, e) == 0)
-          return true;
-      }
-    }
-    p = end;
-  }
-  return false;
-}
-
 void subscribe_call_clear(SubscribeCall *c) {
   json_decref(c->headers);
   c->headers = NULL;
@@ -179,7 +147,7 @@ static int emit_confirmation(StoreTx *tx, SubscribeCall *c, long long id,
 static int subscribe_fn(StoreTx *tx, void *arg) {
   SubscribeCall *c = arg;
   const Options *o = &c->unit.cfg->options;
-  if (subscriptions_domain_blocked(o->blocked_email_domains, c->email)) {
+  if (email_domain_listed(&c->unit.cfg->blocked_domains, c->email)) {
     snprintf(c->message, sizeof c->message,
              "Subscriptions from %.200s are not accepted",
              strrchr(c->email, '@') + 1);

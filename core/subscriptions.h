@@ -40,9 +40,6 @@ struct SubscribeCall {
  * characters: a language of 2 to 8 letters, then subtags of 1 to 8 letters
  * or digits, separated by '-'. */
 bool subscriptions_valid_locale(const char *tag);
-/* True when `email`'s domain is one of the comma-separated `list`, or a
- * subdomain of one (IDNA domains compared in their A-label form). */
-bool subscriptions_domain_blocked(const char *list, const char *email);
 
 /* True when the running script set restock.on_subscribe: a caller then
  * gives the request's headers to subscribe (and gathers them only then). */

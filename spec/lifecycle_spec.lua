@@ -636,6 +636,19 @@ describe("blocked_email_domains", function()
       helpers.assert_status(subscribe(server, "v", { email = e }), 201)
     end
   end)
+
+  it("refuses an entry that is not a domain when plugin.lua loads",
+    function()
+      local path = helpers.tmpdir() .. "/bad.lua"
+      local f = assert(io.open(path, "w"))
+      f:write('local restock = require "restock"\n'
+        .. 'restock.options { blocked_email_domains = "ok.example, x@y" }\n')
+      f:close()
+      local rc, _, stderr = helpers.run({ "check", "--config", path })
+      assert.equals(2, rc)
+      assert.truthy(stderr:find("blocked_email_domains", 1, true), stderr)
+      assert.truthy(stderr:find("'x@y' is not a domain", 1, true), stderr)
+    end)
 end)
 
 describe("forgetting an email", function()

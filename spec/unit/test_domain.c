@@ -263,11 +263,34 @@ static int prepare_all_fn(StoreTx *tx, void *arg) {
 /* Every statement of the backend compiles against the migrated schema (a
  * statement is otherwise prepared only when first used). */
 TEST(store_every_statement_prepares) {
-  World w;
-  CHECK(world_open(&w) == 0);
+  Store *s = NULL;
+  char *err = NULL;
+  StoreOptions o = {.role = STORE_ROLE_SERVER, .readers = 0};
+  CHECK(store_open(":memory:", &o, &s, &err) == 0);
+  if (!s) {
+    free(err);
+    return;
+  }
+  FILE *devnull = fopen("/dev/null", "w");
+  CHECK(migrate_run(s, devnull, &err) == 0);
+  fclose(devnull);
+  free(err);
   PrepareAll p = {""};
-  int rc = store_run(w.d.store, prepare_all_fn, &p);
+  int rc = store_run(s, prepare_all_fn, &p); /* before store_start */
   if (rc) printf("    cannot prepare %s\n", p.failed);
   CHECK(rc == 0);
-  world_close(&w);
+  store_close(s);
+}
+
+TEST(subscriptions_locale_tags) {
+  const char *good[] = {"de", "pt-BR", "zh-Hant-TW", "en-US-x-twain",
+                        "sr-Latn-RS", "es-419", "abcdefgh",
+                        "en-aaaaaaaa-bbbbbbbb-cccccccc-abcde"};
+  const char *bad[] = {"", "d", "de-", "-de", "de--at", "de DE", "123",
+                       "abcdefghi", "de_DE", "en-aaaaaaaa-bbbbbbbb-cccccccc-abcdef",
+                       "de-abcdefghi", "é", "de\n"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+    CHECK(subscriptions_valid_locale(good[i]));
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    CHECK(!subscriptions_valid_locale(bad[i]));
 }
