@@ -89,6 +89,8 @@ def describe(raw):
         "content_type": msg.get_content_type(),
         "parts": parts,
         "max_line": max(len(line) for line in lines),
+        "max_body_line": max(len(line) for line in
+                             raw.split(b"\r\n\r\n", 1)[-1].split(b"\r\n")),
         "bare_lf": b"\n" in b"".join(lines),
     }
 
@@ -119,9 +121,11 @@ class Handler:
         entry = {"kind": "message", "n": STATE["n"],
                  "mail_from": envelope.mail_from,
                  "rcpt_tos": list(envelope.rcpt_tos),
-                 "tls": session.ssl is not None,
-                 "auth": (session.login_data.login.decode()
-                          if session.authenticated and session.login_data
+                 "tls": (session.ssl is not None or server.transport
+                         .get_extra_info("ssl_object") is not None),
+                 "auth": (session.auth_data.login.decode()
+                          if session.authenticated
+                          and isinstance(session.auth_data, LoginPassword)
                           else None),
                  "raw": raw.decode("utf-8", "replace")}
         try:
@@ -144,7 +148,7 @@ def authenticator(server, session, envelope, mechanism, auth_data):
     ok = (isinstance(auth_data, LoginPassword)
           and auth_data.login == user.encode()
           and auth_data.password == password.encode())
-    return AuthResult(success=ok, handled=False)
+    return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
 def context(pair):
