@@ -7,7 +7,16 @@
 --     template_id = "d-0123456789abcdef",    -- optional: a dynamic template
 --     subscribed_template_id = "d-...",      -- optional: confirmation mails
 --     unsubscribe_url = "https://shop.example.com/unsubscribe?token=%s",
+--     public_url = "https://restock.example.com",  -- or RESTOCK_PUBLIC_URL
 --   }
+--
+-- Every mail carries RFC 8058 one-click unsubscribe headers
+-- (List-Unsubscribe, List-Unsubscribe-Post) in its personalization, built
+-- by restock_mail.lua from the subscriber's unsubscribe_token and
+-- unsubscribe_url (by default public_url's unsubscribe route); templates
+-- get unsubscribe_url and manage_url too. Without a template_id the mail is
+-- restock_mail.lua's template (templates/restocked.LOCALE.*, the fallback
+-- locale), the links filled in per shopper with SendGrid substitutions.
 --
 -- The API key comes from SENDGRID_API_KEY; SENDGRID_API_URL points the
 -- script at another base URL (default https://api.sendgrid.com).
@@ -23,6 +32,7 @@
 -- would fail the same way.
 
 local restock = require "restock"
+local mail = require "restock_mail"
 
 local M = {}
 
@@ -75,7 +85,8 @@ end
 
 -- A mail/send body for `personalizations`, from a template or as plain
 -- text, as JSON.
-local function mail(config, template_id, personalizations, subject, text)
+local function sendgrid_mail(config, template_id, personalizations, subject,
+                             text, html)
   local body = {
     from = { email = config.from, name = config.from_name },
     personalizations = personalizations,
@@ -85,24 +96,84 @@ local function mail(config, template_id, personalizations, subject, text)
   else
     body.subject = subject
     body.content = { { type = "text/plain", value = text } }
+    if html then
+      body.content[2] = { type = "text/html", value = html }
+    end
   end
   return restock.json.encode(body)
 end
 
+-- Substitution tags for the links that differ per shopper, in a mail
+-- rendered once for a whole request.
+local TAGS = { unsubscribe_url = "-restockUnsubscribeUrl-",
+  manage_url = "-restockManageUrl-", email = "-restockEmail-" }
+
+-- The one-click headers and links of one shopper (`sub`: their entry of
+-- the event's subscribers, or {email = ...}).
+local function links(config, sub)
+  local headers, unsubscribe_url = mail.unsubscribe_headers(config.mail,
+    sub.unsubscribe_token)
+  return headers, unsubscribe_url,
+    mail.link(config.mail.manage_url, sub.manage_token)
+end
+
 -- Sends the restock mail to `emails` (at most MAX_PERSONALIZATIONS) in one
 -- request.
-local function send_restocked(config, variant, emails)
-  local name = variant.title or variant.sku or variant.id
+local function send_restocked(config, variant, emails, subscribers)
+  local by_email = {}
+  for _, sub in ipairs(subscribers or {}) do
+    if type(sub) == "table" and sub.email then
+      by_email[sub.email] = sub
+    end
+  end
   local personalizations = {}
+  local all_links = true
   for i, email in ipairs(emails) do
+    local sub = by_email[email] or { email = email }
+    local headers, unsubscribe_url, manage_url = links(config, sub)
+    all_links = all_links and unsubscribe_url ~= nil and manage_url ~= nil
     personalizations[i] = {
       to = { { email = email } },
-      dynamic_template_data = { variant = variant, email = email },
+      headers = next(headers) and headers or nil,
+      dynamic_template_data = { variant = variant, email = email,
+        unsubscribe_url = unsubscribe_url, manage_url = manage_url },
     }
   end
-  local json = mail(config, config.template_id, personalizations,
-    "Back in stock: " .. name,
-    name .. " is back in stock. Hurry, before it sells out again!")
+  local subject, text, html
+  if not config.template_id then
+    -- One rendering for the request, the per-shopper links as SendGrid
+    -- substitutions (only when every shopper has them, so that no mail
+    -- shows a tag).
+    local m = mail.compose(config.mail, "restocked", {
+      variant = variant, email = TAGS.email,
+      unsubscribe_token = all_links and "x" or nil,
+      manage_token = all_links and "x" or nil,
+    })
+    if all_links then
+      -- A literal pattern for a URL (and its HTML-escaped form).
+      local function lit(u) return (u:gsub("%p", "%%%0")) end
+      local u = mail.link(config.mail.unsubscribe_url, "x")
+      local g = mail.link(config.mail.manage_url, "x")
+      if m.text then
+        m.text = m.text:gsub(lit(u), TAGS.unsubscribe_url)
+          :gsub(lit(g), TAGS.manage_url)
+      end
+      if m.html then
+        m.html = m.html:gsub(lit(mail.html_escape(u)), TAGS.unsubscribe_url)
+          :gsub(lit(mail.html_escape(g)), TAGS.manage_url)
+      end
+    end
+    subject, text, html = m.subject, m.text, m.html
+    for _, p in ipairs(personalizations) do
+      local d = p.dynamic_template_data
+      p.substitutions = { [TAGS.email] = d.email,
+        [TAGS.unsubscribe_url] = d.unsubscribe_url,
+        [TAGS.manage_url] = d.manage_url }
+      p.dynamic_template_data = nil
+    end
+  end
+  local json = sendgrid_mail(config, config.template_id, personalizations,
+    subject, text, html)
   personalizations = nil -- collectable while the request is in flight
   return post(config, json)
 end
@@ -122,6 +193,8 @@ function M.setup(options)
     api_url = (options.api_url or os.getenv("SENDGRID_API_URL")
       or "https://api.sendgrid.com"):gsub("/+$", ""),
     timeout = options.timeout or 15000,
+    -- Templates, links and the one-click headers (restock_mail.lua).
+    mail = mail.config("sendgrid", options),
   }
   if not config.api_key or config.api_key == "" then
     error("sendgrid: set SENDGRID_API_KEY (or api_key) to send mails", 2)
@@ -139,7 +212,7 @@ function M.setup(options)
     if not variant then
       return nil, err
     end
-    return send_restocked(config, variant, data.emails)
+    return send_restocked(config, variant, data.emails, data.subscribers)
   end
   restock.subscribe("restock-notification.restocked", function(data)
     local emails = data.emails or {}
@@ -148,9 +221,13 @@ function M.setup(options)
     end
     for first = 1, #emails, M.MAX_PERSONALIZATIONS do
       local part = { variant_id = data.variant_id,
-        sales_channel_id = data.sales_channel_id, emails = {} }
+        sales_channel_id = data.sales_channel_id, emails = {},
+        subscribers = data.subscribers and {} or nil }
       for i = first, math.min(#emails, first + M.MAX_PERSONALIZATIONS - 1) do
         part.emails[#part.emails + 1] = emails[i]
+        if part.subscribers then
+          part.subscribers[#part.subscribers + 1] = data.subscribers[i]
+        end
       end
       local ok, emit_err = restock.emit(M.PART_EVENT, part)
       if not ok then
@@ -167,11 +244,11 @@ function M.setup(options)
       if not variant then
         return nil, err
       end
-      local link = config.unsubscribe_url
-        and string.format(config.unsubscribe_url, data.unsubscribe_token)
+      local headers, link = links(config, data)
       local name = variant.title or variant.sku or variant.id
-      return post(config, mail(config, config.subscribed_template_id, { {
+      return post(config, sendgrid_mail(config, config.subscribed_template_id, { {
         to = { { email = data.email } },
+        headers = next(headers) and headers or nil,
         dynamic_template_data = {
           variant = variant, email = data.email, unsubscribe_url = link,
         },

@@ -306,3 +306,78 @@ describe("scripts/sendgrid.lua", function()
     assert.truthy(stderr:find("SENDGRID_API_KEY", 1, true), stderr)
   end)
 end)
+
+-- One-click unsubscribe in every SendGrid mail (RFC 8058), from the
+-- subscribers' tokens as the lifecycle work's restocked events carry them
+-- (seeded by spec/support/senders.lua).
+describe("scripts/sendgrid.lua one-click unsubscribe", function()
+  local senders = require "spec.support.senders"
+
+  after_each(function()
+    local ok, err = pcall(fake_http.cleanup)
+    helpers.cleanup()
+    assert(ok, err)
+  end)
+
+  local function start_seeded(fake, setup, n)
+    local s = { from = FROM, public_url = senders.PUBLIC }
+    for k, v in pairs(setup) do
+      s[k] = v
+    end
+    return helpers.start {
+      plugin = senders.plugin('require("sendgrid").setup '
+        .. outbound.literal(s), n),
+      env = { SENDGRID_API_KEY = API_KEY, SENDGRID_API_URL = fake.url },
+    }
+  end
+
+  it("puts List-Unsubscribe in each personalization", function()
+    local fake = fake_http.start()
+    local emails = { "ann@example.com", "bob@example.com" }
+    local server = start_seeded(fake, { template_id = TEMPLATE }, #emails)
+    local tokens = senders.subscribe_all(server, "v-sg", emails)
+    local reqs = fake:wait_requests(1, 10)
+    assert.truthy(reqs, server:stderr())
+    local ps = reqs[1].json.personalizations
+    assert.equals(2, #ps)
+    for _, p in ipairs(ps) do
+      local email = p.to[1].email
+      local url = senders.unsubscribe_url(tokens[email])
+      assert.equals("<" .. url .. ">", p.headers["List-Unsubscribe"])
+      assert.equals("List-Unsubscribe=One-Click",
+        p.headers["List-Unsubscribe-Post"])
+      assert.equals(url, p.dynamic_template_data.unsubscribe_url)
+      assert.equals(senders.PUBLIC .. "/restock-notifications/mine?token="
+        .. helpers.urlencode("manage-" .. email),
+        p.dynamic_template_data.manage_url)
+    end
+  end)
+
+  it("without a template, sends the shared templates with the links as "
+    .. "substitutions", function()
+    local fake = fake_http.start()
+    local emails = { "ann@example.com", "bob@example.com" }
+    local server = start_seeded(fake, {}, #emails)
+    local tokens = senders.subscribe_all(server, "v-sg2", emails,
+      { title = "Red <hat>" })
+    local reqs = fake:wait_requests(1, 10)
+    assert.truthy(reqs, server:stderr())
+    local j = reqs[1].json
+    assert.is_nil(j.template_id)
+    assert.equals("Back in stock: Red <hat>", j.subject)
+    assert.equals("text/plain", j.content[1].type)
+    assert.equals("text/html", j.content[2].type)
+    local text, html = j.content[1].value, j.content[2].value
+    assert.truthy(text:find("No more mails like this one: "
+      .. "-restockUnsubscribeUrl-", 1, true), text)
+    assert.truthy(html:find('href="-restockUnsubscribeUrl-"', 1, true))
+    assert.truthy(html:find("Red &lt;hat&gt;", 1, true))
+    for _, p in ipairs(j.personalizations) do
+      local email = p.to[1].email
+      assert.equals(senders.unsubscribe_url(tokens[email]),
+        p.substitutions["-restockUnsubscribeUrl-"])
+      assert.equals("<" .. senders.unsubscribe_url(tokens[email]) .. ">",
+        p.headers["List-Unsubscribe"])
+    end
+  end)
+end)
