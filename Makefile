@@ -16,9 +16,10 @@ PKGS := build-essential pkg-config liblua5.4-dev libuv1-dev \
 # The Lua interpreter and busted run the specs; lua-socket, lua-cjson and
 # lua-filesystem are the specs' own modules; python3 runs the fake HTTP
 # servers (openssl makes their certificates); curl runs the documentation's
-# walk-throughs; sqlite3 lets specs look inside a database.
+# walk-throughs; sqlite3 lets specs look inside a database; python3-aiosmtpd
+# is the real SMTP server of the senders' specs (and of the bench).
 TEST_PKGS := lua5.4 lua-busted lua-socket lua-cjson lua-filesystem python3 \
-             openssl curl sqlite3
+             openssl curl sqlite3 python3-aiosmtpd
 
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
@@ -184,6 +185,9 @@ install: build/restockd
 	  $(DESTDIR)$(PREFIX)/share/doc/restockd \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/restockd/scripts/
+	install -d $(DESTDIR)$(PREFIX)/share/restockd/scripts/templates
+	install -m 644 scripts/templates/* \
+	  $(DESTDIR)$(PREFIX)/share/restockd/scripts/templates/
 	install -m 644 migrations/sqlite/*.sql \
 	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/sqlite/
 	install -m 644 plugin.lua.example $(DESTDIR)$(PREFIX)/share/restockd/

@@ -165,15 +165,17 @@ static void tokens_free(Tokens *t) {
 }
 
 /* Appends "=?UTF-8?B?...?=" words for `len` bytes of UTF-8, each holding
- * whole characters (RFC 2047 5: an encoded word never splits one). */
-static void encoded_words(const char *s, size_t len, Tokens *t) {
+ * whole characters (RFC 2047 5: an encoded word never splits one), the
+ * first at most `first` bytes (so that it fits beside the field's name). */
+static void encoded_words(const char *s, size_t len, size_t first,
+                          Tokens *t) {
   size_t i = 0;
   while (i < len) {
-    size_t n = 0;
+    size_t n = 0, most = i == 0 && first >= 3 ? first : WORD_BYTES;
     while (i + n < len) {
       size_t k = utf8_sequence((const unsigned char *)s + i + n, len - i - n);
       if (k == 0) k = 1; /* checked by the caller; never loop */
-      if (n + k > WORD_BYTES) break;
+      if (n + k > most && n > 0) break;
       n += k;
     }
     unsigned char b64[4 * ((WORD_BYTES + 2) / 3) + 1];
@@ -262,7 +264,11 @@ int mail_header(Buf *out, const char *name, const char *value, int encode,
       p = sp + 1;
     }
   } else {
-    encoded_words(value, len, &t);
+    /* "Name: " and the word's 12 characters of framing leave this much
+     * base64 on the first line, 3 bytes for each 4 characters. */
+    size_t used = strlen(name) + 2 + 12;
+    size_t first = used < LINE_SOFT ? (LINE_SOFT - used) / 4 * 3 : 0;
+    encoded_words(value, len, first < WORD_BYTES ? first : WORD_BYTES, &t);
   }
   int rc = write_tokens(out, name, &t, why);
   tokens_free(&t);
@@ -293,7 +299,7 @@ static void address_tokens(const MailAddress *a, const char *tail,
   }
   if (memmem(n, len, "=?", 2)) atoms = false;
   if (!ascii) {
-    encoded_words(n, len, t);
+    encoded_words(n, len, WORD_BYTES, t);
   } else if (atoms) {
     const char *p = n, *end = n + len;
     while (p < end) {
