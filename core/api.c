@@ -78,6 +78,11 @@ static const Route routes[] = {
     {"GET", "/restock-notifications/unsubscribe", api_unsubscribe},
     {"POST", "/restock-notifications/unsubscribe", api_unsubscribe},
     {"OPTIONS", "/restock-notifications/unsubscribe", api_preflight},
+    {"GET", "/restock-notifications/confirm", api_confirm},
+    {"POST", "/restock-notifications/confirm", api_confirm},
+    {"OPTIONS", "/restock-notifications/confirm", api_preflight},
+    {"GET", "/restock-notifications/mine", api_mine},
+    {"GET", "/admin/restock-notifications/export", api_admin_export},
     {"POST", "/admin/variants", api_admin_variants_post},
     {"GET", "/admin/variants", api_admin_variants_get},
     {"GET", "/admin/variants/{id}", api_admin_variant_get},
@@ -177,8 +182,8 @@ static void add_cors(Api *app, HttpRequest *req) {
  * last X-Forwarded-For entry (the one the proxy added). Several header lines
  * make one list, so the last entry is that of the last line: a client
  * cannot pick its address by sending a line of its own before the proxy's. */
-static void client_address(Api *app, const HttpRequest *req, char *out,
-                           size_t len) {
+void api_client_address(Api *app, const HttpRequest *req, char *out,
+                        size_t len) {
   const char *xff = NULL;
   if (app->d->config->options.trust_proxy)
     for (size_t i = 0; i < req->nheaders; i++)
@@ -200,7 +205,7 @@ static bool rate_allowed(Api *app, HttpRequest *req) {
   long long limit = app->d->config->options.subscribe_rate_limit;
   if (limit <= 0 || req->match.route->fn != api_subscribe) return true;
   char client[64];
-  client_address(app, req, client, sizeof client);
+  api_client_address(app, req, client, sizeof client);
   long long retry = 0;
   if (ratelimit_take(app->ratelimit, client, limit, uv_now(app->loop), &retry))
     return true;
@@ -232,7 +237,7 @@ void api_answered(void *data, HttpRequest *req) {
   snprintf(path, sizeof path, "%.*s",
            (int)(req->path_len < 255 ? req->path_len : 255), req->path);
   char client[64];
-  client_address(app, req, client, sizeof client);
+  api_client_address(app, req, client, sizeof client);
   log_access(req->method, route, path, req->status, seconds * 1000, client);
 }
 

@@ -70,9 +70,19 @@ void api_read(Api *api, HttpRequest *req,
               int (*render)(StoreTx *tx, ApiRead *r), void *arg,
               void (*free_arg)(void *arg));
 
+/* The client's address: the peer's, or behind a trusted proxy (the
+ * trust_proxy option) the last X-Forwarded-For entry. */
+void api_client_address(Api *api, const HttpRequest *req, char *out,
+                        size_t len);
+
 /* Routes of api_store.c. */
 void api_subscribe(HttpRequest *req, void *api);
 void api_unsubscribe(HttpRequest *req, void *api);
+void api_confirm(HttpRequest *req, void *api);
+void api_mine(HttpRequest *req, void *api);
+
+/* Route of api_export.c. */
+void api_admin_export(HttpRequest *req, void *api);
 
 /* Routes of api_admin.c. */
 void api_admin_variants_post(HttpRequest *req, void *api);
