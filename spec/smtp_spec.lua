@@ -128,15 +128,19 @@ describe("scripts/smtp.lua", function()
       .. "ann@example.com accepted, message id <", 1, true))
   end)
 
-  it("sends a real restock to every subscriber", function()
-    -- The restock of the engine itself, not a seeded event.
+  it("sends a real restock to every subscriber, with working one-click "
+    .. "links", function()
+    -- The engine's own restocked event, whose subscribers carry their
+    -- unsubscribe and manage tokens.
     local s = smtp.start {}
     local server = helpers.start { plugin = 'local restock = require "restock"\n'
       .. setup_code(s.url) }
     outbound.sold_out(server, "v-real")
+    outbound.sold_out(server, "v-other")
     for _, e in ipairs({ "dee@example.com", "eve@example.com" }) do
       outbound.subscribe(server, "v-real", e)
     end
+    outbound.subscribe(server, "v-other", "dee@example.com")
     outbound.set_quantity(server, "v-real", 4)
     local msgs = s:wait_messages(2)
     assert.truthy(msgs, "no mail\n" .. server:stderr())
@@ -145,9 +149,58 @@ describe("scripts/smtp.lua", function()
       assert.same({}, m.defects)
       to[#to + 1] = m.rcpt_tos[1]
       assert.equals("Back in stock: Variant v-real", (header(m, "Subject")))
+      local lu = header(m, "List-Unsubscribe")
+      assert.truthy(lu, "no List-Unsubscribe in a real restock mail")
+      assert.equals("List-Unsubscribe=One-Click",
+        (header(m, "List-Unsubscribe-Post")))
+      local url = lu:match("^<([^>]+)>")
+      assert.truthy(url:find(senders.PUBLIC
+        .. "/restock-notifications/unsubscribe?token=", 1, true), url)
+      local res = helpers.request(server, "POST", url:sub(#senders.PUBLIC + 1),
+        { headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
+          body = "List-Unsubscribe=One-Click" })
+      helpers.assert_status(res, 200)
+      -- The manage link opens the shopper's own page.
+      local manage = part(m, "text/plain").body:match(
+        "(https://restock%.example%.com/restock%-notifications/mine%?token=%S+)")
+      assert.truthy(manage, part(m, "text/plain").body)
+      res = helpers.request(server, "GET", manage:sub(#senders.PUBLIC + 1))
+      helpers.assert_status(res, 200)
+      assert.equals(m.rcpt_tos[1], res.json.email)
     end
     table.sort(to)
     assert.same({ "dee@example.com", "eve@example.com" }, to)
+    assert.falsy(server:stderr():find("without List-Unsubscribe", 1, true))
+  end)
+
+  it("sends the confirmation mail of double opt-in, whose link confirms",
+    function()
+    local s = smtp.start {}
+    local server = helpers.start { plugin = 'local restock = require "restock"\n'
+      .. 'restock.options { double_opt_in = true }\n' .. setup_code(s.url) }
+    outbound.sold_out(server, "v-doi", { title = "Green cap" })
+    outbound.subscribe(server, "v-doi", "fay@example.com")
+    local m = s:wait_messages(1)
+    assert.truthy(m, "no confirmation mail\n" .. server:stderr())
+    m = m[1]
+    assert.same({}, m.defects)
+    assert.same({ "fay@example.com" }, m.rcpt_tos)
+    assert.equals("Please confirm: tell me when Green cap is back",
+      (header(m, "Subject")))
+    assert.truthy(header(m, "List-Unsubscribe"))
+    local link = part(m, "text/plain").body:match(
+      "(https://restock%.example%.com/restock%-notifications/confirm%?token=%S+)")
+    assert.truthy(link, part(m, "text/plain").body)
+    assert.truthy(part(m, "text/html").body:find('href="'
+      .. link:gsub("&", "&amp;") .. '"', 1, true))
+    local pending = helpers.admin(server, "GET",
+      "/admin/restock-notifications?variant_id=v-doi&status=pending")
+    assert.equals(1, pending.json.count)
+    local res = helpers.request(server, "GET", link:sub(#senders.PUBLIC + 1))
+    helpers.assert_status(res, 200)
+    local active = helpers.admin(server, "GET",
+      "/admin/restock-notifications?variant_id=v-doi")
+    assert.equals(1, active.json.count)
   end)
 
   it("retries a temporary 451 and marks a 550 dead", function()
