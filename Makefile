@@ -212,7 +212,7 @@ FUZZ_TARGETS := email url router token utf8 json_text lua_json http api
 # The application behind the HTTP target (fuzz/http_handler.h).
 FUZZ_HTTP_HANDLER ?= fuzz/http_handler.c
 FUZZ_SAN     := -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-FUZZ_CORE    := buf xmalloc email utf8 url router token json_text lua_json \
+FUZZ_CORE    := buf xmalloc strlist email utf8 url router token json_text lua_json \
                 http log isotime
 FUZZ_OBJS    := $(FUZZ_CORE:%=build/fuzz/%.o) \
                 $(addprefix build/fuzz/llhttp_,api.o http.o llhttp.o)
