@@ -170,9 +170,11 @@ static void head(Buf *b, const char *lang, const char *title) {
   buf_puts(b,
            "</title><style>body{font:16px/1.5 system-ui,sans-serif;"
            "max-width:36em;margin:3em auto;padding:0 1em;color:#222}"
-           "h1{font-size:1.4em}table{border-collapse:collapse;width:100%}"
-           "td,th{text-align:left;padding:.4em .3em;border-bottom:1px solid "
-           "#ddd}button{font:inherit;padding:.3em .8em}form{margin:0}"
+           "h1{font-size:1.4em}ul{list-style:none;padding:0}"
+           "li{padding:.8em 0;border-bottom:1px solid #ddd;display:flex;"
+           "flex-wrap:wrap;gap:.5em;align-items:center}"
+           ".what{flex:1 1 14em}.meta{color:#555;font-size:.9em}"
+           "button{font:inherit;padding:.4em .9em}form{margin:0}"
            "</style></head><body><main><h1>");
   escaped(b, title);
   buf_puts(b, "</h1>");
@@ -227,15 +229,7 @@ void pages_mine_begin(MinePage *p, const HttpRequest *req, const char *email) {
   head(&p->b, p->lang, pages_text(p->lang, "mine.title"));
   buf_puts(&p->b, "<p>");
   text_with(&p->b, pages_text(p->lang, "mine.lead"), email);
-  buf_puts(&p->b, "</p><table><thead><tr><th>");
-  escaped(&p->b, pages_text(p->lang, "mine.variant"));
-  buf_puts(&p->b, "</th><th>");
-  escaped(&p->b, pages_text(p->lang, "mine.since"));
-  buf_puts(&p->b, "</th><th>");
-  escaped(&p->b, pages_text(p->lang, "mine.wants"));
-  buf_puts(&p->b, "</th><th>");
-  escaped(&p->b, pages_text(p->lang, "mine.status"));
-  buf_puts(&p->b, "</th><th></th></tr></thead><tbody>");
+  buf_puts(&p->b, "</p><ul>");
 }
 
 void pages_mine_row(MinePage *p, const char *variant_title, const char *since,
@@ -243,21 +237,27 @@ void pages_mine_row(MinePage *p, const char *variant_title, const char *since,
                     const char *unsubscribe_token, const char *manage_token) {
   Buf *b = &p->b;
   p->rows++;
-  buf_puts(b, "<tr><td>");
+  /* One block per alert, not a table row: it wraps on a phone. */
+  buf_puts(b, "<li><div class=\"what\"><strong>");
   escaped(b, variant_title);
-  buf_puts(b, "</td><td>");
+  buf_puts(b, "</strong><br><span class=\"meta\">");
   /* The date of the ISO timestamp is enough. */
   char day[11];
   snprintf(day, sizeof day, "%.10s", since ? since : "");
+  escaped(b, pages_text(p->lang, "mine.since"));
+  buf_puts(b, " ");
   escaped(b, day);
-  buf_puts(b, "</td><td>");
-  if (quantity > 0) buf_printf(b, "%lld", quantity);
-  buf_puts(b, "</td><td>");
+  if (quantity > 0) {
+    buf_puts(b, " &middot; ");
+    escaped(b, pages_text(p->lang, "mine.wants"));
+    buf_printf(b, ": %lld", quantity);
+  }
+  buf_puts(b, " &middot; ");
   escaped(b, pages_text(p->lang, pending ? "mine.status.pending"
                                          : "mine.status.active"));
   /* A plain form: unsubscribing works without JavaScript. */
   buf_puts(b,
-           "</td><td><form method=\"post\" "
+           "</span></div><form method=\"post\" "
            "action=\"unsubscribe\"><input type=\"hidden\" name=\"token\" "
            "value=\"");
   escaped(b, unsubscribe_token);
@@ -265,11 +265,11 @@ void pages_mine_row(MinePage *p, const char *variant_title, const char *since,
   escaped(b, manage_token);
   buf_puts(b, "\"><button type=\"submit\">");
   escaped(b, pages_text(p->lang, "mine.unsubscribe"));
-  buf_puts(b, "</button></form></td></tr>");
+  buf_puts(b, "</button></form></li>");
 }
 
 void pages_mine_end(MinePage *p, HttpRequest *req) {
-  buf_puts(&p->b, "</tbody></table>");
+  buf_puts(&p->b, "</ul>");
   if (p->rows == 0) {
     buf_puts(&p->b, "<p>");
     escaped(&p->b, pages_text(p->lang, "mine.empty"));

@@ -607,6 +607,22 @@ describe("the shopper's page", function()
       assert_page(res, 400)
     end)
 
+  it("speaks the browser's language when it has its words", function()
+    local server, _, manage = setup()
+    local res = get(server, "/restock-notifications/mine", { token = manage },
+      { Accept = "text/html", ["Accept-Language"] = "fr-CH, de-AT;q=0.8" })
+    local body = assert_page(res, 200)
+    assert.truthy(body:find('<html lang="de">', 1, true), body)
+    assert.truthy(body:find("Ihre Benachrichtigungen", 1, true))
+    assert.truthy(body:find(">Abmelden<", 1, true))
+    -- No file for the language: English.
+    res = get(server, "/restock-notifications/mine", { token = manage },
+      { Accept = "text/html", ["Accept-Language"] = "ja" })
+    body = assert_page(res, 200)
+    assert.truthy(body:find('<html lang="en">', 1, true))
+    assert.truthy(body:find("Your restock alerts", 1, true))
+  end)
+
   it("names nothing once the email is forgotten", function()
     local server, _, manage = setup()
     helpers.assert_status(admin(server, "DELETE",
