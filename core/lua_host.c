@@ -267,11 +267,13 @@ static size_t quoted_count(const char *text, size_t len, const char *name) {
 /* Warns about each handler whose event restockd never emits and that no
  * loaded source names anywhere but in its subscribe call: most likely a
  * typo ("restock-notification.restock"), whose handler would never run. The
- * sources are plugin.lua and every module it required from a file. */
+ * sources are plugin.lua and every module it required from a file; an
+ * event a module names at all is the module's own (sendgrid.lua names its
+ * part event once, in a constant it both subscribes and emits with). */
 static void check_event_names(LuaHost *h, const char *path,
                               StrList *warnings) {
   lua_State *L = h->L;
-  Buf src = {0};
+  Buf src = {0}, modules = {0};
   append_file(&src, path);
   lua_getglobal(L, "package");      /* [package] */
   lua_getfield(L, -1, "loaded");    /* [package, loaded] */
@@ -285,7 +287,7 @@ static void check_event_names(LuaHost *h, const char *path,
       lua_pushvalue(L, -2); /* key */
       lua_pushvalue(L, -4); /* path */
       if (lua_host_pcall(L, 2, 1) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
-        append_file(&src, lua_tostring(L, -1));
+        append_file(&modules, lua_tostring(L, -1));
       lua_pop(L, 1);
     }
   }
@@ -302,7 +304,8 @@ static void check_event_names(LuaHost *h, const char *path,
     size_t subscribes = 0;
     for (size_t j = 0; j < c->nhandlers; j++)
       if (strcmp(c->handlers[j].event, event) == 0) subscribes++;
-    if (quoted_count(src.data ? src.data : "", src.len, event) > subscribes)
+    if (quoted_count(src.data ? src.data : "", src.len, event) > subscribes ||
+        quoted_count(modules.data ? modules.data : "", modules.len, event) > 0)
       continue;
     char *w = xasprintf(
         "restock.subscribe: restockd never emits \"%s\" and no restock.emit "
@@ -316,6 +319,7 @@ static void check_event_names(LuaHost *h, const char *path,
     free(w);
   }
   buf_free(&src);
+  buf_free(&modules);
 }
 
 int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
