@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "error.h"
+#include "outbox.h"
 #include "log.h"
 #include "lua_json.h"
 #include "watchdog.h"
@@ -589,29 +590,16 @@ static void on_deadline(uv_timer_t *timer) {
 
 /* Pushes the handler's argument: the event's data, or for a per-subscriber
  * delivery the data less emails and subscribers, plus email and subscriber.
- * Returns 0, or -1 (nothing pushed) for data nested too deeply. */
+ * A delivery row written since migration 012 carries that share already;
+ * an older one is cut from the event here. Returns 0, or -1 (nothing
+ * pushed) for data nested too deeply. */
 static int push_argument(lua_State *co, json_t *j, const char *subscriber) {
-  if (!subscriber || !*subscriber || !json_is_object(j))
+  if (!subscriber || !*subscriber || !json_is_object(j) ||
+      (json_object_get(j, "subscriber") && !json_object_get(j, "emails")))
     return lua_json_push(co, j);
-  json_t *copy = json_copy(j);
-  json_t *entry = NULL;
-  json_t *subs = json_object_get(copy, "subscribers");
-  size_t i;
-  json_t *s;
-  json_array_foreach(subs, i, s) {
-    json_t *e = json_object_get(s, "email");
-    if (json_is_string(e) && strcmp(json_string_value(e), subscriber) == 0) {
-      entry = json_incref(s);
-      break;
-    }
-  }
-  if (!entry) entry = json_pack("{s:s}", "email", subscriber);
-  json_object_del(copy, "emails");
-  json_object_del(copy, "subscribers");
-  json_object_set_new(copy, "email", json_string(subscriber));
-  json_object_set_new(copy, "subscriber", entry);
-  int rc = lua_json_push(co, copy);
-  json_decref(copy);
+  json_t *share = outbox_subscriber_data(j, subscriber);
+  int rc = lua_json_push(co, share);
+  json_decref(share);
   return rc;
 }
 
