@@ -14,6 +14,7 @@
 #include "lua_connect.h"
 #include "lua_host.h"
 #include "lua_json.h"
+#include "lua_mail.h"
 #include "outbox.h"
 #include "stock.h"
 #include "watchdog.h"
@@ -668,5 +669,6 @@ int lua_api_open(lua_State *L) {
   lua_remove(L, -2);
   luaL_setfuncs(L, log_fns, 1);
   lua_setfield(L, -2, "log");
+  lua_mail_open(L); /* restock.smtp, restock.url */
   return 1;
 }
