@@ -16,9 +16,11 @@ PKGS := build-essential pkg-config liblua5.4-dev libuv1-dev \
 # The Lua interpreter and busted run the specs; lua-socket, lua-cjson and
 # lua-filesystem are the specs' own modules; python3 runs the fake HTTP
 # servers (openssl makes their certificates); curl runs the documentation's
-# walk-throughs; sqlite3 lets specs look inside a database.
+# walk-throughs; sqlite3 lets specs look inside a database; chromium,
+# chromium-driver and python3-selenium run the browser tests of the widget
+# and the console (spec/browser/).
 TEST_PKGS := lua5.4 lua-busted lua-socket lua-cjson lua-filesystem python3 \
-             openssl curl sqlite3
+             openssl curl sqlite3 chromium chromium-driver python3-selenium
 
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
@@ -45,17 +47,21 @@ SAN      := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 
 SRCS := $(wildcard core/*.c)
 SQLITE_MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql))
+# The widget and the console (web/), compiled in by core/embed_web.sh.
+WEB_FILES := $(sort $(wildcard web/*.html web/*.css web/*.js))
 
 REL_OBJS  := $(SRCS:core/%.c=build/release/%.o) \
-             build/release/migrations_sqlite.o \
+             build/release/migrations_sqlite.o build/release/web_assets.o \
              $(addprefix build/release/llhttp_,api.o http.o llhttp.o)
 ASAN_OBJS := $(SRCS:core/%.c=build/asan/%.o) build/asan/migrations_sqlite.o \
+             build/asan/web_assets.o \
              $(addprefix build/asan/llhttp_,api.o http.o llhttp.o)
 
 # ThreadSanitizer: the code shared between the loop and the storage threads
 # is checked by running the specs once against this build (make tsan).
 TSAN      := -O1 -g -fsanitize=thread -fno-omit-frame-pointer -DRESTOCKD_DEBUG
 TSAN_OBJS := $(SRCS:core/%.c=build/tsan/%.o) build/tsan/migrations_sqlite.o \
+             build/tsan/web_assets.o \
              $(addprefix build/tsan/llhttp_,api.o http.o llhttp.o)
 
 UNIT_SRCS := $(wildcard spec/unit/*.c)
@@ -115,6 +121,8 @@ build/tsan/llhttp_%.o: | deps build/tsan
 	$(CC) $(TSAN) -w -I$(LLHTTP_INC) -c -o $@ $(LLHTTP_SRC)/$*.c
 build/tsan/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/tsan
 	$(CC) $(CSTD) $(WARN) $(TSAN) $(PKG_CFLAGS) -Icore -c -o $@ $<
+build/tsan/web_assets.o: build/gen/web_assets.c core/web.h | deps build/tsan
+	$(CC) $(CSTD) $(WARN) $(TSAN) $(PKG_CFLAGS) -Icore -I$(LLHTTP_INC) -c -o $@ $<
 
 build/asan/unit_tests: $(UNIT_SRCS) $(UNIT_CORE) | deps
 	$(CC) $(CSTD) $(WARN) $(SAN) $(PKG_CFLAGS) -Icore -I$(LLHTTP_INC) \
@@ -141,6 +149,12 @@ build/release/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build
 	$(CC) $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -Icore -c -o $@ $<
 build/asan/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/asan
 	$(CC) $(CSTD) $(WARN) $(SAN) $(PKG_CFLAGS) -Icore -c -o $@ $<
+build/gen/web_assets.c: $(WEB_FILES) core/embed_web.sh | build/gen
+	sh core/embed_web.sh $(WEB_FILES) > $@.tmp && mv $@.tmp $@
+build/release/web_assets.o: build/gen/web_assets.c core/web.h | deps build/release
+	$(CC) $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -Icore -I$(LLHTTP_INC) -c -o $@ $<
+build/asan/web_assets.o: build/gen/web_assets.c core/web.h | deps build/asan
+	$(CC) $(CSTD) $(WARN) $(SAN) $(PKG_CFLAGS) -Icore -I$(LLHTTP_INC) -c -o $@ $<
 
 build/release build/asan build/tsan build/gen:
 	mkdir -p $@
@@ -240,12 +254,16 @@ build/fuzz/fuzz_http: fuzz/fuzz_http.c $(FUZZ_HTTP_HANDLER) $(FUZZ_OBJS) \
 	  $(FUZZ_OBJS) $(PKG_LDLIBS)
 # The request path into the real API: every core object but main()'s.
 FUZZ_API_OBJS := $(filter-out build/fuzz/main.o,$(SRCS:core/%.c=build/fuzz/%.o)) \
-                 build/fuzz/migrations_sqlite.o \
+                 build/fuzz/migrations_sqlite.o build/fuzz/web_assets.o \
                  $(addprefix build/fuzz/llhttp_,api.o http.o llhttp.o)
 build/fuzz/migrations_%.o: build/gen/migrations_%.c core/store.h | deps fuzz-deps build/fuzz
 	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_SAN) \
 	  -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS) -Icore \
 	  -c -o $@ $<
+build/fuzz/web_assets.o: build/gen/web_assets.c core/web.h | deps fuzz-deps build/fuzz
+	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_SAN) \
+	  -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS) -Icore \
+	  -I$(LLHTTP_INC) -c -o $@ $<
 build/fuzz/fuzz_api: fuzz/fuzz_http.c fuzz/http_api_handler.c \
                      $(FUZZ_API_OBJS) $(wildcard fuzz/*.h)
 	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_SAN) \

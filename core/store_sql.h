@@ -43,7 +43,13 @@
   X(VARIANTS_TO_CHECK)                                                        \
   X(LOCATION_LIST) X(LOCATION_COUNT) X(CHANNEL_LIST) X(CHANNEL_COUNT)         \
   X(KEY_LIST) X(KEY_COUNT)                                                    \
-  X(META_GET) X(META_PUT)
+  X(META_GET) X(META_PUT)                                                     \
+  /* The web console (issue 17): its sessions, the demand report, a        \
+   * variant's restocked events. */                                       \
+  X(SESSION_INSERT) X(SESSION_GET) X(SESSION_DELETE) X(SESSION_PRUNE)         \
+  X(DEMAND_LIST) X(DEMAND_COUNT) X(DEMAND_LIST_CHANNEL)                       \
+  X(DEMAND_COUNT_CHANNEL)                                                     \
+  X(EVENT_LIST_VARIANT) X(EVENT_COUNT_VARIANT)
 
 typedef enum {
 #define STORE_SQL_ENUM(name) SQL_##name,

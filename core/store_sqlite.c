@@ -405,6 +405,54 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_KEY_COUNT] = "SELECT count(*) FROM publishable_api_keys",
     [SQL_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [SQL_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+    /* The web console (issue 17), over migration 011. */
+    [SQL_SESSION_INSERT] =
+        "INSERT INTO admin_sessions (selector, validator_hash, created_at,"
+        " expires_at) VALUES (?1, ?2, ?3, ?4)",
+    [SQL_SESSION_GET] =
+        "SELECT validator_hash, expires_at FROM admin_sessions"
+        " WHERE selector = ?1 AND expires_at > ?2",
+    [SQL_SESSION_DELETE] = "DELETE FROM admin_sessions WHERE selector = ?1",
+    [SQL_SESSION_PRUNE] = "DELETE FROM admin_sessions WHERE expires_at <= ?1",
+    /* Ranked by the counts the triggers of migration 011 keep, through the
+     * partial index demand_variants_rank; the oldest waiting subscription
+     * of each scope is the first entry of restock_subscriptions_scope for
+     * it. Columns: the variant's, then waiting, notified, oldest. */
+    [SQL_DEMAND_LIST] =
+        "SELECT " VARIANT_COLUMNS ", d.waiting, d.notified,"
+        " (SELECT min((SELECT s.created_at FROM restock_subscriptions s"
+        "   WHERE s.variant_id = c.variant_id"
+        "   AND s.sales_channel_id = c.sales_channel_id"
+        "   ORDER BY s.id LIMIT 1))"
+        "  FROM demand_scopes c WHERE c.variant_id = d.variant_id"
+        "  AND c.waiting > 0)"
+        " FROM demand_variants d JOIN variants v ON v.id = d.variant_id"
+        " WHERE d.waiting > 0 ORDER BY d.waiting DESC, d.variant_id"
+        " LIMIT ?1 OFFSET ?2",
+    [SQL_DEMAND_COUNT] =
+        "SELECT count(*) FROM demand_variants WHERE waiting > 0",
+    [SQL_DEMAND_LIST_CHANNEL] =
+        "SELECT " VARIANT_COLUMNS ", d.waiting, d.notified,"
+        " (SELECT s.created_at FROM restock_subscriptions s"
+        "  WHERE s.variant_id = d.variant_id"
+        "  AND s.sales_channel_id = d.sales_channel_id"
+        "  ORDER BY s.id LIMIT 1)"
+        " FROM demand_scopes d JOIN variants v ON v.id = d.variant_id"
+        " WHERE d.sales_channel_id = ?1 AND d.waiting > 0"
+        " ORDER BY d.waiting DESC, d.variant_id LIMIT ?2 OFFSET ?3",
+    [SQL_DEMAND_COUNT_CHANNEL] =
+        "SELECT count(*) FROM demand_scopes"
+        " WHERE sales_channel_id = ?1 AND waiting > 0",
+    /* A variant's restocked events, through events_restocked_variant
+     * (migration 004): ?1 the variant, ?2 a status or NULL. */
+    [SQL_EVENT_LIST_VARIANT] =
+        "SELECT " EVENT_COLUMNS " FROM events WHERE name = " RESTOCKED_SQL
+        " AND json_extract(data, '$.variant_id') = ?1"
+        " AND (?2 IS NULL OR status = ?2) ORDER BY id LIMIT ?3 OFFSET ?4",
+    [SQL_EVENT_COUNT_VARIANT] =
+        "SELECT count(*) FROM events WHERE name = " RESTOCKED_SQL
+        " AND json_extract(data, '$.variant_id') = ?1"
+        " AND (?2 IS NULL OR status = ?2)",
 };
 
 /* ---- connections and statements ------------------------------------------ */
