@@ -120,7 +120,7 @@
     rows.forEach(function (r) {
       body.appendChild(el("tr", {}, columns.map(function (c) {
         var v = cell(r, c.key);
-        var td = el("td", { class: c.num ? "num" : null });
+        var td = el("td", { class: c.num ? "num" : c.when ? "when" : null });
         if (v instanceof Node) td.appendChild(v);
         else td.textContent = show(v);
         return td;
@@ -215,7 +215,7 @@
             { key: "sku", label: "SKU" },
             { key: "quantity", label: "Quantity", num: true },
             { key: "waiting", label: "Waiting", num: true },
-            { key: "oldest_waiting_since", label: "Waiting since" },
+            { key: "oldest_waiting_since", label: "Waiting since", when: true },
             { key: "notified", label: "Notified", num: true },
             { key: "converted", label: "Converted", num: true }
           ], j.variants, function (v, key) {
@@ -246,10 +246,10 @@
         var cols = [
           { key: "email", label: "Email" },
           { key: "sales_channel_id", label: "Sales channel" },
-          { key: "created_at", label: "Subscribed" }
+          { key: "created_at", label: "Subscribed", when: true }
         ];
         if (st !== "active" && st !== "pending")
-          cols.push({ key: "ended", label: st === "notified" ? "Notified" : "Ended" });
+          cols.push({ key: "ended", label: st === "notified" ? "Notified" : "Ended", when: true });
         var rows = j.restock_notifications || [];
         if (rows.some(function (x) { return x.quantity != null; }))
           cols.push({ key: "quantity", label: "Wants", num: true });
@@ -264,13 +264,24 @@
     });
   }
 
+  /* An error message: its first line, the rest (a traceback) behind a
+   * disclosure. */
+  function errorText(msg) {
+    if (!msg) return null;
+    var first = String(msg).split(/\s+stack traceback:|\n/)[0];
+    if (first.length > 160) first = first.slice(0, 157) + "\u2026";
+    if (first === msg) return el("span", { class: "sub error-text", text: msg });
+    return el("details", { class: "sub" }, [el("summary", { text: first }),
+      el("pre", { text: msg })]);
+  }
+
   function deliveriesList(ev) {
     return el("ul", { class: "plain" }, (ev.deliveries || []).map(function (d) {
       return el("li", {}, [
         status(d.status), " ", d.handler,
         d.subscriber ? " \u2192 " + d.subscriber : "",
         " (" + d.attempts + "/" + d.max_attempts + ")",
-        d.last_error ? el("span", { class: "sub", text: d.last_error }) : null
+        errorText(d.last_error)
       ]);
     }));
   }
@@ -279,18 +290,16 @@
     return table([
       { key: "id", label: "Event", num: true },
       { key: "name", label: "Name" },
-      { key: "created_at", label: "Created" },
+      { key: "created_at", label: "Created", when: true },
       { key: "status", label: "Status" },
       { key: "deliveries", label: "Deliveries" },
       { key: "action", label: "" }
     ], j.events, function (ev, key) {
       if (key === "created_at") return when(ev.created_at);
-      if (key === "status")
-        return el("span", {}, [status(ev.status),
-          ev.last_error ? el("span", { class: "sub", text: ev.last_error }) : null]);
+      if (key === "status") return status(ev.status);
       if (key === "name") {
         var d = ev.data || {};
-        var who = d.emails ? d.emails.length + " emails" : d.email || "";
+        var who = d.emails ? d.emails.length + (d.emails.length === 1 ? " email" : " emails") : d.email || "";
         return el("span", {}, [ev.name,
           withData && d.variant_id ? el("a", { class: "sub", href: "#/variant/" + encodeURIComponent(d.variant_id), text: d.variant_id }) : null,
           who ? el("span", { class: "sub", text: who }) : null]);

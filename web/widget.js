@@ -213,10 +213,10 @@
         body: JSON.stringify(body)
       }).then(function (res) {
         return res.json().catch(function () { return {}; }).then(function (j) {
-          var vars = { email: email };
+          var stored = j.restock_notification || {};
+          var vars = { email: stored.email || email };
           if (res.ok) {
-            var pending = j.restock_notification &&
-              j.restock_notification.status === "pending";
+            var pending = stored.status === "pending";
             say(text(el, pending ? "pending" : "success", vars), "ok");
             done(true);
             fire(el, pending ? "pending" : "subscribed", j);
