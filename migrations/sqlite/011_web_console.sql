@@ -14,42 +14,30 @@ CREATE TABLE admin_sessions (
 CREATE INDEX admin_sessions_expiry ON admin_sessions (expires_at);
 
 -- The demand report (GET /admin/reports/demand) ranks variants by their
--- active subscriptions. Counting them per request would read every
--- subscription; these counts are kept by triggers on the subscription and
--- history tables instead, in the same transaction as each write, so the
--- report reads a few index entries per row it shows. demand_variants counts
--- over every scope, demand_scopes per sales channel ('' for unscoped).
--- `notified` counts the history rows notified. A row whose counts are both
--- zero is deleted; the partial indexes hold only variants still waited for.
-CREATE TABLE demand_variants (
-  variant_id TEXT PRIMARY KEY,
-  waiting    INTEGER NOT NULL DEFAULT 0,
-  notified   INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX demand_variants_rank
-  ON demand_variants (waiting DESC, variant_id) WHERE waiting > 0;
-
-CREATE TABLE demand_scopes (
+-- active subscriptions. Counting those per request would read every
+-- subscription (95 ms over a million); instead triggers keep one row per
+-- scope of a variant (sales_channel_id '' for unscoped) with its active
+-- subscriptions (`waiting`) and its history rows notified (`notified`), in
+-- the same transaction as each write, and the report reads these counts: a
+-- row per scope, not per subscription. One upsert of this table is what a
+-- new subscription pays; a rank index on `waiting` would move with every
+-- count and cost as much again, so the ranking is sorted at read time. A
+-- row whose counts are both zero is deleted.
+CREATE TABLE demand_counts (
   variant_id       TEXT NOT NULL,
   sales_channel_id TEXT NOT NULL,
   waiting          INTEGER NOT NULL DEFAULT 0,
   notified         INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (variant_id, sales_channel_id)
-);
-CREATE INDEX demand_scopes_rank
-  ON demand_scopes (sales_channel_id, waiting DESC, variant_id)
-  WHERE waiting > 0;
+) WITHOUT ROWID;
+-- The report of one sales channel. Its key does not hold the counts, so
+-- they change without touching it.
+CREATE INDEX demand_counts_channel ON demand_counts (sales_channel_id);
 
-INSERT INTO demand_variants (variant_id, waiting)
-  SELECT variant_id, count(*) FROM restock_subscriptions GROUP BY variant_id;
-INSERT INTO demand_variants (variant_id, notified)
-  SELECT variant_id, count(*) FROM restock_history WHERE status = 'notified'
-  GROUP BY variant_id
-  ON CONFLICT (variant_id) DO UPDATE SET notified = excluded.notified;
-INSERT INTO demand_scopes (variant_id, sales_channel_id, waiting)
+INSERT INTO demand_counts (variant_id, sales_channel_id, waiting)
   SELECT variant_id, sales_channel_id, count(*) FROM restock_subscriptions
   GROUP BY variant_id, sales_channel_id;
-INSERT INTO demand_scopes (variant_id, sales_channel_id, notified)
+INSERT INTO demand_counts (variant_id, sales_channel_id, notified)
   SELECT variant_id, sales_channel_id, count(*) FROM restock_history
   WHERE status = 'notified' GROUP BY variant_id, sales_channel_id
   ON CONFLICT (variant_id, sales_channel_id)
@@ -57,9 +45,7 @@ INSERT INTO demand_scopes (variant_id, sales_channel_id, notified)
 
 CREATE TRIGGER demand_subscription_added AFTER INSERT ON restock_subscriptions
 BEGIN
-  INSERT INTO demand_variants (variant_id, waiting) VALUES (NEW.variant_id, 1)
-    ON CONFLICT (variant_id) DO UPDATE SET waiting = waiting + 1;
-  INSERT INTO demand_scopes (variant_id, sales_channel_id, waiting)
+  INSERT INTO demand_counts (variant_id, sales_channel_id, waiting)
     VALUES (NEW.variant_id, NEW.sales_channel_id, 1)
     ON CONFLICT (variant_id, sales_channel_id)
     DO UPDATE SET waiting = waiting + 1;
@@ -68,14 +54,10 @@ END;
 CREATE TRIGGER demand_subscription_removed
   AFTER DELETE ON restock_subscriptions
 BEGIN
-  UPDATE demand_variants SET waiting = waiting - 1
-    WHERE variant_id = OLD.variant_id;
-  DELETE FROM demand_variants
-    WHERE variant_id = OLD.variant_id AND waiting <= 0 AND notified <= 0;
-  UPDATE demand_scopes SET waiting = waiting - 1
+  UPDATE demand_counts SET waiting = waiting - 1
     WHERE variant_id = OLD.variant_id
       AND sales_channel_id = OLD.sales_channel_id;
-  DELETE FROM demand_scopes
+  DELETE FROM demand_counts
     WHERE variant_id = OLD.variant_id
       AND sales_channel_id = OLD.sales_channel_id
       AND waiting <= 0 AND notified <= 0;
@@ -84,10 +66,7 @@ END;
 CREATE TRIGGER demand_history_added AFTER INSERT ON restock_history
   WHEN NEW.status = 'notified'
 BEGIN
-  INSERT INTO demand_variants (variant_id, notified)
-    VALUES (NEW.variant_id, 1)
-    ON CONFLICT (variant_id) DO UPDATE SET notified = notified + 1;
-  INSERT INTO demand_scopes (variant_id, sales_channel_id, notified)
+  INSERT INTO demand_counts (variant_id, sales_channel_id, notified)
     VALUES (NEW.variant_id, NEW.sales_channel_id, 1)
     ON CONFLICT (variant_id, sales_channel_id)
     DO UPDATE SET notified = notified + 1;
@@ -96,14 +75,10 @@ END;
 CREATE TRIGGER demand_history_removed AFTER DELETE ON restock_history
   WHEN OLD.status = 'notified'
 BEGIN
-  UPDATE demand_variants SET notified = notified - 1
-    WHERE variant_id = OLD.variant_id;
-  DELETE FROM demand_variants
-    WHERE variant_id = OLD.variant_id AND waiting <= 0 AND notified <= 0;
-  UPDATE demand_scopes SET notified = notified - 1
+  UPDATE demand_counts SET notified = notified - 1
     WHERE variant_id = OLD.variant_id
       AND sales_channel_id = OLD.sales_channel_id;
-  DELETE FROM demand_scopes
+  DELETE FROM demand_counts
     WHERE variant_id = OLD.variant_id
       AND sales_channel_id = OLD.sales_channel_id
       AND waiting <= 0 AND notified <= 0;
