@@ -104,7 +104,6 @@ static const Route routes[] = {
     {"POST", "/admin/events/{id}/retry", api_admin_event_retry},
     /* The web pages (issue 17). */
     {"GET", "/widget.js", api_widget},
-    {"GET", "/admin", api_console_redirect},
     {"GET", "/admin/", api_console_page},
     {"GET", "/admin/console.js", api_console_script},
     {"GET", "/admin/console.css", api_console_style},
@@ -147,8 +146,7 @@ static bool console_public(const HttpRequest *req, RouteStatus status) {
   if (status != ROUTE_FOUND) return false;
   RouteFn fn = req->match.route->fn;
   return fn == api_console_page || fn == api_console_script ||
-         fn == api_console_style || fn == api_console_redirect ||
-         fn == api_console_login;
+         fn == api_console_style || fn == api_console_login;
 }
 
 static bool is_admin_path(const HttpRequest *req) {
@@ -331,6 +329,14 @@ static void dispatch(Api *app, HttpRequest *req) {
    * still checked before anything is answered about an admin path. */
   RouteStatus status = router_match(routes, NROUTES, req->method, req->path,
                                     req->path_len, &req->match);
+  /* "/admin" typed without its slash: the console is at /admin/, where its
+   * relative links resolve. */
+  if (req->path_len == 6 && strcmp(req->method, "GET") == 0 &&
+      memcmp(req->path, "/admin", 6) == 0) {
+    http_add_header(req, "Location", "/admin/");
+    http_respond(req, 301, "text/plain; charset=utf-8", "/admin/\n", 8);
+    return;
+  }
   if (is_admin_path(req) && !console_public(req, status) &&
       !admin_authorized(app, req)) {
     char cookie[SESSION_COOKIE_LEN + 1];

@@ -88,7 +88,6 @@ void api_widget(HttpRequest *req, void *api);
 void api_console_page(HttpRequest *req, void *api);
 void api_console_script(HttpRequest *req, void *api);
 void api_console_style(HttpRequest *req, void *api);
-void api_console_redirect(HttpRequest *req, void *api);
 void api_console_login(HttpRequest *req, void *api);
 void api_console_logout(HttpRequest *req, void *api);
 void api_console_session(HttpRequest *req, void *api);

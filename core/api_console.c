@@ -49,13 +49,6 @@ void api_console_style(HttpRequest *req, void *api) {
   serve(req, "console.css", WEB_CONSOLE);
 }
 
-/* GET /admin: the console lives at /admin/, where its relative links
- * resolve. */
-void api_console_redirect(HttpRequest *req, void *api) {
-  http_add_header(req, "Location", "/admin/");
-  http_respond(req, 301, "text/plain; charset=utf-8", "/admin/\n", 8);
-}
-
 /* ---- the session cookie ---------------------------------------------------- */
 
 /* True when the request came over HTTPS as a trusted proxy tells it: the

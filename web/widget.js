@@ -87,8 +87,15 @@
     return e;
   }
 
+  /* Where to post: data-restock-server, else the server an enhanced
+   * form's own action names, else the one that served this script. */
   function subscribeUrl(el, variant) {
-    var server = el.getAttribute("data-restock-server") || base;
+    var server = el.getAttribute("data-restock-server");
+    var action = el.tagName === "FORM" && el.getAttribute("action");
+    var at = action ? action.indexOf("restock-notifications/variants/") : -1;
+    if (!server && at > 0 && /^https?:/i.test(action))
+      server = action.slice(0, at);
+    server = server || base;
     if (server && server.charAt(server.length - 1) !== "/") server += "/";
     return server + "restock-notifications/variants/" +
       encodeURIComponent(variant);
@@ -205,9 +212,9 @@
       if (button) button.disabled = true;
       form.setAttribute("aria-busy", "true");
       say(text(el, "sending"));
-      var url = form.getAttribute("action") || subscribeUrl(el, variant);
-      if (el !== form || !/^https?:/i.test(url))
-        url = subscribeUrl(el, variant);
+      /* Read now, not when the form was built: a theme switching
+       * variants changes the attribute. */
+      var url = subscribeUrl(el, el.getAttribute("data-restock-variant") || variant);
       fetch(url, {
         method: "POST", mode: "cors", credentials: "omit", headers: headers,
         body: JSON.stringify(body)
