@@ -49,19 +49,20 @@ SRCS := $(wildcard core/*.c)
 SQLITE_MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql))
 # The widget and the console (web/), compiled in by core/embed_web.sh.
 WEB_FILES := $(sort $(wildcard web/*.html web/*.css web/*.js))
+# The words of the pages, one file per language, compiled in (core/pages.c).
+PAGE_TEXTS := $(sort $(wildcard web/texts/*.txt))
+# What is generated into build/gen/ and compiled with every build.
+GEN := migrations_sqlite texts_gen web_assets
 
-REL_OBJS  := $(SRCS:core/%.c=build/release/%.o) \
-             build/release/migrations_sqlite.o build/release/web_assets.o \
+REL_OBJS  := $(SRCS:core/%.c=build/release/%.o) $(GEN:%=build/release/%.o) \
              $(addprefix build/release/llhttp_,api.o http.o llhttp.o)
-ASAN_OBJS := $(SRCS:core/%.c=build/asan/%.o) build/asan/migrations_sqlite.o \
-             build/asan/web_assets.o \
+ASAN_OBJS := $(SRCS:core/%.c=build/asan/%.o) $(GEN:%=build/asan/%.o) \
              $(addprefix build/asan/llhttp_,api.o http.o llhttp.o)
 
 # ThreadSanitizer: the code shared between the loop and the storage threads
 # is checked by running the specs once against this build (make tsan).
 TSAN      := -O1 -g -fsanitize=thread -fno-omit-frame-pointer -DRESTOCKD_DEBUG
-TSAN_OBJS := $(SRCS:core/%.c=build/tsan/%.o) build/tsan/migrations_sqlite.o \
-             build/tsan/web_assets.o \
+TSAN_OBJS := $(SRCS:core/%.c=build/tsan/%.o) $(GEN:%=build/tsan/%.o) \
              $(addprefix build/tsan/llhttp_,api.o http.o llhttp.o)
 
 UNIT_SRCS := $(wildcard spec/unit/*.c)
@@ -119,10 +120,8 @@ build/tsan/%.o: core/%.c $(wildcard core/*.h) | deps build/tsan
 	$(CC) $(CSTD) $(WARN) $(TSAN) $(PKG_CFLAGS) -I$(LLHTTP_INC) -c -o $@ $<
 build/tsan/llhttp_%.o: | deps build/tsan
 	$(CC) $(TSAN) -w -I$(LLHTTP_INC) -c -o $@ $(LLHTTP_SRC)/$*.c
-build/tsan/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/tsan
+$(GEN:%=build/tsan/%.o): build/tsan/%.o: build/gen/%.c core/store.h | deps build/tsan
 	$(CC) $(CSTD) $(WARN) $(TSAN) $(PKG_CFLAGS) -Icore -c -o $@ $<
-build/tsan/web_assets.o: build/gen/web_assets.c core/web.h | deps build/tsan
-	$(CC) $(CSTD) $(WARN) $(TSAN) $(PKG_CFLAGS) -Icore -I$(LLHTTP_INC) -c -o $@ $<
 
 build/asan/unit_tests: $(UNIT_SRCS) $(UNIT_CORE) | deps
 	$(CC) $(CSTD) $(WARN) $(SAN) $(PKG_CFLAGS) -Icore -I$(LLHTTP_INC) \
@@ -145,16 +144,16 @@ build/asan/llhttp_%.o: | deps build/asan
 # installed restockd never goes looking for them.
 build/gen/migrations_sqlite.c: $(SQLITE_MIGRATIONS) core/embed_migrations.sh | build/gen
 	sh core/embed_migrations.sh sqlite $(SQLITE_MIGRATIONS) > $@.tmp && mv $@.tmp $@
-build/release/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/release
+build/gen/texts_gen.c: $(PAGE_TEXTS) core/embed_texts.sh | build/gen
+	sh core/embed_texts.sh $(PAGE_TEXTS) > $@.tmp && mv $@.tmp $@
+$(GEN:%=build/release/%.o): build/release/%.o: build/gen/%.c core/store.h | deps build/release
 	$(CC) $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -Icore -c -o $@ $<
-build/asan/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/asan
+$(GEN:%=build/asan/%.o): build/asan/%.o: build/gen/%.c core/store.h | deps build/asan
 	$(CC) $(CSTD) $(WARN) $(SAN) $(PKG_CFLAGS) -Icore -c -o $@ $<
 build/gen/web_assets.c: $(WEB_FILES) core/embed_web.sh | build/gen
 	sh core/embed_web.sh $(WEB_FILES) > $@.tmp && mv $@.tmp $@
-build/release/web_assets.o: build/gen/web_assets.c core/web.h | deps build/release
-	$(CC) $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -Icore -I$(LLHTTP_INC) -c -o $@ $<
-build/asan/web_assets.o: build/gen/web_assets.c core/web.h | deps build/asan
-	$(CC) $(CSTD) $(WARN) $(SAN) $(PKG_CFLAGS) -Icore -I$(LLHTTP_INC) -c -o $@ $<
+# The generated assets also follow the header that declares them.
+$(foreach b,release asan tsan fuzz,build/$(b)/web_assets.o): core/web.h core/http.h
 
 build/release build/asan build/tsan build/gen:
 	mkdir -p $@
@@ -254,16 +253,12 @@ build/fuzz/fuzz_http: fuzz/fuzz_http.c $(FUZZ_HTTP_HANDLER) $(FUZZ_OBJS) \
 	  $(FUZZ_OBJS) $(PKG_LDLIBS)
 # The request path into the real API: every core object but main()'s.
 FUZZ_API_OBJS := $(filter-out build/fuzz/main.o,$(SRCS:core/%.c=build/fuzz/%.o)) \
-                 build/fuzz/migrations_sqlite.o build/fuzz/web_assets.o \
+                 $(GEN:%=build/fuzz/%.o) \
                  $(addprefix build/fuzz/llhttp_,api.o http.o llhttp.o)
-build/fuzz/migrations_%.o: build/gen/migrations_%.c core/store.h | deps fuzz-deps build/fuzz
+$(GEN:%=build/fuzz/%.o): build/fuzz/%.o: build/gen/%.c core/store.h | deps fuzz-deps build/fuzz
 	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_SAN) \
 	  -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS) -Icore \
 	  -c -o $@ $<
-build/fuzz/web_assets.o: build/gen/web_assets.c core/web.h | deps fuzz-deps build/fuzz
-	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_SAN) \
-	  -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS) -Icore \
-	  -I$(LLHTTP_INC) -c -o $@ $<
 build/fuzz/fuzz_api: fuzz/fuzz_http.c fuzz/http_api_handler.c \
                      $(FUZZ_API_OBJS) $(wildcard fuzz/*.h)
 	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_SAN) \

@@ -75,13 +75,14 @@ void api_read(Api *api, HttpRequest *req,
               int (*render)(StoreTx *tx, ApiRead *r), void *arg,
               void (*free_arg)(void *arg));
 
+/* The client's address: the peer's, or behind a trusted proxy (the
+ * trust_proxy option) the last X-Forwarded-For entry. */
+void api_client_address(Api *api, const HttpRequest *req, char *out,
+                        size_t len);
+
 /* True when `token` is the admin token (compared as digests, in constant
  * time). */
 bool api_admin_token_ok(const Api *api, const char *token);
-/* The client's address: the peer, or behind a trusted proxy the last
- * X-Forwarded-For entry. */
-void api_client_address(Api *api, const HttpRequest *req, char *out,
-                        size_t len);
 
 /* Routes of api_console.c (the web pages). */
 void api_widget(HttpRequest *req, void *api);
@@ -104,6 +105,11 @@ bool api_console_https(Api *api, const HttpRequest *req);
 /* Routes of api_store.c. */
 void api_subscribe(HttpRequest *req, void *api);
 void api_unsubscribe(HttpRequest *req, void *api);
+void api_confirm(HttpRequest *req, void *api);
+void api_mine(HttpRequest *req, void *api);
+
+/* Route of api_export.c. */
+void api_admin_export(HttpRequest *req, void *api);
 
 /* Routes of api_admin.c. */
 void api_admin_variants_post(HttpRequest *req, void *api);

@@ -78,6 +78,12 @@ struct HttpConn {
   bool held;              /* on the server's held list */
   HttpConn *next_held;
   HttpRequest *deferred; /* a request the handler answers later */
+  /* A deferred request answered as a stream (http_stream_begin): its
+   * producer, and whether it waits to be told the output drained. */
+  bool streaming;
+  bool stream_waiting;
+  HttpStreamDrain drain;
+  void *drain_arg;
   bool resuming;         /* on the server's list of connections to read again */
   HttpConn *next_resuming;
   bool closing;
@@ -261,7 +267,12 @@ static void conn_close(HttpConn *c) {
   c->closing = true;
   unhold(c);
   if (c->deferred) {
-    /* Its answer has nowhere to go; its headers are freed with us. */
+    /* Its answer has nowhere to go; its headers are freed with us. A
+     * stream's producer waiting for room learns it is gone. */
+    if (c->streaming && c->stream_waiting) {
+      c->stream_waiting = false;
+      c->drain(c->drain_arg);
+    }
     c->deferred->conn = NULL;
     c->deferred->headers = NULL;
     c->deferred->nheaders = 0;
@@ -309,7 +320,9 @@ static size_t unsent_bytes(HttpConn *c) {
  * answer is not cut off, one that stopped reading is. */
 static void on_timer(uv_timer_t *t) {
   HttpConn *c = t->data;
-  if (c->deferred) return; /* the server is working for it */
+  /* The server is working for it; a stream is idle only while its client
+   * takes none of it. */
+  if (c->deferred && !(c->streaming && unsent_bytes(c) > 0)) return;
   if (!c->lingering) {
     size_t unsent = unsent_bytes(c);
     if (unsent > 0 && unsent != c->unsent_at_tick) {
@@ -374,6 +387,15 @@ static void maybe_resume(HttpConn *c) {
   uv_idle_start(&c->srv->resume, on_resume);
 }
 
+/* Tells a stream's waiting producer that its output has drained. */
+static void stream_maybe_drain(HttpConn *c) {
+  if (!c->streaming || !c->stream_waiting || c->closing || c->held ||
+      output_waiting(c) >= WRITE_LOW_WATER)
+    return;
+  c->stream_waiting = false;
+  c->drain(c->drain_arg);
+}
+
 static void on_write(uv_write_t *req, int status) {
   WriteReq *w = (WriteReq *)req;
   HttpConn *c = w->conn;
@@ -386,7 +408,9 @@ static void on_write(uv_write_t *req, int status) {
     return;
   }
   maybe_resume(c);
-  if (c->close_after_write && c->writes_pending == 0) conn_linger(c);
+  stream_maybe_drain(c);
+  if (c->close_after_write && c->writes_pending == 0 && !c->deferred)
+    conn_linger(c);
 }
 
 static void conn_flush(HttpConn *c) {
@@ -437,22 +461,29 @@ static void conn_flush(HttpConn *c) {
   }
   if (c->close_after_write) {
     uv_read_stop((uv_stream_t *)&c->tcp);
-    if (c->writes_pending == 0) conn_linger(c);
+    /* A stream still being written closes at its end. */
+    if (c->writes_pending == 0 && !c->deferred) conn_linger(c);
   } else {
     maybe_resume(c);
   }
+  stream_maybe_drain(c);
 }
 
-/* Appends a complete response to the connection's output. */
+/* Appends a complete response to the connection's output; with `chunked`,
+ * only its head, the body following in chunks. */
 static void conn_queue(HttpConn *c, int status, const char *content_type,
                        const char *extra_headers, const char *body,
-                       size_t len) {
+                       size_t len, bool chunked) {
   if (!c->keep_alive || c->srv->stopping) c->close_after_write = true;
   c->since = ++c->srv->seq; /* idle from now on, unless more is pipelined */
   buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, status_text(status));
   /* A 204 has no body, and says nothing of one; nor does a 304, whose
    * length would be that of the body it stands for. */
-  if (status != 204 && status != 304)
+  if (chunked)
+    buf_printf(&c->out,
+               "Content-Type: %s\r\nTransfer-Encoding: chunked\r\n",
+               content_type);
+  else if (status != 204 && status != 304)
     buf_printf(&c->out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
                content_type, len);
   buf_printf(&c->out,
@@ -477,7 +508,7 @@ static void conn_fail(HttpConn *c, int status, const char *type,
   json_t *j = json_pack("{s:s, s:s}", "type", type, "message", message);
   char *body = json_text(j);
   c->keep_alive = false;
-  conn_queue(c, status, "application/json", NULL, body, strlen(body));
+  conn_queue(c, status, "application/json", NULL, body, strlen(body), false);
   free(body);
   json_decref(j);
 }
@@ -1334,8 +1365,57 @@ void http_respond(HttpRequest *req, int status, const char *content_type,
   if (req->server->on_answer) req->server->on_answer(req->server->data, req);
   if (req->conn)
     conn_queue(req->conn, status, content_type, req->extra_headers.data, body,
-               len);
+               len, false);
   if (req->deferred) deferred_done(req);
+}
+
+/* ---- streams ---------------------------------------------------------- */
+
+int http_stream_begin(HttpRequest *req, int status, const char *content_type,
+                      HttpStreamDrain drain, void *arg) {
+  HttpConn *c = req->conn;
+  if (!req->deferred || req->status) return -1;
+  req->status = status;
+  if (req->server->on_answer) req->server->on_answer(req->server->data, req);
+  if (!c) return -1;
+  c->streaming = true;
+  c->stream_waiting = false;
+  c->drain = drain;
+  c->drain_arg = arg;
+  conn_queue(c, status, content_type, req->extra_headers.data, "", 0, true);
+  conn_flush(c);
+  return req->conn ? 0 : -1;
+}
+
+bool http_stream_gone(const HttpRequest *req) { return req->conn == NULL; }
+
+bool http_stream_write(HttpRequest *req, const char *data, size_t len) {
+  HttpConn *c = req->conn;
+  if (!c || len == 0) return true;
+  buf_printf(&c->out, "%zx\r\n", len);
+  buf_append(&c->out, data, len);
+  buf_puts(&c->out, "\r\n");
+  conn_flush(c);
+  if (!req->conn) return true; /* gone: the producer finds out */
+  if (output_waiting(c) < WRITE_HIGH_WATER && !c->held) return true;
+  c->stream_waiting = true;
+  return false;
+}
+
+void http_stream_end(HttpRequest *req, bool ok) {
+  HttpConn *c = req->conn;
+  if (c) {
+    c->streaming = c->stream_waiting = false;
+    c->drain = NULL;
+    if (ok) {
+      buf_puts(&c->out, "0\r\n\r\n");
+    } else {
+      /* Cut short: the client sees a body without its last chunk, never
+       * one that looks whole. */
+      c->close_after_write = true;
+    }
+  }
+  deferred_done(req);
 }
 
 void http_respond_json(HttpRequest *req, int status, json_t *body) {

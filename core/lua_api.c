@@ -78,6 +78,24 @@ static int l_options(lua_State *L) {
 /* ---- restock.subscribe -------------------------------------------------- */
 
 /* restock.subscribe(event, fn [, {name=, max_attempts=, each=}]) */
+/* restock.on_subscribe(fn): the hook asked before a subscription is
+ * stored (contract section 3). */
+static int l_on_subscribe(lua_State *L) {
+  LuaHost *h = host_of(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (lua_host_loaded(h))
+    return luaL_error(L,
+                      "restock.on_subscribe can only be called while "
+                      "plugin.lua loads");
+  lua_settop(L, 1);
+  if (lua_host_set_subscribe_hook(h, L))
+    return luaL_error(L,
+                      "restock.on_subscribe was called twice: a plugin has "
+                      "at most one hook (check both in one function)");
+  lua_host_config_mut(h)->on_subscribe = true;
+  return 0;
+}
+
 static int l_subscribe(lua_State *L) {
   LuaHost *h = host_of(L);
   const char *event = luaL_checkstring(L, 1);
@@ -640,6 +658,7 @@ static int l_hmac_sha256(lua_State *L) {
 int lua_api_open(lua_State *L) {
   static const luaL_Reg top[] = {{"options", l_options},
                                  {"subscribe", l_subscribe},
+                                 {"on_subscribe", l_on_subscribe},
                                  {"emit", l_emit},
                                  {"sleep", l_sleep},
                                  {NULL, NULL}};

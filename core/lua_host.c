@@ -1,5 +1,7 @@
 #include "lua_host.h"
 
+#include "email.h"
+
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>
@@ -26,6 +28,8 @@ struct LuaHost {
   size_t mem_used; /* bytes the state holds (its allocator counts them) */
   Config *config;   /* the options and handlers the script set */
   int handlers_ref; /* registry: event name -> array of {fn=, name=, ...} */
+  int hook_ref;     /* registry: restock.on_subscribe's function, or
+                       LUA_NOREF */
   LuaEnv *env;
   size_t running; /* tasks not yet freed */
   bool loaded;
@@ -56,6 +60,7 @@ struct LuaTask {
   void *cancel_ctx;
   LuaTaskDone done;
   void *arg;
+  bool hook; /* restock.on_subscribe's run, not a delivery */
   LuaTask *prev, *next;
 };
 
@@ -339,6 +344,7 @@ int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
   set_package_path(L, path);
   lua_newtable(L);
   h->handlers_ref = lua_host_ref(L);
+  h->hook_ref = LUA_NOREF;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE); /* [preload] */
   lua_pushcfunction(L, lua_api_open);
   lua_setfield(L, -2, "restock");
@@ -363,6 +369,14 @@ int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
     return RESTOCK_EINVAL;
   }
   h->loaded = true;
+  char bad[160];
+  if (email_domains_compile(h->config->options.blocked_email_domains,
+                            &h->config->blocked_domains, bad, sizeof bad)) {
+    *err = xasprintf("option 'blocked_email_domains': %s", bad);
+    h->released = true;
+    lua_host_release(h);
+    return RESTOCK_EINVAL;
+  }
   /* A handler without max_attempts of its own takes the option's, set
    * anywhere in the script. */
   for (size_t i = 0; i < h->config->nhandlers; i++)
@@ -379,6 +393,7 @@ bool lua_host_loaded(const LuaHost *h) { return h->loaded; }
 
 static void host_free(LuaHost *h) {
   lua_host_unref(h->L, h->handlers_ref);
+  if (h->hook_ref != LUA_NOREF) lua_host_unref(h->L, h->hook_ref);
   watchdog_enter(); /* finalizers run in lua_close */
   lua_close(h->L);
   watchdog_leave();
@@ -505,13 +520,17 @@ static void task_step_outcome(LuaTask *t, int st, int nres) {
   if (st == LUA_OK) {
     /* `return nil, err` and `return false, err` fail the delivery
      * (`..., {retry = false}` for good); anything else succeeds. */
-    if (nres >= 2 && (lua_isnil(t->co, -nres) ||
-                      (lua_isboolean(t->co, -nres) &&
-                       !lua_toboolean(t->co, -nres)))) {
+    bool refused = nres >= 1 && lua_isboolean(t->co, -nres) &&
+                   !lua_toboolean(t->co, -nres);
+    if ((nres >= 2 || (t->hook && refused)) &&
+        (lua_isnil(t->co, -nres) || refused)) {
       const char *why = lua_tostring(t->co, -nres + 1);
-      char *msg = xasprintf("%s", why ? why : "the handler returned nil");
-      bool retry = true;
-      if (nres >= 3 && lua_istable(t->co, -nres + 2)) {
+      char *msg = xasprintf("%s", why                ? why
+                                  : t->hook          ? "Not allowed"
+                                                     : "the handler returned nil");
+      /* A hook's `false, message` is its answer, not its failure. */
+      bool retry = !t->hook;
+      if (!t->hook && nres >= 3 && lua_istable(t->co, -nres + 2)) {
         lua_getfield(t->co, -nres + 2, "retry");
         retry = !(lua_isboolean(t->co, -1) && !lua_toboolean(t->co, -1));
         lua_pop(t->co, 1);
@@ -592,6 +611,48 @@ static int push_argument(lua_State *co, json_t *j, const char *subscriber) {
   return rc;
 }
 
+/* Starts a task running the function on top of the main stack (popped)
+ * with `j` as its argument. */
+static void task_start(LuaHost *h, const LuaRun *r, json_t *j, bool is_hook,
+                       LuaTaskDone done, void *arg) {
+  lua_State *L = h->L;
+  LuaTask *t = xcalloc(1, sizeof *t);
+  t->host = h;
+  t->hook = is_hook;
+  t->event = xstrdup(r->event);
+  t->handler = xstrdup(r->handler);
+  t->subscriber = xstrdup(r->subscriber ? r->subscriber : "");
+  t->event_id = r->event_id;
+  t->attempts = r->attempts;
+  if (is_hook)
+    t->what = xstrdup("restock.on_subscribe hook");
+  else
+    t->what = xasprintf("delivery of %s #%lld to %s%s%s%s", r->event,
+                        r->event_id, r->handler, *t->subscriber ? " (" : "",
+                        t->subscriber, *t->subscriber ? ")" : "");
+  t->timeout_ms = r->timeout_ms;
+  t->deadline_ns = uv_hrtime() + r->timeout_ms * 1000000;
+  t->done = done;
+  t->arg = arg;
+  t->co = lua_newthread(L); /* [fn, co] */
+  lua_sethook(t->co, hook, LUA_MASKCOUNT, HOOK_COUNT);
+  lua_insert(L, -2);           /* [co, fn] */
+  lua_xmove(L, t->co, 1);      /* [co] */
+  t->co_ref = lua_host_ref(L); /* [] */
+  if (push_argument(t->co, j, t->subscriber)) lua_pushnil(t->co);
+  uv_loop_t *loop = h->env->loop;
+  uv_timer_init(loop, &t->deadline);
+  uv_idle_init(loop, &t->slice);
+  t->deadline.data = t->slice.data = t;
+  t->open_handles = 2;
+  uv_timer_start(&t->deadline, on_deadline, r->timeout_ms, 0);
+  t->next = all_tasks;
+  if (all_tasks) all_tasks->prev = t;
+  all_tasks = t;
+  h->running++;
+  task_step(t, 1);
+}
+
 int lua_host_run(LuaHost *h, const LuaRun *r, LuaTaskDone done, void *arg) {
   lua_State *L = h->L;
   if (!h->env || !h->env->loop) return RESTOCK_ENOTFOUND;
@@ -621,38 +682,35 @@ int lua_host_run(LuaHost *h, const LuaRun *r, LuaTaskDone done, void *arg) {
     watchdog_leave();
     return RESTOCK_ENOTFOUND;
   }
-  LuaTask *t = xcalloc(1, sizeof *t);
-  t->host = h;
-  t->event = xstrdup(r->event);
-  t->handler = xstrdup(r->handler);
-  t->subscriber = xstrdup(r->subscriber ? r->subscriber : "");
-  t->event_id = r->event_id;
-  t->attempts = r->attempts;
-  t->what = xasprintf("delivery of %s #%lld to %s%s%s%s", r->event,
-                      r->event_id, r->handler, *t->subscriber ? " (" : "",
-                      t->subscriber, *t->subscriber ? ")" : "");
-  t->timeout_ms = r->timeout_ms;
-  t->deadline_ns = uv_hrtime() + r->timeout_ms * 1000000;
-  t->done = done;
-  t->arg = arg;
-  t->co = lua_newthread(L); /* [fn, co] */
-  lua_sethook(t->co, hook, LUA_MASKCOUNT, HOOK_COUNT);
-  lua_insert(L, -2);           /* [co, fn] */
-  lua_xmove(L, t->co, 1);      /* [co] */
-  t->co_ref = lua_host_ref(L); /* [] */
-  if (push_argument(t->co, j, t->subscriber)) lua_pushnil(t->co);
+  task_start(h, r, j, false, done, arg);
   json_decref(j);
-  uv_loop_t *loop = h->env->loop;
-  uv_timer_init(loop, &t->deadline);
-  uv_idle_init(loop, &t->slice);
-  t->deadline.data = t->slice.data = t;
-  t->open_handles = 2;
-  uv_timer_start(&t->deadline, on_deadline, r->timeout_ms, 0);
-  t->next = all_tasks;
-  if (all_tasks) all_tasks->prev = t;
-  all_tasks = t;
-  h->running++;
-  task_step(t, 1);
+  watchdog_leave();
+  return 0;
+}
+
+int lua_host_set_subscribe_hook(LuaHost *h, lua_State *L) {
+  if (h->hook_ref != LUA_NOREF) return RESTOCK_EINVAL;
+  lua_pushvalue(L, -1);
+  lua_xmove(L, h->L, 1);
+  h->hook_ref = lua_host_ref(h->L);
+  lua_pop(L, 1);
+  return 0;
+}
+
+bool lua_host_has_subscribe_hook(const LuaHost *h) {
+  return h->hook_ref != LUA_NOREF;
+}
+
+int lua_host_run_subscribe_hook(LuaHost *h, json_t *arg, uint64_t timeout_ms,
+                                LuaTaskDone done, void *darg) {
+  if (h->hook_ref == LUA_NOREF || !h->env || !h->env->loop)
+    return RESTOCK_ENOTFOUND;
+  LuaRun r = {.event = "restock.on_subscribe",
+              .handler = "on_subscribe",
+              .timeout_ms = timeout_ms};
+  watchdog_enter();
+  lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->hook_ref);
+  task_start(h, &r, arg, true, done, darg);
   watchdog_leave();
   return 0;
 }

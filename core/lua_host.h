@@ -77,6 +77,18 @@ typedef struct {
  * script has no such handler, or RESTOCK_EINVAL if the data is not JSON;
  * `done` is then never called. */
 int lua_host_run(LuaHost *h, const LuaRun *r, LuaTaskDone done, void *arg);
+/* restock.on_subscribe: registers the function on top of L's stack
+ * (popping it) as the host's hook; RESTOCK_EINVAL when one is set. */
+int lua_host_set_subscribe_hook(LuaHost *h, lua_State *L);
+bool lua_host_has_subscribe_hook(const LuaHost *h);
+/* Runs the hook with `arg` (a JSON object) for at most `timeout_ms`.
+ * `done` gets ok when it allowed the subscription; !ok with !retry when it
+ * refused, `err` being its message; !ok with retry when it failed (an
+ * error, a timeout). Returns RESTOCK_ENOTFOUND when there is no hook (and
+ * `done` is never called); else `done` is called once, maybe before this
+ * returns. */
+int lua_host_run_subscribe_hook(LuaHost *h, json_t *arg, uint64_t timeout_ms,
+                                LuaTaskDone done, void *darg);
 /* Number of handler runs in progress. */
 size_t lua_host_running(const LuaHost *h);
 /* Aborts every running handler of every host (`done` gets ok=false and

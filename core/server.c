@@ -18,6 +18,7 @@
 #include "migrate.h"
 #include "outbox.h"
 #include "store.h"
+#include "subscriptions.h"
 #include "watchdog.h"
 #include "xmalloc.h"
 
@@ -38,6 +39,7 @@ typedef struct {
   uv_timer_t grace;
   uv_prepare_t logs; /* writes the iteration's log lines */
   Watchdog *watchdog;
+  Housekeeping *housekeeping;
   bool stopping;
   bool http_stopped;
   bool handlers_idle;
@@ -71,6 +73,36 @@ static int run_delivery(void *ctx, const OutboxRun *r, OutboxRunDone done,
                 .attempts = r->attempts,
                 .timeout_ms = r->timeout_ms};
   return lua_host_run(srv->lua, &run, done, arg);
+}
+
+/* ---- the subscribe hook ----------------------------------------------------- */
+
+/* restock.on_subscribe runs at most this long (contract section 3). */
+#define HOOK_TIMEOUT_MS 5000
+
+typedef struct {
+  HookDone done;
+  void *arg;
+} HookRun;
+
+static void hook_ran(void *arg, bool ok, bool retry, const char *err) {
+  HookRun *run = arg;
+  HookDone done = run->done;
+  void *darg = run->arg;
+  free(run);
+  done(darg, ok ? HOOK_ALLOW : retry ? HOOK_FAIL : HOOK_REFUSE, err);
+}
+
+static int run_subscribe_hook(void *ctx, json_t *arg, HookDone done,
+                              void *darg) {
+  Server *srv = ctx;
+  HookRun *run = xmalloc(sizeof *run);
+  run->done = done;
+  run->arg = darg;
+  int rc = lua_host_run_subscribe_hook(srv->lua, arg, HOOK_TIMEOUT_MS,
+                                       hook_ran, run);
+  if (rc) free(run);
+  return rc;
 }
 
 /* ---- the watchdog --------------------------------------------------------- */
@@ -128,6 +160,8 @@ static void maybe_stopped(Server *srv) {
   uv_close((uv_handle_t *)&srv->grace, NULL);
   engine_close(srv->d.engine);
   outbox_close(srv->d.outbox);
+  subscriptions_housekeeping_close(srv->housekeeping);
+  srv->housekeeping = NULL;
   http_client_close(srv->env.http);
   srv->d.engine = NULL;
   srv->d.outbox = NULL;
@@ -326,6 +360,8 @@ int server_run(const ServerSettings *s) {
   }
   d->engine = engine_new(d);
   d->outbox = outbox_new(d, (OutboxRunner){run_delivery, srv});
+  d->subscribe_hook = run_subscribe_hook;
+  d->hook_ctx = srv;
   HttpConfig hc;
   http_config_defaults(&hc);
   hc.host = s->host;
@@ -361,6 +397,7 @@ int server_run(const ServerSettings *s) {
   engine_start(d->engine);
   outbox_kick(d->outbox);
   outbox_set_retention(d->outbox, s->retention_ms);
+  srv->housekeeping = subscriptions_housekeeping(d);
 
   printf("restockd listening on http://%s\n", http_server_address(srv->http));
   fflush(stdout);
@@ -375,6 +412,8 @@ out:
   lua_host_abort_all("aborted: the server is stopping");
   engine_close(d->engine);
   outbox_close(d->outbox);
+  subscriptions_housekeeping_close(srv->housekeeping);
+  srv->housekeeping = NULL;
   http_client_close(srv->env.http);
   d->engine = NULL;
   d->outbox = NULL;

@@ -107,6 +107,16 @@ static StoreStmt *stmt(StoreTx *tx, StmtId id) {
   return st;
 }
 
+int store_prepare_all(StoreTx *tx, char *failed, size_t len) {
+  for (int i = 0; i < SQL_COUNT_; i++) {
+    if (!stmt(tx, (StmtId)i)) {
+      snprintf(failed, len, "%s", stmt_names[i]);
+      return RESTOCK_ESTORE;
+    }
+  }
+  return 0;
+}
+
 /* Binds parameters 1.. from `types`: 's' a string or NULL, 'i' a long
  * long, 'I' a long long bound as NULL when not positive (an optional id),
  * 'd' a double, 'b' a bool (as 0 or 1). */
@@ -864,43 +874,212 @@ int store_event_next_id(StoreTx *tx, long long *id) {
   return rc;
 }
 
-int store_subscription_add(StoreTx *tx, long long id, const char *variant_id,
-                           const char *channel, const char *email,
-                           const char *now, long long subscribed_event_id,
-                           bool *inserted, char created_at[ISOTIME_LEN]) {
-  long long n = 0;
-  int rc = q_exec(tx, &n, SQL_SUB_INSERT, "issssI", id, variant_id,
-                  channel ? channel : "", email, now, subscribed_event_id);
-  if (rc) return rc;
-  *inserted = n > 0;
-  if (*inserted) {
-    snprintf(created_at, ISOTIME_LEN, "%s", now);
-    return 0;
-  }
+/* Reads (id, created_at[, confirm_sent_at]) of a row found by its key;
+ * *found false when none. */
+static int find_key(StoreTx *tx, StmtId id, const NewSubscription *in,
+                    StoredSubscription *out, bool *found) {
   Q q;
-  if (q_open(&q, tx, SQL_SUB_CREATED, "sss", variant_id,
-             channel ? channel : "", email))
+  if (q_open(&q, tx, id, "sss", in->variant_id, in->channel ? in->channel : "",
+             in->email))
     return RESTOCK_ESTORE;
-  rc = q_step(&q);
-  if (rc == 1) q_copy(&q, 0, created_at, ISOTIME_LEN);
+  int rc = q_step(&q);
+  *found = rc == 1;
+  if (rc == 1) {
+    out->id = q_int(&q, 0);
+    q_copy(&q, 1, out->created_at, ISOTIME_LEN);
+    if (id == SQL_PEND_FIND) out->confirm_sent_at = q_int(&q, 2);
+  }
   q_close(&q);
   return rc < 0 ? rc : 0;
 }
 
-int store_subscription_remove(StoreTx *tx, long long id, bool *removed) {
+int store_subscription_put(StoreTx *tx, const NewSubscription *in,
+                           StoredSubscription *out) {
+  memset(out, 0, sizeof *out);
+  const char *channel = in->channel ? in->channel : "";
+  bool found = false;
+  /* A pending one first: it is usually none, and the index says so at
+   * once. */
+  int rc = find_key(tx, SQL_PEND_FIND, in, out, &found);
+  if (rc) return rc;
+  if (found) {
+    out->pending = true;
+    return q_exec(tx, NULL, SQL_PEND_SET_WISH, "iIs", out->id, in->quantity,
+                  in->locale);
+  }
+  if (in->pending) {
+    /* An active one stays as it is; a new one waits for its confirmation. */
+    rc = find_key(tx, SQL_SUB_FIND, in, out, &found);
+    if (rc) return rc;
+    if (found)
+      return q_exec(tx, NULL, SQL_SUB_SET_WISH, "iIs", out->id, in->quantity,
+                    in->locale);
+    rc = q_exec(tx, NULL, SQL_PEND_INSERT, "issssIsi", in->id, in->variant_id,
+                channel, in->email, in->now, in->quantity, in->locale,
+                in->now_ms);
+    if (rc) return rc;
+    out->id = in->id;
+    out->created = out->pending = true;
+    out->confirm_sent_at = in->now_ms;
+    snprintf(out->created_at, ISOTIME_LEN, "%s", in->now);
+    return 0;
+  }
   long long n = 0;
+  rc = q_exec(tx, &n, SQL_SUB_INSERT, "issssIIs", in->id, in->variant_id,
+              channel, in->email, in->now, in->subscribed_event_id,
+              in->quantity, in->locale);
+  if (rc) return rc;
+  if (n > 0) {
+    out->id = in->id;
+    out->created = true;
+    snprintf(out->created_at, ISOTIME_LEN, "%s", in->now);
+    return 0;
+  }
+  rc = find_key(tx, SQL_SUB_FIND, in, out, &found);
+  if (rc) return rc;
+  if (!found) return RESTOCK_ESTORE; /* ignored, yet not there */
+  return q_exec(tx, NULL, SQL_SUB_SET_WISH, "iIs", out->id, in->quantity,
+                in->locale);
+}
+
+int store_pending_sent(StoreTx *tx, long long id, long long now_ms) {
+  return q_exec(tx, NULL, SQL_PEND_SET_SENT, "ii", id, now_ms);
+}
+
+/* Reads (variant, channel, email, locale, quantity) of one row. */
+static int read_confirmed(StoreTx *tx, StmtId id, long long key,
+                          ConfirmedSubscription *out, bool *found) {
+  Q q;
+  if (q_open(&q, tx, id, "i", key)) return RESTOCK_ESTORE;
+  int rc = q_step(&q);
+  *found = rc == 1;
+  if (rc == 1) {
+    q_copy(&q, 0, out->variant_id, sizeof out->variant_id);
+    q_copy(&q, 1, out->sales_channel_id, sizeof out->sales_channel_id);
+    q_copy(&q, 2, out->email, sizeof out->email);
+    q_copy(&q, 3, out->locale, sizeof out->locale);
+    out->quantity = q_int(&q, 4);
+  }
+  q_close(&q);
+  return rc < 0 ? rc : 0;
+}
+
+int store_pending_confirm(StoreTx *tx, long long id, const char *now,
+                          long long subscribed_event_id,
+                          ConfirmedSubscription *out) {
+  memset(out, 0, sizeof *out);
+  bool found = false;
+  int rc = read_confirmed(tx, SQL_PEND_GET, id, out, &found);
+  if (rc) return rc;
+  if (!found) {
+    rc = read_confirmed(tx, SQL_SUB_EXISTS_ID, id, out, &found);
+    if (rc) return rc;
+    out->was_active = found;
+    return found ? 0 : RESTOCK_ENOTFOUND;
+  }
+  rc = q_exec(tx, NULL, SQL_PEND_ACTIVATE, "isI", id, now,
+              subscribed_event_id);
+  return rc ? rc : q_exec(tx, NULL, SQL_PEND_DELETE, "i", id);
+}
+
+/* Walks the oldest rows of a table (SUB_SCAN or PEND_SCAN) created before
+ * `cutoff`: up to `max` ids into `ids`, *reached when the walk met a
+ * younger row or the end. */
+static int scan_old(StoreTx *tx, StmtId scan, const char *cutoff,
+                    long long max, long long *ids, size_t *n, bool *reached) {
+  Q q;
+  *n = 0;
+  *reached = false;
+  if (q_open(&q, tx, scan, "i", max)) return RESTOCK_ESTORE;
+  int rc;
+  while ((rc = q_step(&q)) == 1) {
+    const char *created = q_text(&q, 1);
+    if (!created || strcmp(created, cutoff) >= 0) {
+      *reached = true;
+      break;
+    }
+    ids[(*n)++] = q_int(&q, 0);
+  }
+  q_close(&q);
+  if (rc == 0) *reached = true;
+  return rc < 0 ? rc : 0;
+}
+
+#define WALK_MAX 512
+
+int store_pending_purge(StoreTx *tx, const char *cutoff, long long max,
+                        long long *deleted, bool *reached) {
+  long long ids[WALK_MAX];
+  size_t n = 0;
+  *deleted = 0;
+  int rc = scan_old(tx, SQL_PEND_SCAN, cutoff, max < WALK_MAX ? max : WALK_MAX,
+                    ids, &n, reached);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    rc = q_exec(tx, NULL, SQL_PEND_DELETE, "i", ids[i]);
+    (*deleted)++;
+  }
+  return rc;
+}
+
+int store_subscription_expire(StoreTx *tx, const char *cutoff,
+                              const char *now, long long max,
+                              long long *moved, bool *reached) {
+  long long ids[WALK_MAX];
+  size_t n = 0;
+  *moved = 0;
+  int rc = scan_old(tx, SQL_SUB_SCAN, cutoff, max < WALK_MAX ? max : WALK_MAX,
+                    ids, &n, reached);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    rc = q_exec(tx, NULL, SQL_SUB_EXPIRE_HIST, "is", ids[i], now);
+    if (rc == 0) rc = q_exec(tx, NULL, SQL_SUB_REMOVE_ID, "i", ids[i]);
+    (*moved)++;
+  }
+  return rc;
+}
+
+int store_email_known(StoreTx *tx, const char *email, bool *any) {
+  long long v = 0;
+  int rc = q_scalar(tx, &v, NULL, SQL_EMAIL_KNOWN, "s", email);
+  *any = v != 0;
+  return rc;
+}
+
+int store_subscription_remove(StoreTx *tx, long long id, bool *removed) {
+  long long n = 0, m = 0;
   int rc = q_exec(tx, &n, SQL_SUB_REMOVE_ID, "i", id);
-  *removed = n > 0;
+  if (rc == 0 && n == 0) rc = q_exec(tx, &m, SQL_PEND_DELETE, "i", id);
+  *removed = n + m > 0;
   return rc;
 }
 
 static const char *const status_names[] = {"active", "notified",
-                                           "cancelled"};
+                                           "cancelled", "expired",
+                                           "pending"};
+
+const char *subscription_status_name(SubscriptionStatus s) {
+  return (unsigned)s < 5 ? status_names[s] : "active";
+}
 
 static SubscriptionStatus status_of(const char *s) {
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 5; i++)
     if (s && strcmp(s, status_names[i]) == 0) return (SubscriptionStatus)i;
   return SUB_NOTIFIED;
+}
+
+/* Reads a listing row (the SUB_LIST columns). */
+static void read_subscription(Q *q, SubscriptionRow *row) {
+  const char *channel = q_text(q, 2);
+  *row = (SubscriptionRow){
+      .id = q_int(q, 0),
+      .variant_id = q_text(q, 1),
+      .sales_channel_id = channel && *channel ? channel : NULL,
+      .email = q_text(q, 3),
+      .created_at = q_text(q, 4),
+      .notified_at = q_text(q, 5),
+      .status = status_of(q_text(q, 6)),
+      .quantity = q_int(q, 7),
+      .locale = q_text(q, 8),
+  };
 }
 
 int store_subscription_list(StoreTx *tx, const SubscriptionFilter *f,
@@ -909,10 +1088,16 @@ int store_subscription_list(StoreTx *tx, const SubscriptionFilter *f,
   /* Which form of a listing fits the filter: 0 any, 1 by email, 2 by
    * variant (the email's index is the more selective). */
   int form = f->email ? 1 : f->variant_id ? 2 : 0;
-  bool history = f->status != SUB_ACTIVE;
+  bool history = f->status != SUB_ACTIVE && f->status != SUB_PENDING;
   const char *status = history ? status_names[f->status] : NULL;
-  StmtId count_id = (history ? SQL_HIST_COUNT : SQL_SUB_COUNT) + form;
-  StmtId list_id = (history ? SQL_HIST_LIST : SQL_SUB_LIST) + form;
+  StmtId count_id = (history                 ? SQL_HIST_COUNT
+                     : f->status == SUB_PENDING ? SQL_PEND_COUNT
+                                                : SQL_SUB_COUNT) +
+                    form;
+  StmtId list_id = (history                 ? SQL_HIST_LIST
+                    : f->status == SUB_PENDING ? SQL_PEND_LIST
+                                               : SQL_SUB_LIST) +
+                   form;
   int rc = q_scalar(tx, count, NULL, count_id, "ssss", f->variant_id,
                     f->email, f->sales_channel_id, status);
   if (rc) return rc;
@@ -921,16 +1106,8 @@ int store_subscription_list(StoreTx *tx, const SubscriptionFilter *f,
              f->sales_channel_id, status, f->limit, f->offset))
     return RESTOCK_ESTORE;
   while ((rc = q_step(&q)) == 1) {
-    const char *channel = q_text(&q, 2);
-    SubscriptionRow row = {
-        .id = q_int(&q, 0),
-        .variant_id = q_text(&q, 1),
-        .sales_channel_id = channel && *channel ? channel : NULL,
-        .email = q_text(&q, 3),
-        .created_at = q_text(&q, 4),
-        .notified_at = q_text(&q, 5),
-        .status = history ? status_of(q_text(&q, 6)) : SUB_ACTIVE,
-    };
+    SubscriptionRow row;
+    read_subscription(&q, &row);
     int stop = fn(ctx, &row);
     if (stop) {
       rc = stop;
@@ -939,6 +1116,42 @@ int store_subscription_list(StoreTx *tx, const SubscriptionFilter *f,
   }
   q_close(&q);
   return rc < 0 ? rc : 0;
+}
+
+int store_subscription_export(StoreTx *tx, int status, const char *variant_id,
+                              long long page, ExportCursor *cursor,
+                              SubscriptionRowFn fn, void *ctx) {
+  static const StmtId tables[] = {SQL_EXPORT_ACTIVE, SQL_EXPORT_PENDING,
+                                  SQL_EXPORT_HIST};
+  const char *name = status < 0 ? NULL : subscription_status_name(status);
+  long long left = page;
+  while (cursor->table < 3 && left > 0) {
+    Q q;
+    if (q_open(&q, tx, tables[cursor->table], "issi", cursor->id, name,
+               variant_id, left))
+      return RESTOCK_ESTORE;
+    int rc;
+    long long got = 0;
+    while ((rc = q_step(&q)) == 1) {
+      SubscriptionRow row;
+      read_subscription(&q, &row);
+      cursor->id = row.id;
+      got++;
+      int stop = fn(ctx, &row);
+      if (stop) {
+        q_close(&q);
+        return stop;
+      }
+    }
+    q_close(&q);
+    if (rc < 0) return rc;
+    left -= got;
+    if (left > 0) { /* this table is done */
+      cursor->table++;
+      cursor->id = 0;
+    }
+  }
+  return 0;
 }
 
 int store_subscription_count(StoreTx *tx, long long *count) {
@@ -954,30 +1167,50 @@ int store_subscription_scopes(StoreTx *tx, const char *variant_id,
   return q_strings(tx, channels, SQL_SUB_SCOPES, "s", variant_id);
 }
 
+void taken_list_clear(TakenList *l) {
+  for (size_t i = 0; i < l->n; i++) {
+    free(l->items[i].email);
+    free(l->items[i].locale);
+  }
+  free(l->items);
+  memset(l, 0, sizeof *l);
+}
+
 int store_subscription_take(StoreTx *tx, const char *variant_id,
-                            const char *channel, long long limit,
-                            const char *now, StrList *emails, bool *more) {
+                            const char *channel, long long quantity,
+                            long long limit, const char *now,
+                            TakenList *taken, bool *more) {
   Q q;
-  if (q_open(&q, tx, SQL_SUB_TAKE, "ssi", variant_id, channel, limit))
+  if (q_open(&q, tx, SQL_SUB_TAKE, "ssii", variant_id, channel, quantity,
+             limit))
     return RESTOCK_ESTORE;
   long long last = -1;
   int rc;
   while ((rc = q_step(&q)) == 1) {
-    last = q_int(&q, 0);
-    strlist_push(emails, q_text(&q, 1));
+    if (taken->n == taken->cap) {
+      taken->cap = taken->cap ? taken->cap * 2 : 64;
+      taken->items = xrealloc(taken->items, taken->cap * sizeof *taken->items);
+    }
+    TakenSubscription *t = &taken->items[taken->n++];
+    t->id = last = q_int(&q, 0);
+    t->email = q_dup(&q, 1);
+    q_copy(&q, 2, t->created_at, ISOTIME_LEN);
+    t->locale = q_dup(&q, 3);
+    t->quantity = q_int(&q, 4);
   }
   q_close(&q);
   if (rc < 0) return rc;
-  /* Subscriptions are taken oldest first, so they are exactly those of the
-   * scope with an id up to the last one read. */
+  /* Subscriptions are taken oldest first among those the stock can serve,
+   * so they are exactly those of the scope up to the last one read that
+   * want no more than the quantity. */
   if (last >= 0 &&
-      (q_exec(tx, NULL, SQL_SUB_TO_HISTORY, "ssis", variant_id, channel, last,
-              now) ||
-       q_exec(tx, NULL, SQL_SUB_DELETE_UPTO, "ssi", variant_id, channel,
-              last)))
+      (q_exec(tx, NULL, SQL_SUB_TO_HISTORY, "ssisi", variant_id, channel, last,
+              now, quantity) ||
+       q_exec(tx, NULL, SQL_SUB_DELETE_UPTO, "ssii", variant_id, channel,
+              last, quantity)))
     return RESTOCK_ESTORE;
-  return q_scalar(tx, NULL, more, SQL_SUB_SCOPE_ANY, "ss", variant_id,
-                  channel);
+  return q_scalar(tx, NULL, more, SQL_SUB_SCOPE_ANY, "ssi", variant_id,
+                  channel, quantity);
 }
 
 int store_subscription_cancel(StoreTx *tx, const char *variant_id,
@@ -989,7 +1222,12 @@ int store_subscription_cancel(StoreTx *tx, const char *variant_id,
   StmtId del = variant_id ? SQL_SUB_CANCEL_VARIANT_DELETE
                           : SQL_SUB_CANCEL_CHANNEL_DELETE;
   int rc = q_exec(tx, NULL, hist, "ss", key, now);
-  return rc ? rc : q_exec(tx, moved, del, "s", key);
+  if (rc == 0) rc = q_exec(tx, moved, del, "s", key);
+  if (rc == 0)
+    rc = q_exec(tx, NULL,
+                variant_id ? SQL_PEND_CANCEL_VARIANT : SQL_PEND_CANCEL_CHANNEL,
+                "s", key);
+  return rc;
 }
 
 int store_history_variants(StoreTx *tx, const char *email,
@@ -1015,9 +1253,11 @@ int store_event_scrub_restocked(StoreTx *tx, const char *variant_id,
 
 int store_event_erase_subscribed(StoreTx *tx, const char *email,
                                  const char *variant_id, long long *deleted) {
-  long long n = 0;
+  long long n = 0, m = 0;
   int rc = q_exec(tx, &n, SQL_EVENT_ERASE_SUBSCRIBED, "ss", email, variant_id);
-  *deleted += n;
+  if (rc == 0)
+    rc = q_exec(tx, &m, SQL_EVENT_ERASE_CONFIRM, "ss", email, variant_id);
+  *deleted += n + m;
   return rc;
 }
 
@@ -1044,10 +1284,11 @@ int store_event_set_data(StoreTx *tx, long long id, const char *data) {
 
 int store_subscription_erase(StoreTx *tx, const char *email,
                              const char *variant_id, long long *deleted) {
-  long long a = 0, b = 0;
+  long long a = 0, b = 0, c = 0;
   int rc = q_exec(tx, &a, SQL_SUB_ERASE, "ss", email, variant_id);
   if (rc == 0) rc = q_exec(tx, &b, SQL_HIST_ERASE, "ss", email, variant_id);
-  *deleted += a + b;
+  if (rc == 0) rc = q_exec(tx, &c, SQL_PEND_ERASE, "ss", email, variant_id);
+  *deleted += a + b + c;
   return rc;
 }
 

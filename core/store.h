@@ -87,6 +87,10 @@ int store_run(Store *s, StoreFn fn, void *arg);
 /* Like store_run, but without a transaction around fn (for the migrations,
  * which manage their own). */
 int store_run_bare(Store *s, StoreFn fn, void *arg);
+/* Prepares every statement of the backend on `tx` (the unit tests check
+ * that each one compiles against the migrated schema). Returns 0, or
+ * RESTOCK_ESTORE naming the first that does not in `failed`. */
+int store_prepare_all(StoreTx *tx, char *failed, size_t len);
 /* Starts the storage threads; completions will run on `loop`. Returns 0 or
  * RESTOCK_ESTORE (with a message in *err). */
 int store_start(Store *s, uv_loop_t *loop, char **err);
@@ -200,7 +204,12 @@ typedef enum {
   SUB_ACTIVE = 0,
   SUB_NOTIFIED,  /* history */
   SUB_CANCELLED, /* history: its variant or channel was deleted */
+  SUB_EXPIRED,   /* history: subscription_ttl passed */
+  SUB_PENDING,   /* waiting for its confirmation (double opt-in) */
 } SubscriptionStatus;
+
+/* The status's name as the API shows it. */
+const char *subscription_status_name(SubscriptionStatus s);
 
 typedef struct {
   long long id;
@@ -208,8 +217,10 @@ typedef struct {
   const char *sales_channel_id; /* NULL when unscoped */
   const char *email;
   const char *created_at;
-  const char *notified_at; /* history only, else NULL */
+  const char *notified_at; /* history only (when it ended), else NULL */
   SubscriptionStatus status;
+  long long quantity;  /* units wanted; 0 when not given */
+  const char *locale;  /* NULL when not given */
 } SubscriptionRow;
 
 /* The next id a new subscription (or event) will get, for a caller that
@@ -218,18 +229,70 @@ typedef struct {
 int store_subscription_next_id(StoreTx *tx, long long *id);
 int store_event_next_id(StoreTx *tx, long long *id);
 
-/* Adds active subscription `id` unless (variant, channel, email) is already
- * subscribed; `channel` NULL is unscoped. *inserted says which; *created_at
- * gets the stored row's time. */
-int store_subscription_add(StoreTx *tx, long long id, const char *variant_id,
-                           const char *channel, const char *email,
-                           const char *now, long long subscribed_event_id,
-                           bool *inserted, char created_at[ISOTIME_LEN]);
+/* A subscription to store (store_subscription_put). */
+typedef struct {
+  long long id; /* from store_subscription_next_id */
+  const char *variant_id;
+  const char *channel; /* NULL: unscoped */
+  const char *email;
+  const char *now;
+  long long now_ms;
+  long long quantity; /* 0: none */
+  const char *locale; /* NULL: none */
+  bool pending;       /* a new one waits for its confirmation */
+  long long subscribed_event_id; /* for a new active one, or 0 */
+} NewSubscription;
+
+typedef struct {
+  long long id;     /* the stored row's */
+  bool created;     /* false: it was there already (its wish updated) */
+  bool pending;     /* the stored row is pending */
+  long long confirm_sent_at; /* a pending row's last confirmation (ms) */
+  char created_at[ISOTIME_LEN];
+} StoredSubscription;
+
+/* Stores a subscription unless (variant, channel, email) is already
+ * subscribed, active or pending; an existing one gets the new quantity and
+ * locale when they are given. A new one is active, or pending with
+ * `pending`. */
+int store_subscription_put(StoreTx *tx, const NewSubscription *in,
+                           StoredSubscription *out);
+/* Notes that a pending subscription's confirmation was asked again. */
+int store_pending_sent(StoreTx *tx, long long id, long long now_ms);
+
+/* A pending subscription, as confirming it finds it. */
+typedef struct {
+  char variant_id[256];
+  char sales_channel_id[256]; /* "" when unscoped */
+  char email[256];
+  char locale[64];   /* "" when none */
+  long long quantity; /* 0 when none */
+  bool was_active;    /* it was confirmed already */
+} ConfirmedSubscription;
+/* Makes pending subscription `id` active (same id). *out says what it
+ * was; RESTOCK_ENOTFOUND when neither pending nor active. */
+int store_pending_confirm(StoreTx *tx, long long id, const char *now,
+                          long long subscribed_event_id,
+                          ConfirmedSubscription *out);
+/* Drops up to `max` pending subscriptions created before `cutoff`, oldest
+ * first; *reached when none older is left. */
+int store_pending_purge(StoreTx *tx, const char *cutoff, long long max,
+                        long long *deleted, bool *reached);
+/* Moves up to `max` active subscriptions created before `cutoff` to the
+ * history as expired, oldest first; *reached when none older is left. */
+int store_subscription_expire(StoreTx *tx, const char *cutoff,
+                              const char *now, long long max,
+                              long long *moved, bool *reached);
+/* True in *any when `email` has a subscription, pending one or history
+ * row (a manage token of a forgotten email names nothing). */
+int store_email_known(StoreTx *tx, const char *email, bool *any);
+
 /* Links subscription `id` to its subscribed event, when the event's id
  * could not be known before (store_event_next_id gave RESTOCK_ERANGE). */
 int store_subscription_set_event(StoreTx *tx, long long id,
                                  long long event_id);
-/* Removes active subscription `id`; *removed says whether it was there. */
+/* Removes subscription `id`, active or pending; *removed says whether it
+ * was there. */
 int store_subscription_remove(StoreTx *tx, long long id, bool *removed);
 
 typedef struct {
@@ -253,15 +316,34 @@ int store_subscription_any(StoreTx *tx, const char *variant_id, bool *any);
 /* The scopes of a variant's active subscriptions, "" for unscoped. */
 int store_subscription_scopes(StoreTx *tx, const char *variant_id,
                               StrList *channels);
+/* A subscription a check notified. */
+typedef struct {
+  long long id;
+  char *email;
+  char *locale; /* NULL when none */
+  long long quantity;
+  char created_at[ISOTIME_LEN];
+} TakenSubscription;
+
+typedef struct {
+  TakenSubscription *items;
+  size_t n, cap;
+} TakenList;
+
+void taken_list_clear(TakenList *l);
+
 /* Moves up to `limit` of the oldest active subscriptions of the scope
- * (`channel` "" for unscoped) into the history, notified at `now`, and
- * appends their emails (oldest first); *more says whether any remain. */
+ * (`channel` "" for unscoped) that want no more than `quantity` units into
+ * the history, notified at `now`, and appends them (oldest first) to
+ * *taken; *more says whether any such remain. Subscriptions wanting more
+ * stay, whatever their age. */
 int store_subscription_take(StoreTx *tx, const char *variant_id,
-                            const char *channel, long long limit,
-                            const char *now, StrList *emails, bool *more);
+                            const char *channel, long long quantity,
+                            long long limit, const char *now,
+                            TakenList *taken, bool *more);
 /* Moves the active subscriptions of a variant (`channel` NULL: every
  * scope), or of a channel (`variant_id` NULL), to the history as
- * cancelled. *moved gets how many. */
+ * cancelled, and drops their pending ones. *moved gets how many. */
 int store_subscription_cancel(StoreTx *tx, const char *variant_id,
                               const char *channel, const char *now,
                               long long *moved);
@@ -270,13 +352,14 @@ int store_subscription_cancel(StoreTx *tx, const char *variant_id,
  * restocked events. */
 int store_history_variants(StoreTx *tx, const char *email,
                            const char *variant_id, StrList *variants);
-/* Takes `email` out of the emails of the restocked events of `variant_id`
- * and deletes its per-subscriber deliveries there. *changed adds the events
- * changed. */
+/* Takes `email` out of the emails and subscribers of the restocked events
+ * of `variant_id` and deletes its per-subscriber deliveries there.
+ * *changed adds the events changed. */
 int store_event_scrub_restocked(StoreTx *tx, const char *variant_id,
                                 const char *email, long long *changed);
-/* Deletes the subscribed events of the email's subscriptions and history
- * (of one variant if `variant_id`). *deleted adds how many. */
+/* Deletes the subscribed events of the email's subscriptions and history,
+ * and its confirmation_requested events (of one variant if `variant_id`).
+ * *deleted adds how many. */
 int store_event_erase_subscribed(StoreTx *tx, const char *email,
                                  const char *variant_id, long long *deleted);
 /* Events a plugin emitted (every name but restockd's own) whose data holds
@@ -285,10 +368,22 @@ typedef int (*EventDataFn)(void *ctx, long long id, const char *data);
 int store_events_emitted_with(StoreTx *tx, const char *email, EventDataFn fn,
                               void *ctx);
 int store_event_set_data(StoreTx *tx, long long id, const char *data);
-/* Deletes the email's subscriptions and history (of one variant if
- * `variant_id`); *deleted adds how many rows. */
+/* Deletes the email's subscriptions, pending ones and history (of one
+ * variant if `variant_id`); *deleted adds how many rows. */
 int store_subscription_erase(StoreTx *tx, const char *email,
                              const char *variant_id, long long *deleted);
+
+/* Export: every subscription matching `status` (-1: any) and `variant_id`
+ * (NULL: any), in pages. Rows come active first, then pending, then the
+ * history, each by id; *cursor (start at 0 and 0) says where the next page
+ * starts, and *done when there is none. */
+typedef struct {
+  int table;    /* 0 active, 1 pending, 2 history, 3 done */
+  long long id; /* last id read in that table */
+} ExportCursor;
+int store_subscription_export(StoreTx *tx, int status, const char *variant_id,
+                              long long page, ExportCursor *cursor,
+                              SubscriptionRowFn fn, void *ctx);
 
 /* ---- scheduled restock checks (times in ms since the epoch) ------------- */
 

@@ -44,6 +44,15 @@
   X(LOCATION_LIST) X(LOCATION_COUNT) X(CHANNEL_LIST) X(CHANNEL_COUNT)         \
   X(KEY_LIST) X(KEY_COUNT)                                                    \
   X(META_GET) X(META_PUT)                                                     \
+  /* The subscription's life (issue 15). */                                  \
+  X(SUB_FIND) X(SUB_SET_WISH) X(PEND_FIND) X(PEND_INSERT) X(PEND_SET_WISH)    \
+  X(PEND_SET_SENT) X(PEND_GET) X(PEND_ACTIVATE) X(PEND_DELETE)               \
+  X(SUB_EXISTS_ID) X(PEND_SCAN) X(SUB_SCAN) X(SUB_EXPIRE_HIST)               \
+  X(PEND_LIST) X(PEND_LIST_BY_EMAIL) X(PEND_LIST_BY_VARIANT)                  \
+  X(PEND_COUNT) X(PEND_COUNT_BY_EMAIL) X(PEND_COUNT_BY_VARIANT)               \
+  X(PEND_ERASE) X(PEND_CANCEL_VARIANT) X(PEND_CANCEL_CHANNEL)                 \
+  X(EVENT_ERASE_CONFIRM) X(EMAIL_KNOWN)                                       \
+  X(EXPORT_ACTIVE) X(EXPORT_PENDING) X(EXPORT_HIST)                           \
   /* The web console (issue 17): its sessions, the demand report, a        \
    * variant's restocked events. */                                       \
   X(SESSION_INSERT) X(SESSION_GET) X(SESSION_DELETE) X(SESSION_PRUNE)         \

@@ -41,20 +41,33 @@ extern const Migration sqlite_migrations[];
   " AND (?2 IS NULL OR email = ?2)" \
   " AND (?3 IS NULL OR sales_channel_id = ?3)"
 /* Columns: id, variant_id, sales_channel_id, email, created_at, notified_at,
- * status. ?4 is the history's status (NULL for the active ones), ?5 the
- * limit, ?6 the offset. */
-#define SUB_LIST(filter)                                               \
-  "SELECT id, variant_id, sales_channel_id, email, created_at, NULL," \
-  " 'active' FROM restock_subscriptions" filter " AND ?4 IS NULL"      \
-  " ORDER BY id LIMIT ?5 OFFSET ?6"
+ * status, quantity, locale. ?4 is the history's status (NULL for the
+ * active and pending ones), ?5 the limit, ?6 the offset. */
+#define SUB_LIST(filter)                                                 \
+  "SELECT id, variant_id, sales_channel_id, email, created_at, NULL,"   \
+  " 'active', quantity, locale FROM restock_subscriptions" filter       \
+  " AND ?4 IS NULL ORDER BY id LIMIT ?5 OFFSET ?6"
+#define PEND_LIST(filter)                                                \
+  "SELECT id, variant_id, sales_channel_id, email, created_at, NULL,"   \
+  " 'pending', quantity, locale FROM restock_pending" filter            \
+  " AND ?4 IS NULL ORDER BY id LIMIT ?5 OFFSET ?6"
 #define HIST_LIST(filter)                                                    \
   "SELECT id, variant_id, sales_channel_id, email, created_at, notified_at," \
-  " status FROM restock_history" filter " AND status = ?4"                   \
-  " ORDER BY id LIMIT ?5 OFFSET ?6"
+  " status, quantity, locale FROM restock_history" filter                    \
+  " AND status = ?4 ORDER BY id LIMIT ?5 OFFSET ?6"
 #define SUB_COUNT(filter) \
   "SELECT count(*) FROM restock_subscriptions" filter " AND ?4 IS NULL"
+#define PEND_COUNT(filter) \
+  "SELECT count(*) FROM restock_pending" filter " AND ?4 IS NULL"
 #define HIST_COUNT(filter) \
   "SELECT count(*) FROM restock_history" filter " AND status = ?4"
+/* ?2 the status ('active', 'pending', a history status, or NULL for any),
+ * ?3 the variant or NULL, ?1 the last id read, ?4 the page's size. */
+#define EXPORT_COLUMNS                                                    \
+  "id, variant_id, sales_channel_id, email, created_at"
+#define EXPORT_FILTER(status_test)                                        \
+  " WHERE id > ?1 AND (?2 IS NULL OR " status_test ") AND"                \
+  " (?3 IS NULL OR variant_id = ?3) ORDER BY id LIMIT ?4"
 
 /* Variant columns, as store.c reads them (read_variant). */
 #define VARIANT_COLUMNS                                                     \
@@ -120,7 +133,8 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_SUB_INSERT] =
         "INSERT OR IGNORE INTO restock_subscriptions"
         " (id, variant_id, sales_channel_id, email, created_at,"
-        " subscribed_event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        " subscribed_event_id, quantity, locale)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [SQL_SUB_CREATED] =
         "SELECT created_at FROM restock_subscriptions"
         " WHERE email = ?3 AND variant_id = ?1 AND sales_channel_id = ?2",
@@ -144,38 +158,45 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_SUB_SCOPES] =
         "SELECT DISTINCT sales_channel_id FROM restock_subscriptions"
         " WHERE variant_id = ?1 ORDER BY sales_channel_id",
+    /* The scope's subscriptions that want no more than ?3 units. */
     [SQL_SUB_TAKE] =
-        "SELECT id, email FROM restock_subscriptions"
-        " WHERE variant_id = ?1 AND sales_channel_id = ?2 ORDER BY id"
-        " LIMIT ?3",
+        "SELECT id, email, created_at, locale, quantity"
+        " FROM restock_subscriptions"
+        " WHERE variant_id = ?1 AND sales_channel_id = ?2"
+        " AND (quantity IS NULL OR quantity <= ?3) ORDER BY id LIMIT ?4",
     [SQL_SUB_TO_HISTORY] =
         "INSERT INTO restock_history (variant_id, sales_channel_id, email,"
-        " created_at, notified_at, subscribed_event_id, status)"
+        " created_at, notified_at, subscribed_event_id, status, quantity,"
+        " locale)"
         " SELECT variant_id, sales_channel_id, email, created_at, ?4,"
-        " subscribed_event_id, 'notified'"
+        " subscribed_event_id, 'notified', quantity, locale"
         " FROM restock_subscriptions"
         " WHERE variant_id = ?1 AND sales_channel_id = ?2 AND id <= ?3"
-        " ORDER BY id",
+        " AND (quantity IS NULL OR quantity <= ?5) ORDER BY id",
     [SQL_SUB_DELETE_UPTO] =
         "DELETE FROM restock_subscriptions"
-        " WHERE variant_id = ?1 AND sales_channel_id = ?2 AND id <= ?3",
+        " WHERE variant_id = ?1 AND sales_channel_id = ?2 AND id <= ?3"
+        " AND (quantity IS NULL OR quantity <= ?4)",
     [SQL_SUB_SCOPE_ANY] =
         "SELECT 1 FROM restock_subscriptions"
-        " WHERE variant_id = ?1 AND sales_channel_id = ?2 LIMIT 1",
+        " WHERE variant_id = ?1 AND sales_channel_id = ?2"
+        " AND (quantity IS NULL OR quantity <= ?3) LIMIT 1",
     [SQL_SUB_CANCEL_VARIANT_HIST] =
         "INSERT INTO restock_history (variant_id, sales_channel_id, email,"
-        " created_at, notified_at, subscribed_event_id, status)"
+        " created_at, notified_at, subscribed_event_id, status, quantity,"
+        " locale)"
         " SELECT variant_id, sales_channel_id, email, created_at, ?2,"
-        " subscribed_event_id, 'cancelled' FROM restock_subscriptions"
-        " WHERE variant_id = ?1 ORDER BY id",
+        " subscribed_event_id, 'cancelled', quantity, locale"
+        " FROM restock_subscriptions WHERE variant_id = ?1 ORDER BY id",
     [SQL_SUB_CANCEL_VARIANT_DELETE] =
         "DELETE FROM restock_subscriptions WHERE variant_id = ?1",
     [SQL_SUB_CANCEL_CHANNEL_HIST] =
         "INSERT INTO restock_history (variant_id, sales_channel_id, email,"
-        " created_at, notified_at, subscribed_event_id, status)"
+        " created_at, notified_at, subscribed_event_id, status, quantity,"
+        " locale)"
         " SELECT variant_id, sales_channel_id, email, created_at, ?2,"
-        " subscribed_event_id, 'cancelled' FROM restock_subscriptions"
-        " WHERE sales_channel_id = ?1 ORDER BY id",
+        " subscribed_event_id, 'cancelled', quantity, locale"
+        " FROM restock_subscriptions WHERE sales_channel_id = ?1 ORDER BY id",
     [SQL_SUB_CANCEL_CHANNEL_DELETE] =
         "DELETE FROM restock_subscriptions WHERE sales_channel_id = ?1",
     [SQL_HIST_VARIANTS] =
@@ -185,7 +206,10 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_EVENT_SCRUB_RESTOCKED] =
         "UPDATE events SET data = json_set(data, '$.emails',"
         " (SELECT json_group_array(value) FROM json_each(events.data,"
-        " '$.emails') WHERE value != ?2))"
+        " '$.emails') WHERE value != ?2),"
+        " '$.subscribers', (SELECT json_group_array(json(value)) FROM"
+        " json_each(events.data, '$.subscribers')"
+        " WHERE json_extract(value, '$.email') != ?2))"
         " WHERE name = " RESTOCKED_SQL
         " AND json_extract(data, '$.variant_id') = ?1"
         " AND instr(data, json_quote(?2)) > 0",
@@ -405,6 +429,82 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_KEY_COUNT] = "SELECT count(*) FROM publishable_api_keys",
     [SQL_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [SQL_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+    [SQL_SUB_FIND] =
+        "SELECT id, created_at FROM restock_subscriptions"
+        " WHERE email = ?3 AND variant_id = ?1 AND sales_channel_id = ?2",
+    /* A wish given replaces the stored one; one not given keeps it. */
+    [SQL_SUB_SET_WISH] =
+        "UPDATE restock_subscriptions SET quantity = coalesce(?2, quantity),"
+        " locale = coalesce(?3, locale) WHERE id = ?1",
+    [SQL_PEND_FIND] =
+        "SELECT id, created_at, confirm_sent_at FROM restock_pending"
+        " WHERE email = ?3 AND variant_id = ?1 AND sales_channel_id = ?2",
+    [SQL_PEND_INSERT] =
+        "INSERT INTO restock_pending (id, variant_id, sales_channel_id, email,"
+        " created_at, quantity, locale, confirm_sent_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [SQL_PEND_SET_WISH] =
+        "UPDATE restock_pending SET quantity = coalesce(?2, quantity),"
+        " locale = coalesce(?3, locale) WHERE id = ?1",
+    [SQL_PEND_SET_SENT] =
+        "UPDATE restock_pending SET confirm_sent_at = ?2 WHERE id = ?1",
+    [SQL_PEND_GET] =
+        "SELECT variant_id, sales_channel_id, email, coalesce(locale, ''),"
+        " coalesce(quantity, 0) FROM restock_pending WHERE id = ?1",
+    [SQL_PEND_ACTIVATE] =
+        "INSERT INTO restock_subscriptions (id, variant_id, sales_channel_id,"
+        " email, created_at, subscribed_event_id, quantity, locale)"
+        " SELECT id, variant_id, sales_channel_id, email, ?2, ?3, quantity,"
+        " locale FROM restock_pending WHERE id = ?1",
+    [SQL_PEND_DELETE] = "DELETE FROM restock_pending WHERE id = ?1",
+    [SQL_SUB_EXISTS_ID] =
+        "SELECT variant_id, sales_channel_id, email, coalesce(locale, ''),"
+        " coalesce(quantity, 0) FROM restock_subscriptions WHERE id = ?1",
+    [SQL_PEND_SCAN] =
+        "SELECT id, created_at FROM restock_pending ORDER BY id LIMIT ?1",
+    [SQL_SUB_SCAN] =
+        "SELECT id, created_at FROM restock_subscriptions ORDER BY id"
+        " LIMIT ?1",
+    [SQL_SUB_EXPIRE_HIST] =
+        "INSERT INTO restock_history (variant_id, sales_channel_id, email,"
+        " created_at, notified_at, subscribed_event_id, status, quantity,"
+        " locale)"
+        " SELECT variant_id, sales_channel_id, email, created_at, ?2,"
+        " subscribed_event_id, 'expired', quantity, locale"
+        " FROM restock_subscriptions WHERE id = ?1",
+    [SQL_PEND_LIST] = PEND_LIST(SUB_FILTER),
+    [SQL_PEND_LIST_BY_EMAIL] = PEND_LIST(SUB_FILTER_BY_EMAIL),
+    [SQL_PEND_LIST_BY_VARIANT] = PEND_LIST(SUB_FILTER_BY_VARIANT),
+    [SQL_PEND_COUNT] = PEND_COUNT(SUB_FILTER),
+    [SQL_PEND_COUNT_BY_EMAIL] = PEND_COUNT(SUB_FILTER_BY_EMAIL),
+    [SQL_PEND_COUNT_BY_VARIANT] = PEND_COUNT(SUB_FILTER_BY_VARIANT),
+    [SQL_PEND_ERASE] =
+        "DELETE FROM restock_pending"
+        " WHERE email = ?1 AND (?2 IS NULL OR variant_id = ?2)",
+    [SQL_PEND_CANCEL_VARIANT] =
+        "DELETE FROM restock_pending WHERE variant_id = ?1",
+    [SQL_PEND_CANCEL_CHANNEL] =
+        "DELETE FROM restock_pending WHERE sales_channel_id = ?1",
+    [SQL_EVENT_ERASE_CONFIRM] =
+        "DELETE FROM events INDEXED BY events_named"
+        " WHERE name = 'restock-notification.confirmation_requested'"
+        /* The index's own condition, for the planner to see it applies. */
+        " AND name != 'restock-notification.subscribed'"
+        " AND json_extract(data, '$.email') = ?1"
+        " AND (?2 IS NULL OR json_extract(data, '$.variant_id') = ?2)",
+    [SQL_EMAIL_KNOWN] =
+        "SELECT EXISTS (SELECT 1 FROM restock_subscriptions WHERE email = ?1)"
+        " OR EXISTS (SELECT 1 FROM restock_pending WHERE email = ?1)"
+        " OR EXISTS (SELECT 1 FROM restock_history WHERE email = ?1)",
+    [SQL_EXPORT_ACTIVE] =
+        "SELECT " EXPORT_COLUMNS ", NULL, 'active', quantity, locale"
+        " FROM restock_subscriptions" EXPORT_FILTER("?2 = 'active'"),
+    [SQL_EXPORT_PENDING] =
+        "SELECT " EXPORT_COLUMNS ", NULL, 'pending', quantity, locale"
+        " FROM restock_pending" EXPORT_FILTER("?2 = 'pending'"),
+    [SQL_EXPORT_HIST] =
+        "SELECT " EXPORT_COLUMNS ", notified_at, status, quantity, locale"
+        " FROM restock_history" EXPORT_FILTER("status = ?2"),
     /* The web console (issue 17), over migration 011. */
     [SQL_SESSION_INSERT] =
         "INSERT INTO admin_sessions (selector, validator_hash, created_at,"

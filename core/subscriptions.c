@@ -1,20 +1,48 @@
 #include "subscriptions.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "email.h"
 #include "engine.h"
 #include "json_text.h"
+#include "log.h"
 #include "outbox.h"
 #include "stock.h"
 #include "token.h"
 #include "xmalloc.h"
 
 #define SUBSCRIBED "restock-notification.subscribed"
+#define CONFIRMATION "restock-notification.confirmation_requested"
+/* The least time between two confirmation mails of one subscription. */
+#define RESEND_MS 60000
+
+bool subscriptions_valid_locale(const char *tag) {
+  size_t len = strlen(tag);
+  if (len < 2 || len > 35) return false;
+  size_t run = 0, part = 0;
+  for (size_t i = 0; i <= len; i++) {
+    char c = tag[i];
+    if (c == '-' || c == '\0') {
+      if (run == 0 || run > 8 || (part == 0 && run < 2)) return false;
+      run = 0;
+      part++;
+      continue;
+    }
+    bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    bool digit = c >= '0' && c <= '9';
+    if (!letter && !(digit && part > 0)) return false;
+    run++;
+  }
+  return true;
+}
 
 void subscribe_call_clear(SubscribeCall *c) {
+  json_decref(c->headers);
+  c->headers = NULL;
   free(c->sales_channel_id);
   free(c->publishable_key);
   free(c->channel);
@@ -69,8 +97,62 @@ static int resolve_channel(StoreTx *tx, SubscribeCall *c) {
   return 0;
 }
 
+/* Writes restock-notification.subscribed for subscription `id`, now
+ * active, as event `event_id` (0: any; *linked false then, and the caller
+ * links them). */
+static int emit_subscribed(StoreTx *tx, Unit *u, long long id,
+                           long long event_id, const char *variant_id,
+                           const char *channel, const char *email,
+                           long long quantity, const char *locale,
+                           long long *written) {
+  char unsubscribe[TOKEN_LEN + 1], manage[TOKEN_MANAGE_MAX];
+  token_make(u->d->token_key, TOKEN_UNSUBSCRIBE, id, unsubscribe);
+  token_make_manage(u->d->token_key, email, manage);
+  json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "variant_id", variant_id,
+                           "email", email, "unsubscribe_token", unsubscribe,
+                           "manage_token", manage);
+  if (channel && *channel)
+    json_object_set_new(data, "sales_channel_id", json_string(channel));
+  if (locale && *locale) json_object_set_new(data, "locale", json_string(locale));
+  if (quantity > 0) json_object_set_new(data, "quantity", json_integer(quantity));
+  int rc = outbox_write(tx, u, SUBSCRIBED, data, event_id, written);
+  json_decref(data);
+  return rc;
+}
+
+/* Asks the shopper to confirm pending subscription `id`. */
+static int emit_confirmation(StoreTx *tx, SubscribeCall *c, long long id,
+                             long long now_ms) {
+  Unit *u = &c->unit;
+  char confirm[TOKEN_LEN + 1], unsubscribe[TOKEN_LEN + 1];
+  char manage[TOKEN_MANAGE_MAX];
+  token_make(u->d->token_key, TOKEN_CONFIRM, id, confirm);
+  token_make(u->d->token_key, TOKEN_UNSUBSCRIBE, id, unsubscribe);
+  token_make_manage(u->d->token_key, c->email, manage);
+  json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s}", "variant_id",
+                           c->variant_id, "email", c->email, "confirm_token",
+                           confirm, "unsubscribe_token", unsubscribe,
+                           "manage_token", manage);
+  if (c->channel)
+    json_object_set_new(data, "sales_channel_id", json_string(c->channel));
+  if (c->locale[0])
+    json_object_set_new(data, "locale", json_string(c->locale));
+  if (c->quantity > 0)
+    json_object_set_new(data, "quantity", json_integer(c->quantity));
+  int rc = outbox_write(tx, u, CONFIRMATION, data, 0, NULL);
+  json_decref(data);
+  return rc ? rc : store_pending_sent(tx, id, now_ms);
+}
+
 static int subscribe_fn(StoreTx *tx, void *arg) {
   SubscribeCall *c = arg;
+  const Options *o = &c->unit.cfg->options;
+  if (email_domain_listed(&c->unit.cfg->blocked_domains, c->email)) {
+    snprintf(c->message, sizeof c->message,
+             "Subscriptions from %.200s are not accepted",
+             strrchr(c->email, '@') + 1);
+    return RESTOCK_ENOTALLOWED;
+  }
   int rc = resolve_channel(tx, c);
   if (rc) return rc;
   Variant v;
@@ -81,8 +163,12 @@ static int subscribe_fn(StoreTx *tx, void *arg) {
              "Variant with id: %.300s was not found", c->variant_id);
   long long quantity = 0;
   if (rc == 0) rc = engine_scope_quantity(tx, &v, c->channel, &quantity);
-  if (rc == RESTOCK_ERANGE) rc = 0, quantity = 1; /* plenty: in stock */
-  if (rc == 0 && stock_in_stock(&v, quantity)) {
+  if (rc == RESTOCK_ERANGE) rc = 0, quantity = LLONG_MAX; /* plenty */
+  /* Sold out, or (for a shopper who wants more) holding fewer units than
+   * wanted, with no backorders to make up the rest. */
+  bool short_of_wish = c->quantity > 0 && v.manage_inventory &&
+                       !v.allow_backorder && quantity < c->quantity;
+  if (rc == 0 && stock_in_stock(&v, quantity) && !short_of_wish) {
     snprintf(c->message, sizeof c->message,
              "You cannot sign up for restock notifications on a product that "
              "is not sold out");
@@ -92,26 +178,42 @@ static int subscribe_fn(StoreTx *tx, void *arg) {
   if (rc) return rc;
   long long id = 0, event_id = 0;
   rc = store_subscription_next_id(tx, &id);
-  if (rc == 0) rc = store_event_next_id(tx, &event_id);
+  if (rc == 0 && !o->double_opt_in) rc = store_event_next_id(tx, &event_id);
   /* The largest event id is taken: the event gets whatever id the database
    * picks, and the subscription is linked to it afterwards. */
   bool link_later = rc == RESTOCK_ERANGE;
   if (link_later) rc = 0, event_id = 0;
+  if (rc) return rc;
   char now[ISOTIME_LEN];
   isotime_now(now);
-  if (rc == 0)
-    rc = store_subscription_add(tx, id, c->variant_id, c->channel, c->email,
-                                now, event_id, &c->created, c->created_at);
-  if (rc || !c->created) return rc;
-  char token[TOKEN_LEN + 1];
-  token_make(c->unit.d->token_key, TOKEN_UNSUBSCRIBE, id, token);
-  json_t *data = json_pack("{s:s, s:s, s:s}", "variant_id", c->variant_id,
-                           "email", c->email, "unsubscribe_token", token);
-  if (c->channel)
-    json_object_set_new(data, "sales_channel_id", json_string(c->channel));
+  long long now_ms = isotime_now_ms();
+  NewSubscription in = {.id = id,
+                        .variant_id = c->variant_id,
+                        .channel = c->channel,
+                        .email = c->email,
+                        .now = now,
+                        .now_ms = now_ms,
+                        .quantity = c->quantity,
+                        .locale = c->locale[0] ? c->locale : NULL,
+                        .pending = o->double_opt_in,
+                        .subscribed_event_id = event_id};
+  StoredSubscription out;
+  rc = store_subscription_put(tx, &in, &out);
+  if (rc) return rc;
+  c->created = out.created;
+  c->pending = out.pending;
+  snprintf(c->created_at, sizeof c->created_at, "%s", out.created_at);
+  if (out.pending) {
+    /* Asked again while pending: a new confirmation mail, at most one a
+     * minute. */
+    if (out.created || now_ms - out.confirm_sent_at >= RESEND_MS)
+      rc = emit_confirmation(tx, c, out.id, now_ms);
+    return rc;
+  }
+  if (!out.created) return 0;
   long long written = 0;
-  rc = outbox_write(tx, &c->unit, SUBSCRIBED, data, event_id, &written);
-  json_decref(data);
+  rc = emit_subscribed(tx, &c->unit, id, event_id, c->variant_id, c->channel,
+                       c->email, c->quantity, c->locale, &written);
   if (rc == 0 && link_later)
     rc = store_subscription_set_event(tx, id, written);
   return rc;
@@ -122,9 +224,52 @@ static void subscribe_finish(Unit *u, int status) {
   c->done(c, status);
 }
 
+bool subscriptions_hooked(const Domain *d) {
+  return d->subscribe_hook && d->config->on_subscribe;
+}
+
+/* The hook's argument (contract section 3). */
+static json_t *hook_argument(const SubscribeCall *c) {
+  json_t *a = json_pack("{s:s, s:s, s:o, s:s}", "variant_id", c->variant_id,
+                        "email", c->email, "headers",
+                        c->headers ? json_incref(c->headers) : json_object(),
+                        "remote_addr", c->remote_addr);
+  if (c->sales_channel_id)
+    json_object_set_new(a, "sales_channel_id",
+                        json_string(c->sales_channel_id));
+  if (c->quantity > 0)
+    json_object_set_new(a, "quantity", json_integer(c->quantity));
+  if (c->locale[0]) json_object_set_new(a, "locale", json_string(c->locale));
+  return a;
+}
+
+static void hook_done(void *arg, HookOutcome outcome, const char *message) {
+  SubscribeCall *c = arg;
+  Domain *d = c->unit.d;
+  if (outcome == HOOK_ALLOW) {
+    unit_write(d, &c->unit, subscribe_fn, subscribe_finish);
+  } else if (outcome == HOOK_REFUSE) {
+    snprintf(c->message, sizeof c->message, "%s", message);
+    c->done(c, RESTOCK_ENOTALLOWED);
+  } else {
+    log_warn("restock.on_subscribe failed (a subscription to %s): %s",
+             c->variant_id, message);
+    snprintf(c->message, sizeof c->message,
+             "The subscription could not be checked; try again later");
+    c->done(c, RESTOCK_EUNAVAIL);
+  }
+}
+
 void subscriptions_subscribe(Domain *d, SubscribeCall *c) {
   c->message[0] = '\0';
   c->created = false;
+  if (subscriptions_hooked(d)) {
+    c->unit.d = d;
+    json_t *arg = hook_argument(c);
+    int rc = d->subscribe_hook(d->hook_ctx, arg, hook_done, c);
+    json_decref(arg);
+    if (rc == 0) return;
+  }
   unit_write(d, &c->unit, subscribe_fn, subscribe_finish);
 }
 
@@ -132,7 +277,10 @@ void subscriptions_subscribe(Domain *d, SubscribeCall *c) {
 
 static int unsubscribe_fn(StoreTx *tx, void *arg) {
   UnsubscribeCall *c = arg;
-  return store_subscription_remove(tx, c->subscription_id, &c->removed);
+  int rc = store_subscription_remove(tx, c->subscription_id, &c->removed);
+  if (rc == 0 && c->email[0])
+    rc = store_email_known(tx, c->email, &c->email_known);
+  return rc;
 }
 
 static void unsubscribe_finish(Unit *u, int status) {
@@ -141,7 +289,7 @@ static void unsubscribe_finish(Unit *u, int status) {
 }
 
 void subscriptions_unsubscribe(Domain *d, UnsubscribeCall *c) {
-  c->removed = false;
+  c->removed = c->email_known = false;
   unit_write(d, &c->unit, unsubscribe_fn, unsubscribe_finish);
 }
 
@@ -247,4 +395,142 @@ static void erase_finish(Unit *u, int status) {
 
 void subscriptions_erase(Domain *d, EraseCall *c) {
   unit_write(d, &c->unit, erase_fn, erase_finish);
+}
+
+/* ---- confirming ---------------------------------------------------------- */
+
+static int confirm_fn(StoreTx *tx, void *arg) {
+  ConfirmCall *c = arg;
+  long long event_id = 0;
+  int rc = store_event_next_id(tx, &event_id);
+  bool link_later = rc == RESTOCK_ERANGE;
+  if (link_later) rc = 0, event_id = 0;
+  if (rc) return rc;
+  char now[ISOTIME_LEN];
+  isotime_now(now);
+  ConfirmedSubscription s;
+  rc = store_pending_confirm(tx, c->subscription_id, now, event_id, &s);
+  if (rc) return rc;
+  c->was_active = s.was_active;
+  snprintf(c->email, sizeof c->email, "%s", s.email);
+  if (s.was_active) return 0;
+  long long written = 0;
+  rc = emit_subscribed(tx, &c->unit, c->subscription_id, event_id,
+                       s.variant_id, s.sales_channel_id, s.email, s.quantity,
+                       s.locale, &written);
+  if (rc == 0 && link_later)
+    rc = store_subscription_set_event(tx, c->subscription_id, written);
+  return rc;
+}
+
+static void confirm_finish(Unit *u, int status) {
+  ConfirmCall *c = (ConfirmCall *)u;
+  c->done(c, status);
+}
+
+void subscriptions_confirm(Domain *d, ConfirmCall *c) {
+  c->was_active = false;
+  unit_write(d, &c->unit, confirm_fn, confirm_finish);
+}
+
+/* ---- housekeeping -------------------------------------------------------- */
+
+/* Rows one unit drops or expires at most. */
+#define HOUSEKEEPING_CHUNK 500
+
+struct Housekeeping {
+  Domain *d;
+  uv_timer_t timer;
+  bool running; /* a unit is out */
+  bool closing; /* uv_close was called */
+  bool closed;  /* and its callback ran */
+};
+
+typedef struct {
+  Unit unit;
+  Housekeeping *h;
+  long long dropped, expired;
+  bool reached;
+} HousekeepingUnit;
+
+static int housekeeping_fn(StoreTx *tx, void *arg) {
+  HousekeepingUnit *hu = arg;
+  const Options *o = &hu->unit.cfg->options;
+  long long now = isotime_now_ms();
+  char cutoff[ISOTIME_LEN], stamp[ISOTIME_LEN];
+  isotime_now(stamp);
+  bool pending_done = true, active_done = true;
+  isotime_format(now - o->confirm_ttl, cutoff);
+  int rc = store_pending_purge(tx, cutoff, HOUSEKEEPING_CHUNK, &hu->dropped,
+                               &pending_done);
+  if (rc == 0 && o->subscription_ttl > 0) {
+    isotime_format(now - o->subscription_ttl, cutoff);
+    rc = store_subscription_expire(tx, cutoff, stamp, HOUSEKEEPING_CHUNK,
+                                   &hu->expired, &active_done);
+  }
+  hu->reached = pending_done && active_done;
+  return rc;
+}
+
+static void on_housekeeping(uv_timer_t *t);
+
+/* How often to look: often enough that a subscription goes within a minute
+ * of falling due, and more often for short times (a test's). */
+static uint64_t housekeeping_period(const Domain *d) {
+  const Options *o = &d->config->options;
+  long long least = o->confirm_ttl;
+  if (o->subscription_ttl > 0 && o->subscription_ttl < least)
+    least = o->subscription_ttl;
+  long long p = least / 2;
+  return (uint64_t)(p < 100 ? 100 : p > 30000 ? 30000 : p);
+}
+
+static void housekeeping_done(Unit *u, int status) {
+  HousekeepingUnit *hu = (HousekeepingUnit *)u;
+  Housekeeping *h = hu->h;
+  h->running = false;
+  if (status == 0 && (hu->dropped || hu->expired))
+    log_info(
+        "housekeeping: %lld unconfirmed subscriptions dropped, %lld expired",
+        hu->dropped, hu->expired);
+  bool reached = status != 0 || hu->reached;
+  free(hu);
+  if (h->closing) {
+    if (h->closed) free(h);
+    return;
+  }
+  /* More left: go on soon, after what else waits for the store. */
+  uv_timer_start(&h->timer, on_housekeeping,
+                 reached ? housekeeping_period(h->d) : 10, 0);
+}
+
+static void on_housekeeping(uv_timer_t *t) {
+  Housekeeping *h = t->data;
+  if (h->running || h->closing) return;
+  HousekeepingUnit *hu = xcalloc(1, sizeof *hu);
+  hu->h = h;
+  h->running = true;
+  unit_write(h->d, &hu->unit, housekeeping_fn, housekeeping_done);
+}
+
+Housekeeping *subscriptions_housekeeping(Domain *d) {
+  Housekeeping *h = xcalloc(1, sizeof *h);
+  h->d = d;
+  uv_timer_init(d->loop, &h->timer);
+  h->timer.data = h;
+  uv_timer_start(&h->timer, on_housekeeping, housekeeping_period(d), 0);
+  uv_unref((uv_handle_t *)&h->timer); /* housekeeping keeps nothing alive */
+  return h;
+}
+
+static void housekeeping_closed(uv_handle_t *handle) {
+  Housekeeping *h = handle->data;
+  h->closed = true;
+  if (!h->running) free(h);
+}
+
+void subscriptions_housekeeping_close(Housekeeping *h) {
+  if (!h) return;
+  h->closing = true;
+  uv_close((uv_handle_t *)&h->timer, housekeeping_closed);
 }

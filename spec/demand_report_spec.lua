@@ -119,6 +119,25 @@ describe("the demand report", function()
     assert.equals(1, r.count)
   end)
 
+  it("counts a double opt-in subscription once it is confirmed", function()
+    local server = helpers.start({ plugin = [[
+local restock = require "restock"
+restock.options { double_opt_in = true }
+]] })
+    variant(server, "v1", { title = "One" })
+    local sub = subscribe(server, "v1", "a@example.com")
+    assert.equals("pending", sub.status)
+    local r = demand(server)
+    assert.equals(0, r.count)
+    assert.same({}, r.variants)
+    local events = helpers.events(server,
+      { name = "restock-notification.confirmation_requested" })
+    local token = events.events[1].data.confirm_token
+    helpers.assert_status(helpers.request(server, "GET",
+      "/restock-notifications/confirm?token=" .. helpers.urlencode(token)), 200)
+    assert.equals("v1=1", ids(demand(server)))
+  end)
+
   it("filters by sales channel, with the channel's quantity", function()
     local server = helpers.start()
     local function post(path, body)

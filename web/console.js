@@ -363,8 +363,10 @@
     });
     render(id, [head,
       subscriptionsBlock("Waiting shoppers", id, "active"),
+      subscriptionsBlock("Waiting for their confirmation (double opt-in)", id, "pending"),
       levels,
       subscriptionsBlock("History: notified", id, "notified"),
+      subscriptionsBlock("History: expired", id, "expired"),
       subscriptionsBlock("History: cancelled", id, "cancelled"),
       events]);
   }

@@ -56,7 +56,9 @@ def free_port():
 class Restockd:
     """The server under test, on a fresh database in `tmp`."""
 
-    def __init__(self, tmp, shop_origin):
+    def __init__(self, tmp, shop_origin, options=""):
+        tmp = os.path.join(tmp, "restockd-%d" % len(os.listdir(tmp)))
+        os.makedirs(tmp)
         self.tmp = tmp
         self.db = os.path.join(tmp, "restock.db")
         self.fail_flag = os.path.join(tmp, "mailer-down")
@@ -64,7 +66,7 @@ class Restockd:
         with open(plugin, "w") as f:
             f.write(f"""
 local restock = require "restock"
-restock.options {{ store_cors = "{shop_origin}" }}
+restock.options {{ store_cors = "{shop_origin}" {options} }}
 -- A mail service that is down while the flag file exists: its deliveries
 -- die at once (one attempt), and succeed once retried after it is back.
 restock.subscribe("restock-notification.restocked", function(data)
@@ -475,6 +477,30 @@ form{{border:0}} button{{background:red}} .product{{border-top:1px solid #ccc;pa
         assert "nojs@example.com" in emails, emails
 
     suite.test("widget: with JavaScript disabled the form still subscribes", without_javascript)
+
+    def double_opt_in():
+        doi = Restockd(os.path.dirname(server.tmp), shop.origin, ", double_opt_in = true")
+        try:
+            status, j = doi.api("POST", "/admin/variants", {"id": "sold-out-1"})
+            assert status == 200, j
+            url = shop.page("product-doi.html", f"""<!doctype html><html><head>
+<script src="{doi.url}/widget.js" defer></script></head><body>
+<div id="w" data-restock-variant="sold-out-1"></div></body></html>""")
+            driver.get(url)
+            form = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#w form"), "widget")[0]
+            form.find_element(By.CSS_SELECTOR, "input[name=email]").send_keys("kim@example.com")
+            form.find_element(By.CSS_SELECTOR, "button").click()
+            status_line = form.find_element(By.CSS_SELECTOR, ".rstk-status")
+            wait(driver, lambda d: "Almost done" in status_line.text, "the check-your-inbox state")
+            assert "kim@example.com" in status_line.text, status_line.text
+            shot("widget-pending")
+            code, j = doi.api("GET", "/admin/restock-notifications?status=pending&variant_id=sold-out-1")
+            assert code == 200 and [r["email"] for r in j["restock_notifications"]] == ["kim@example.com"], j
+        finally:
+            problem = doi.stop()
+        assert problem is None, problem
+
+    suite.test("widget: under double opt-in it says to check the inbox", double_opt_in)
 
 
 def console(suite, server, shop, driver, shot):

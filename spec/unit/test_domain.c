@@ -250,3 +250,47 @@ TEST(domain_a_failing_delivery_dies_after_its_attempts) {
   CHECK_STR(r.status, "dead");
   world_close(&w);
 }
+
+typedef struct {
+  char failed[128];
+} PrepareAll;
+
+static int prepare_all_fn(StoreTx *tx, void *arg) {
+  PrepareAll *p = arg;
+  return store_prepare_all(tx, p->failed, sizeof p->failed);
+}
+
+/* Every statement of the backend compiles against the migrated schema (a
+ * statement is otherwise prepared only when first used). */
+TEST(store_every_statement_prepares) {
+  Store *s = NULL;
+  char *err = NULL;
+  StoreOptions o = {.role = STORE_ROLE_SERVER, .readers = 0};
+  CHECK(store_open(":memory:", &o, &s, &err) == 0);
+  if (!s) {
+    free(err);
+    return;
+  }
+  FILE *devnull = fopen("/dev/null", "w");
+  CHECK(migrate_run(s, devnull, &err) == 0);
+  fclose(devnull);
+  free(err);
+  PrepareAll p = {""};
+  int rc = store_run(s, prepare_all_fn, &p); /* before store_start */
+  if (rc) printf("    cannot prepare %s\n", p.failed);
+  CHECK(rc == 0);
+  store_close(s);
+}
+
+TEST(subscriptions_locale_tags) {
+  const char *good[] = {"de", "pt-BR", "zh-Hant-TW", "en-US-x-twain",
+                        "sr-Latn-RS", "es-419", "abcdefgh",
+                        "en-aaaaaaaa-bbbbbbbb-cccccccc-abcde"};
+  const char *bad[] = {"", "d", "de-", "-de", "de--at", "de DE", "123",
+                       "abcdefghi", "de_DE", "en-aaaaaaaa-bbbbbbbb-cccccccc-abcdef",
+                       "de-abcdefghi", "é", "de\n"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+    CHECK(subscriptions_valid_locale(good[i]));
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    CHECK(!subscriptions_valid_locale(bad[i]));
+}
