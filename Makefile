@@ -217,7 +217,7 @@ FUZZ_TARGETS := email url router token utf8 json_text lua_json http api
 FUZZ_HTTP_HANDLER ?= fuzz/http_handler.c
 FUZZ_SAN     := -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 FUZZ_CORE    := buf xmalloc email utf8 url router token json_text lua_json \
-                http log isotime
+                http log isotime strlist
 FUZZ_OBJS    := $(FUZZ_CORE:%=build/fuzz/%.o) \
                 $(addprefix build/fuzz/llhttp_,api.o http.o llhttp.o)
 

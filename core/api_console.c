@@ -22,7 +22,8 @@
 #include "web.h"
 #include "xmalloc.h"
 
-/* ---- files ---------------------------------------------------------------- */
+/* ---- files ----------------------------------------------------------------
+ */
 
 static void serve(HttpRequest *req, const char *name, WebAudience audience) {
   const WebAsset *a = web_asset(name);
@@ -49,7 +50,8 @@ void api_console_style(HttpRequest *req, void *api) {
   serve(req, "console.css", WEB_CONSOLE);
 }
 
-/* ---- the session cookie ---------------------------------------------------- */
+/* ---- the session cookie ----------------------------------------------------
+ */
 
 /* True when the request came over HTTPS as a trusted proxy tells it: the
  * last entry of X-Forwarded-Proto (the one the proxy added) is https. */
@@ -76,8 +78,9 @@ static void set_cookie(Api *api, HttpRequest *req, const char *value,
                        long long max_age) {
   char line[256];
   snprintf(line, sizeof line,
-           SESSION_COOKIE "=%s; Path=/admin; Max-Age=%lld; HttpOnly; "
-                          "SameSite=Strict%s",
+           SESSION_COOKIE
+           "=%s; Path=/admin; Max-Age=%lld; HttpOnly; "
+           "SameSite=Strict%s",
            value, max_age, forwarded_https(api, req) ? "; Secure" : "");
   http_add_header(req, "Set-Cookie", line);
 }
@@ -93,7 +96,8 @@ static json_t *session_json(Api *api, const char *cookie, long long expires) {
   return json_pack("{s:s, s:s}", "csrf_token", csrf, "expires_at", at);
 }
 
-/* ---- login ---------------------------------------------------------------- */
+/* ---- login ----------------------------------------------------------------
+ */
 
 /* Failed logins a client address may make in a minute. */
 #define LOGIN_FAILURES_PER_MINUTE 10
@@ -169,8 +173,8 @@ void api_console_login(HttpRequest *req, void *data) {
   uint64_t now = uv_now(api->loop);
   /* Refused before the token is even looked at: a client over its failures
    * learns nothing more from trying. */
-  if (!ratelimit_check(api->login_limit, client, LOGIN_FAILURES_PER_MINUTE,
-                       now, &retry)) {
+  if (!ratelimit_check(api->login_limit, client, LOGIN_FAILURES_PER_MINUTE, now,
+                       &retry)) {
     char value[32];
     snprintf(value, sizeof value, "%lld", retry);
     http_add_header(req, "Retry-After", value);
@@ -200,7 +204,8 @@ void api_console_login(HttpRequest *req, void *data) {
   sessions_create(api->d, &r->call);
 }
 
-/* ---- logout and session -------------------------------------------------------- */
+/* ---- logout and session
+ * -------------------------------------------------------- */
 
 typedef struct {
   SessionCall call;
@@ -250,7 +255,8 @@ void api_console_session(HttpRequest *req, void *data) {
                     session_json(api, api->session, api->session_expires));
 }
 
-/* ---- the demand report ------------------------------------------------------ */
+/* ---- the demand report ------------------------------------------------------
+ */
 
 typedef struct {
   char channel[DOMAIN_MAX_ID + 1];
@@ -263,13 +269,13 @@ static int demand_row(StoreTx *tx, void *ctx, const DemandRow *row) {
   DemandList *l = ctx;
   const Variant *v = row->variant;
   long long quantity = 0;
-  int rc = engine_scope_quantity(tx, v, l->scoped ? l->channel : NULL,
-                                 &quantity);
+  int rc =
+      engine_scope_quantity(tx, v, l->scoped ? l->channel : NULL, &quantity);
   if (rc == RESTOCK_ERANGE) rc = 0, quantity = v->inventory_quantity;
   if (rc) return rc;
   json_t *j = json_pack(
-      "{s:s, s:o, s:o, s:I, s:I, s:o, s:I, s:I}", "variant_id", v->id,
-      "title", v->title ? json_string(v->title) : json_null(), "sku",
+      "{s:s, s:o, s:o, s:I, s:I, s:o, s:I, s:I}", "variant_id", v->id, "title",
+      v->title ? json_string(v->title) : json_null(), "sku",
       v->sku ? json_string(v->sku) : json_null(), "quantity",
       (json_int_t)quantity, "waiting", (json_int_t)row->waiting,
       "oldest_waiting_since",
@@ -287,10 +293,9 @@ static int render_demand(StoreTx *tx, ApiRead *r) {
   int rc = store_demand_list(tx, l->scoped ? l->channel : NULL, l->limit,
                              l->offset, demand_row, l, &count);
   if (rc == 0) {
-    json_t *j = json_pack("{s:O, s:I, s:I, s:I}", "variants", l->rows,
-                          "count", (json_int_t)count, "limit",
-                          (json_int_t)l->limit, "offset",
-                          (json_int_t)l->offset);
+    json_t *j = json_pack("{s:O, s:I, s:I, s:I}", "variants", l->rows, "count",
+                          (json_int_t)count, "limit", (json_int_t)l->limit,
+                          "offset", (json_int_t)l->offset);
     json_text_append(&r->out, j);
     json_decref(j);
   }
@@ -322,7 +327,8 @@ void api_admin_demand(HttpRequest *req, void *data) {
   api_read(data, req, render_demand, l, free);
 }
 
-/* ---- a variant's restocked events ------------------------------------------- */
+/* ---- a variant's restocked events -------------------------------------------
+ */
 
 typedef struct {
   char variant_id[DOMAIN_MAX_ID + 1];
@@ -347,12 +353,12 @@ static int variant_event_row(void *ctx, const EventRow *e) {
 
 static int variant_delivery_row(void *ctx, const DeliveryRow *d) {
   VariantEvents *l = ctx;
-  json_t *j = json_pack(
-      "{s:s, s:s, s:I, s:I, s:o, s:s}", "handler", d->handler, "status",
-      d->status, "attempts", (json_int_t)d->attempts, "max_attempts",
-      (json_int_t)d->max_attempts, "last_error",
-      d->last_error ? json_string(d->last_error) : json_null(), "updated_at",
-      d->updated_at);
+  json_t *j =
+      json_pack("{s:s, s:s, s:I, s:I, s:o, s:s}", "handler", d->handler,
+                "status", d->status, "attempts", (json_int_t)d->attempts,
+                "max_attempts", (json_int_t)d->max_attempts, "last_error",
+                d->last_error ? json_string(d->last_error) : json_null(),
+                "updated_at", d->updated_at);
   if (d->subscriber && *d->subscriber)
     json_object_set_new(j, "subscriber", json_string(d->subscriber));
   json_array_append_new(json_object_get(l->current, "deliveries"), j);

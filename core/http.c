@@ -480,8 +480,7 @@ static void conn_queue(HttpConn *c, int status, const char *content_type,
   /* A 204 has no body, and says nothing of one; nor does a 304, whose
    * length would be that of the body it stands for. */
   if (chunked)
-    buf_printf(&c->out,
-               "Content-Type: %s\r\nTransfer-Encoding: chunked\r\n",
+    buf_printf(&c->out, "Content-Type: %s\r\nTransfer-Encoding: chunked\r\n",
                content_type);
   else if (status != 204 && status != 304)
     buf_printf(&c->out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
@@ -1336,9 +1335,7 @@ static HttpRequest *defer(HttpRequest *req, bool keep_body) {
 
 HttpRequest *http_defer(HttpRequest *req) { return defer(req, false); }
 
-HttpRequest *http_defer_with_body(HttpRequest *req) {
-  return defer(req, true);
-}
+HttpRequest *http_defer_with_body(HttpRequest *req) { return defer(req, true); }
 
 /* Frees a deferred request once answered, and lets its connection go on. */
 static void deferred_done(HttpRequest *d) {

@@ -35,8 +35,7 @@ static bool all_hex(const char *s, size_t n) {
  * lower-case hex. */
 static bool well_formed(const char *v, size_t n) {
   return n == SESSION_COOKIE_LEN && all_hex(v, SELECTOR_HEX) &&
-         v[SELECTOR_HEX] == '.' &&
-         all_hex(v + SELECTOR_HEX + 1, VALIDATOR_HEX);
+         v[SELECTOR_HEX] == '.' && all_hex(v + SELECTOR_HEX + 1, VALIDATOR_HEX);
 }
 
 bool sessions_cookie(const char *header, char out[SESSION_COOKIE_LEN + 1]) {
@@ -105,7 +104,8 @@ static void validator_hash(const char *cookie, char out[65]) {
   hex(digest, sizeof digest, out);
 }
 
-/* ---- create ---------------------------------------------------------------- */
+/* ---- create ----------------------------------------------------------------
+ */
 
 static int create_fn(StoreTx *tx, void *arg) {
   SessionCall *c = arg;
@@ -120,8 +120,7 @@ static int create_fn(StoreTx *tx, void *arg) {
    * sessions of the last 12 hours. */
   long long pruned = 0;
   int rc = store_session_prune(tx, now_ms, &pruned);
-  if (rc == 0)
-    rc = store_session_put(tx, selector, hash, now, c->expires_at);
+  if (rc == 0) rc = store_session_put(tx, selector, hash, now, c->expires_at);
   return rc;
 }
 
@@ -145,15 +144,16 @@ void sessions_create(Domain *d, SessionCall *c) {
   unit_write(d, &c->unit, create_fn, call_finish);
 }
 
-/* ---- check ------------------------------------------------------------------ */
+/* ---- check ------------------------------------------------------------------
+ */
 
 static int check_fn(StoreTx *tx, void *arg) {
   SessionCall *c = arg;
   char selector[SELECTOR_HEX + 1], stored[65] = "", hash[65];
   memcpy(selector, c->cookie, SELECTOR_HEX);
   selector[SELECTOR_HEX] = '\0';
-  int rc = store_session_get(tx, selector, isotime_now_ms(), stored,
-                             &c->expires_at);
+  int rc =
+      store_session_get(tx, selector, isotime_now_ms(), stored, &c->expires_at);
   if (rc) return rc;
   validator_hash(c->cookie, hash);
   return strlen(stored) == 64 && CRYPTO_memcmp(stored, hash, 64) == 0
@@ -165,7 +165,8 @@ void sessions_check(Domain *d, SessionCall *c) {
   unit_read(d, &c->unit, check_fn, call_finish);
 }
 
-/* ---- end ---------------------------------------------------------------------- */
+/* ---- end
+ * ---------------------------------------------------------------------- */
 
 static int end_fn(StoreTx *tx, void *arg) {
   SessionCall *c = arg;

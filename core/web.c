@@ -5,9 +5,9 @@
 
 /* The console's policy: its own script and style sheet, requests to its own
  * origin, nothing inline, nothing from elsewhere, never in a frame. */
-#define CONSOLE_CSP                                                       \
-  "default-src 'none'; script-src 'self'; style-src 'self'; img-src "    \
-  "'self'; connect-src 'self'; form-action 'self'; frame-ancestors "     \
+#define CONSOLE_CSP                                                   \
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src " \
+  "'self'; connect-src 'self'; form-action 'self'; frame-ancestors "  \
   "'none'; base-uri 'none'"
 
 const WebAsset *web_asset(const char *name) {
@@ -85,6 +85,6 @@ void web_serve(HttpRequest *req, const WebAsset *a, WebAudience audience) {
     return;
   }
   if (gz) http_add_header(req, "Content-Encoding", "gzip");
-  http_respond(req, 200, a->content_type,
-               (const char *)(gz ? a->gz : a->data), gz ? a->gz_len : a->len);
+  http_respond(req, 200, a->content_type, (const char *)(gz ? a->gz : a->data),
+               gz ? a->gz_len : a->len);
 }

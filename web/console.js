@@ -420,9 +420,15 @@
       el("p", { class: "muted", text: "Orders of a variant by a shopper it notified, within the conversion window." }),
       form,
       block(null, function load(fill, reload) {
-        return api("GET", "/admin/reports/conversions" + query({ since: since, until: until })).then(function (j) {
+        return api("GET", "/admin/reports/conversions" + query({
+          since: since, until: until, limit: PAGE, offset: offset
+        })).then(function (j) {
           var rows = j.by_variant || [];
-          var page = rows.slice(offset, offset + PAGE);
+          /* The server pages by_variant (count, limit, offset); a reply
+           * without count holds every row. */
+          var paged = j.count != null;
+          var total = paged ? j.count : rows.length;
+          var page = paged ? rows : rows.slice(offset, offset + PAGE);
           fill(el("div", {}, [
             el("dl", { class: "facts" }, [
               ["Notified", j.notified], ["Converted", j.converted],
@@ -444,7 +450,7 @@
               if (key === "revenue") return money(v.revenue);
               return v[key];
             }),
-            pager(rows.length, PAGE, offset, function (o) { offset = o; reload(); })
+            pager(total, PAGE, offset, function (o) { offset = o; reload(); })
           ]));
         }, function (e) {
           if (e.status === 404 && e.type === "not_found" && /Route/.test(e.message))
