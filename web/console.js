@@ -341,17 +341,20 @@
         })));
       });
     });
-    var levels = block("Inventory levels", function (fill) {
+    var lvOffset = 0;
+    var levels = block("Inventory levels", function load(fill, reload) {
       return api("GET", "/admin/inventory-levels" + query({ variant_id: id })).then(function (j) {
-        fill(table([
+        /* The route answers every level of the variant: paged here. */
+        var all = j.inventory_levels || [];
+        fill(el("div", {}, [table([
           { key: "location_id", label: "Location" },
           { key: "stocked_quantity", label: "Stocked", num: true },
           { key: "reserved_quantity", label: "Reserved", num: true },
           { key: "available", label: "Available", num: true }
-        ], j.inventory_levels || [], function (l, key) {
+        ], all.slice(lvOffset, lvOffset + PAGE), function (l, key) {
           if (key === "available") return l.stocked_quantity - l.reserved_quantity;
           return l[key];
-        }));
+        }), pager(all.length, PAGE, lvOffset, function (o) { lvOffset = o; reload(); })]));
       });
     });
     var evOffset = 0;
