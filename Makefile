@@ -16,11 +16,13 @@ PKGS := build-essential pkg-config liblua5.4-dev libuv1-dev \
 # The Lua interpreter and busted run the specs; lua-socket, lua-cjson and
 # lua-filesystem are the specs' own modules; python3 runs the fake HTTP
 # servers (openssl makes their certificates); curl runs the documentation's
-# walk-throughs; sqlite3 lets specs look inside a database; chromium,
-# chromium-driver and python3-selenium run the browser tests of the widget
-# and the console (spec/browser/).
+# walk-throughs; sqlite3 lets specs look inside a database; python3-aiosmtpd
+# is the real SMTP server of the senders' specs (and of the bench);
+# chromium, chromium-driver and python3-selenium run the browser tests of
+# the widget and the console (spec/browser/).
 TEST_PKGS := lua5.4 lua-busted lua-socket lua-cjson lua-filesystem python3 \
-             openssl curl sqlite3 chromium chromium-driver python3-selenium
+             openssl curl sqlite3 python3-aiosmtpd chromium chromium-driver \
+             python3-selenium
 
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
@@ -197,6 +199,9 @@ install: build/restockd
 	  $(DESTDIR)$(PREFIX)/share/doc/restockd \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/restockd/scripts/
+	install -d $(DESTDIR)$(PREFIX)/share/restockd/scripts/templates
+	install -m 644 scripts/templates/* \
+	  $(DESTDIR)$(PREFIX)/share/restockd/scripts/templates/
 	install -m 644 migrations/sqlite/*.sql \
 	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/sqlite/
 	install -m 644 plugin.lua.example $(DESTDIR)$(PREFIX)/share/restockd/
@@ -216,8 +221,8 @@ FUZZ_TARGETS := email url router token utf8 json_text lua_json http api
 # The application behind the HTTP target (fuzz/http_handler.h).
 FUZZ_HTTP_HANDLER ?= fuzz/http_handler.c
 FUZZ_SAN     := -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-FUZZ_CORE    := buf xmalloc email utf8 url router token json_text lua_json \
-                http log isotime strlist
+FUZZ_CORE    := buf xmalloc strlist email utf8 url router token json_text lua_json \
+                http log isotime
 FUZZ_OBJS    := $(FUZZ_CORE:%=build/fuzz/%.o) \
                 $(addprefix build/fuzz/llhttp_,api.o http.o llhttp.o)
 

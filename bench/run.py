@@ -407,6 +407,56 @@ class FakeSendGrid(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def smtp_10k(workdir):
+    """Restocks a variant with 10,000 subscribers through scripts/smtp.lua
+    to a local SMTP server (python3-aiosmtpd, counting only). Returns
+    (seconds to the last message accepted, peak RSS MB, restockd's CPU
+    seconds, the SMTP server's CPU seconds)."""
+    count_file = os.path.join(workdir, "smtp.count")
+    port_file = os.path.join(workdir, "smtp.port")
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") \
+        else sys.executable
+    smtpd = subprocess.Popen(
+        [python, os.path.join(ROOT, "spec", "support", "smtp_server.py"),
+         "--count-only", "--count-file", count_file, "--port-file",
+         port_file, "--lifetime", "600"], stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: os.path.exists(port_file), timeout=10)
+        with open(port_file) as f:
+            port = int(f.read())
+        server = Server(workdir, NOOP_PLUGIN + (
+            'require("smtp").setup { url = "smtp://127.0.0.1:%d",'
+            ' from = "Bench Shop <shop@example.com>",'
+            ' public_url = "https://restock.example.com" }\n' % port))
+        fill_subscriptions(server.db, "hot", 10000)
+        server.start()
+        try:
+            cpu0 = server.cpu()
+            t0 = now()
+            server.call("POST", "/admin/variants/hot",
+                        {"inventory_quantity": 5})
+
+            def received():
+                try:
+                    with open(count_file) as f:
+                        return int(f.read() or 0)
+                except (OSError, ValueError):
+                    return 0
+            t_done = wait_until(lambda: received() >= 10000, timeout=600,
+                                step=0.02)
+            with open("/proc/%d/stat" % smtpd.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            smtpd_cpu = (int(fields[11]) + int(fields[12])) / \
+                os.sysconf("SC_CLK_TCK")
+            return (t_done - t0, server.status("VmHWM"),
+                    server.cpu() - cpu0, smtpd_cpu)
+        finally:
+            server.stop()
+    finally:
+        smtpd.terminate()
+        smtpd.wait(timeout=10)
+
+
 def export_million(workdir):
     """GET /admin/restock-notifications/export of 1,000,000 rows, read as
     fast as a client can: (seconds, rows, MB, the server's peak RSS in MB,
@@ -440,6 +490,18 @@ def export_million(workdir):
 
 
 def main():
+    if os.environ.get("BENCH_ONLY") == "smtp":
+        # Only the SMTP restock (BENCH_ONLY=smtp python3 bench/run.py).
+        base = tempfile.mkdtemp(prefix="restockd-bench-")
+        try:
+            secs, peak, cpu, smtpd_cpu = smtp_10k(base)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        print("| restock 10,000 via smtp.lua to a local SMTP server | "
+              "printed | %.2f s (%.0f mails/s), peak RSS %.1f MB, CPU: "
+              "restockd %.1f s, the SMTP server %.1f s |"
+              % (secs, 10000 / secs, peak, cpu, smtpd_cpu))
+        return
     if not os.path.exists(BIN):
         sys.exit("bench: build %s first (make bench does)" % BIN)
     if os.environ.get("BENCH_ONLY") == "demand":
@@ -539,6 +601,9 @@ def main():
             raise RuntimeError("fake SendGrid saw %d recipients"
                                % FakeSendGrid.recipients)
 
+        # 10,000 shoppers through scripts/smtp.lua to a local SMTP server.
+        smtp_secs, smtp_peak, smtp_cpu, smtpd_cpu = smtp_10k(workdir("smtp"))
+
         # 100,000 inventory updates in 10 batch requests of 10,000.
         srv = Server(workdir("batch"))
         fill_variants(srv.db, 100000)
@@ -583,6 +648,11 @@ def main():
          "%.3f s" % delivered, ""),
         ("restock 100,000 via sendgrid.lua: 100 requests received", "< 2 s",
          "%.3f s" % sg_received, ""),
+        ("restock 10,000 via smtp.lua: every mail accepted by a local "
+         "SMTP server", "printed", "%.2f s (%.0f mails/s), peak RSS %.1f MB, "
+         "CPU restockd %.1f s, SMTP server %.1f s"
+         % (smtp_secs, 10000 / smtp_secs, smtp_peak, smtp_cpu, smtpd_cpu),
+         ""),
         ("inventory batch: 100,000 updates in 10 requests", "< 1 s",
          "%.3f s" % batch, ""),
         ("subscribe, sustained %s s" % SUSTAINED, "p99 < 5 ms",

@@ -6,16 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include "config.h"
 #include "http_client.h"
 #include "inventory.h"
 #include "json_text.h"
 #include "log.h"
+#include "lua_connect.h"
 #include "lua_host.h"
 #include "lua_json.h"
+#include "lua_mail.h"
 #include "outbox.h"
 #include "stock.h"
 #include "watchdog.h"
@@ -635,24 +634,6 @@ static int l_http_request(lua_State *L) {
   return lua_yield(L, 0);
 }
 
-/* ---- restock.crypto ----------------------------------------------------- */
-
-/* restock.crypto.hmac_sha256(key, message): the MAC as lower-case hex. */
-static int l_hmac_sha256(lua_State *L) {
-  size_t klen, mlen;
-  const char *key = luaL_checklstring(L, 1, &klen);
-  const char *msg = luaL_checklstring(L, 2, &mlen);
-  unsigned char mac[32];
-  unsigned int maclen = sizeof mac;
-  HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, mlen, mac,
-       &maclen);
-  char hex[65];
-  for (unsigned i = 0; i < maclen; i++)
-    snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-  lua_pushlstring(L, hex, 2 * maclen);
-  return 1;
-}
-
 /* ---- the module --------------------------------------------------------- */
 
 int lua_api_open(lua_State *L) {
@@ -665,8 +646,6 @@ int lua_api_open(lua_State *L) {
   static const luaL_Reg variants[] = {{"retrieve", l_variant_retrieve},
                                       {NULL, NULL}};
   static const luaL_Reg http[] = {{"request", l_http_request}, {NULL, NULL}};
-  static const luaL_Reg crypto[] = {{"hmac_sha256", l_hmac_sha256},
-                                    {NULL, NULL}};
   static const luaL_Reg json[] = {
       {"encode", l_json_encode}, {"decode", l_json_decode}, {NULL, NULL}};
   static const luaL_Reg log_fns[] = {{"info", l_log_info},
@@ -678,8 +657,7 @@ int lua_api_open(lua_State *L) {
   lua_setfield(L, -2, "variants");
   luaL_newlib(L, http);
   lua_setfield(L, -2, "http");
-  luaL_newlib(L, crypto);
-  lua_setfield(L, -2, "crypto");
+  lua_crypto_open(L);
   luaL_newlib(L, json); /* [restock, json] */
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
@@ -690,5 +668,6 @@ int lua_api_open(lua_State *L) {
   lua_remove(L, -2);
   luaL_setfuncs(L, log_fns, 1);
   lua_setfield(L, -2, "log");
+  lua_mail_open(L); /* restock.smtp, restock.url */
   return 1;
 }

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "error.h"
+#include "outbox.h"
 #include "log.h"
 #include "lua_json.h"
 #include "watchdog.h"
@@ -267,11 +268,13 @@ static size_t quoted_count(const char *text, size_t len, const char *name) {
 /* Warns about each handler whose event restockd never emits and that no
  * loaded source names anywhere but in its subscribe call: most likely a
  * typo ("restock-notification.restock"), whose handler would never run. The
- * sources are plugin.lua and every module it required from a file. */
+ * sources are plugin.lua and every module it required from a file; an
+ * event a module names at all is the module's own (sendgrid.lua names its
+ * part event once, in a constant it both subscribes and emits with). */
 static void check_event_names(LuaHost *h, const char *path,
                               StrList *warnings) {
   lua_State *L = h->L;
-  Buf src = {0};
+  Buf src = {0}, modules = {0};
   append_file(&src, path);
   lua_getglobal(L, "package");      /* [package] */
   lua_getfield(L, -1, "loaded");    /* [package, loaded] */
@@ -285,7 +288,7 @@ static void check_event_names(LuaHost *h, const char *path,
       lua_pushvalue(L, -2); /* key */
       lua_pushvalue(L, -4); /* path */
       if (lua_host_pcall(L, 2, 1) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
-        append_file(&src, lua_tostring(L, -1));
+        append_file(&modules, lua_tostring(L, -1));
       lua_pop(L, 1);
     }
   }
@@ -302,7 +305,8 @@ static void check_event_names(LuaHost *h, const char *path,
     size_t subscribes = 0;
     for (size_t j = 0; j < c->nhandlers; j++)
       if (strcmp(c->handlers[j].event, event) == 0) subscribes++;
-    if (quoted_count(src.data ? src.data : "", src.len, event) > subscribes)
+    if (quoted_count(src.data ? src.data : "", src.len, event) > subscribes ||
+        quoted_count(modules.data ? modules.data : "", modules.len, event) > 0)
       continue;
     char *w = xasprintf(
         "restock.subscribe: restockd never emits \"%s\" and no restock.emit "
@@ -316,6 +320,7 @@ static void check_event_names(LuaHost *h, const char *path,
     free(w);
   }
   buf_free(&src);
+  buf_free(&modules);
 }
 
 int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
@@ -585,29 +590,16 @@ static void on_deadline(uv_timer_t *timer) {
 
 /* Pushes the handler's argument: the event's data, or for a per-subscriber
  * delivery the data less emails and subscribers, plus email and subscriber.
- * Returns 0, or -1 (nothing pushed) for data nested too deeply. */
+ * A delivery row written since migration 012 carries that share already;
+ * an older one is cut from the event here. Returns 0, or -1 (nothing
+ * pushed) for data nested too deeply. */
 static int push_argument(lua_State *co, json_t *j, const char *subscriber) {
-  if (!subscriber || !*subscriber || !json_is_object(j))
+  if (!subscriber || !*subscriber || !json_is_object(j) ||
+      (json_object_get(j, "subscriber") && !json_object_get(j, "emails")))
     return lua_json_push(co, j);
-  json_t *copy = json_copy(j);
-  json_t *entry = NULL;
-  json_t *subs = json_object_get(copy, "subscribers");
-  size_t i;
-  json_t *s;
-  json_array_foreach(subs, i, s) {
-    json_t *e = json_object_get(s, "email");
-    if (json_is_string(e) && strcmp(json_string_value(e), subscriber) == 0) {
-      entry = json_incref(s);
-      break;
-    }
-  }
-  if (!entry) entry = json_pack("{s:s}", "email", subscriber);
-  json_object_del(copy, "emails");
-  json_object_del(copy, "subscribers");
-  json_object_set_new(copy, "email", json_string(subscriber));
-  json_object_set_new(copy, "subscriber", entry);
-  int rc = lua_json_push(co, copy);
-  json_decref(copy);
+  json_t *share = outbox_subscriber_data(j, subscriber);
+  int rc = lua_json_push(co, share);
+  json_decref(share);
   return rc;
 }
 

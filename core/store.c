@@ -1339,9 +1339,10 @@ int store_subscription_set_event(StoreTx *tx, long long id,
 
 int store_delivery_insert(StoreTx *tx, long long event_id, const char *handler,
                           const char *subscriber, long long max_attempts,
-                          long long next_at, const char *now) {
-  return q_exec(tx, NULL, SQL_DELIVERY_INSERT, "issiis", event_id, handler,
-                subscriber, max_attempts, next_at, now);
+                          long long next_at, const char *now,
+                          const char *data) {
+  return q_exec(tx, NULL, SQL_DELIVERY_INSERT, "issiiss", event_id, handler,
+                subscriber, max_attempts, next_at, now, data);
 }
 
 void due_delivery_clear(DueDelivery *d) {

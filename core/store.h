@@ -406,10 +406,13 @@ int store_event_insert(StoreTx *tx, long long id, const char *name,
                        const char *data, const char *status,
                        const char *created_at, long long *out_id);
 /* One pending delivery of an event to a handler; `subscriber` is the email
- * of a per-subscriber delivery, "" for the whole event. */
+ * of a per-subscriber delivery, "" for the whole event. `data` (NULL: the
+ * event's) is what a per-subscriber delivery's handler gets, so that a
+ * claim reads that row's share, not the whole event, each time. */
 int store_delivery_insert(StoreTx *tx, long long event_id, const char *handler,
                           const char *subscriber, long long max_attempts,
-                          long long next_at, const char *now);
+                          long long next_at, const char *now,
+                          const char *data);
 
 typedef struct {
   long long event_id;

@@ -261,10 +261,12 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         " WHERE id = ?1",
     [SQL_DELIVERY_INSERT] =
         "INSERT INTO deliveries (event_id, handler, subscriber, max_attempts,"
-        " next_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        " next_at, updated_at, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [SQL_DELIVERY_DUE] =
+        /* A per-subscriber row's own share of the data; the event's
+         * (large, for a restock) is then never read. */
         "SELECT d.event_id, d.handler, d.subscriber, d.attempts,"
-        " d.max_attempts, e.name, e.data"
+        " d.max_attempts, e.name, COALESCE(d.data, e.data)"
         " FROM deliveries d JOIN events e ON e.id = d.event_id"
         " WHERE d.status = 'pending' AND d.next_at <= ?1"
         " ORDER BY d.next_at, d.event_id LIMIT ?2",

@@ -294,3 +294,32 @@ TEST(subscriptions_locale_tags) {
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
     CHECK(!subscriptions_valid_locale(bad[i]));
 }
+
+TEST(outbox_subscriber_data_is_the_shoppers_share) {
+  json_t *data = json_loads(
+      "{\"variant_id\":\"v\",\"sales_channel_id\":\"web\","
+      "\"emails\":[\"a@x.io\",\"b@x.io\"],"
+      "\"subscribers\":[{\"email\":\"a@x.io\",\"locale\":\"de\"},"
+      "{\"email\":\"b@x.io\"}]}",
+      0, NULL);
+  json_t *a = outbox_subscriber_data(data, "a@x.io");
+  CHECK(json_object_get(a, "emails") == NULL);
+  CHECK(json_object_get(a, "subscribers") == NULL);
+  CHECK_STR(json_string_value(json_object_get(a, "variant_id")), "v");
+  CHECK_STR(json_string_value(json_object_get(a, "sales_channel_id")), "web");
+  CHECK_STR(json_string_value(json_object_get(a, "email")), "a@x.io");
+  CHECK_STR(json_string_value(json_object_get(
+                json_object_get(a, "subscriber"), "locale")),
+            "de");
+  /* An email without an entry gets {email}. */
+  json_t *c = outbox_subscriber_data(data, "c@x.io");
+  CHECK_STR(json_string_value(json_object_get(
+                json_object_get(c, "subscriber"), "email")),
+            "c@x.io");
+  CHECK(json_object_size(json_object_get(c, "subscriber")) == 1);
+  /* The event itself is left as it was. */
+  CHECK(json_array_size(json_object_get(data, "emails")) == 2);
+  json_decref(a);
+  json_decref(c);
+  json_decref(data);
+}
