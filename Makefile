@@ -17,9 +17,12 @@ PKGS := build-essential pkg-config liblua5.4-dev libuv1-dev \
 # lua-filesystem are the specs' own modules; python3 runs the fake HTTP
 # servers (openssl makes their certificates); curl runs the documentation's
 # walk-throughs; sqlite3 lets specs look inside a database; python3-aiosmtpd
-# is the real SMTP server of the senders' specs (and of the bench).
+# is the real SMTP server of the senders' specs (and of the bench);
+# chromium, chromium-driver and python3-selenium run the browser tests of
+# the widget and the console (spec/browser/).
 TEST_PKGS := lua5.4 lua-busted lua-socket lua-cjson lua-filesystem python3 \
-             openssl curl sqlite3 python3-aiosmtpd
+             openssl curl sqlite3 python3-aiosmtpd chromium chromium-driver \
+             python3-selenium
 
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
@@ -46,10 +49,12 @@ SAN      := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 
 SRCS := $(wildcard core/*.c)
 SQLITE_MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql))
+# The widget and the console (web/), compiled in by core/embed_web.sh.
+WEB_FILES := $(sort $(wildcard web/*.html web/*.css web/*.js))
 # The words of the pages, one file per language, compiled in (core/pages.c).
 PAGE_TEXTS := $(sort $(wildcard web/texts/*.txt))
 # What is generated into build/gen/ and compiled with every build.
-GEN := migrations_sqlite texts_gen
+GEN := migrations_sqlite texts_gen web_assets
 
 REL_OBJS  := $(SRCS:core/%.c=build/release/%.o) $(GEN:%=build/release/%.o) \
              $(addprefix build/release/llhttp_,api.o http.o llhttp.o)
@@ -147,6 +152,10 @@ $(GEN:%=build/release/%.o): build/release/%.o: build/gen/%.c core/store.h | deps
 	$(CC) $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -Icore -c -o $@ $<
 $(GEN:%=build/asan/%.o): build/asan/%.o: build/gen/%.c core/store.h | deps build/asan
 	$(CC) $(CSTD) $(WARN) $(SAN) $(PKG_CFLAGS) -Icore -c -o $@ $<
+build/gen/web_assets.c: $(WEB_FILES) core/embed_web.sh | build/gen
+	sh core/embed_web.sh $(WEB_FILES) > $@.tmp && mv $@.tmp $@
+# The generated assets also follow the header that declares them.
+$(foreach b,release asan tsan fuzz,build/$(b)/web_assets.o): core/web.h core/http.h
 
 build/release build/asan build/tsan build/gen:
 	mkdir -p $@

@@ -30,6 +30,11 @@ typedef struct Api {
   unsigned char admin_digest[32];
   ApiHooksFn hooks; /* NULL: /hooks/ has no routes */
   void *hooks_ctx;
+  RateLimit *login_limit; /* failed console logins; made on first use */
+  /* The session cookie and its end (ms) while a route authorised by it
+   * runs (its synchronous part); NULL otherwise. */
+  const char *session;
+  long long session_expires;
 } Api;
 
 /* Sets the admin token (NULL or "" disables the admin API). */
@@ -84,6 +89,28 @@ void api_read(Api *api, HttpRequest *req,
  * trust_proxy option) the last X-Forwarded-For entry. */
 void api_client_address(Api *api, const HttpRequest *req, char *out,
                         size_t len);
+
+/* True when `token` is the admin token (compared as digests, in constant
+ * time). */
+bool api_admin_token_ok(const Api *api, const char *token);
+
+/* Routes of api_console.c (the web pages). */
+void api_widget(HttpRequest *req, void *api);
+void api_console_page(HttpRequest *req, void *api);
+void api_console_script(HttpRequest *req, void *api);
+void api_console_style(HttpRequest *req, void *api);
+void api_console_login(HttpRequest *req, void *api);
+void api_console_logout(HttpRequest *req, void *api);
+void api_console_session(HttpRequest *req, void *api);
+void api_admin_demand(HttpRequest *req, void *api);
+/* GET /admin/events?variant_id=: that variant's restocked events. */
+void api_admin_events_variant(HttpRequest *req, void *api,
+                              const char *variant_id, const char *status,
+                              long long limit, long long offset);
+/* Clears the session cookie in the answer. */
+void api_console_clear_cookie(Api *api, HttpRequest *req);
+/* True when a trusted proxy says the request came over HTTPS. */
+bool api_console_https(Api *api, const HttpRequest *req);
 
 /* Routes of api_store.c. */
 void api_subscribe(HttpRequest *req, void *api);

@@ -457,6 +457,14 @@ void api_admin_events_get(HttpRequest *req, void *data) {
                         : strcmp(status, "dead") == 0    ? "dead"
                                                          : "delivered")
                      : NULL;
+  /* A variant's restocked events (the console's variant page). */
+  const char *variant = url_pairs_get(&req->params, "variant_id");
+  if (variant) {
+    api_admin_events_variant(req, data, variant, l->status, l->limit,
+                             l->offset);
+    free(l);
+    return;
+  }
   const char *name = url_pairs_get(&req->params, "name");
   if (name) {
     snprintf(l->name, sizeof l->name, "%s", name);

@@ -164,8 +164,14 @@ static const char *status_text(int status) {
       return "Created";
     case 204:
       return "No Content";
+    case 301:
+      return "Moved Permanently";
     case 302:
       return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
     case 400:
       return "Bad Request";
     case 401:
@@ -471,12 +477,12 @@ static void conn_queue(HttpConn *c, int status, const char *content_type,
   if (!c->keep_alive || c->srv->stopping) c->close_after_write = true;
   c->since = ++c->srv->seq; /* idle from now on, unless more is pipelined */
   buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, status_text(status));
-  /* A 204 has no body, and says nothing of one. */
+  /* A 204 has no body, and says nothing of one; nor does a 304, whose
+   * length would be that of the body it stands for. */
   if (chunked)
-    buf_printf(&c->out,
-               "Content-Type: %s\r\nTransfer-Encoding: chunked\r\n",
+    buf_printf(&c->out, "Content-Type: %s\r\nTransfer-Encoding: chunked\r\n",
                content_type);
-  else if (status != 204)
+  else if (status != 204 && status != 304)
     buf_printf(&c->out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
                content_type, len);
   buf_printf(&c->out,
@@ -1280,7 +1286,11 @@ void http_add_header(HttpRequest *req, const char *name, const char *value) {
   buf_printf(&req->extra_headers, "%s: %s\r\n", name, value);
 }
 
-HttpRequest *http_defer(HttpRequest *req) {
+/* Moves `req` to the heap; with `keep_body`, with a copy of its body. */
+static HttpRequest *defer(HttpRequest *req, bool keep_body) {
+  /* Deferred already (an admin request whose session was checked first):
+   * it stays where it is. */
+  if (req->deferred) return req;
   HttpConn *c = req->conn;
   HttpRequest *d = xmalloc(sizeof *d);
   *d = *req; /* takes over match, params and extra_headers */
@@ -1289,7 +1299,8 @@ HttpRequest *http_defer(HttpRequest *req) {
   memset(&req->extra_headers, 0, sizeof req->extra_headers);
   /* Copies of what lives in the connection's parse buffers. */
   size_t m = strlen(req->method) + 1, a = strlen(req->client_addr) + 1;
-  d->owned = xmalloc(m + req->path_len + 1 + req->query_len + 1 + a);
+  size_t b = keep_body ? req->body_len + 1 : 0;
+  d->owned = xmalloc(m + req->path_len + 1 + req->query_len + 1 + a + b);
   char *p = d->owned;
   memcpy(p, req->method, m);
   d->method = p;
@@ -1306,14 +1317,25 @@ HttpRequest *http_defer(HttpRequest *req) {
   p += req->query_len + 1;
   memcpy(p, req->client_addr, a);
   d->client_addr = p;
+  p += a;
   d->body = "";
   d->body_len = 0;
+  if (keep_body) {
+    memcpy(p, req->body, req->body_len);
+    p[req->body_len] = '\0';
+    d->body = p;
+    d->body_len = req->body_len;
+  }
   d->deferred = true;
   c->deferred = d;
   /* The handler's copy counts as answered: conn_dispatch adds nothing. */
   req->status = -1;
   return d;
 }
+
+HttpRequest *http_defer(HttpRequest *req) { return defer(req, false); }
+
+HttpRequest *http_defer_with_body(HttpRequest *req) { return defer(req, true); }
 
 /* Frees a deferred request once answered, and lets its connection go on. */
 static void deferred_done(HttpRequest *d) {

@@ -126,6 +126,10 @@ void http_add_header(HttpRequest *req, const char *name, const char *value);
  * closes, are gone: read them before deferring. If the client leaves
  * first, the answer is dropped. */
 HttpRequest *http_defer(HttpRequest *req);
+/* Like http_defer, but the deferred request keeps a copy of its body, for
+ * a handler that must wait before the route reads it (the console's
+ * session check). Deferring that request again returns it unchanged. */
+HttpRequest *http_defer_with_body(HttpRequest *req);
 /* Queues the response. `body` is copied. */
 void http_respond(HttpRequest *req, int status, const char *content_type,
                   const char *body, size_t len);

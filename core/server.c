@@ -463,6 +463,7 @@ out:
   config_unref(d->config);
   d->config = NULL;
   ratelimit_free(srv->api.ratelimit);
+  ratelimit_free(srv->api.login_limit);
 close_loop:
   if (uv_loop_close(&srv->loop) != 0)
     log_error("shutdown: the loop did not close");

@@ -1449,6 +1449,13 @@ static int event_deliveries(StoreTx *tx, long long id, const EventVisitor *v) {
   return rc < 0 ? rc : 0;
 }
 
+/* An event listing by a count and a list statement whose parameters are
+ * (filter, status, limit, offset). */
+static int event_list_with(StoreTx *tx, StmtId count_id, StmtId list_id,
+                           const char *filter, const char *status,
+                           long long limit, long long offset,
+                           const EventVisitor *v, long long *count);
+
 int store_event_list(StoreTx *tx, const char *name, const char *status,
                      long long limit, long long offset, const EventVisitor *v,
                      long long *count) {
@@ -1462,6 +1469,14 @@ int store_event_list(StoreTx *tx, const char *name, const char *status,
     count_id = SQL_EVENT_COUNT_NAMED;
     list_id = SQL_EVENT_LIST_NAMED;
   }
+  return event_list_with(tx, count_id, list_id, name, status, limit, offset,
+                         v, count);
+}
+
+static int event_list_with(StoreTx *tx, StmtId count_id, StmtId list_id,
+                           const char *name, const char *status,
+                           long long limit, long long offset,
+                           const EventVisitor *v, long long *count) {
   int rc = q_scalar(tx, count, NULL, count_id, "ss", name, status);
   if (rc) return rc;
   Q q;
@@ -1970,4 +1985,91 @@ int store_conversion_variants(StoreTx *tx, const ConversionFilter *f,
   }
   q_close(&q);
   return rc < 0 ? rc : 0;
+}
+
+/* ---- the web console (issue 17) ------------------------------------------- */
+
+int store_session_put(StoreTx *tx, const char *selector,
+                      const char *validator_hash, const char *created_at,
+                      long long expires_at) {
+  return q_exec(tx, NULL, SQL_SESSION_INSERT, "sssi", selector, validator_hash,
+                created_at, expires_at);
+}
+
+int store_session_get(StoreTx *tx, const char *selector, long long now,
+                      char validator_hash[65], long long *expires_at) {
+  Q q;
+  if (q_open(&q, tx, SQL_SESSION_GET, "si", selector, now))
+    return RESTOCK_ESTORE;
+  int rc = q_step(&q);
+  if (rc == 1) {
+    q_copy(&q, 0, validator_hash, 65);
+    *expires_at = q_int(&q, 1);
+  }
+  q_close(&q);
+  return rc < 0 ? rc : rc == 0 ? RESTOCK_ENOTFOUND : 0;
+}
+
+int store_session_delete(StoreTx *tx, const char *selector) {
+  return q_exec(tx, NULL, SQL_SESSION_DELETE, "s", selector);
+}
+
+int store_session_prune(StoreTx *tx, long long now, long long *deleted) {
+  return q_exec(tx, deleted, SQL_SESSION_PRUNE, "i", now);
+}
+
+int store_demand_list(StoreTx *tx, const char *channel, long long limit,
+                      long long offset, DemandRowFn fn, void *ctx,
+                      long long *count) {
+  int rc = channel ? q_scalar(tx, count, NULL, SQL_DEMAND_COUNT_CHANNEL, "s",
+                              channel)
+                   : q_scalar(tx, count, NULL, SQL_DEMAND_COUNT, "");
+  if (rc) return rc;
+  Q q;
+  rc = channel ? q_open(&q, tx, SQL_DEMAND_LIST_CHANNEL, "sii", channel,
+                        limit, offset)
+               : q_open(&q, tx, SQL_DEMAND_LIST, "ii", limit, offset);
+  if (rc) return RESTOCK_ESTORE;
+  /* Every row is read before `fn` runs, so that it may run statements of
+   * its own: two cannot be stepped at once on every backend. */
+  typedef struct {
+    Variant v;
+    long long waiting, notified;
+    char *oldest;
+  } Held;
+  Held *held = NULL;
+  size_t n = 0, cap = 0;
+  while ((rc = q_step(&q)) == 1) {
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      held = xrealloc(held, cap * sizeof *held);
+    }
+    Held *h = &held[n++];
+    memset(h, 0, sizeof *h);
+    read_variant(&q, &h->v);
+    h->waiting = q_int(&q, 10);
+    h->notified = q_int(&q, 11);
+    h->oldest = q_dup(&q, 12);
+  }
+  q_close(&q);
+  rc = rc < 0 ? rc : 0;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    DemandRow row = {&held[i].v, held[i].waiting, held[i].notified,
+                     held[i].oldest};
+    rc = fn(tx, ctx, &row);
+  }
+  for (size_t i = 0; i < n; i++) {
+    variant_clear(&held[i].v);
+    free(held[i].oldest);
+  }
+  free(held);
+  return rc;
+}
+
+int store_event_list_variant(StoreTx *tx, const char *variant_id,
+                             const char *status, long long limit,
+                             long long offset, const EventVisitor *v,
+                             long long *count) {
+  return event_list_with(tx, SQL_EVENT_COUNT_VARIANT, SQL_EVENT_LIST_VARIANT,
+                         variant_id, status, limit, offset, v, count);
 }

@@ -638,4 +638,43 @@ int store_conversion_variants(StoreTx *tx, const ConversionFilter *f,
                               ConversionVariant **out, size_t *n,
                               long long *count);
 
+/* ---- the web console (issue 17) ------------------------------------------- */
+
+/* Stores a console session: `selector` names it, `validator_hash` is the
+ * hex SHA-256 of its secret half; it ends at `expires_at` (ms). */
+int store_session_put(StoreTx *tx, const char *selector,
+                      const char *validator_hash, const char *created_at,
+                      long long expires_at);
+/* The session `selector` if it has not ended at `now`: its validator hash
+ * (65 bytes with the NUL) and end. 0 or RESTOCK_ENOTFOUND. */
+int store_session_get(StoreTx *tx, const char *selector, long long now,
+                      char validator_hash[65], long long *expires_at);
+int store_session_delete(StoreTx *tx, const char *selector);
+/* Deletes the sessions that ended by `now`; *deleted gets how many. */
+int store_session_prune(StoreTx *tx, long long now, long long *deleted);
+
+/* One row of the demand report: a variant with active subscriptions (in
+ * the scope asked for), with the counts migration 011's triggers keep and
+ * the time its oldest active subscription was made. */
+typedef struct {
+  const Variant *variant;
+  long long waiting;
+  long long notified;
+  const char *oldest_waiting_since;
+} DemandRow;
+typedef int (*DemandRowFn)(StoreTx *tx, void *ctx, const DemandRow *row);
+/* The variants with active subscriptions, most waiting first (ties by id):
+ * every scope when `channel` is NULL, else those scoped to `channel`.
+ * *count gets the number of such variants. `fn` runs once every row has
+ * been read, so it may use `tx` itself (a scope's quantity). */
+int store_demand_list(StoreTx *tx, const char *channel, long long limit,
+                      long long offset, DemandRowFn fn, void *ctx,
+                      long long *count);
+/* The restocked events of `variant_id` (status NULL: any), oldest first,
+ * each with its deliveries, as store_event_list. */
+int store_event_list_variant(StoreTx *tx, const char *variant_id,
+                             const char *status, long long limit,
+                             long long offset, const EventVisitor *v,
+                             long long *count);
+
 #endif

@@ -59,7 +59,13 @@
   X(LEASE_CLAIM) X(LEASE_RELEASE)                                            \
   X(ORDER_INSERT) X(CONVERSION_CANDIDATE) X(CONVERSION_MARK)                 \
   X(REPORT_TOTALS) X(REPORT_REVENUE) X(REPORT_VARIANT_COUNT)                 \
-  X(REPORT_VARIANTS)
+  X(REPORT_VARIANTS)                                                          \
+  /* The web console (issue 17): its sessions, the demand report, a        \
+   * variant's restocked events. */                                       \
+  X(SESSION_INSERT) X(SESSION_GET) X(SESSION_DELETE) X(SESSION_PRUNE)         \
+  X(DEMAND_LIST) X(DEMAND_COUNT) X(DEMAND_LIST_CHANNEL)                       \
+  X(DEMAND_COUNT_CHANNEL)                                                     \
+  X(EVENT_LIST_VARIANT) X(EVENT_COUNT_VARIANT)
 
 typedef enum {
 #define STORE_SQL_ENUM(name) SQL_##name,

@@ -563,6 +563,61 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         " GROUP BY variant_id"
         " ORDER BY count(converted_at) DESC, count(*) DESC, variant_id"
         " LIMIT ?4 OFFSET ?5",
+    /* The web console (issue 17), over migration 011. */
+    [SQL_SESSION_INSERT] =
+        "INSERT INTO admin_sessions (selector, validator_hash, created_at,"
+        " expires_at) VALUES (?1, ?2, ?3, ?4)",
+    [SQL_SESSION_GET] =
+        "SELECT validator_hash, expires_at FROM admin_sessions"
+        " WHERE selector = ?1 AND expires_at > ?2",
+    [SQL_SESSION_DELETE] = "DELETE FROM admin_sessions WHERE selector = ?1",
+    [SQL_SESSION_PRUNE] = "DELETE FROM admin_sessions WHERE expires_at <= ?1",
+    /* Ranked by the counts migration 011's triggers keep: a grouping of
+     * their rows (one per scope of a variant), never of the
+     * subscriptions. The oldest active subscription of a scope is the
+     * first entry of restock_subscriptions_scope for it. Columns: the
+     * variant's, then waiting, notified, oldest. */
+    [SQL_DEMAND_LIST] =
+        "SELECT " VARIANT_COLUMNS ", d.waiting, d.notified,"
+        " (SELECT min((SELECT s.created_at FROM restock_subscriptions s"
+        "   WHERE s.variant_id = c.variant_id"
+        "   AND s.sales_channel_id = c.sales_channel_id"
+        "   ORDER BY s.id LIMIT 1))"
+        "  FROM demand_counts c WHERE c.variant_id = d.variant_id"
+        "  AND c.waiting > 0)"
+        /* The page is cut first, so that only its rows are looked up. */
+        " FROM (SELECT variant_id, sum(waiting) AS waiting,"
+        "  sum(notified) AS notified FROM demand_counts GROUP BY variant_id"
+        "  HAVING sum(waiting) > 0 ORDER BY 2 DESC, 1 LIMIT ?1 OFFSET ?2) d"
+        " JOIN variants v ON v.id = d.variant_id"
+        " ORDER BY d.waiting DESC, d.variant_id",
+    [SQL_DEMAND_COUNT] =
+        "SELECT count(DISTINCT variant_id) FROM demand_counts"
+        " WHERE waiting > 0",
+    [SQL_DEMAND_LIST_CHANNEL] =
+        "SELECT " VARIANT_COLUMNS ", d.waiting, d.notified,"
+        " (SELECT s.created_at FROM restock_subscriptions s"
+        "  WHERE s.variant_id = d.variant_id"
+        "  AND s.sales_channel_id = d.sales_channel_id"
+        "  ORDER BY s.id LIMIT 1)"
+        " FROM (SELECT variant_id, sales_channel_id, waiting, notified"
+        "  FROM demand_counts WHERE sales_channel_id = ?1 AND waiting > 0"
+        "  ORDER BY waiting DESC, variant_id LIMIT ?2 OFFSET ?3) d"
+        " JOIN variants v ON v.id = d.variant_id"
+        " ORDER BY d.waiting DESC, d.variant_id",
+    [SQL_DEMAND_COUNT_CHANNEL] =
+        "SELECT count(*) FROM demand_counts"
+        " WHERE sales_channel_id = ?1 AND waiting > 0",
+    /* A variant's restocked events, through events_restocked_variant
+     * (migration 004): ?1 the variant, ?2 a status or NULL. */
+    [SQL_EVENT_LIST_VARIANT] =
+        "SELECT " EVENT_COLUMNS " FROM events WHERE name = " RESTOCKED_SQL
+        " AND json_extract(data, '$.variant_id') = ?1"
+        " AND (?2 IS NULL OR status = ?2) ORDER BY id LIMIT ?3 OFFSET ?4",
+    [SQL_EVENT_COUNT_VARIANT] =
+        "SELECT count(*) FROM events WHERE name = " RESTOCKED_SQL
+        " AND json_extract(data, '$.variant_id') = ?1"
+        " AND (?2 IS NULL OR status = ?2)",
 };
 
 /* ---- connections and statements ------------------------------------------ */
