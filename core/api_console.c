@@ -281,7 +281,8 @@ static int demand_row(StoreTx *tx, void *ctx, const DemandRow *row) {
       "oldest_waiting_since",
       row->oldest_waiting_since ? json_string(row->oldest_waiting_since)
                                 : json_null(),
-      "notified", (json_int_t)row->notified, "converted", (json_int_t)0);
+      "notified", (json_int_t)row->notified, "converted",
+      (json_int_t)row->converted);
   json_array_append_new(l->rows, j);
   return 0;
 }

@@ -2034,7 +2034,7 @@ int store_demand_list(StoreTx *tx, const char *channel, long long limit,
    * its own: two cannot be stepped at once on every backend. */
   typedef struct {
     Variant v;
-    long long waiting, notified;
+    long long waiting, notified, converted;
     char *oldest;
   } Held;
   Held *held = NULL;
@@ -2050,12 +2050,13 @@ int store_demand_list(StoreTx *tx, const char *channel, long long limit,
     h->waiting = q_int(&q, 10);
     h->notified = q_int(&q, 11);
     h->oldest = q_dup(&q, 12);
+    h->converted = q_int(&q, 13);
   }
   q_close(&q);
   rc = rc < 0 ? rc : 0;
   for (size_t i = 0; rc == 0 && i < n; i++) {
     DemandRow row = {&held[i].v, held[i].waiting, held[i].notified,
-                     held[i].oldest};
+                     held[i].converted, held[i].oldest};
     rc = fn(tx, ctx, &row);
   }
   for (size_t i = 0; i < n; i++) {

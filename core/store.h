@@ -660,6 +660,7 @@ typedef struct {
   const Variant *variant;
   long long waiting;
   long long notified;
+  long long converted; /* notifications an order converted */
   const char *oldest_waiting_since;
 } DemandRow;
 typedef int (*DemandRowFn)(StoreTx *tx, void *ctx, const DemandRow *row);

@@ -108,6 +108,15 @@ describe("conversions", function()
     assert.same({ variant_id = "v-shirt", notified = 2, converted = 1,
       rate = 0.5, revenue = { EUR = 98 } }, j.by_variant[1])
     assert.equals(1, conversions_metric(server))
+    -- The demand report counts it for its variant, once the variant has
+    -- shoppers waiting again.
+    outbound.set_quantity(server, "v-shirt", 0)
+    outbound.subscribe(server, "v-shirt", "cat@example.com")
+    local demand = helpers.admin(server, "GET", "/admin/reports/demand")
+    helpers.assert_status(demand, 200)
+    assert.equals("v-shirt", demand.json.variants[1].variant_id)
+    assert.equals(2, demand.json.variants[1].notified)
+    assert.equals(1, demand.json.variants[1].converted)
     -- The history row says so too: the report is built from it.
     local res = helpers.admin(server, "GET", "/admin/restock-notifications"
       .. helpers.query { email = "ann@example.com", status = "notified" })

@@ -619,7 +619,15 @@ def console(suite, server, shop, driver, shot):
              d.find_element(By.ID, "page").text.count("\n") > 2, "the conversions page")
         text = driver.find_element(By.ID, "page").text
         assert "Conversions" in text
-        assert ("Converted" in text) or ("does not report conversions yet" in text), text
+        # The report, now that the server records conversions: the counts
+        # the API gives are the ones shown (headings are upper-cased by CSS).
+        s, rep = server.api("GET", "/admin/reports/conversions")
+        assert s == 200, rep
+        assert "CONVERTED" in text.upper(), text
+        assert "does not report conversions yet" not in text, text
+        lines = [l.strip() for l in text.split("\n")]
+        i = [l.upper() for l in lines].index("NOTIFIED")
+        assert lines[i + 1] == str(rep["notified"]), (lines[i + 1], rep)
         shot("console-conversions")
 
     suite.test("console: the conversions page loads", conversions)
