@@ -1,6 +1,7 @@
 /* restockd: command line, start-up and shut-down order. */
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -354,6 +355,14 @@ static int cmd_start(const Settings *s) {
 
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
+  /* The storage threads allocate and free a group's worth of rows at a
+   * time; glibc would give that memory back to the kernel after each group
+   * (madvise, a TLB shootdown that stalls every thread) only to fault it
+   * in again for the next. Keeping up to 16 MiB free in each arena, and
+   * serving blocks under 1 MiB from the arenas rather than from mmap,
+   * stops that churn. */
+  mallopt(M_TRIM_THRESHOLD, 16 << 20);
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   Settings s;
   memset(&s, 0, sizeof s);
   if (argc < 2) {

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -31,7 +32,14 @@ typedef struct {
   bool set;
   unsigned char enc[32], mac[32], nonce[32];
   EVP_CIPHER_CTX *ecb_enc, *ecb_dec;
+  /* Keyed once, re-initialized per use: OpenSSL 3's one-shot HMAC() looks
+   * the algorithm up on every call, which cost a restock check more than
+   * the rest of making its tokens. */
+  EVP_MAC_CTX *tag_mac, *nonce_mac;
+  EVP_CIPHER_CTX *gcm_enc, *gcm_dec;
 } Keys;
+
+static EVP_MAC *hmac_alg;
 
 static pthread_key_t keys_slot;
 static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
@@ -40,11 +48,39 @@ static void keys_free(void *p) {
   Keys *k = p;
   EVP_CIPHER_CTX_free(k->ecb_enc);
   EVP_CIPHER_CTX_free(k->ecb_dec);
+  EVP_CIPHER_CTX_free(k->gcm_enc);
+  EVP_CIPHER_CTX_free(k->gcm_dec);
+  EVP_MAC_CTX_free(k->tag_mac);
+  EVP_MAC_CTX_free(k->nonce_mac);
   OPENSSL_cleanse(k, sizeof *k);
   free(k);
 }
 
-static void keys_init(void) { pthread_key_create(&keys_slot, keys_free); }
+static void keys_init(void) {
+  pthread_key_create(&keys_slot, keys_free);
+  hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+  if (!hmac_alg) abort();
+}
+
+/* An HMAC-SHA256 context keyed with `key`. */
+static EVP_MAC_CTX *mac_new(const unsigned char key[32]) {
+  EVP_MAC_CTX *c = EVP_MAC_CTX_new(hmac_alg);
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+      OSSL_PARAM_construct_end()};
+  if (!c || !EVP_MAC_init(c, key, 32, params)) abort();
+  return c;
+}
+
+/* HMAC-SHA256 of `in` with a context from mac_new. */
+static void mac_of(EVP_MAC_CTX *c, const unsigned char *in, size_t len,
+                   unsigned char out[32]) {
+  size_t n = 0;
+  if (!EVP_MAC_init(c, NULL, 0, NULL) || !EVP_MAC_update(c, in, len) ||
+      !EVP_MAC_final(c, out, &n, 32) || n != 32)
+    abort();
+}
 
 static void derive(const unsigned char key[TOKEN_KEY_LEN], const char *label,
                    unsigned char out[32]) {
@@ -79,6 +115,20 @@ static Keys *keys_for(const unsigned char key[TOKEN_KEY_LEN]) {
       abort();
     EVP_CIPHER_CTX_set_padding(k->ecb_enc, 0);
     EVP_CIPHER_CTX_set_padding(k->ecb_dec, 0);
+    EVP_MAC_CTX_free(k->tag_mac);
+    EVP_MAC_CTX_free(k->nonce_mac);
+    k->tag_mac = mac_new(k->mac);
+    k->nonce_mac = mac_new(k->nonce);
+    EVP_CIPHER_CTX_free(k->gcm_enc);
+    EVP_CIPHER_CTX_free(k->gcm_dec);
+    k->gcm_enc = EVP_CIPHER_CTX_new();
+    k->gcm_dec = EVP_CIPHER_CTX_new();
+    if (!k->gcm_enc || !k->gcm_dec ||
+        !EVP_EncryptInit_ex(k->gcm_enc, EVP_aes_256_gcm(), NULL, k->enc,
+                            NULL) ||
+        !EVP_DecryptInit_ex(k->gcm_dec, EVP_aes_256_gcm(), NULL, k->enc,
+                            NULL))
+      abort();
     k->set = true;
   }
   return k;
@@ -94,8 +144,7 @@ static int aes_block(Keys *k, const unsigned char in[16],
 
 static void tag_of(Keys *k, const unsigned char block[BLOCK],
                    unsigned char out[32]) {
-  unsigned int n = 32;
-  HMAC(EVP_sha256(), k->mac, sizeof k->mac, block, BLOCK, out, &n);
+  mac_of(k->tag_mac, block, BLOCK, out);
 }
 
 void token_make(const unsigned char key[TOKEN_KEY_LEN], TokenPurpose purpose,
@@ -184,15 +233,12 @@ void token_make_manage(const unsigned char key[TOKEN_KEY_LEN],
   size_t len = strnlen(email, 255);
   unsigned char raw[MANAGE_RAW_MAX], digest[32];
   Keys *k = keys_for(key);
-  unsigned int n = 32;
-  HMAC(EVP_sha256(), k->nonce, sizeof k->nonce, (const unsigned char *)email,
-       len, digest, &n);
+  mac_of(k->nonce_mac, (const unsigned char *)email, len, digest);
   raw[0] = TOKEN_MANAGE;
   memcpy(raw + 1, digest, GCM_NONCE);
-  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-  int outl = 0, ok = ctx &&
-                     EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, k->enc,
-                                        raw + 1) &&
+  /* The key was set once; each token sets only its nonce. */
+  EVP_CIPHER_CTX *ctx = k->gcm_enc;
+  int outl = 0, ok = EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, raw + 1) &&
                      EVP_EncryptUpdate(ctx, NULL, &outl,
                                        (const unsigned char *)MANAGE_AAD,
                                        (int)strlen(MANAGE_AAD)) &&
@@ -203,7 +249,6 @@ void token_make_manage(const unsigned char key[TOKEN_KEY_LEN],
                                          &outl) &&
                      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GCM_TAG,
                                          raw + 1 + GCM_NONCE + len);
-  EVP_CIPHER_CTX_free(ctx);
   if (!ok) abort();
   b64_encode(raw, 1 + GCM_NONCE + len + GCM_TAG, out);
 }
@@ -235,10 +280,9 @@ int token_parse_manage(const unsigned char key[TOKEN_KEY_LEN],
   size_t len = n - 1 - GCM_NONCE - GCM_TAG;
   if (len >= elen || len > 254) return RESTOCK_EINVAL;
   Keys *k = keys_for(key);
-  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+  EVP_CIPHER_CTX *ctx = k->gcm_dec;
   int outl = 0,
-      ok = ctx &&
-           EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, k->enc, raw + 1) &&
+      ok = EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, raw + 1) &&
            EVP_DecryptUpdate(ctx, NULL, &outl,
                              (const unsigned char *)MANAGE_AAD,
                              (int)strlen(MANAGE_AAD)) &&
@@ -247,7 +291,6 @@ int token_parse_manage(const unsigned char key[TOKEN_KEY_LEN],
            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GCM_TAG,
                                raw + 1 + GCM_NONCE + len) &&
            EVP_DecryptFinal_ex(ctx, (unsigned char *)email + len, &outl);
-  EVP_CIPHER_CTX_free(ctx);
   if (!ok) return RESTOCK_EINVAL;
   email[len] = '\0';
   if (strlen(email) != len) return RESTOCK_EINVAL;
