@@ -8,14 +8,18 @@
 
 PKGS := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev \
         libsqlite3-dev libcurl4-openssl-dev libjansson-dev libssl-dev \
-        node-llhttp lua-busted lua-socket lua-cjson
+        libpq-dev node-llhttp lua-busted lua-socket lua-cjson
+# What `make test` needs beyond the build: a PostgreSQL server for the specs
+# of the PostgreSQL backend (spec/pg.sh starts a throwaway cluster), and its
+# client (psql), with which specs look into the database.
+TEST_PKGS := postgresql postgresql-client
 
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 PKG_LIBS   := lua5.4 libuv sqlite3 jansson libcrypto
-# libcurl's header only: the library is loaded with dlopen on first use
-# (core/curl_dl.h says why).
-PKG_HDRS   := libcurl
+# libcurl's and libpq's headers only: each library is loaded with dlopen on
+# first use (core/curl_dl.h and core/pq_dl.h say why).
+PKG_HDRS   := libcurl libpq
 
 # Recursively expanded so that pkg-config runs after `deps` has installed it.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_LIBS) $(PKG_HDRS))
@@ -34,18 +38,22 @@ SAN      := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 
 SRCS := $(wildcard core/*.c)
 SQLITE_MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql))
+POSTGRES_MIGRATIONS := $(sort $(wildcard migrations/postgres/*.sql))
 
 REL_OBJS  := $(SRCS:core/%.c=build/release/%.o) \
              build/release/migrations_sqlite.o \
+             build/release/migrations_postgres.o \
              $(addprefix build/release/llhttp_,api.o http.o llhttp.o)
 ASAN_OBJS := $(SRCS:core/%.c=build/asan/%.o) build/asan/migrations_sqlite.o \
+             build/asan/migrations_postgres.o \
              $(addprefix build/asan/llhttp_,api.o http.o llhttp.o)
 
 UNIT_SRCS := $(wildcard spec/unit/*.c)
 # The unit tests link every core object except the one holding main().
 UNIT_CORE := $(filter-out build/asan/main.o,$(ASAN_OBJS))
 
-.PHONY: all deps run test unit asan release clean bench install
+.PHONY: all deps test-deps install-pkgs run test unit asan release clean \
+        bench install
 
 # `make install PREFIX=/usr/local` (DESTDIR is honoured for packaging).
 PREFIX  ?= /usr/local
@@ -53,7 +61,11 @@ DESTDIR ?=
 all: build/restockd
 
 deps:
-	@missing=""; for p in $(PKGS); do \
+	@$(MAKE) --no-print-directory install-pkgs LIST="$(PKGS)"
+test-deps:
+	@$(MAKE) --no-print-directory install-pkgs LIST="$(TEST_PKGS)"
+install-pkgs:
+	@missing=""; for p in $(LIST); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' \
 	    || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -94,6 +106,8 @@ build/asan/llhttp_%.o: | deps build/asan
 # installed restockd never goes looking for them.
 build/gen/migrations_sqlite.c: $(SQLITE_MIGRATIONS) core/embed_migrations.sh | build/gen
 	sh core/embed_migrations.sh sqlite $(SQLITE_MIGRATIONS) > $@.tmp && mv $@.tmp $@
+build/gen/migrations_postgres.c: $(POSTGRES_MIGRATIONS) core/embed_migrations.sh | build/gen
+	sh core/embed_migrations.sh postgres $(POSTGRES_MIGRATIONS) > $@.tmp && mv $@.tmp $@
 build/release/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/release
 	$(CC) $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -Icore -c -o $@ $<
 build/asan/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/asan
@@ -109,7 +123,7 @@ run: build/restockd plugin.lua
 	./build/restockd migrations run
 	exec ./build/restockd start
 
-test: build/asan/restockd build/asan/unit_tests
+test: build/asan/restockd build/asan/unit_tests | test-deps
 	sh spec/run.sh
 
 # The benchmark suite (bench/run.py) against the release build; wrk comes
@@ -128,10 +142,13 @@ install: build/restockd
 	install -D -m 755 build/restockd $(DESTDIR)$(PREFIX)/bin/restockd
 	install -d $(DESTDIR)$(PREFIX)/share/restockd/scripts \
 	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/sqlite \
+	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/postgres \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/restockd/scripts/
 	install -m 644 migrations/sqlite/*.sql \
 	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/sqlite/
+	install -m 644 migrations/postgres/*.sql \
+	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/postgres/
 	install -m 644 plugin.lua.example $(DESTDIR)$(PREFIX)/share/restockd/
 	sed 's|@PREFIX@|$(PREFIX)|g' docs/restockd.service \
 	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/restockd.service

@@ -9,13 +9,22 @@
 #include "json_text.h"
 #include "log.h"
 #include "metrics.h"
+#include "node.h"
 #include "ratelimit.h"
 #include "router.h"
 #include "stock.h"
 #include "url.h"
 #include "xmalloc.h"
 
-static void api_health(HttpRequest *req, void *app) {
+static void api_health(HttpRequest *req, void *data) {
+  Api *api = data;
+  /* Issue 14: while the database is unreachable (PostgreSQL down), a load
+   * balancer should send requests to another node. */
+  if (!store_healthy(api->d->store)) {
+    http_respond_error(req, 503, "unexpected_state",
+                       "The database is unreachable");
+    return;
+  }
   http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
@@ -41,6 +50,16 @@ static void metrics_done(ReadCall *c, int status) {
     api_fail(m->req, status, NULL);
   } else {
     Buf out = {0};
+    /* Issue 14: the node and the storage side's own counters. */
+    Domain *d = m->call.unit.d;
+    StoreStats st;
+    store_stats(d->store, &st);
+    m->g.node = d->node ? node_id(d->node) : NULL;
+    m->g.backend = store_backend(d->store);
+    m->g.store_groups = st.groups;
+    m->g.store_units = st.units;
+    m->g.store_failed_commits = st.failed_commits;
+    m->g.store_round_trips = st.round_trips;
     metrics_render(&out, &m->g);
     http_respond(m->req, 200, "text/plain; version=0.0.4; charset=utf-8",
                  out.data, out.len);
@@ -95,6 +114,7 @@ static const Route routes[] = {
     {"POST", "/admin/inventory/batch", api_admin_batch_post},
     {"GET", "/admin/events", api_admin_events_get},
     {"POST", "/admin/events/{id}/retry", api_admin_event_retry},
+    {"GET", "/admin/nodes", api_admin_nodes_get},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 

@@ -85,6 +85,7 @@ void api_admin_notifications_get(HttpRequest *req, void *api);
 void api_admin_notifications_delete(HttpRequest *req, void *api);
 void api_admin_events_get(HttpRequest *req, void *api);
 void api_admin_event_retry(HttpRequest *req, void *api);
+void api_admin_nodes_get(HttpRequest *req, void *api);
 
 /* Routes of api_stock.c. */
 void api_admin_locations_post(HttpRequest *req, void *api);

@@ -23,6 +23,7 @@
 
 struct Engine;
 struct Outbox;
+struct Node;
 
 typedef struct Domain {
   uv_loop_t *loop;
@@ -32,6 +33,7 @@ typedef struct Domain {
   Config *config;
   struct Engine *engine; /* told of the checks units schedule */
   struct Outbox *outbox; /* told of the events units write */
+  struct Node *node;     /* this process as a node of the service */
   unsigned char token_key[TOKEN_KEY_LEN];
 } Domain;
 

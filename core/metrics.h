@@ -26,6 +26,11 @@ typedef struct {
   long long active_subscriptions;
   long long pending_checks;
   long long pending_deliveries;
+  /* This node, and the storage side's counters (store.h's StoreStats). */
+  const char *node;    /* NULL: not shown */
+  const char *backend; /* "sqlite", "postgres" */
+  unsigned long long store_groups, store_units, store_failed_commits,
+      store_round_trips;
 } MetricsGauges;
 
 /* Appends the whole exposition to `out`. */

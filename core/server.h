@@ -15,6 +15,7 @@ typedef struct {
   uint64_t header_timeout_ms;
   uint64_t body_timeout_ms;
   unsigned max_connections;
+  long long lease_ms; /* RESTOCK_LEASE_MS: a delivery's longest lease; 0: 15 s */
 } ServerSettings;
 
 /* Runs the server until it is stopped. Returns the process's exit code: 0

@@ -30,7 +30,8 @@ struct StoreTx {
   const StoreDriver *drv;
   StoreConn *conn;
   StoreStmt *stmt[SQL_COUNT_];
-  int depth; /* store_tx_begin levels open */
+  int depth;   /* store_tx_begin levels open */
+  bool writes; /* the writer's (or the CLI's): its reads may lock rows */
 };
 
 typedef struct {
@@ -61,6 +62,15 @@ struct Store {
   int durability;  /* wanted; atomic */
   int applied;     /* what the writer last set */
   StoreStats stats;
+  /* Issue 14: whether the last transaction reached the database (atomic;
+   * /health answers 503 while it is false), and the listener that wakes
+   * this node when another one made deliveries due. */
+  int healthy;
+  void *listener;
+  void (*wake)(void *);
+  void *wake_arg;
+  uv_async_t wake_async;
+  bool wake_open;
 };
 
 static void queue_push(Queue *q, StoreWork *w) {
@@ -272,9 +282,11 @@ static int exec_id(StoreTx *tx, StmtId id) {
 /* ---- opening, running, closing ------------------------------------------- */
 
 static const StoreDriver *driver_for(const char *uri) {
-  /* PostgreSQL URIs get their backend in a later issue; until then every
-   * other name is a SQLite file. */
-  (void)uri;
+  /* libpq's URI schemes select PostgreSQL; every other name is a SQLite
+   * file. */
+  if (strncmp(uri, "postgresql://", 13) == 0 ||
+      strncmp(uri, "postgres://", 11) == 0)
+    return &store_pg_driver;
   return &store_sqlite_driver;
 }
 
@@ -295,7 +307,9 @@ int store_open(const char *uri, const StoreOptions *o, Store **out,
   if (o->role == STORE_ROLE_SERVER && drv->server_open)
     rc = drv->server_open(uri, &s->server, err);
   StoreConn *conn = NULL;
-  if (rc == 0) rc = drv->connect(uri, CONN_WRITER, &conn, err);
+  if (rc == 0)
+    rc = drv->connect(uri, o->role == STORE_ROLE_CLI ? CONN_CLI : CONN_WRITER,
+                      &conn, err);
   if (rc) {
     if (s->server) drv->server_close(s->server);
     free(s->uri);
@@ -304,6 +318,8 @@ int store_open(const char *uri, const StoreOptions *o, Store **out,
     return rc;
   }
   tx_init(&s->writer, s, conn);
+  s->writer.writes = true;
+  s->healthy = 1;
   if (o->durability != DURABILITY_PROCESS && drv->set_durability)
     drv->set_durability(conn, o->durability);
   uv_mutex_init(&s->mu);
@@ -334,10 +350,47 @@ int store_run(Store *s, StoreFn fn, void *arg) {
   return rc;
 }
 
+/* Issue 14: a database that can be unreachable (PostgreSQL). Before a
+ * transaction, the driver makes its connection usable again if it was lost;
+ * while it cannot, the units fail at once with RESTOCK_EUNAVAIL (503)
+ * instead of waiting. Returns false then. */
+static bool tx_ensure(StoreTx *tx) {
+  if (!tx->drv->ensure) return true;
+  char *err = NULL;
+  int rc = tx->drv->ensure(tx->conn, &err);
+  if (rc) log_debug("store: %s", err ? err : "the database is unreachable");
+  free(err);
+  return rc == 0;
+}
+
+/* A unit that failed because of the database's state (a lost connection,
+ * a deadlock with another node) is answered 503, as a failed commit is. */
+static int unit_status(StoreTx *tx, int status) {
+  if (status == RESTOCK_ESTORE && tx->drv->transient &&
+      tx->drv->transient(tx->conn))
+    return RESTOCK_EUNAVAIL;
+  return status;
+}
+
+static void set_healthy(Store *s, bool up) {
+  __atomic_store_n(&s->healthy, up ? 1 : 0, __ATOMIC_RELAXED);
+}
+
 /* Runs one group of write units in one transaction (the writer thread). */
 static void run_group(Store *s, StoreWork *first) {
   StoreTx *tx = &s->writer;
   const StoreDriver *d = s->drv;
+  if (!tx_ensure(tx)) {
+    set_healthy(s, false);
+    unsigned long long n = 0;
+    for (StoreWork *w = first; w; w = w->next, n++)
+      w->status = RESTOCK_EUNAVAIL;
+    uv_mutex_lock(&s->mu);
+    s->stats.failed_commits++;
+    s->stats.units += n;
+    uv_mutex_unlock(&s->mu);
+    return;
+  }
   int wanted = __atomic_load_n(&s->durability, __ATOMIC_RELAXED);
   if (wanted != s->applied && d->set_durability) {
     d->set_durability(tx->conn, (Durability)wanted);
@@ -350,7 +403,7 @@ static void run_group(Store *s, StoreWork *first) {
       w->status = RESTOCK_ESTORE;
     } else {
       tx->depth = 0;
-      int st = w->fn(tx, w->arg);
+      int st = unit_status(tx, w->fn(tx, w->arg));
       while (tx->depth > 0) store_tx_rollback(tx); /* a unit's leftover */
       if (st >= 0 && exec_id(tx, SQL_RELEASE) != 0) st = RESTOCK_ESTORE;
       if (st < 0 && d->in_transaction(tx->conn) &&
@@ -381,6 +434,9 @@ static void run_group(Store *s, StoreWork *first) {
   bool failed = false;
   for (StoreWork *v = first; v; v = v->next)
     if (v->status == RESTOCK_ECOMMIT) failed = true;
+  /* A transaction lost with its connection: the database is down (a
+   * failed commit on a working connection, a full disk, is not). */
+  set_healthy(s, !failed || !d->transient || !d->transient(tx->conn));
   uv_mutex_lock(&s->mu);
   if (failed)
     s->stats.failed_commits++;
@@ -422,11 +478,15 @@ static void writer_main(void *arg) {
 }
 
 static void run_read(StoreTx *tx, StoreWork *w) {
-  if (exec_id(tx, SQL_BEGIN_READ)) {
-    w->status = RESTOCK_ESTORE;
+  if (!tx_ensure(tx)) {
+    w->status = RESTOCK_EUNAVAIL;
     return;
   }
-  w->status = w->fn(tx, w->arg);
+  if (exec_id(tx, SQL_BEGIN_READ)) {
+    w->status = unit_status(tx, RESTOCK_ESTORE);
+    return;
+  }
+  w->status = unit_status(tx, w->fn(tx, w->arg));
   while (tx->depth > 0) store_tx_rollback(tx);
   if (exec_id(tx, SQL_COMMIT) && tx->drv->in_transaction(tx->conn))
     exec_id(tx, SQL_ROLLBACK);
@@ -457,6 +517,17 @@ static void reader_main(void *arg) {
 }
 
 static void on_async_closed(uv_handle_t *h) {}
+
+/* The listener thread: another node made deliveries due. */
+static void listener_notify(void *arg) {
+  Store *s = arg;
+  uv_async_send(&s->wake_async);
+}
+
+static void on_wake(uv_async_t *a) {
+  Store *s = a->data;
+  if (s->wake && !s->stopping) s->wake(s->wake_arg);
+}
 
 /* On the loop: runs the completions the storage threads posted. */
 static void on_async(uv_async_t *a) {
@@ -510,6 +581,18 @@ int store_start(Store *s, uv_loop_t *loop, char **err) {
   uv_async_init(loop, &s->async, on_async);
   s->async.data = s;
   uv_unref((uv_handle_t *)&s->async);
+  if (s->wake && s->drv->listen) {
+    uv_async_init(loop, &s->wake_async, on_wake);
+    s->wake_async.data = s;
+    uv_unref((uv_handle_t *)&s->wake_async);
+    s->wake_open = true;
+    if (s->drv->listen(s->uri, listener_notify, s, &s->listener, err)) {
+      uv_close((uv_handle_t *)&s->wake_async, NULL);
+      s->wake_open = false;
+      uv_close((uv_handle_t *)&s->async, NULL);
+      return RESTOCK_ESTORE;
+    }
+  }
   s->threads_running = 1 + s->nreaders;
   s->started = true;
   uv_thread_options_t o = {UV_THREAD_HAS_STACK_SIZE, 1 << 20};
@@ -572,6 +655,13 @@ void store_set_durability(Store *s, Durability d) {
 
 void store_stop(Store *s) {
   if (!s || !s->started || s->stopping) return;
+  /* The listener's thread is joined here: it is in poll(), woken at once,
+   * or at most in one connection attempt (libpq's connect_timeout) while
+   * the database is unreachable. Only then may its async handle close. */
+  if (s->listener) s->drv->unlisten(s->listener);
+  s->listener = NULL;
+  if (s->wake_open) uv_close((uv_handle_t *)&s->wake_async, NULL);
+  s->wake_open = false;
   uv_mutex_lock(&s->mu);
   s->stopping = true;
   uv_cond_broadcast(&s->wcond);
@@ -602,6 +692,29 @@ void store_stats(Store *s, StoreStats *out) {
   uv_mutex_lock(&s->mu);
   *out = s->stats;
   uv_mutex_unlock(&s->mu);
+  /* The connections count their own round trips. */
+  if (s->drv->round_trips) {
+    if (s->writer.conn) out->round_trips += s->drv->round_trips(s->writer.conn);
+    for (int i = 0; s->readers && i < s->nreaders; i++)
+      if (s->readers[i].conn)
+        out->round_trips += s->drv->round_trips(s->readers[i].conn);
+  }
+}
+
+bool store_shared(const Store *s) { return s->drv->shared; }
+
+bool store_healthy(const Store *s) {
+  return __atomic_load_n(&s->healthy, __ATOMIC_RELAXED) != 0;
+}
+
+void store_set_wake(Store *s, void (*fn)(void *arg), void *arg) {
+  s->wake = fn;
+  s->wake_arg = arg;
+}
+
+char *store_display_uri(const char *uri) {
+  const StoreDriver *d = driver_for(uri);
+  return d->display_uri ? d->display_uri(uri) : xstrdup(uri);
 }
 
 int store_tx_begin(StoreTx *tx) {
@@ -740,7 +853,12 @@ static void read_variant(Q *q, Variant *out) {
 
 int store_variant_get(StoreTx *tx, const char *id, Variant *out) {
   Q q;
-  if (q_open(&q, tx, SQL_VARIANT_GET, "s", id)) return RESTOCK_ESTORE;
+  /* Issue 14: with several writers, a write locks the variant it reads
+   * (SQL_VARIANT_LOCK): what it decides from the row (in stock, changed)
+   * stays true until it commits. */
+  StmtId sid =
+      tx->writes && tx->drv->shared ? SQL_VARIANT_LOCK : SQL_VARIANT_GET;
+  if (q_open(&q, tx, sid, "s", id)) return RESTOCK_ESTORE;
   int rc = q_step(&q);
   if (rc == 1) read_variant(&q, out);
   q_close(&q);
@@ -1062,11 +1180,17 @@ void due_delivery_clear(DueDelivery *d) {
 }
 
 int store_delivery_claim(StoreTx *tx, long long now, long long max,
-                         long long lease_until, DueDelivery **out, size_t *n) {
+                         long long lease_until, const char *handlers,
+                         DueDelivery **out, size_t *n) {
   Q q;
   *out = NULL;
   *n = 0;
-  if (q_open(&q, tx, SQL_DELIVERY_DUE, "ii", now, max)) return RESTOCK_ESTORE;
+  const char *node = store_tx_node(tx);
+  /* Issue 14: a backend whose claim leases in the same statement takes
+   * the lease and the handlers too (SQLite binds only the first two). */
+  if (q_open(&q, tx, SQL_DELIVERY_DUE, "iiiss", now, max, lease_until, node,
+             handlers))
+    return RESTOCK_ESTORE;
   DueDelivery *items = NULL;
   size_t count = 0, cap = 0;
   int rc;
@@ -1086,8 +1210,7 @@ int store_delivery_claim(StoreTx *tx, long long now, long long max,
     d->data = q_dup(&q, 6);
   }
   q_close(&q);
-  const char *node = store_tx_node(tx);
-  for (size_t i = 0; rc == 0 && i < count; i++)
+  for (size_t i = 0; rc == 0 && !tx->drv->claim_leases && i < count; i++)
     rc = q_exec(tx, NULL, SQL_DELIVERY_LEASE, "issis", items[i].event_id,
                 items[i].handler, items[i].subscriber, lease_until, node);
   if (rc < 0) {
@@ -1113,11 +1236,27 @@ int store_delivery_finish(StoreTx *tx, long long event_id, const char *handler,
 }
 
 int store_event_refresh(StoreTx *tx, long long event_id, const char *error) {
+  /* Issue 14: with several writers, the deliveries of one event may finish
+   * on several nodes at once. The event's row is locked first, so that its
+   * status is computed in a statement that sees every delivery finished by
+   * a node that held the row before. */
+  if (tx->drv->shared && q_exec(tx, NULL, SQL_EVENT_LOCK, "i", event_id))
+    return RESTOCK_ESTORE;
   return q_exec(tx, NULL, SQL_EVENT_REFRESH, "is", event_id, error);
 }
 
-int store_delivery_next(StoreTx *tx, long long *next_at, bool *any) {
-  return q_scalar(tx, next_at, any, SQL_DELIVERY_NEXT, "");
+int store_delivery_next(StoreTx *tx, const char *handlers, long long *next_at,
+                        bool *any) {
+  return q_scalar(tx, next_at, any, SQL_DELIVERY_NEXT, "s", handlers);
+}
+
+int store_delivery_renew(StoreTx *tx, long long until, long long *renewed) {
+  return q_exec(tx, renewed, SQL_DELIVERY_RENEW, "si", store_tx_node(tx),
+                until);
+}
+
+int store_delivery_owners(StoreTx *tx, StrList *owners) {
+  return q_strings(tx, owners, SQL_DELIVERY_OWNERS, "");
 }
 
 int store_delivery_release(StoreTx *tx, const char *node, long long now,
@@ -1549,4 +1688,53 @@ int store_meta_get(StoreTx *tx, const char *key, char **out) {
 
 int store_meta_put(StoreTx *tx, const char *key, const char *value) {
   return q_exec(tx, NULL, SQL_META_PUT, "ss", key, value);
+}
+
+int store_meta_add(StoreTx *tx, const char *key, const char *value) {
+  return q_exec(tx, NULL, SQL_META_ADD, "ss", key, value);
+}
+
+/* ---- nodes -------------------------------------------------------------------- */
+
+int store_node_beat(StoreTx *tx, const char *started_at, const char *version,
+                    const char *handlers) {
+  return q_exec(tx, NULL, SQL_NODE_BEAT, "ssss", store_tx_node(tx),
+                started_at, version, handlers);
+}
+
+int store_node_list(StoreTx *tx, NodeRowFn fn, void *ctx) {
+  Q q;
+  if (q_open(&q, tx, SQL_NODE_LIST, "")) return RESTOCK_ESTORE;
+  int rc;
+  while ((rc = q_step(&q)) == 1) {
+    NodeRow row = {.id = q_text(&q, 0),
+                   .started_at = q_text(&q, 1),
+                   .last_seen_at = q_text(&q, 2),
+                   .version = q_text(&q, 3)};
+    int stop = fn(ctx, &row);
+    if (stop) {
+      rc = stop;
+      break;
+    }
+  }
+  q_close(&q);
+  return rc < 0 ? rc : 0;
+}
+
+int store_node_peers(StoreTx *tx, StrList *handlers) {
+  return q_strings(tx, handlers, SQL_NODE_PEERS, "s", store_tx_node(tx));
+}
+
+int store_node_delete(StoreTx *tx) {
+  return q_exec(tx, NULL, SQL_NODE_DELETE, "s", store_tx_node(tx));
+}
+
+int store_task_lease(StoreTx *tx, const char *name, long long now,
+                     long long until, bool *held) {
+  return q_scalar(tx, NULL, held, SQL_TASK_LEASE_TAKE, "ssii", name,
+                  store_tx_node(tx), until, now);
+}
+
+int store_task_lease_drop(StoreTx *tx, const char *name) {
+  return q_exec(tx, NULL, SQL_TASK_LEASE_DROP, "ss", name, store_tx_node(tx));
 }

@@ -43,7 +43,13 @@
   X(VARIANTS_TO_CHECK)                                                        \
   X(LOCATION_LIST) X(LOCATION_COUNT) X(CHANNEL_LIST) X(CHANNEL_COUNT)         \
   X(KEY_LIST) X(KEY_COUNT)                                                    \
-  X(META_GET) X(META_PUT)
+  X(META_GET) X(META_PUT)                                                     \
+  /* Several nodes on one database (issue 14): the locks a write takes on  \
+   * PostgreSQL (no-ops on SQLite's single writer), lease renewal, and the  \
+   * node registry and named leases (no-ops on SQLite, one node). */       \
+  X(VARIANT_LOCK) X(EVENT_LOCK) X(DELIVERY_RENEW) X(DELIVERY_OWNERS)        \
+  X(META_ADD) X(NODE_BEAT) X(NODE_LIST) X(NODE_PEERS) X(NODE_DELETE)        \
+  X(TASK_LEASE_TAKE) X(TASK_LEASE_DROP)
 
 typedef enum {
 #define STORE_SQL_ENUM(name) SQL_##name,

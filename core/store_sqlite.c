@@ -402,6 +402,27 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_KEY_COUNT] = "SELECT count(*) FROM publishable_api_keys",
     [SQL_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [SQL_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+    [SQL_META_ADD] = "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+    /* One writer: what a write reads cannot change under it, so the
+     * locking read is the plain one and the event needs no lock. */
+    [SQL_VARIANT_LOCK] = "SELECT " VARIANT_COLUMNS
+                         " FROM variants v WHERE id = ?1",
+    [SQL_EVENT_LOCK] = "SELECT 1 FROM events WHERE id = ?1",
+    [SQL_DELIVERY_RENEW] =
+        "UPDATE deliveries SET next_at = ?2"
+        " WHERE lease_owner = ?1 AND status = 'pending'",
+    [SQL_DELIVERY_OWNERS] =
+        "SELECT DISTINCT lease_owner FROM deliveries"
+        " WHERE lease_owner IS NOT NULL",
+    /* A SQLite file serves one node (the store is not shared): the node
+     * registry is never read or written, and a named lease is always this
+     * node's. */
+    [SQL_NODE_BEAT] = "SELECT 1",
+    [SQL_NODE_LIST] = "SELECT NULL, NULL, NULL, NULL WHERE 0",
+    [SQL_NODE_PEERS] = "SELECT NULL WHERE 0",
+    [SQL_NODE_DELETE] = "SELECT 1",
+    [SQL_TASK_LEASE_TAKE] = "SELECT ?2 WHERE ?1 IS NOT NULL",
+    [SQL_TASK_LEASE_DROP] = "SELECT 1",
 };
 
 /* ---- connections and statements ------------------------------------------ */
@@ -446,7 +467,7 @@ static int sq_connect(const char *uri, ConnRole role, StoreConn **out,
   }
   /* Storage threads may wait: nobody else waits for them. */
   sqlite3_busy_timeout(db, role == CONN_READER ? 5000 : 2000);
-  if (role == CONN_WRITER) {
+  if (role != CONN_READER) {
     if (sqlite3_db_readonly(db, "main") == 1) {
       *err = xasprintf(
           "cannot write to database %s: the file is read-only (check its "
@@ -474,7 +495,7 @@ static int sq_connect(const char *uri, ConnRole role, StoreConn **out,
   StoreConn *c = xcalloc(1, sizeof *c);
   c->db = db;
   c->role = role;
-  if (role == CONN_WRITER) sqlite3_wal_hook(db, on_wal_commit, c);
+  if (role != CONN_READER) sqlite3_wal_hook(db, on_wal_commit, c);
   *out = c;
   return 0;
 }

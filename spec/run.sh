@@ -1,23 +1,64 @@
 #!/bin/sh
 # Runs the whole suite: the C unit tests, then the busted specs against the
-# sanitizer build of restockd. Ends with one line "N passed, N failed" that
-# sums both, and exits non-zero if anything failed.
+# sanitizer build of restockd, once on SQLite files and once on PostgreSQL
+# (a throwaway cluster spec/pg.sh makes, stopped at the end whatever
+# happens). Ends with one line "N passed, N failed" that sums every part,
+# and exits non-zero if anything failed.
+#
+#   RESTOCK_TEST_BACKENDS="sqlite postgres"  the passes to run (both)
+#   sh spec/run.sh [SPEC_FILE...]            only these spec files
 set -u
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+pgdir=""
+cleanup() {
+  [ -n "$pgdir" ] && sh spec/pg.sh stop "$pgdir"
+  rm -rf "$out"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+specs=${*:-spec}
+backends=${RESTOCK_TEST_BACKENDS:-sqlite postgres}
+status=0
 
 # A pipe loses the left side's status, so each part leaves it in a file.
 { ./build/asan/unit_tests 2>&1; echo $? > "$out/unit.rc"; } | tee "$out/unit"
-{ lua5.4 /usr/bin/busted -o spec/support/summary.lua spec 2>&1
-  echo $? > "$out/busted.rc"; } | tee "$out/busted"
-unit_rc=$(cat "$out/unit.rc"); busted_rc=$(cat "$out/busted.rc")
+[ "$(cat "$out/unit.rc")" = 0 ] || status=1
+
+for backend in $backends; do
+  start=$(date +%s)
+  if [ "$backend" = postgres ]; then
+    pgdir=$(mktemp -d /tmp/restockd-pg.XXXXXX)
+    if ! uri=$(sh spec/pg.sh start "$pgdir"); then
+      echo "postgres: cannot start a throwaway PostgreSQL cluster"
+      echo "postgres: 0 passed, 1 failed" > "$out/busted-$backend"
+      status=1
+      continue
+    fi
+    export RESTOCK_TEST_BACKEND=postgres RESTOCK_TEST_PG="$uri"
+    export RESTOCK_TEST_PG_DIR="$pgdir"
+  else
+    export RESTOCK_TEST_BACKEND=sqlite
+    unset RESTOCK_TEST_PG RESTOCK_TEST_PG_DIR
+  fi
+  echo "== specs on $backend"
+  # shellcheck disable=SC2086
+  { lua5.4 /usr/bin/busted -o spec/support/summary.lua $specs 2>&1
+    echo $? > "$out/busted.rc"; } | tee "$out/busted-$backend"
+  [ "$(cat "$out/busted.rc")" = 0 ] || status=1
+  echo "$backend: specs took $(( $(date +%s) - start )) s"
+  if [ -n "$pgdir" ]; then
+    sh spec/pg.sh stop "$pgdir"
+    pgdir=""
+  fi
+done
 
 # Each part prints "<part>: N passed, N failed" as its last summary line.
-sum() { awk -v col="$1" '/^[a-z]+: [0-9]+ passed, [0-9]+ failed/ { n += $col } END { print n + 0 }' "$out/unit" "$out/busted"; }
+sum() { awk -v col="$1" '/^[a-z]+: [0-9]+ passed, [0-9]+ failed/ { n += $col } END { print n + 0 }' "$out"/unit "$out"/busted-*; }
 passed=$(sum 2); failed=$(sum 4)
-if [ "$unit_rc" != 0 ] || [ "$busted_rc" != 0 ]; then
-  [ "$failed" = 0 ] && failed=1
+if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
+  failed=1
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
