@@ -46,20 +46,21 @@ static int metrics_fn(StoreTx *tx, ReadCall *c) {
 
 static void metrics_done(ReadCall *c, int status) {
   MetricsRead *m = (MetricsRead *)c;
+  StoreStats st;
+  store_stats(c->unit.d->store, &st);
+  m->g.store_commits = st.groups;
+  m->g.store_units = st.units;
+  m->g.store_failed_commits = st.failed_commits;
+  m->g.wal_max_bytes = st.wal_max_bytes;
+  /* Issue 14: round trips to PostgreSQL, and this node. */
+  m->g.store_round_trips = st.round_trips;
+  Domain *d = c->unit.d;
+  m->g.node = d->node ? node_id(d->node) : NULL;
+  m->g.backend = store_backend(d->store);
   if (status) {
     api_fail(m->req, status, NULL);
   } else {
     Buf out = {0};
-    /* Issue 14: the node and the storage side's own counters. */
-    Domain *d = m->call.unit.d;
-    StoreStats st;
-    store_stats(d->store, &st);
-    m->g.node = d->node ? node_id(d->node) : NULL;
-    m->g.backend = store_backend(d->store);
-    m->g.store_groups = st.groups;
-    m->g.store_units = st.units;
-    m->g.store_failed_commits = st.failed_commits;
-    m->g.store_round_trips = st.round_trips;
     metrics_render(&out, &m->g);
     http_respond(m->req, 200, "text/plain; version=0.0.4; charset=utf-8",
                  out.data, out.len);
@@ -359,21 +360,22 @@ int api_param_count(const HttpRequest *req, const char *name, long long dflt,
     *out = dflt;
     return 0;
   }
-  if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 12) return -1;
+  if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 12)
+    return RESTOCK_EINVAL;
   *out = strtoll(s, NULL, 10);
-  return *out <= max ? 0 : -1;
+  return *out <= max ? 0 : RESTOCK_EINVAL;
 }
 
 int api_paging(HttpRequest *req, long long *limit, long long *offset) {
   if (api_param_count(req, "limit", 50, 1000, limit)) {
     http_respond_error(req, 400, "invalid_data",
                        "limit must be an integer from 0 to 1000");
-    return -1;
+    return RESTOCK_EINVAL;
   }
   if (api_param_count(req, "offset", 0, (long long)1 << 40, offset)) {
     http_respond_error(req, 400, "invalid_data",
                        "offset must be a non-negative integer");
-    return -1;
+    return RESTOCK_EINVAL;
   }
   return 0;
 }

@@ -45,11 +45,11 @@ void api_fail(HttpRequest *req, int status, const char *message);
 /* The variant as the API shows it, quantity included. */
 json_t *api_variant_json(const Variant *v);
 /* Parses a non-negative decimal query parameter no greater than `max`.
- * Returns 0 (with *out, or `dflt` when absent) or -1. */
+ * Returns 0 (with *out, or `dflt` when absent) or RESTOCK_EINVAL. */
 int api_param_count(const HttpRequest *req, const char *name, long long dflt,
                     long long max, long long *out);
-/* Reads limit (default 50, at most 1000) and offset. Returns 0, or -1
- * having answered 400. */
+/* Reads limit (default 50, at most 1000) and offset. Returns 0, or
+ * RESTOCK_EINVAL having answered 400. */
 int api_paging(HttpRequest *req, long long *limit, long long *offset);
 
 /* A read answered later with the JSON text its function renders on the

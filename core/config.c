@@ -43,6 +43,8 @@ const OptionSpec config_options[] = {
     {"durability", OPT_ENUM, FIELD(durability), 0, 0, durability_choices,
      "\"process\": survives a crash of the process; \"full\": also a power "
      "loss"},
+    {"lua_memory_limit", OPT_INT, FIELD(lua_memory_limit), 16, 65536, NULL,
+     "MiB the Lua state may hold; an allocation past it fails the handler"},
 };
 const size_t config_noptions = sizeof config_options / sizeof config_options[0];
 
@@ -58,6 +60,7 @@ static const Options defaults = {
     .trust_proxy = false,
     .store_cors = NULL,
     .durability = DURABILITY_PROCESS,
+    .lua_memory_limit = 256,
 };
 
 const OptionSpec *config_find(const char *name) {

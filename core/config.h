@@ -28,6 +28,7 @@ typedef struct {
   bool trust_proxy;
   char *store_cors; /* NULL when unset */
   int durability;   /* a Durability */
+  long long lua_memory_limit; /* MiB the Lua state may hold */
 } Options;
 
 typedef enum {

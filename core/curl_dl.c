@@ -1,5 +1,7 @@
 #include "curl_dl.h"
 
+#include "error.h"
+
 #include <dlfcn.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -18,7 +20,7 @@ int curl_dl_load(char *err, size_t err_len) {
   void *lib = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
   if (!lib) {
     snprintf(err, err_len, "cannot load %s: %s", CURL_SONAME, dlerror());
-    return -1;
+    return RESTOCK_EUNAVAIL;
   }
   static const struct {
     const char *name;
@@ -50,7 +52,7 @@ int curl_dl_load(char *err, size_t err_len) {
     if (!sym) {
       snprintf(err, err_len, "%s has no %s", CURL_SONAME, fns[i].name);
       dlclose(lib);
-      return -1;
+      return RESTOCK_EUNAVAIL;
     }
     /* POSIX guarantees a function pointer survives this round trip. */
     memcpy((char *)&api + fns[i].offset, &sym, sizeof sym);

@@ -1,5 +1,7 @@
 #include "json_text.h"
 
+#include "error.h"
+
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,7 +36,7 @@ static void append_string(Buf *b, const char *s, size_t len) {
 static int append(Buf *b, const json_t *v, int depth) {
   switch (json_typeof(v)) {
     case JSON_OBJECT: {
-      if (depth == JSON_TEXT_MAX_DEPTH) return -1;
+      if (depth == JSON_TEXT_MAX_DEPTH) return RESTOCK_EINVAL;
       buf_append(b, "{", 1);
       const char *key;
       size_t key_len;
@@ -45,17 +47,17 @@ static int append(Buf *b, const json_t *v, int depth) {
         first = false;
         append_string(b, key, key_len);
         buf_append(b, ":", 1);
-        if (append(b, value, depth + 1)) return -1;
+        if (append(b, value, depth + 1)) return RESTOCK_EINVAL;
       }
       buf_append(b, "}", 1);
       return 0;
     }
     case JSON_ARRAY: {
-      if (depth == JSON_TEXT_MAX_DEPTH) return -1;
+      if (depth == JSON_TEXT_MAX_DEPTH) return RESTOCK_EINVAL;
       buf_append(b, "[", 1);
       for (size_t i = 0, n = json_array_size(v); i < n; i++) {
         if (i) buf_append(b, ",", 1);
-        if (append(b, json_array_get(v, i), depth + 1)) return -1;
+        if (append(b, json_array_get(v, i), depth + 1)) return RESTOCK_EINVAL;
       }
       buf_append(b, "]", 1);
       return 0;
@@ -73,7 +75,7 @@ static int append(Buf *b, const json_t *v, int depth) {
     case JSON_REAL: {
       /* Rare here; jansson's own formatting keeps reals exact. */
       char *text = json_dumps(v, JSON_ENCODE_ANY);
-      if (!text) return -1;
+      if (!text) return RESTOCK_EINVAL;
       buf_puts(b, text);
       free(text);
       return 0;
@@ -88,7 +90,7 @@ static int append(Buf *b, const json_t *v, int depth) {
       buf_append(b, "null", 4);
       return 0;
   }
-  return -1;
+  return RESTOCK_EINVAL;
 }
 
 int json_text_append(Buf *b, const json_t *v) {

@@ -16,7 +16,7 @@
 /* Deeper nesting than this is refused (jansson's own parser stops at 2048). */
 #define JSON_TEXT_MAX_DEPTH 2048
 
-/* Appends v's text to b. Returns 0, or -1 when v nests deeper than
+/* Appends v's text to b. Returns 0, or RESTOCK_EINVAL when v nests deeper than
  * JSON_TEXT_MAX_DEPTH or holds an unprintable number (b is then partial). */
 int json_text_append(Buf *b, const json_t *v);
 

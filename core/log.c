@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include "error.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,7 +30,7 @@ int log_parse_level(const char *name, LogLevel *level) {
       *level = (LogLevel)i;
       return 0;
     }
-  return -1;
+  return RESTOCK_EINVAL;
 }
 
 /* Entries may come from the thread pool too (a store error in a job):

@@ -10,7 +10,7 @@ typedef enum { LOG_TEXT, LOG_JSON } LogFormat;
 
 /* Entries below `level` are dropped. The default is LOG_INFO. */
 void log_set_level(LogLevel level);
-/* Parses "debug", "info", "warn" or "error". Returns 0 or -1. */
+/* Parses "debug", "info", "warn" or "error". Returns 0 or RESTOCK_EINVAL. */
 int log_parse_level(const char *name, LogLevel *level);
 void log_set_format(LogFormat format);
 bool log_is_json(void);

@@ -18,6 +18,7 @@
 #include "lua_json.h"
 #include "outbox.h"
 #include "stock.h"
+#include "watchdog.h"
 #include "xmalloc.h"
 
 static LuaHost *host_of(lua_State *L) { return lua_host_of(L); }
@@ -208,7 +209,16 @@ static int emit_fn(StoreTx *tx, void *arg) {
   return outbox_write(tx, &c->unit, c->name, c->data, 0, NULL);
 }
 
+static void emit_done_lua(Unit *u, int status);
+/* Every completion that touches a coroutine is Lua time for the watchdog:
+ * pushing its results can run the collector, and so finalizers. */
 static void emit_done(Unit *u, int status) {
+  watchdog_enter();
+  emit_done_lua(u, status);
+  watchdog_leave();
+}
+
+static void emit_done_lua(Unit *u, int status) {
   EmitCall *c = (EmitCall *)u;
   LuaTask *t = c->wait.task;
   free(c->name);
@@ -287,7 +297,14 @@ static int retrieve_fn(StoreTx *tx, ReadCall *c) {
   return store_variant_get(tx, r->id, &r->v);
 }
 
+static void retrieve_done_lua(ReadCall *c, int status);
 static void retrieve_done(ReadCall *c, int status) {
+  watchdog_enter();
+  retrieve_done_lua(c, status);
+  watchdog_leave();
+}
+
+static void retrieve_done_lua(ReadCall *c, int status) {
   RetrieveCall *r = (RetrieveCall *)c;
   LuaTask *t = r->wait.task;
   if (t) {
@@ -395,7 +412,9 @@ static void on_wake(uv_timer_t *timer) {
   Sleep *s = timer->data;
   LuaTask *t = s->task;
   uv_close((uv_handle_t *)&s->timer, sleep_free);
+  watchdog_enter();
   lua_task_resume(t, 0);
+  watchdog_leave();
 }
 
 static void sleep_cancel(void *ctx) {
@@ -445,8 +464,17 @@ static void http_cancel(void *ctx) {
 
 /* Resumes the handler with {status=, headers=, body=}, or nil and the
  * error. */
+static void http_done_lua(void *arg, const HttpClientResponse *res,
+                          const char *err);
 static void http_done(void *arg, const HttpClientResponse *res,
                       const char *err) {
+  watchdog_enter();
+  http_done_lua(arg, res, err);
+  watchdog_leave();
+}
+
+static void http_done_lua(void *arg, const HttpClientResponse *res,
+                          const char *err) {
   HttpWait *w = arg;
   LuaTask *t = w->task;
   http_wait_free(w);

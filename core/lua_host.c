@@ -10,6 +10,7 @@
 #include "error.h"
 #include "log.h"
 #include "lua_json.h"
+#include "watchdog.h"
 #include "xmalloc.h"
 
 /* Instructions between two looks at the clock while Lua runs. */
@@ -22,6 +23,7 @@
 
 struct LuaHost {
   lua_State *L;
+  size_t mem_used; /* bytes the state holds (its allocator counts them) */
   Config *config;   /* the options and handlers the script set */
   int handlers_ref; /* registry: event name -> array of {fn=, name=, ...} */
   LuaEnv *env;
@@ -41,6 +43,10 @@ struct LuaTask {
   bool preempted;
   char *event;
   char *handler;
+  char *subscriber;
+  char *what; /* "delivery of EVENT #ID to HANDLER", for the watchdog */
+  long long event_id;
+  long long attempts;
   uint64_t timeout_ms;
   uint64_t deadline_ns;
   bool killed;
@@ -167,6 +173,50 @@ static void set_package_path(lua_State *L, const char *plugin) {
   lua_pop(L, 3);
 }
 
+/* The state's allocator: it counts what the state holds and refuses to go
+ * past lua_memory_limit, so that a handler that allocates without end gets
+ * "not enough memory" (and fails) instead of taking the process's memory.
+ * The limit is read at each allocation: restock.options sets it while the
+ * script loads. Freeing always succeeds. */
+static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  LuaHost *h = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    free(ptr);
+    h->mem_used -= old;
+    return NULL;
+  }
+  size_t limit = (size_t)h->config->options.lua_memory_limit << 20;
+  if (nsize > old && h->mem_used - old + nsize > limit) return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p) h->mem_used = h->mem_used - old + nsize;
+  return p;
+}
+
+/* An error outside any protected call: nothing can go on. Say so first. */
+static int host_panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  log_error("Lua: unprotected error, stopping: %s", msg ? msg : "?");
+  log_flush();
+  abort();
+  return 0;
+}
+
+/* Lua's warn() as log lines (off unless the script turns it on, as in the
+ * stand-alone interpreter). */
+static void host_warn(void *ud, const char *msg, int tocont) {
+  static bool on, continued;
+  if (!continued && tocont == 0 && msg[0] == '@') {
+    if (strcmp(msg, "@on") == 0) on = true;
+    if (strcmp(msg, "@off") == 0) on = false;
+    return;
+  }
+  if (on) log_warn("Lua warning: %s", msg);
+  continued = tocont != 0;
+}
+
+size_t lua_host_memory(const LuaHost *h) { return h->mem_used; }
+
 int lua_host_pcall(lua_State *L, int nargs, int nresults) {
   int base = lua_gettop(L) - nargs; /* the function's index */
   lua_pushcfunction(L, traceback);
@@ -229,7 +279,7 @@ static void check_event_names(LuaHost *h, const char *path,
       lua_pushvalue(L, -3); /* searchpath */
       lua_pushvalue(L, -2); /* key */
       lua_pushvalue(L, -4); /* path */
-      if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+      if (lua_host_pcall(L, 2, 1) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
         append_file(&src, lua_tostring(L, -1));
       lua_pop(L, 1);
     }
@@ -268,12 +318,16 @@ int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
   LuaHost *h = xcalloc(1, sizeof *h);
   h->config = config_new();
   h->env = env;
-  lua_State *L = luaL_newstate();
+  lua_State *L = lua_newstate(host_alloc, h);
+  if (L) {
+    lua_atpanic(L, host_panic);
+    lua_setwarnf(L, host_warn, L);
+  }
   if (!L) {
     config_unref(h->config);
     free(h);
     *err = xstrdup("cannot create a Lua state");
-    return -1;
+    return RESTOCK_EINVAL;
   }
   h->L = L;
   /* Every thread copies the main thread's extra space: the host pointer. */
@@ -293,8 +347,10 @@ int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
   load_deadline_ns = uv_hrtime() + (uint64_t)LOAD_TIMEOUT_MS * 1000000;
   load_killed = false;
   lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_COUNT);
+  watchdog_enter();
   int rc = luaL_loadfilex(L, path, "t");
   if (rc == LUA_OK) rc = lua_host_pcall(L, 0, 0);
+  watchdog_leave();
   lua_sethook(L, NULL, 0, 0);
   load_deadline_ns = 0;
   if (rc != LUA_OK) {
@@ -304,7 +360,7 @@ int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
                : xstrdup(lua_tostring(L, -1));
     h->released = true;
     lua_host_release(h);
-    return -1;
+    return RESTOCK_EINVAL;
   }
   h->loaded = true;
   /* A handler without max_attempts of its own takes the option's, set
@@ -323,7 +379,9 @@ bool lua_host_loaded(const LuaHost *h) { return h->loaded; }
 
 static void host_free(LuaHost *h) {
   lua_host_unref(h->L, h->handlers_ref);
+  watchdog_enter(); /* finalizers run in lua_close */
   lua_close(h->L);
+  watchdog_leave();
   config_unref(h->config);
   free(h);
 }
@@ -354,6 +412,8 @@ static void on_task_closed(uv_handle_t *handle) {
   LuaHost *h = t->host;
   free(t->event);
   free(t->handler);
+  free(t->subscriber);
+  free(t->what);
   free(t);
   h->running--;
   if (h->released && h->running == 0) host_free(h);
@@ -378,7 +438,9 @@ static void task_finish(LuaTask *t, bool ok, bool retry, const char *err) {
   if (!ok && lua_status(t->co) != LUA_OK) {
     LuaTask *outer = current;
     current = t;
+    watchdog_enter(); /* __close handlers run here */
     lua_resetthread(t->co);
+    watchdog_leave();
     current = outer;
   }
   lua_host_unref(h->L, t->co_ref);
@@ -396,15 +458,34 @@ static const char *error_text(lua_State *co) {
 }
 
 static void on_slice(uv_idle_t *idle);
+static void task_step_outcome(LuaTask *t, int st, int nres);
 
 /* Resumes the task's coroutine with `nargs` values and handles the outcome. */
+/* Tells the watchdog which delivery the loop runs Lua for. */
+static void publish(const LuaTask *t) {
+  if (t)
+    watchdog_running(t->what, t->event_id, t->handler, t->subscriber,
+                     t->attempts);
+  else
+    watchdog_running(NULL, 0, NULL, NULL, 0);
+}
+
 static void task_step(LuaTask *t, int nargs) {
   LuaTask *outer = current;
   current = t;
   t->slice_start_ns = uv_hrtime();
+  watchdog_enter();
+  publish(t);
   int nres = 0;
   int st = lua_resume(t->co, NULL, nargs, &nres);
   current = outer;
+  publish(outer);
+  task_step_outcome(t, st, nres);
+  watchdog_leave();
+}
+
+/* What a resume's status means for the task. */
+static void task_step_outcome(LuaTask *t, int st, int nres) {
   if (t->finished) return;
   if (st == LUA_YIELD && t->preempted) {
     t->preempted = false;
@@ -448,14 +529,23 @@ static void task_step(LuaTask *t, int nargs) {
   if (t->killed) {
     msg =
         xasprintf("timed out after %llu ms", (unsigned long long)t->timeout_ms);
+  } else if (st == LUA_ERRMEM) {
+    msg = xasprintf(
+        "not enough memory: the Lua state reached lua_memory_limit (%lld "
+        "MiB)",
+        t->host->config->options.lua_memory_limit);
   } else {
     lua_State *L = t->host->L;
     luaL_traceback(L, t->co, error_text(t->co), 0);
     msg = xstrdup(lua_tostring(L, -1));
     lua_pop(L, 1);
   }
+  LuaHost *h = t->host;
   task_finish(t, false, true, msg);
   free(msg);
+  /* What the failed handler left is garbage: give it back now, not when
+   * the collector would have got to it. */
+  if (st == LUA_ERRMEM) lua_gc(h->L, LUA_GCCOLLECT);
 }
 
 static void on_slice(uv_idle_t *idle) {
@@ -502,22 +592,21 @@ static int push_argument(lua_State *co, json_t *j, const char *subscriber) {
   return rc;
 }
 
-int lua_host_run(LuaHost *h, const char *event, const char *handler,
-                 const char *subscriber, const char *data, uint64_t timeout_ms,
-                 LuaTaskDone done, void *arg) {
+int lua_host_run(LuaHost *h, const LuaRun *r, LuaTaskDone done, void *arg) {
   lua_State *L = h->L;
   if (!h->env || !h->env->loop) return RESTOCK_ENOTFOUND;
   json_error_t jerr;
-  json_t *j = json_loads(data, JSON_DECODE_ANY, &jerr);
+  json_t *j = json_loads(r->data, JSON_DECODE_ANY, &jerr);
   if (!j) return RESTOCK_EINVAL;
+  watchdog_enter();
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref); /* [handlers] */
-  lua_getfield(L, -1, event);                         /* [handlers, list] */
+  lua_getfield(L, -1, r->event);                      /* [handlers, list] */
   size_t n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
   bool found = false;
   for (size_t i = 1; i <= n && !found; i++) {
     lua_rawgeti(L, -1, (lua_Integer)i); /* [handlers, list, entry] */
     lua_getfield(L, -1, "name");
-    if (strcmp(lua_tostring(L, -1), handler) == 0) {
+    if (strcmp(lua_tostring(L, -1), r->handler) == 0) {
       lua_getfield(L, -2, "fn"); /* [handlers, list, entry, name, fn] */
       lua_replace(L, -5);        /* [fn, list, entry, name] */
       found = true;
@@ -529,34 +618,42 @@ int lua_host_run(LuaHost *h, const char *event, const char *handler,
   if (!found) {
     lua_pop(L, 2);
     json_decref(j);
+    watchdog_leave();
     return RESTOCK_ENOTFOUND;
   }
   LuaTask *t = xcalloc(1, sizeof *t);
   t->host = h;
-  t->event = xstrdup(event);
-  t->handler = xstrdup(handler);
-  t->timeout_ms = timeout_ms;
-  t->deadline_ns = uv_hrtime() + timeout_ms * 1000000;
+  t->event = xstrdup(r->event);
+  t->handler = xstrdup(r->handler);
+  t->subscriber = xstrdup(r->subscriber ? r->subscriber : "");
+  t->event_id = r->event_id;
+  t->attempts = r->attempts;
+  t->what = xasprintf("delivery of %s #%lld to %s%s%s%s", r->event,
+                      r->event_id, r->handler, *t->subscriber ? " (" : "",
+                      t->subscriber, *t->subscriber ? ")" : "");
+  t->timeout_ms = r->timeout_ms;
+  t->deadline_ns = uv_hrtime() + r->timeout_ms * 1000000;
   t->done = done;
   t->arg = arg;
   t->co = lua_newthread(L); /* [fn, co] */
   lua_sethook(t->co, hook, LUA_MASKCOUNT, HOOK_COUNT);
-  lua_insert(L, -2);                                     /* [co, fn] */
-  lua_xmove(L, t->co, 1);                                /* [co] */
-  t->co_ref = lua_host_ref(L);                           /* [] */
-  if (push_argument(t->co, j, subscriber)) lua_pushnil(t->co);
+  lua_insert(L, -2);           /* [co, fn] */
+  lua_xmove(L, t->co, 1);      /* [co] */
+  t->co_ref = lua_host_ref(L); /* [] */
+  if (push_argument(t->co, j, t->subscriber)) lua_pushnil(t->co);
   json_decref(j);
   uv_loop_t *loop = h->env->loop;
   uv_timer_init(loop, &t->deadline);
   uv_idle_init(loop, &t->slice);
   t->deadline.data = t->slice.data = t;
   t->open_handles = 2;
-  uv_timer_start(&t->deadline, on_deadline, timeout_ms, 0);
+  uv_timer_start(&t->deadline, on_deadline, r->timeout_ms, 0);
   t->next = all_tasks;
   if (all_tasks) all_tasks->prev = t;
   all_tasks = t;
   h->running++;
   task_step(t, 1);
+  watchdog_leave();
   return 0;
 }
 

@@ -39,7 +39,7 @@ typedef struct LuaHost LuaHost;
 typedef struct LuaTask LuaTask;
 
 /* Creates a state, preloads `restock`, and runs the script at `path`.
- * Returns 0, or -1 with a message in *err (free it). Warnings about the
+ * Returns 0, or RESTOCK_EINVAL with a message in *err (free it). Warnings about the
  * script (a handler for an event nothing emits) are appended to
  * *warnings, if not NULL. */
 int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
@@ -56,22 +56,34 @@ Config *lua_host_config(LuaHost *h);
  * `nil, err, {retry = false}`. */
 typedef void (*LuaTaskDone)(void *arg, bool ok, bool retry, const char *err);
 
-/* Runs handler `handler` of `event` with the event's data (JSON text) as its
- * argument, for at most `timeout_ms`. With a non-empty `subscriber` (a
- * per-subscriber delivery), the handler gets the data less `emails` and
- * `subscribers`, plus `email` and `subscriber` (that email's entry of
- * `subscribers`, or {email = ...}). Returns 0 when it started: `done` is
- * then called exactly once, possibly before this returns. Returns
- * RESTOCK_ENOTFOUND if the script has no such handler, or RESTOCK_EINVAL if
- * `data` is not JSON; `done` is then never called. */
-int lua_host_run(LuaHost *h, const char *event, const char *handler,
-                 const char *subscriber, const char *data, uint64_t timeout_ms,
-                 LuaTaskDone done, void *arg);
+/* One handler run: handler `handler` of `event` with the event's data (JSON
+ * text) as its argument, for at most `timeout_ms`. With a non-empty
+ * `subscriber` (a per-subscriber delivery), the handler gets the data less
+ * `emails` and `subscribers`, plus `email` and `subscriber` (that email's
+ * entry of `subscribers`, or {email = ...}). `event_id` and `attempts` name
+ * the delivery in logs and to the watchdog. */
+typedef struct {
+  const char *event;
+  const char *handler;
+  const char *subscriber;
+  const char *data;
+  long long event_id;
+  long long attempts;
+  uint64_t timeout_ms;
+} LuaRun;
+
+/* Starts run `r`. Returns 0 when it started: `done` is then called exactly
+ * once, possibly before this returns. Returns RESTOCK_ENOTFOUND if the
+ * script has no such handler, or RESTOCK_EINVAL if the data is not JSON;
+ * `done` is then never called. */
+int lua_host_run(LuaHost *h, const LuaRun *r, LuaTaskDone done, void *arg);
 /* Number of handler runs in progress. */
 size_t lua_host_running(const LuaHost *h);
 /* Aborts every running handler of every host (`done` gets ok=false and
  * `why`). */
 void lua_host_abort_all(const char *why);
+/* Bytes the state holds now. */
+size_t lua_host_memory(const LuaHost *h);
 /* References taken with lua_host_ref and not yet released, over every
  * state (debug builds count them; 0 otherwise). */
 long lua_host_refs(void);

@@ -1,5 +1,7 @@
 #include "lua_json.h"
 
+#include "error.h"
+
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
@@ -27,9 +29,11 @@ static void push(lua_State *L, const json_t *v) {
     case JSON_OBJECT: {
       lua_createtable(L, 0, (int)json_object_size(v)); /* [t] */
       const char *key;
-      const json_t *value;
-      json_object_foreach((json_t *)v, key, value) {
-        lua_pushstring(L, key);
+      size_t key_len;
+      json_t *value;
+      /* By length: a key may hold a NUL byte (lua_json_to keeps them). */
+      json_object_keylen_foreach((json_t *)v, key, key_len, value) {
+        lua_pushlstring(L, key, key_len);
         push(L, value);
         lua_rawset(L, -3);
       }
@@ -66,7 +70,7 @@ static void push(lua_State *L, const json_t *v) {
 }
 
 int lua_json_push(lua_State *L, const json_t *v) {
-  if (!depth_ok(v, LUA_JSON_MAX_DEPTH)) return -1;
+  if (!depth_ok(v, LUA_JSON_MAX_DEPTH)) return RESTOCK_EINVAL;
   push(L, v);
   return 0;
 }
@@ -145,12 +149,14 @@ static json_t *to(lua_State *L, int idx, int depth, char *err, size_t errlen) {
       while (lua_next(L, idx)) { /* [key, value] */
         char keybuf[32];
         const char *key;
+        size_t key_len;
         if (lua_type(L, -2) == LUA_TSTRING) {
-          key = lua_tostring(L, -2);
+          key = lua_tolstring(L, -2, &key_len); /* may hold a NUL */
         } else if (lua_isinteger(L, -2)) {
-          snprintf(keybuf, sizeof keybuf, "%lld",
-                   (long long)lua_tointeger(L, -2));
+          int w = snprintf(keybuf, sizeof keybuf, "%lld",
+                           (long long)lua_tointeger(L, -2));
           key = keybuf;
+          key_len = (size_t)w;
         } else {
           snprintf(err, errlen, "cannot encode a table key of type %s",
                    luaL_typename(L, -2));
@@ -158,14 +164,26 @@ static json_t *to(lua_State *L, int idx, int depth, char *err, size_t errlen) {
           json_decref(obj);
           return NULL;
         }
+        /* An integer key is written as a string, so {[1] = 1, ["1"] = 2}
+         * would give "1" twice and lose one value: refuse it. Only an
+         * integer and its decimal string can meet here. */
+        if (json_object_getn(obj, key, key_len)) {
+          snprintf(err, errlen,
+                   "cannot encode a table with both the key %.24s and the "
+                   "key \"%.24s\"",
+                   key, key);
+          lua_pop(L, 2);
+          json_decref(obj);
+          return NULL;
+        }
         json_t *item = to(L, -1, depth + 1, err, errlen);
-        lua_pop(L, 1);
-        if (!item || json_object_set_new(obj, key, item) != 0) {
-          if (item == NULL) {
-            lua_pop(L, 1);
-            json_decref(obj);
-            return NULL;
-          }
+        lua_pop(L, 1); /* [key] */
+        if (!item) {
+          lua_pop(L, 1);
+          json_decref(obj);
+          return NULL;
+        }
+        if (json_object_setn_new(obj, key, key_len, item) != 0) {
           snprintf(err, errlen, "cannot encode a key that is not UTF-8");
           lua_pop(L, 1);
           json_decref(obj);

@@ -11,14 +11,15 @@
 #define LUA_JSON_MAX_DEPTH 64
 
 /* Pushes `v` as a Lua value: objects and arrays become tables, null becomes
- * the light userdata NULL (restock.json.null). Returns 0, or -1 (pushing
+ * the light userdata NULL (restock.json.null). Returns 0, or RESTOCK_EINVAL (pushing
  * nothing) if the value is nested deeper than LUA_JSON_MAX_DEPTH. */
 int lua_json_push(lua_State *L, const json_t *v);
 /* Converts the Lua value at `idx`. A table whose keys are exactly 1..n (n >
  * 0) becomes an array, any other table an object (integer keys turned into
  * strings). Returns a new reference, or NULL with a sentence in `err` for a
  * value JSON cannot hold (a function, NaN, a string that is not UTF-8, a
- * cycle or too deep a nesting). */
+ * cycle or too deep a nesting, a table with both an integer key and the
+ * same number as a string key, which would give one JSON key twice). */
 json_t *lua_json_to(lua_State *L, int idx, char *err, size_t errlen);
 
 #endif

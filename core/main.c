@@ -56,6 +56,10 @@ static const char usage[] =
     "  RESTOCK_BODY_TIMEOUT     ms from the end of a head to the end of its "
     "body,\n"
     "                           else 408 (30000)\n"
+    "  RESTOCK_WATCHDOG         ms Lua may hold the event loop at a stretch\n"
+    "                           (a stuck C call, a finalizer) before the\n"
+    "                           delivery is marked dead and the server exits\n"
+    "                           (10000)\n"
     "  RESTOCK_MAX_CONNECTIONS  open connections at most; when full, the one "
     "idle\n"
     "                           longest or slowest gives way, 503 if all are "
@@ -69,9 +73,10 @@ static const char usage[] =
     "                           is renewed (15000)\n"
     "  RESTOCK_CA_FILE          CA bundle for restock.http.request (default:\n"
     "                           the system's)\n"
-    "  RESTOCK_SCRIPTS          directory of the shipped Lua scripts\n"
-    "                           (default: share/restockd/scripts beside the\n"
-    "                           binary, else the build's scripts/)\n"
+    "  RESTOCK_SCRIPTS          directory of the shipped Lua scripts that\n"
+    "                           plugin.lua can require (default: the\n"
+    "                           install's share/restockd/scripts, else the\n"
+    "                           build's scripts/)\n"
     "\n"
     "Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.\n"
     "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads plugin.lua.\n";
@@ -90,6 +95,7 @@ typedef struct {
   uint64_t body_timeout_ms;
   unsigned max_connections;
   long long lease_ms;
+  uint64_t watchdog_ms;
 } Settings;
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt,
@@ -250,6 +256,11 @@ static int parse_settings(int argc, char **argv, int first, const char *allowed,
     return usage_error("invalid RESTOCK_LEASE_MS '%s' (ms, at least 100)",
                        lease);
   s->lease_ms = n;
+  const char *wd = env_or("RESTOCK_WATCHDOG", "10000");
+  if (parse_number(wd, 100, 3600000, &n))
+    return usage_error(
+        "invalid RESTOCK_WATCHDOG '%s' (ms, from 100 to 3600000)", wd);
+  s->watchdog_ms = (uint64_t)n;
   return 0;
 }
 
@@ -348,6 +359,7 @@ static int cmd_start(const Settings *s) {
       .body_timeout_ms = s->body_timeout_ms,
       .max_connections = s->max_connections,
       .lease_ms = s->lease_ms,
+      .watchdog_ms = s->watchdog_ms,
   };
   return server_run(&ss);
 }

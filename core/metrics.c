@@ -206,6 +206,24 @@ void metrics_render(Buf *out, const MetricsGauges *g) {
   header(out, "restockd_pending_deliveries", "gauge",
          "Event deliveries waiting to run or be retried.");
   buf_printf(out, "restockd_pending_deliveries %lld\n", g->pending_deliveries);
+  header(out, "restockd_store_commits_total", "counter",
+         "Transactions the storage writer committed (each holds a group of "
+         "writes).");
+  buf_printf(out, "restockd_store_commits_total %llu\n", g->store_commits);
+  header(out, "restockd_store_writes_total", "counter",
+         "Units of work the storage writer ran (a subscribe is one).");
+  buf_printf(out, "restockd_store_writes_total %llu\n", g->store_units);
+  header(out, "restockd_store_failed_commits_total", "counter",
+         "Group commits that failed (every write of the group answered 503).");
+  buf_printf(out, "restockd_store_failed_commits_total %llu\n",
+             g->store_failed_commits);
+  header(out, "restockd_wal_max_bytes", "gauge",
+         "The largest size the SQLite write-ahead log reached.");
+  buf_printf(out, "restockd_wal_max_bytes %llu\n", g->wal_max_bytes);
+  header(out, "restockd_store_round_trips_total", "counter",
+         "Round trips to the database server (PostgreSQL), all connections.");
+  buf_printf(out, "restockd_store_round_trips_total %llu\n",
+             g->store_round_trips);
   if (g->node) {
     header(out, "restockd_node_info", "gauge",
            "Always 1; its labels name this node among those sharing the "
@@ -216,20 +234,6 @@ void metrics_render(Buf *out, const MetricsGauges *g) {
     label(out, g->backend ? g->backend : "");
     buf_puts(out, "\"} 1\n");
   }
-  header(out, "restockd_store_commits_total", "counter",
-         "Transactions the storage writer committed (group commits).");
-  buf_printf(out, "restockd_store_commits_total %llu\n", g->store_groups);
-  header(out, "restockd_store_units_total", "counter",
-         "Write units the storage writer ran, in commits or failed ones.");
-  buf_printf(out, "restockd_store_units_total %llu\n", g->store_units);
-  header(out, "restockd_store_failed_commits_total", "counter",
-         "Groups of write units whose transaction did not commit.");
-  buf_printf(out, "restockd_store_failed_commits_total %llu\n",
-             g->store_failed_commits);
-  header(out, "restockd_store_round_trips_total", "counter",
-         "Round trips to the database server (PostgreSQL), all connections.");
-  buf_printf(out, "restockd_store_round_trips_total %llu\n",
-             g->store_round_trips);
   header(out, "process_resident_memory_bytes", "gauge",
          "Resident memory size in bytes.");
   buf_printf(out, "process_resident_memory_bytes %lld\n", resident_bytes());

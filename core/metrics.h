@@ -5,6 +5,7 @@
 #ifndef RESTOCKD_METRICS_H
 #define RESTOCKD_METRICS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "buf.h"
@@ -26,11 +27,16 @@ typedef struct {
   long long active_subscriptions;
   long long pending_checks;
   long long pending_deliveries;
-  /* This node, and the storage side's counters (store.h's StoreStats). */
-  const char *node;    /* NULL: not shown */
-  const char *backend; /* "sqlite", "postgres" */
-  unsigned long long store_groups, store_units, store_failed_commits,
-      store_round_trips;
+  /* The storage side's counters (store_stats). */
+  unsigned long long store_commits;
+  unsigned long long store_units;
+  unsigned long long store_failed_commits;
+  unsigned long long wal_max_bytes;
+  unsigned long long store_round_trips; /* to PostgreSQL */
+  /* Issue 14: this node among those sharing the database, and its
+   * backend ("sqlite", "postgres"); NULL node: not shown. */
+  const char *node;
+  const char *backend;
 } MetricsGauges;
 
 /* Appends the whole exposition to `out`. */

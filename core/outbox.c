@@ -349,9 +349,9 @@ typedef struct {
   long long new_attempts;
   long long next_at;
   char *error;
-  /* Issue 14: the outcome is counted in the metrics once it is stored
-   * under this node's lease, so that the counters agree with what the
-   * database (and /metrics' gauges) says, and no two nodes count one. */
+  /* The outcome is counted in the metrics once it is stored, so /metrics
+   * never runs ahead of the database; and only under this node's lease
+   * (issue 14), so that no two nodes count one. */
   const char *outcome; /* "delivered", "failed", "dead" or NULL */
   bool kept;
 } Run;
@@ -432,6 +432,8 @@ static void on_run_done(void *arg, bool ok, bool retry, const char *err) {
   const char *status = "delivered";
   r->new_attempts = r->attempts + 1;
   r->next_at = now;
+  /* The outcome is counted (metrics_event_outcome) once it is stored, in
+   * record_done, so /metrics never runs ahead of the database. */
   if (ok) {
     r->outcome = "delivered";
     err = NULL;
@@ -496,6 +498,7 @@ static void claim_done(Unit *u, int status) {
                        .handler = r->handler,
                        .subscriber = r->subscriber,
                        .data = d->data,
+                       .event_id = r->event_id,
                        .attempts = r->attempts,
                        .timeout_ms = (uint64_t)c->timeout_ms};
       int rc = o->stopping ? RESTOCK_EUNAVAIL

@@ -35,6 +35,7 @@ typedef struct {
   const char *handler;
   const char *subscriber; /* the email of a per-subscriber delivery, or "" */
   const char *data;
+  long long event_id;
   long long attempts; /* before this run */
   uint64_t timeout_ms;
 } OutboxRun;

@@ -19,6 +19,7 @@
 #include "node.h"
 #include "outbox.h"
 #include "store.h"
+#include "watchdog.h"
 #include "xmalloc.h"
 
 #define EXIT_RUNTIME 1
@@ -37,6 +38,7 @@ typedef struct {
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t grace;
   uv_prepare_t logs; /* writes the iteration's log lines */
+  Watchdog *watchdog;
   bool stopping;
   bool http_stopped;
   bool handlers_idle;
@@ -62,8 +64,52 @@ __attribute__((format(printf, 1, 2))) static void start_error(const char *fmt,
 static int run_delivery(void *ctx, const OutboxRun *r, OutboxRunDone done,
                         void *arg) {
   Server *srv = ctx;
-  return lua_host_run(srv->lua, r->event, r->handler, r->subscriber, r->data,
-                      r->timeout_ms, done, arg);
+  LuaRun run = {.event = r->event,
+                .handler = r->handler,
+                .subscriber = r->subscriber,
+                .data = r->data,
+                .event_id = r->event_id,
+                .attempts = r->attempts,
+                .timeout_ms = r->timeout_ms};
+  return lua_host_run(srv->lua, &run, done, arg);
+}
+
+/* ---- the watchdog --------------------------------------------------------- */
+
+typedef struct {
+  WatchdogCulprit c;
+  char error[640];
+} DeadMark;
+
+static int mark_dead_fn(StoreTx *tx, void *arg) {
+  DeadMark *m = arg;
+  char now[ISOTIME_LEN];
+  isotime_now(now);
+  bool kept = false;
+  int rc = store_delivery_finish(tx, m->c.event_id, m->c.handler,
+                                 m->c.subscriber, "dead", m->c.attempts + 1,
+                                 isotime_now_ms(), m->error, now, &kept);
+  if (rc == 0 && kept) rc = store_event_refresh(tx, m->c.event_id, m->error);
+  return rc;
+}
+
+/* On the watchdog's thread, the loop being held: the delivery that held it
+ * is marked dead, so that the next process does not run it again and get
+ * held the same way. The process exits after this. */
+static void on_hang(void *arg, const WatchdogCulprit *c) {
+  Server *srv = arg;
+  if (c->event_id <= 0) return;
+  static DeadMark m; /* outlives a timeout: the writer may still use it */
+  m.c = *c;
+  snprintf(m.error, sizeof m.error,
+           "the handler held the event loop for %llu ms (a long call into C "
+           "or a finalizer, which handler_timeout cannot stop); the server "
+           "exited",
+           (unsigned long long)c->held_ms);
+  int rc = store_write_sync(srv->d.store, mark_dead_fn, &m, 5000);
+  if (rc)
+    log_error("watchdog: could not mark %s dead (%s)", c->what,
+              restock_strerror(rc));
 }
 
 /* ---- stopping --------------------------------------------------------------- */
@@ -296,7 +342,7 @@ int server_run(const ServerSettings *s) {
   if (!srv->api.admin_enabled)
     log_warn(
         "RESTOCK_ADMIN_TOKEN is not set: the admin API is disabled (every "
-        "/admin route answers 401); set it to enable it");
+        "/admin route answers 401); set RESTOCK_ADMIN_TOKEN to enable it");
 
   uv_prepare_init(&srv->loop, &srv->logs);
   uv_prepare_start(&srv->logs, on_logs);
@@ -338,6 +384,11 @@ int server_run(const ServerSettings *s) {
   uv_signal_start(&srv->sigterm, on_stop_signal, SIGTERM);
   uv_signal_start(&srv->sigint, on_stop_signal, SIGINT);
   uv_signal_start(&srv->sighup, on_reload_signal, SIGHUP);
+  /* The watchdog sees the stop signals too, so that a loop held by a
+   * handler cannot keep the process past its grace period. */
+  watchdog_watch_signal(SIGTERM);
+  watchdog_watch_signal(SIGINT);
+  srv->watchdog = watchdog_start(s->watchdog_ms, on_hang, srv);
   /* Work left by the previous run: checks due, deliveries pending. */
   engine_start(d->engine);
   outbox_kick(d->outbox);
@@ -366,6 +417,8 @@ out:
   d->outbox = NULL;
   d->node = NULL;
   srv->env.http = NULL;
+  watchdog_stop(srv->watchdog);
+  srv->watchdog = NULL;
   store_stop(d->store);
   uv_run(&srv->loop, UV_RUN_DEFAULT); /* the store's last completions */
   uv_walk(&srv->loop, close_handle, NULL);
@@ -373,6 +426,14 @@ out:
   log_set_buffered(false);
   if (srv->http) http_server_free(srv->http);
   lua_host_release(srv->lua);
+#ifdef RESTOCKD_DEBUG
+  /* Debug builds count the Lua registry references: every one taken must
+   * have been given back once every script is freed. The wording is the
+   * sanitizers' own, so the test harness fails on it. */
+  if (lua_host_refs() != 0)
+    fprintf(stderr, "runtime error: %ld Lua registry references leaked\n",
+            lua_host_refs());
+#endif
   config_unref(d->config);
   d->config = NULL;
   ratelimit_free(srv->api.ratelimit);

@@ -16,6 +16,7 @@ typedef struct {
   uint64_t body_timeout_ms;
   unsigned max_connections;
   long long lease_ms; /* RESTOCK_LEASE_MS: a delivery's longest lease; 0: 15 s */
+  uint64_t watchdog_ms; /* how long Lua may hold the loop at a stretch */
 } ServerSettings;
 
 /* Runs the server until it is stopped. Returns the process's exit code: 0

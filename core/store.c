@@ -55,12 +55,14 @@ struct Store {
   bool closed_async;
   uv_mutex_t mu; /* guards the queues, threads_running and stats */
   uv_cond_t wcond, rcond;
+  uv_cond_t sync_cond; /* signalled when a sync unit is done */
   Queue wq, rq, dq;
   uv_async_t async;
   uv_loop_t *loop;
   size_t inflight; /* loop thread only */
   int durability;  /* wanted; atomic */
   int applied;     /* what the writer last set */
+  unsigned long long wal_bytes; /* the writer's; copied into stats */
   StoreStats stats;
   /* Issue 14: whether the last transaction reached the database (atomic;
    * /health answers 503 while it is false), and the listener that wakes
@@ -80,15 +82,6 @@ static void queue_push(Queue *q, StoreWork *w) {
   else
     q->head = w;
   q->tail = w;
-}
-
-static void queue_append(Queue *q, StoreWork *first, StoreWork *last) {
-  if (!first) return;
-  if (q->tail)
-    q->tail->next = first;
-  else
-    q->head = first;
-  q->tail = last;
 }
 
 /* ---- statements ------------------------------------------------------------ */
@@ -325,6 +318,7 @@ int store_open(const char *uri, const StoreOptions *o, Store **out,
   uv_mutex_init(&s->mu);
   uv_cond_init(&s->wcond);
   uv_cond_init(&s->rcond);
+  uv_cond_init(&s->sync_cond);
   *out = s;
   return 0;
 }
@@ -437,19 +431,20 @@ static void run_group(Store *s, StoreWork *first) {
   /* A transaction lost with its connection: the database is down (a
    * failed commit on a working connection, a full disk, is not). */
   set_healthy(s, !failed || !d->transient || !d->transient(tx->conn));
+  if (failed)
+    log_error(
+        "store: a group commit failed; its writes were not stored and each "
+        "of them is answered 503");
+  else if (d->after_commit)
+    d->after_commit(tx->conn, s->server, &s->wal_bytes);
   uv_mutex_lock(&s->mu);
   if (failed)
     s->stats.failed_commits++;
   else
     s->stats.groups++;
   for (StoreWork *v = first; v; v = v->next) s->stats.units++;
+  s->stats.wal_max_bytes = s->wal_bytes;
   uv_mutex_unlock(&s->mu);
-  if (failed)
-    log_error(
-        "store: a group commit failed; its writes were not stored and each "
-        "of them is answered 503");
-  else if (d->after_commit)
-    d->after_commit(tx->conn, s->server, &s->stats);
 }
 
 static void writer_main(void *arg) {
@@ -467,9 +462,21 @@ static void writer_main(void *arg) {
     uv_mutex_unlock(&s->mu);
     run_group(s, first);
     uv_mutex_lock(&s->mu);
-    queue_append(&s->dq, first, last);
+    /* Completions go to the loop; a sync unit's caller is woken instead. */
+    bool any = false, synced = false;
+    for (StoreWork *w = first, *next; w; w = next) {
+      next = w->next;
+      if (w->sync) {
+        w->sync_done = true;
+        synced = true;
+      } else {
+        queue_push(&s->dq, w);
+        any = true;
+      }
+    }
+    if (synced) uv_cond_broadcast(&s->sync_cond);
     uv_mutex_unlock(&s->mu);
-    uv_async_send(&s->async);
+    if (any) uv_async_send(&s->async);
     uv_mutex_lock(&s->mu);
   }
   s->threads_running--;
@@ -596,17 +603,28 @@ int store_start(Store *s, uv_loop_t *loop, char **err) {
   s->threads_running = 1 + s->nreaders;
   s->started = true;
   uv_thread_options_t o = {UV_THREAD_HAS_STACK_SIZE, 1 << 20};
-  if (uv_thread_create_ex(&s->writer_thread, &o, writer_main, s) != 0) {
-    *err = xstrdup("cannot start the storage writer thread");
-    abort(); /* out of threads at start-up: nothing to fall back to */
-  }
-  for (int i = 0; i < s->nreaders; i++)
-    if (uv_thread_create_ex(&s->reader_threads[i], &o, reader_main,
-                            &s->readers[i]) != 0) {
-      *err = xstrdup("cannot start a storage reader thread");
-      abort();
-    }
-  return 0;
+  int made = 0;
+  bool writer = uv_thread_create_ex(&s->writer_thread, &o, writer_main, s) == 0;
+  for (; writer && made < s->nreaders; made++)
+    if (uv_thread_create_ex(&s->reader_threads[made], &o, reader_main,
+                            &s->readers[made]) != 0)
+      break;
+  if (writer && made == s->nreaders) return 0;
+  /* Out of threads at start-up: stop the ones that started, and say so. */
+  *err = xstrdup("cannot start the storage threads (out of threads?)");
+  uv_mutex_lock(&s->mu);
+  s->stopping = true;
+  s->threads_running = 0;
+  uv_cond_broadcast(&s->wcond);
+  uv_cond_broadcast(&s->rcond);
+  uv_mutex_unlock(&s->mu);
+  if (writer) uv_thread_join(&s->writer_thread);
+  for (int i = 0; i < made; i++) uv_thread_join(&s->reader_threads[i]);
+  s->started = false;
+  s->closed_async = true;
+  uv_close((uv_handle_t *)&s->async, on_async_closed);
+  if (s->drv->server_stop && s->server) s->drv->server_stop(s->server);
+  return RESTOCK_ESTORE;
 }
 
 static void submit(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
@@ -647,6 +665,37 @@ void store_read(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
   submit(s, w, fn, done, arg, false);
 }
 
+int store_write_sync(Store *s, StoreFn fn, void *arg, uint64_t timeout_ms) {
+  /* On the heap, and left there on a timeout: the writer may still get to
+   * it after the caller has gone. */
+  StoreWork *w = xcalloc(1, sizeof *w);
+  w->fn = fn;
+  w->arg = arg;
+  w->sync = true;
+  uint64_t deadline = uv_hrtime() + timeout_ms * 1000000ULL;
+  uv_mutex_lock(&s->mu);
+  if (!s->started || s->stopping) {
+    uv_mutex_unlock(&s->mu);
+    free(w);
+    return RESTOCK_EUNAVAIL;
+  }
+  queue_push(&s->wq, w);
+  uv_cond_signal(&s->wcond);
+  while (!w->sync_done) {
+    uint64_t now = uv_hrtime();
+    if (now >= deadline ||
+        uv_cond_timedwait(&s->sync_cond, &s->mu, deadline - now) != 0)
+      if (!w->sync_done) {
+        uv_mutex_unlock(&s->mu);
+        return RESTOCK_ETIMEDOUT;
+      }
+  }
+  int status = w->status;
+  uv_mutex_unlock(&s->mu);
+  free(w);
+  return status;
+}
+
 size_t store_inflight(const Store *s) { return s->inflight; }
 
 void store_set_durability(Store *s, Durability d) {
@@ -683,6 +732,7 @@ void store_close(Store *s) {
   uv_mutex_destroy(&s->mu);
   uv_cond_destroy(&s->wcond);
   uv_cond_destroy(&s->rcond);
+  uv_cond_destroy(&s->sync_cond);
   free(s->uri);
   free(s->node_id);
   free(s);

@@ -55,6 +55,8 @@ typedef struct StoreWork {
   void *arg;
   int status; /* private until done runs */
   uint64_t queued_ns;
+  bool sync;      /* private: store_write_sync's */
+  bool sync_done; /* private */
 } StoreWork;
 
 typedef enum {
@@ -107,6 +109,12 @@ void store_write(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
 /* Queues a read unit (loop thread only). */
 void store_read(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
                 void *arg);
+/* From a thread other than the loop's (the watchdog): runs `fn` as a write
+ * unit and waits, at most `timeout_ms`, for its group to commit. Returns
+ * fn's status, RESTOCK_ECOMMIT, RESTOCK_EUNAVAIL (not started, or
+ * stopping) or RESTOCK_ETIMEDOUT. `arg` must outlive a timeout: the unit
+ * may still run after this returns. */
+int store_write_sync(Store *s, StoreFn fn, void *arg, uint64_t timeout_ms);
 /* Units queued or running whose completion has not run yet. */
 size_t store_inflight(const Store *s);
 /* From the next group on, commits with durability `d`. */

@@ -68,8 +68,10 @@ typedef struct StoreDriver {
   void (*server_close)(void *state);
   /* On the writer, before a group's BEGIN: the durability to commit with. */
   void (*set_durability)(StoreConn *c, Durability d);
-  /* On the writer, after each committed group. */
-  void (*after_commit)(StoreConn *c, void *state, StoreStats *stats);
+  /* On the writer, after each committed group; *wal_bytes (the writer's
+   * own) keeps the largest size the log reached. */
+  void (*after_commit)(StoreConn *c, void *state,
+                       unsigned long long *wal_bytes);
   /* True when the uri names a database readers cannot share (SQLite's
    * :memory:): reads then run on the writer. */
   bool (*private_uri)(const char *uri);

@@ -107,8 +107,11 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         " WHERE s.variant_id = v.id)"
         " FROM variants v" VARIANT_FILTER " ORDER BY id LIMIT ?3 OFFSET ?4",
     [SQL_VARIANT_COUNT] = "SELECT count(*) FROM variants" VARIANT_FILTER,
+    /* Never below the largest id: rows written by other means (an import
+     * straight into the file) cannot collide with the next one. */
     [SQL_SUB_NEXT_ID] =
-        "UPDATE sequences SET value = value + 1"
+        "UPDATE sequences SET value = max(value, (SELECT coalesce(max(id), 0)"
+        " FROM restock_subscriptions)) + 1"
         " WHERE name = 'restock_subscriptions' RETURNING value",
     /* One writer: the next rowid is exactly the largest plus one. */
     [SQL_EVENT_NEXT_ID] =
@@ -492,6 +495,9 @@ static int sq_connect(const char *uri, ConnRole role, StoreConn **out,
       return RESTOCK_ESTORE;
     }
   }
+  /* A first read opens the WAL and its index now, not at some later read:
+   * the descriptors a server holds are there from the start. */
+  sqlite3_exec(db, "SELECT 1 FROM sqlite_master LIMIT 1", NULL, NULL, NULL);
   StoreConn *c = xcalloc(1, sizeof *c);
   c->db = db;
   c->role = role;
@@ -745,7 +751,8 @@ static void sq_server_close(void *state) {
   free(s);
 }
 
-static void sq_after_commit(StoreConn *c, void *state, StoreStats *stats) {
+static void sq_after_commit(StoreConn *c, void *state,
+                            unsigned long long *wal_bytes) {
   SqliteServer *s = state;
   if (!s || s->lock_fd < 0) return;
   int frames = c->wal_frames;
@@ -753,7 +760,7 @@ static void sq_after_commit(StoreConn *c, void *state, StoreStats *stats) {
    * header. */
   unsigned long long bytes =
       32 + (unsigned long long)frames * ((unsigned)s->page_size + 24);
-  if (bytes > stats->wal_max_bytes) stats->wal_max_bytes = bytes;
+  if (bytes > *wal_bytes) *wal_bytes = bytes;
   uv_mutex_lock(&s->mu);
   if (frames < s->backfilled_at) s->backfilled_at = 0; /* WAL restarted */
   if (frames - s->backfilled_at >= CHECKPOINT_FRAMES) {

@@ -1,5 +1,7 @@
 #include "url.h"
 
+#include "error.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,7 +11,7 @@ static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
+  return -1; /* not a hex digit */
 }
 
 char *url_decode(const char *in, size_t len, int plus_space) {
@@ -72,7 +74,7 @@ int url_parse_pairs(const char *s, size_t len, size_t max_pairs,
   return 0;
 bad:
   url_pairs_free(out);
-  return -1;
+  return RESTOCK_EINVAL;
 }
 
 const char *url_pairs_get(const KeyValueList *list, const char *key) {

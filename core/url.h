@@ -22,7 +22,7 @@ typedef struct {
 
 /* Parses "a=1&b=2" (a query string or form body) into `out`, which must be
  * zeroed or freshly freed. A key without '=' gets the empty value; empty
- * pairs are skipped. Returns 0, or -1 (out left empty) on a bad escape or on
+ * pairs are skipped. Returns 0, or RESTOCK_EINVAL (out left empty) on a bad escape or on
  * more than `max_pairs` pairs. */
 int url_parse_pairs(const char *s, size_t len, size_t max_pairs,
                     KeyValueList *out);

@@ -1,11 +1,16 @@
 #include "xmalloc.h"
 
+#include "log.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Allocation failure is fatal: the log lines still buffered go out first,
+ * so that what led to it is not lost with the process. */
 static void oom(size_t n) {
+  log_flush();
   fprintf(stderr, "restockd: out of memory allocating %zu bytes\n", n);
   abort();
 }

@@ -41,6 +41,30 @@ describe("restockd", function()
     end)
   end)
 
+  describe("--help's environment", function()
+    it("lists every variable of README.md's settings table", function()
+      local readme = assert(helpers.read_file("README.md"))
+      local table_text = readme:match("\n| setting | flag | environment |"
+        .. "[^\n]*\n(.-)\n\n")
+      assert(table_text, "README.md has no settings table")
+      local names = {}
+      for line in table_text:gmatch("[^\n]+") do
+        local env = line:match("^|[^|]*|[^|]*|%s*`([%u_]+)`%s*|")
+        if env then
+          names[#names + 1] = env
+        end
+      end
+      assert.truthy(#names >= 10, "too few variables found in README.md's "
+        .. "table:\n" .. table_text)
+      local rc, stdout = helpers.run({ "--help" })
+      assert.equals(0, rc)
+      for _, name in ipairs(names) do
+        assert.truthy(stdout:find("%f[%w_]" .. name .. "%f[^%w_]"),
+          "--help does not list " .. name .. ":\n" .. stdout)
+      end
+    end)
+  end)
+
   describe("--version", function()
     it("prints the version and exits 0", function()
       local rc, stdout = helpers.run({ "--version" })
@@ -252,6 +276,42 @@ describe("restockd", function()
         env = { PORT = tostring(port) } })
       assert.are_not.equal(port, server.port)
       assert.equals(200, helpers.request(server, "GET", "/health").status)
+    end)
+
+    -- Without the token every admin call answers 401, which looks like a
+    -- broken server unless the log says why.
+    for _, token in ipairs({ false, "" }) do
+      it("warns once that the admin API is disabled when "
+        .. "RESTOCK_ADMIN_TOKEN is " .. (token and "empty" or "unset"),
+        function()
+          local server = helpers.start { env = { RESTOCK_ADMIN_TOKEN = token } }
+          helpers.assert_error(helpers.request(server, "GET", "/admin/events"),
+            401, "unauthorized")
+          local stderr = helpers.wait_stderr(server, "RESTOCK_ADMIN_TOKEN")
+          assert(stderr, "no line about RESTOCK_ADMIN_TOKEN:\n"
+            .. server:stderr())
+          local lines = {}
+          for line in stderr:gmatch("[^\n]+") do
+            if line:find("RESTOCK_ADMIN_TOKEN", 1, true) then
+              lines[#lines + 1] = line
+            end
+          end
+          assert.equals(1, #lines, stderr)
+          assert.truthy(lines[1]:match("^%S+ WARN "), lines[1])
+          assert.truthy(lines[1]:find("admin API is disabled", 1, true),
+            lines[1])
+          assert.truthy(lines[1]:find("set RESTOCK_ADMIN_TOKEN", 1, true),
+            lines[1])
+        end)
+    end
+
+    it("does not warn about the admin API when the token is set", function()
+      local server = helpers.start()
+      helpers.assert_status(helpers.admin(server, "GET", "/admin/events"), 200)
+      assert.truthy(helpers.wait_stderr(server, "access GET /admin/events"))
+      assert.falsy(server:stderr():find("RESTOCK_ADMIN_TOKEN", 1, true),
+        server:stderr())
+      assert.falsy(server:stderr():find(" WARN ", 1, true), server:stderr())
     end)
 
     it("exits 2 naming a bad option in the plugin", function()

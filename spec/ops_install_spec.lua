@@ -1,8 +1,10 @@
 -- `make install PREFIX=...`: the release binary, the shipped scripts, the
--- migrations, the example plugin and the systemd unit land under the
--- prefix, and the installed binary runs from there: it migrates, starts on
--- port 0 and finds `require "sendgrid"` in PREFIX/share/restockd/scripts,
--- not in the source tree it was built from.
+-- migrations, the example plugin, the docs and the systemd unit land under
+-- the prefix, and the installed binary runs from there: it migrates, starts
+-- on port 0 and finds `require "sendgrid"` in PREFIX/share/restockd/scripts,
+-- not in the source tree it was built from. docs/operations.md's steps for
+-- systemd, run as written into a DESTDIR, leave a configuration that the
+-- unprivileged user the unit runs as can load, and secrets it cannot read.
 local helpers = require "spec.support.helpers"
 local fake_http = require "spec.support.fake_http"
 local outbound = require "spec.support.outbound"
@@ -34,11 +36,77 @@ end
 local function make(args)
   local log = os.tmpname()
   local ok, how, code = os.execute(string.format(
-    "timeout -k 5 300 make -j4 -s %s >%s 2>&1", args, shquote(log)))
+    "timeout -k 5 300 make -j2 -s %s >%s 2>&1", args, shquote(log)))
   local out = read_file(log) or ""
   os.remove(log)
   local rc = how == "exit" and code or 128 + (code or 0)
   return rc, out
+end
+
+-- Runs a shell command; returns its exit code and its output (both
+-- streams).
+local function sh(cmd)
+  local log = os.tmpname()
+  local ok, how, code = os.execute("( " .. cmd .. " ) >" .. shquote(log)
+    .. " 2>&1")
+  local out = read_file(log) or ""
+  os.remove(log)
+  return how == "exit" and code or 128 + (code or 0), out
+end
+
+-- The uid and gid of the unprivileged user the checks run as: nobody, as
+-- systemd's DynamicUser= gives a user that owns nothing on the system.
+local NOBODY = 65534
+
+-- Runs argv (a list of words) as NOBODY with a bare environment plus env;
+-- returns the exit code, stdout and stderr. The caller is root.
+local function as_nobody(argv, env)
+  local words = { "setpriv", "--reuid=" .. NOBODY, "--regid=" .. NOBODY,
+    "--clear-groups", "env", "-i", "PATH=/usr/bin:/bin" }
+  local names = {}
+  for k in pairs(env or {}) do
+    names[#names + 1] = k
+  end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    words[#words + 1] = shquote(k .. "=" .. env[k])
+  end
+  for _, w in ipairs(argv) do
+    words[#words + 1] = shquote(w)
+  end
+  local out, err = os.tmpname(), os.tmpname()
+  local ok, how, code = os.execute(string.format("cd / && timeout -k 2 30 %s"
+    .. " </dev/null >%s 2>%s", table.concat(words, " "), shquote(out),
+    shquote(err)))
+  local stdout, stderr = read_file(out) or "", read_file(err) or ""
+  os.remove(out)
+  os.remove(err)
+  return how == "exit" and code or 128 + (code or 0), stdout, stderr
+end
+
+local function is_root()
+  return capture("id -u"):match("^0%s") ~= nil
+end
+
+-- The fenced ```sh blocks of a markdown file, in order, each a string.
+local function sh_blocks(path)
+  local text = assert(read_file(path), "no " .. path)
+  local out = {}
+  for block in text:gmatch("\n```sh\n(.-\n)```") do
+    out[#out + 1] = block
+  end
+  return out
+end
+
+-- The lines of a unit file that are comments (# or ;), in order.
+local function comment_lines(text)
+  local out = {}
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    if line:match("^[#;]") then
+      out[#out + 1] = line
+    end
+  end
+  return out
 end
 
 local function listing(dir, suffix)
@@ -108,6 +176,14 @@ describe("make install", function()
       end
       assert.equals(read_file(repo .. "/plugin.lua.example"),
         read_file(prefix .. "/share/restockd/plugin.lua.example"))
+      local docs = listing(repo .. "/docs", ".md")
+      assert.truthy(#docs >= 1)
+      docs[#docs + 1] = "openapi.yaml"
+      for _, name in ipairs(docs) do
+        assert.equals(read_file(repo .. "/docs/" .. name),
+          read_file(prefix .. "/share/doc/restockd/" .. name),
+          name .. " is not installed as it is in docs/")
+      end
       -- Nothing under the prefix is writable by others.
       local loose = capture("find " .. shquote(prefix)
         .. " -perm -o+w -not -type l")
@@ -184,6 +260,152 @@ describe("make install", function()
     assert.truthy(unit:find("ExecStart=/opt/restockd/bin/restockd start", 1,
       true))
     assert.falsy(unit:find(dest, 1, true), "DESTDIR leaked into the unit")
+  end)
+
+  it("gives the unit a Documentation= that exists, and its comment intact",
+    function()
+      local dest = helpers.tmpdir()
+      local rc, out = make("install DESTDIR=" .. shquote(dest)
+        .. " PREFIX=/usr/local")
+      assert(rc == 0, "make install DESTDIR= exited " .. rc .. ":\n" .. out)
+      local unit = read_file(dest
+        .. "/usr/local/lib/systemd/system/restockd.service")
+      assert(unit, "no unit under DESTDIR")
+      local docs = {}
+      for line in unit:gmatch("[^\n]+") do
+        local v = line:match("^Documentation%s*=%s*(.-)%s*$")
+        for uri in (v or ""):gmatch("%S+") do
+          docs[#docs + 1] = uri
+        end
+      end
+      local files = 0
+      for _, uri in ipairs(docs) do
+        local path = uri:match("^file://(/.*)$")
+        if path then
+          files = files + 1
+          local attr = lfs.attributes(dest .. path)
+          assert(attr, "Documentation=" .. uri .. " names nothing that "
+            .. "make install installed")
+          if attr.mode == "directory" then
+            assert.truthy(#listing(dest .. path, ".md") > 0,
+              "Documentation=" .. uri .. " names a folder with no "
+              .. "documentation in it")
+          else
+            assert.equals("file", attr.mode)
+            assert.truthy(#(read_file(dest .. path) or "") > 0,
+              "Documentation=" .. uri .. " names an empty file")
+          end
+        end
+      end
+      assert.truthy(files >= 1, "no file:// Documentation= in the unit:\n"
+        .. unit)
+      -- The install fills in the settings, not the comment that explains
+      -- them.
+      local source = assert(read_file(repo .. "/docs/restockd.service"))
+      assert.same(comment_lines(source), comment_lines(unit))
+      assert.truthy(#comment_lines(source) > 0)
+    end)
+
+  it("follows docs/operations.md into a DESTDIR: the service's user loads "
+    .. "plugin.lua and migrates, and cannot read the secrets", function()
+    if not is_root() then
+      pending("needs root, to switch to an unprivileged user")
+      return
+    end
+    local dest = helpers.tmpdir()
+    -- Like /, the root of the DESTDIR is open to every user.
+    assert(os.execute("chmod 755 " .. shquote(dest)))
+    local rc, out = make("install DESTDIR=" .. shquote(dest)
+      .. " PREFIX=/usr/local")
+    assert(rc == 0, "make install DESTDIR= exited " .. rc .. ":\n" .. out)
+
+    -- The block of docs/operations.md that sets up /etc/restockd, run as
+    -- root with the usual umask, its paths moved under DESTDIR; systemctl
+    -- is left to systemd.
+    local steps
+    for _, block in ipairs(sh_blocks(repo .. "/docs/operations.md")) do
+      if block:find("/etc/restockd/plugin.lua", 1, true) then
+        steps = block
+        break
+      end
+    end
+    assert(steps, "docs/operations.md shows no ```sh block that makes "
+      .. "/etc/restockd/plugin.lua")
+    local script, skipped = { "set -eu", "umask 022" }, {}
+    for line in steps:gmatch("[^\n]+") do
+      if line:match("^%s*systemctl%s") then
+        skipped[#skipped + 1] = line
+      elseif not line:match("^%s*#") then
+        script[#script + 1] = (line:gsub("/etc/restockd", dest
+          .. "/etc/restockd"):gsub("/usr/local/", dest .. "/usr/local/"))
+      end
+    end
+    assert.truthy(#script > 2, "no commands in the block:\n" .. steps)
+    assert.truthy(table.concat(skipped, "\n"):find("enable", 1, true),
+      "the steps do not enable the service:\n" .. steps)
+    local src = table.concat(script, "\n") .. "\n"
+    local script_path = dest .. "/steps.sh"
+    helpers.write_file(script_path, src)
+    rc, out = sh("sh " .. shquote(script_path))
+    assert(rc == 0, "the documented steps exited " .. rc .. ":\n" .. src
+      .. "\n" .. out)
+
+    local etc = dest .. "/etc/restockd"
+    local config = etc .. "/plugin.lua"
+    local env_file = etc .. "/env"
+    local function stat(path)
+      local mode, owner = capture("stat -c '%a %u' " .. shquote(path)
+        .. " 2>/dev/null"):match("^(%d+) (%d+)")
+      assert(mode, "no " .. path)
+      return tonumber(mode, 8), tonumber(owner)
+    end
+    -- The configuration: root's, readable by all, writable by root only.
+    for _, path in ipairs({ etc, config }) do
+      local mode, owner = stat(path)
+      assert.equals(0, owner, path .. " is not root's")
+      assert.truthy(mode & 4 ~= 0, path .. " is not readable by others")
+      assert.truthy(mode & 0x12 == 0, path .. " is writable by others")
+    end
+    assert.equals(read_file(repo .. "/plugin.lua.example"), read_file(config))
+    -- The secrets: root's alone, and the admin token is there.
+    local mode, owner = stat(env_file)
+    assert.equals(0, owner)
+    assert.equals(string.format("%o", 6 * 64), string.format("%o", mode),
+      env_file .. " is not 0600")
+    local env_text = assert(read_file(env_file))
+    local token = env_text:match("^RESTOCK_ADMIN_TOKEN=(%S+)\n")
+    assert(token and #token >= 24, "no RESTOCK_ADMIN_TOKEN line in "
+      .. env_file .. ":\n" .. env_text)
+
+    local bin = dest .. "/usr/local/bin/restockd"
+    local nrc, nout, nerr = as_nobody({ "cat", env_file })
+    assert.are_not.equal(0, nrc, "the service's user reads the secrets")
+    assert.falsy(nout:find(token, 1, true))
+
+    -- The service's user loads the installed plugin.lua, with the
+    -- environment systemd would give it from the env file.
+    nrc, nout, nerr = as_nobody({ bin, "check", "--config", config },
+      { RESTOCK_ADMIN_TOKEN = token })
+    assert(nrc == 0, "restockd check as the service's user exited "
+      .. nrc .. ":\n" .. nerr)
+    local ok, options = pcall(require("cjson").decode, nout)
+    assert(ok and type(options) == "table", "check printed: " .. nout)
+    assert.equals(0, options.trigger_delay)
+
+    -- And migrates a database in a directory of its own, as
+    -- StateDirectory= gives it.
+    local state = dest .. "/var/lib/restockd"
+    assert(os.execute("install -d -m 700 -o " .. NOBODY .. " -g " .. NOBODY
+      .. " " .. shquote(state)))
+    local db = state .. "/restock.db"
+    nrc, nout, nerr = as_nobody({ bin, "migrations", "run", "--db", db })
+    assert(nrc == 0, "migrations run as the service's user exited " .. nrc
+      .. ":\n" .. nerr)
+    nrc, nout, nerr = as_nobody({ bin, "migrations", "status", "--db", db })
+    assert.equals(0, nrc, nerr)
+    assert.falsy(nout:lower():find("pending"), nout)
+    local _, db_owner = stat(db)
+    assert.equals(NOBODY, db_owner)
   end)
 
   it("runs migrations and starts, finding the installed scripts",

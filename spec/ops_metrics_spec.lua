@@ -26,6 +26,8 @@ local FAMILIES = {
   restockd_handler_duration_seconds = "histogram",
   restockd_pending_checks = "gauge",
   restockd_pending_deliveries = "gauge",
+  restockd_emails_notified_total = "counter",
+  restockd_build_info = "gauge",
   process_resident_memory_bytes = "gauge",
   process_open_fds = "gauge",
 }
@@ -457,6 +459,72 @@ end, { name = "confirm", max_attempts = 5 })
       assert.equals(1, list.json.count)
       assert.equals(1, m:value("restockd_active_subscriptions"))
     end)
+
+  it("counts the emails put in restocked events, however they are split",
+    function()
+      -- Batches of two: five shoppers of one variant make three events.
+      local server = helpers.start { plugin = [[
+local restock = require "restock"
+restock.options { batch_size = 2 }
+restock.subscribe("restock-notification.restocked", function() end)
+]] }
+      local m = scrape(server)
+      assert.equals(0, m:value("restockd_emails_notified_total"),
+        "no restockd_emails_notified_total on a fresh server:\n" .. m.body)
+      variants(server, { { id = "v", inventory_quantity = 0 },
+        { id = "w", inventory_quantity = 0 } })
+      for i = 1, 5 do
+        subscribe(server, "v", "v" .. i .. "@example.com")
+      end
+      subscribe(server, "w", "w1@example.com")
+      -- Subscribing notifies nobody.
+      assert.equals(0, scrape(server):value("restockd_emails_notified_total"))
+
+      helpers.assert_status(admin(server, "POST", "/admin/variants/v",
+        { inventory_quantity = 1 }), 200)
+      m = wait_metrics(server, function(s)
+        return s:count("restockd_events_emitted_total",
+          { event = RESTOCKED }) >= 3
+      end, 5, "three restocked events")
+      -- Five emails in three events (2 + 2 + 1), and w's shopper waits.
+      assert.equals(5, m:value("restockd_emails_notified_total"))
+      assert.equals(3, m:count("restockd_events_emitted_total",
+        { event = RESTOCKED }))
+      assert.equals(1, m:value("restockd_active_subscriptions"))
+
+      helpers.assert_status(admin(server, "POST", "/admin/variants/w",
+        { inventory_quantity = 3 }), 200)
+      m = wait_metrics(server, function(s)
+        return s:count("restockd_events_emitted_total",
+          { event = RESTOCKED }) >= 4
+      end, 5, "a fourth restocked event")
+      assert.equals(6, m:value("restockd_emails_notified_total"))
+
+      -- The counter agrees with the events themselves.
+      local listed = 0
+      for _, e in ipairs(helpers.events(server, { name = RESTOCKED }).events) do
+        listed = listed + #e.data.emails
+      end
+      assert.equals(listed, m:value("restockd_emails_notified_total"))
+      -- Restocking again, with nobody waiting, adds nothing.
+      helpers.assert_status(admin(server, "POST", "/admin/variants/v",
+        { inventory_quantity = 0 }), 200)
+      helpers.assert_status(admin(server, "POST", "/admin/variants/v",
+        { inventory_quantity = 9 }), 200)
+      assert.equals(6, scrape(server):value("restockd_emails_notified_total"))
+    end)
+
+  it("gives the version as a build-info metric", function()
+    local server = helpers.start()
+    local _, version = helpers.run({ "--version" })
+    version = version:match("^restockd (%S+)")
+    assert.truthy(version)
+    local m = scrape(server)
+    local info = m:select("restockd_build_info")
+    assert.equals(1, #info, "want one restockd_build_info sample:\n" .. m.body)
+    assert.same({ version = version }, info[1].labels)
+    assert.equals(1, info[1].value)
+  end)
 
   it("counts open file descriptors as connections come and go", function()
     local server = helpers.start()

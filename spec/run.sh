@@ -1,12 +1,16 @@
 #!/bin/sh
-# Runs the whole suite: the C unit tests, then the busted specs against the
-# sanitizer build of restockd, once on SQLite files and once on PostgreSQL
+# Runs the whole suite: the C unit tests, the busted specs against the
+# sanitizer build of restockd once on SQLite files and once on PostgreSQL
 # (a throwaway cluster spec/pg.sh makes, stopped at the end whatever
-# happens). Ends with one line "N passed, N failed" that sums every part,
-# and exits non-zero if anything failed.
+# happens), then each fuzz target for FUZZ_SECONDS (fuzz/run.sh; each target
+# counts as one test). Ends with one line "N passed, N failed" that sums
+# every part, and exits non-zero if anything failed.
 #
+#   sh spec/run.sh [--specs-only] [SPEC_FILE...]
+#   --specs-only   skips the C unit tests and the fuzz targets (make tsan
+#                  runs its own build of the unit tests)
+#   SPEC_FILE...   only these spec files (and no fuzzing)
 #   RESTOCK_TEST_BACKENDS="sqlite postgres"  the passes to run (both)
-#   sh spec/run.sh [SPEC_FILE...]            only these spec files
 set -u
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
@@ -18,13 +22,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+specs_only=false
+if [ "${1:-}" = --specs-only ]; then
+  specs_only=true
+  shift
+fi
 specs=${*:-spec}
 backends=${RESTOCK_TEST_BACKENDS:-sqlite postgres}
 status=0
 
 # A pipe loses the left side's status, so each part leaves it in a file.
-{ ./build/asan/unit_tests 2>&1; echo $? > "$out/unit.rc"; } | tee "$out/unit"
-[ "$(cat "$out/unit.rc")" = 0 ] || status=1
+if $specs_only; then
+  : > "$out/unit"
+else
+  { ./build/asan/unit_tests 2>&1; echo $? > "$out/unit.rc"; } | tee "$out/unit"
+  [ "$(cat "$out/unit.rc")" = 0 ] || status=1
+fi
 
 for backend in $backends; do
   start=$(date +%s)
@@ -47,15 +60,20 @@ for backend in $backends; do
   { lua5.4 /usr/bin/busted -o spec/support/summary.lua $specs 2>&1
     echo $? > "$out/busted.rc"; } | tee "$out/busted-$backend"
   [ "$(cat "$out/busted.rc")" = 0 ] || status=1
-  echo "$backend: specs took $(( $(date +%s) - start )) s"
+  echo "$backend: the specs took $(( $(date +%s) - start )) s"
   if [ -n "$pgdir" ]; then
     sh spec/pg.sh stop "$pgdir"
     pgdir=""
   fi
 done
 
+if ! $specs_only && [ "$specs" = spec ]; then
+  { sh fuzz/run.sh 2>&1; echo $? > "$out/fuzz.rc"; } | tee "$out/fuzz"
+  [ "$(cat "$out/fuzz.rc")" = 0 ] || status=1
+fi
+
 # Each part prints "<part>: N passed, N failed" as its last summary line.
-sum() { awk -v col="$1" '/^[a-z]+: [0-9]+ passed, [0-9]+ failed/ { n += $col } END { print n + 0 }' "$out"/unit "$out"/busted-*; }
+sum() { cat "$out"/unit "$out"/busted-* "$out"/fuzz 2>/dev/null | awk -v col="$1" '/^[a-z]+: [0-9]+ passed, [0-9]+ failed/ { n += $col } END { print n + 0 }'; }
 passed=$(sum 2); failed=$(sum 4)
 if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
   failed=1

@@ -48,7 +48,7 @@ local SCRUBBED_ENV = {
 -- Substrings that mean a sanitizer found a bug in the process.
 local SANITIZER_MARKERS = {
   "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-  "SUMMARY: UndefinedBehaviorSanitizer",
+  "SUMMARY: UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer",
 }
 
 -- Everything created since the last cleanup: temporary directories, servers,

@@ -1,3 +1,4 @@
+#include "error.h"
 #include <lauxlib.h>
 #include <limits.h>
 #include <lualib.h>
@@ -158,6 +159,52 @@ TEST(lua_json_refuses_what_json_cannot_hold) {
   CHECK(lua_to_json_text("return '\\xff'", err, sizeof err) == NULL);
 }
 
+/* An integer key becomes a string: next to the same string key, one of the
+ * two values would be dropped without a word. */
+TEST(lua_json_refuses_clashing_keys) {
+  char err[128] = "";
+  CHECK(lua_to_json_text("return {[1] = 1, ['1'] = 2}", err, sizeof err) ==
+        NULL);
+  CHECK(strstr(err, "both the key 1 and the key \"1\"") != NULL);
+  err[0] = '\0';
+  CHECK(lua_to_json_text("return {x = {[-7] = true, ['-7'] = false}}", err,
+                         sizeof err) == NULL);
+  CHECK(strstr(err, "-7") != NULL);
+  /* Keys that only look alike are not a clash. */
+  char *s = lua_to_json_text("return {[1] = 1, ['01'] = 2, [' 1'] = 3}", err,
+                             sizeof err);
+  CHECK_STR(s, "{\" 1\":3,\"01\":2,\"1\":1}");
+  free(s);
+}
+
+/* A string key holding a NUL byte is kept whole, not cut at the NUL (where
+ * it would clash with the shorter key). */
+TEST(lua_json_keeps_keys_with_nul) {
+  char err[128] = "";
+  char *s = lua_to_json_text("return {['a\\0b'] = 1, a = 2}", err, sizeof err);
+  CHECK_STR(s, "{\"a\":2,\"a\\u0000b\":1}");
+  free(s);
+}
+
+/* Found by fuzz_lua_json: a key with a NUL byte came back from JSON into
+ * Lua cut at the NUL, so a value encoded and decoded changed its key. */
+TEST(lua_json_push_keeps_keys_with_nul) {
+  lua_State *L = luaL_newstate();
+  json_t *j = json_object();
+  json_object_setn_new(j, "a\0b", 3, json_integer(1));
+  json_object_set_new(j, "a", json_integer(2));
+  CHECK(lua_json_push(L, j) == 0);
+  lua_pushlstring(L, "a\0b", 3);
+  lua_rawget(L, -2);
+  CHECK(lua_isinteger(L, -1) && lua_tointeger(L, -1) == 1);
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "a");
+  CHECK(lua_isinteger(L, -1) && lua_tointeger(L, -1) == 2);
+  lua_pop(L, 2);
+  json_decref(j);
+  lua_close(L);
+}
+
 TEST(lua_json_decodes_into_lua) {
   lua_State *L = luaL_newstate();
   json_t *j = json_loads(
@@ -185,7 +232,7 @@ TEST(lua_json_decodes_into_lua) {
     deep = outer;
   }
   int top = lua_gettop(L);
-  CHECK(lua_json_push(L, deep) == -1);
+  CHECK(lua_json_push(L, deep) == RESTOCK_EINVAL);
   CHECK(lua_gettop(L) == top);
   json_decref(deep);
   lua_close(L);

@@ -43,6 +43,18 @@ static LuaHost *load(uv_loop_t *loop, const char *source) {
   return h;
 }
 
+/* lua_host_run with a LuaRun of these fields. */
+static int run(LuaHost *h, const char *event, const char *handler,
+               const char *data, uint64_t timeout_ms, Outcome *o) {
+  LuaRun r = {.event = event,
+              .handler = handler,
+              .subscriber = "",
+              .data = data,
+              .event_id = 1,
+              .timeout_ms = timeout_ms};
+  return lua_host_run(h, &r, on_done, o);
+}
+
 static const char *plugin =
     "local restock = require 'restock'\n"
     "restock.options { handler_timeout = 100 }\n"
@@ -86,13 +98,13 @@ TEST(lua_host_runs_handlers_once_each) {
   LuaHost *h = load(&loop, plugin);
   if (!h) return;
   Outcome a = {0}, b = {0}, s = {0}, bad = {0};
-  CHECK(lua_host_run(h, "ok", "a", "", "{\"n\":2}", 1000, on_done, &a) == 0);
-  CHECK(lua_host_run(h, "ok", "ok#2", "", "{}", 1000, on_done, &b) == 0);
-  CHECK(lua_host_run(h, "sleepy", "s", "", "{}", 1000, on_done, &s) == 0);
-  CHECK(lua_host_run(h, "bad", "b", "", "{}", 1000, on_done, &bad) == 0);
-  CHECK(lua_host_run(h, "ok", "nope", "", "{}", 1000, on_done, &a) ==
+  CHECK(run(h, "ok", "a", "{\"n\":2}", 1000, &a) == 0);
+  CHECK(run(h, "ok", "ok#2", "{}", 1000, &b) == 0);
+  CHECK(run(h, "sleepy", "s", "{}", 1000, &s) == 0);
+  CHECK(run(h, "bad", "b", "{}", 1000, &bad) == 0);
+  CHECK(run(h, "ok", "nope", "{}", 1000, &a) ==
         RESTOCK_ENOTFOUND);
-  CHECK(lua_host_run(h, "ok", "a", "", "not json", 1000, on_done, &a) ==
+  CHECK(run(h, "ok", "a", "not json", 1000, &a) ==
         RESTOCK_EINVAL);
   CHECK(s.calls == 0); /* suspended in restock.sleep */
   CHECK(lua_host_running(h) > 0);
@@ -115,8 +127,8 @@ TEST(lua_host_stops_runaway_and_waiting_handlers) {
   if (!h) return;
   Outcome spin = {0}, slow = {0};
   uint64_t start = uv_hrtime();
-  CHECK(lua_host_run(h, "spin", "x", "", "{}", 50, on_done, &spin) == 0);
-  CHECK(lua_host_run(h, "slow", "z", "", "{}", 50, on_done, &slow) == 0);
+  CHECK(run(h, "spin", "x", "{}", 50, &spin) == 0);
+  CHECK(run(h, "slow", "z", "{}", 50, &slow) == 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   uint64_t ms = (uv_hrtime() - start) / 1000000;
   CHECK(spin.calls == 1 && !spin.ok);
@@ -134,7 +146,7 @@ TEST(lua_host_release_waits_for_running_handlers) {
   LuaHost *h = load(&loop, plugin);
   if (!h) return;
   Outcome s = {0};
-  CHECK(lua_host_run(h, "sleepy", "s", "", "{}", 1000, on_done, &s) == 0);
+  CHECK(run(h, "sleepy", "s", "{}", 1000, &s) == 0);
   lua_host_release(h); /* as a reload does: the handler finishes first */
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(s.calls == 1 && s.ok);
@@ -147,7 +159,7 @@ TEST(lua_host_abort_all_cancels_waits) {
   LuaHost *h = load(&loop, plugin);
   if (!h) return;
   Outcome slow = {0};
-  CHECK(lua_host_run(h, "slow", "z", "", "{}", 60000, on_done, &slow) == 0);
+  CHECK(run(h, "slow", "z", "{}", 60000, &slow) == 0);
   lua_host_abort_all("shutting down");
   CHECK(slow.calls == 1 && !slow.ok);
   CHECK_STR(slow.err, "shutting down");
@@ -175,7 +187,7 @@ TEST(lua_host_load_reports_bad_options_and_syntax) {
     close(fd);
     LuaHost *h = NULL;
     char *err = NULL;
-    CHECK(lua_host_load(path, NULL, &h, &err, NULL) == -1);
+    CHECK(lua_host_load(path, NULL, &h, &err, NULL) == RESTOCK_EINVAL);
     CHECK(err && strstr(err, want[i]) != NULL);
     free(err);
     unlink(path);

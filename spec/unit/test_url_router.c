@@ -1,3 +1,4 @@
+#include "error.h"
 #include <stdlib.h>
 
 #include "router.h"
@@ -27,9 +28,9 @@ TEST(url_parse_pairs_splits_and_decodes) {
   CHECK_STR(url_pairs_get(&l, "x"), "1 2");
   CHECK(url_pairs_get(&l, "missing") == NULL);
   url_pairs_free(&l);
-  CHECK(url_parse_pairs("a=%zz", 5, 10, &l) == -1);
+  CHECK(url_parse_pairs("a=%zz", 5, 10, &l) == RESTOCK_EINVAL);
   CHECK(l.count == 0);
-  CHECK(url_parse_pairs("a=1&b=2&c=3", 11, 2, &l) == -1);
+  CHECK(url_parse_pairs("a=1&b=2&c=3", 11, 2, &l) == RESTOCK_EINVAL);
 }
 
 static int calls;
