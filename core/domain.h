@@ -71,6 +71,10 @@ struct Unit {
 /* Queues `u` (usually embedded in the use-case's call struct) as a write
  * unit running `fn(tx, u)`; `finish` runs on the loop after the commit. */
 void unit_write(Domain *d, Unit *u, StoreFn fn, UnitFinish finish);
+/* Issue 14: the same, for a unit the writer may run together with its
+ * neighbours through `batch` (store_write_batched); `fn` runs otherwise. */
+void unit_write_batched(Domain *d, Unit *u, StoreFn fn, StoreBatchFn batch,
+                        UnitFinish finish);
 /* The same as a read unit: it sees committed rows and writes nothing. */
 void unit_read(Domain *d, Unit *u, StoreFn fn, UnitFinish finish);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_text.h"
 #include "log.h"
 #include "store_driver.h"
 #include "xmalloc.h"
@@ -370,6 +371,50 @@ static void set_healthy(Store *s, bool up) {
   __atomic_store_n(&s->healthy, up ? 1 : 0, __ATOMIC_RELAXED);
 }
 
+/* Most units one batch call takes. */
+#define BATCH_MAX 256
+
+/* Issue 14: runs `first` and the neighbours that share its batch function
+ * in one call of it, in a savepoint. Returns the last unit it ran, or NULL
+ * when the batch failed (undone, the units' outputs untouched) and the
+ * units must run one by one; *n gets how many it took. */
+static StoreWork *run_batch(StoreTx *tx, StoreWork *first, size_t *n) {
+  void *args[BATCH_MAX];
+  int statuses[BATCH_MAX];
+  StoreWork *last = first;
+  size_t count = 1;
+  args[0] = first->arg;
+  while (last->next && last->next->batch == first->batch &&
+         count < BATCH_MAX) {
+    last = last->next;
+    args[count++] = last->arg;
+  }
+  *n = count;
+  if (exec_id(tx, SQL_SAVEPOINT)) return NULL;
+  tx->depth = 0;
+  for (size_t i = 0; i < count; i++) statuses[i] = 0;
+  int rc = first->batch(tx, args, statuses, count);
+  while (tx->depth > 0) store_tx_rollback(tx);
+  if (rc == 0 && exec_id(tx, SQL_RELEASE) == 0) {
+    StoreWork *w = first;
+    for (size_t i = 0; i < count; i++, w = w->next)
+      w->status = unit_status(tx, statuses[i]);
+    return last;
+  }
+  if (rc == 0) {
+    /* Released nothing: the batch's outputs are set, so its units are not
+     * run again; they fail. */
+    for (StoreWork *w = first;; w = w->next) {
+      w->status = RESTOCK_ESTORE;
+      if (w == last) break;
+    }
+    return last;
+  }
+  if (tx->drv->in_transaction(tx->conn) && exec_id(tx, SQL_ROLLBACK_TO) == 0)
+    exec_id(tx, SQL_RELEASE);
+  return NULL;
+}
+
 /* Runs one group of write units in one transaction (the writer thread). */
 static void run_group(Store *s, StoreWork *first) {
   StoreTx *tx = &s->writer;
@@ -392,9 +437,28 @@ static void run_group(Store *s, StoreWork *first) {
   }
   bool open = exec_id(tx, SQL_BEGIN) == 0;
   StoreWork *w = first;
+  size_t solo = 0; /* units left of a batch that failed, to run alone */
   for (; w && open; w = w->next) {
+    if (w->batch && d->batches && solo == 0) {
+      size_t n = 0;
+      StoreWork *last = run_batch(tx, w, &n);
+      if (!last) {
+        solo = n; /* and run this one alone, below */
+      } else if (d->in_transaction(tx->conn)) {
+        w = last;
+        continue;
+      } else {
+        /* The batch lost the transaction: as below. */
+        open = false;
+        for (StoreWork *v = first; v != last->next; v = v->next)
+          if (v->status >= 0) v->status = RESTOCK_ECOMMIT;
+        w = last->next;
+        break;
+      }
+    }
+    if (solo > 0) solo--;
     if (exec_id(tx, SQL_SAVEPOINT)) {
-      w->status = RESTOCK_ESTORE;
+      w->status = unit_status(tx, RESTOCK_ESTORE);
     } else {
       tx->depth = 0;
       int st = unit_status(tx, w->fn(tx, w->arg));
@@ -627,8 +691,10 @@ int store_start(Store *s, uv_loop_t *loop, char **err) {
   return RESTOCK_ESTORE;
 }
 
-static void submit(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
-                   void *arg, bool write) {
+static void submit(Store *s, StoreWork *w, StoreFn fn, StoreBatchFn batch,
+                   StoreDone done, void *arg, bool write) {
+  /* Set before the unit is queued (under the mutex): the writer sees it. */
+  w->batch = batch;
   w->fn = fn;
   w->done = done;
   w->arg = arg;
@@ -657,12 +723,17 @@ static void submit(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
 
 void store_write(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
                  void *arg) {
-  submit(s, w, fn, done, arg, true);
+  submit(s, w, fn, NULL, done, arg, true);
 }
 
 void store_read(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
                 void *arg) {
-  submit(s, w, fn, done, arg, false);
+  submit(s, w, fn, NULL, done, arg, false);
+}
+
+void store_write_batched(Store *s, StoreWork *w, StoreFn fn,
+                         StoreBatchFn batch, StoreDone done, void *arg) {
+  submit(s, w, fn, batch, done, arg, true);
 }
 
 int store_write_sync(Store *s, StoreFn fn, void *arg, uint64_t timeout_ms) {
@@ -1787,4 +1858,52 @@ int store_task_lease(StoreTx *tx, const char *name, long long now,
 
 int store_task_lease_drop(StoreTx *tx, const char *name) {
   return q_exec(tx, NULL, SQL_TASK_LEASE_DROP, "ss", name, store_tx_node(tx));
+}
+
+/* ---- batches (issue 14) -------------------------------------------------------- */
+
+int store_ids_reserve(StoreTx *tx, size_t n, long long *subscription_ids,
+                      long long *event_ids) {
+  Q q;
+  if (q_open(&q, tx, SQL_IDS_RESERVE, "i", (long long)n))
+    return RESTOCK_ESTORE;
+  size_t got = 0;
+  int rc;
+  while ((rc = q_step(&q)) == 1 && got < n) {
+    subscription_ids[got] = q_int(&q, 0);
+    event_ids[got] = q_int(&q, 1);
+    got++;
+  }
+  q_close(&q);
+  return rc < 0 ? rc : got == n ? 0 : RESTOCK_ESTORE;
+}
+
+int store_subscribe_many(StoreTx *tx, const SubscribeRow *rows, size_t n,
+                         long long next_at, SubscribeResult *out) {
+  /* The rows go as one JSON parameter: one statement, one round trip. */
+  json_t *list = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(
+        list, json_pack("{s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s}", "i",
+                        (json_int_t)i, "id", (json_int_t)rows[i].id, "eid",
+                        (json_int_t)rows[i].event_id, "v", rows[i].variant_id,
+                        "e", rows[i].email, "now", rows[i].now, "data",
+                        rows[i].data, "h", rows[i].handlers));
+  char *text = json_text(list);
+  json_decref(list);
+  if (!text) return RESTOCK_ESTORE;
+  Q q;
+  int rc = q_open(&q, tx, SQL_SUBSCRIBE_MANY, "si", text, next_at);
+  free(text);
+  if (rc) return RESTOCK_ESTORE;
+  size_t got = 0;
+  while ((rc = q_step(&q)) == 1) {
+    long long i = q_int(&q, 0);
+    if (i < 0 || (size_t)i >= n) continue;
+    out[i].verdict = (SubscribeVerdict)q_int(&q, 1);
+    q_copy(&q, 2, out[i].created_at, sizeof out[i].created_at);
+    got++;
+  }
+  q_close(&q);
+  return rc < 0 ? rc : got == n ? 0 : RESTOCK_ESTORE;
 }

@@ -45,6 +45,12 @@ typedef int (*StoreFn)(StoreTx *tx, void *arg);
  * RESTOCK_ECOMMIT when the group's commit failed, or RESTOCK_EUNAVAIL when
  * the store was stopping. */
 typedef void (*StoreDone)(void *arg, int status);
+/* Issue 14: runs the work of `n` write units at once (their args), setting
+ * statuses[i] as the unit's own StoreFn would have returned. Returns 0, or a
+ * negative code having changed none of the units' outputs: the store then
+ * undoes what it did and runs each unit's StoreFn instead. */
+typedef int (*StoreBatchFn)(StoreTx *tx, void *const *args, int *statuses,
+                            size_t n);
 
 /* A unit of work. The caller owns the memory (usually embedded in its own
  * context) and must keep it until `done` has run. */
@@ -55,6 +61,7 @@ typedef struct StoreWork {
   void *arg;
   int status; /* private until done runs */
   uint64_t queued_ns;
+  StoreBatchFn batch; /* private: store_write_batched's */
   bool sync;      /* private: store_write_sync's */
   bool sync_done; /* private */
 } StoreWork;
@@ -106,6 +113,13 @@ int store_start(Store *s, uv_loop_t *loop, char **err);
 /* Queues a write unit (loop thread only). */
 void store_write(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
                  void *arg);
+/* Issue 14: queues a write unit that the writer may run together with the
+ * neighbours of its group queued with the same `batch`, in one call of it
+ * (a backend with round trips to save: PostgreSQL runs 64 subscribes in one
+ * statement); else, and whenever the batch fails, it runs `fn`. Loop thread
+ * only. */
+void store_write_batched(Store *s, StoreWork *w, StoreFn fn,
+                         StoreBatchFn batch, StoreDone done, void *arg);
 /* Queues a read unit (loop thread only). */
 void store_read(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
                 void *arg);
@@ -231,6 +245,42 @@ typedef struct {
  * Call once per new row, and insert it in the same unit. */
 int store_subscription_next_id(StoreTx *tx, long long *id);
 int store_event_next_id(StoreTx *tx, long long *id);
+
+/* Issue 14: reserves `n` subscription ids and `n` event ids, in order, for
+ * rows a batch writes (store_subscribe_many). */
+int store_ids_reserve(StoreTx *tx, size_t n, long long *subscription_ids,
+                      long long *event_ids);
+
+typedef struct {
+  long long id;       /* from store_ids_reserve */
+  long long event_id; /* the same */
+  const char *variant_id;
+  const char *email;
+  const char *now;
+  const char *data;     /* the subscribed event's data (JSON text) */
+  const char *handlers; /* its deliveries: JSON [[handler, max_attempts]] */
+} SubscribeRow;
+
+typedef enum {
+  SUBSCRIBE_ADDED = 0,
+  SUBSCRIBE_NO_VARIANT = 1,
+  SUBSCRIBE_IN_STOCK = 2,
+  SUBSCRIBE_EXISTS = 3,
+} SubscribeVerdict;
+
+typedef struct {
+  SubscribeVerdict verdict;
+  char created_at[ISOTIME_LEN]; /* ADDED, EXISTS */
+} SubscribeResult;
+
+/* Unscoped subscribes, each as the subscribe use-case does it, all in one
+ * statement where the backend has one (PostgreSQL): a row whose variant is
+ * missing or in stock is judged and written nowhere; the others are added
+ * unless the email is subscribed already, each new one with its
+ * restock-notification.subscribed event (id, data) and one delivery per
+ * handler due at `next_at`. out[i] is row i's verdict. */
+int store_subscribe_many(StoreTx *tx, const SubscribeRow *rows, size_t n,
+                         long long next_at, SubscribeResult *out);
 
 /* Adds active subscription `id` unless (variant, channel, email) is already
  * subscribed; `channel` NULL is unscoped. *inserted says which; *created_at

@@ -83,6 +83,10 @@ typedef struct StoreDriver {
    * SQL_EVENT_LOCK), and the server runs its node machinery (heartbeat,
    * handler registry, polling). */
   bool shared;
+  /* Batches save round trips: the writer runs a store_write_batched unit
+   * with its neighbours through their batch function (SQL_IDS_RESERVE and
+   * SQL_SUBSCRIBE_MANY are then its statements). */
+  bool batches;
   /* SQL_DELIVERY_DUE leases the rows it returns itself, in one statement
    * (?3 the lease's end, ?4 the node, ?5 the handlers this node runs, as
    * JSON); otherwise store.c runs SQL_DELIVERY_LEASE for each. */

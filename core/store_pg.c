@@ -529,6 +529,49 @@ static const char *const pg_sql[SQL_COUNT_] = {
     [SQL_TASK_LEASE_DROP] =
         "UPDATE task_leases SET expires_at = 0"
         " WHERE name = $1 AND owner = $2",
+    /* $1 ids of each kind, in order. */
+    [SQL_IDS_RESERVE] =
+        "SELECT nextval('restock_subscription_ids'), nextval('event_ids')"
+        " FROM generate_series(1, $1::int)",
+    /* A group's unscoped subscribes in one statement ($1, a JSON array of
+     * rows {i, id, eid, v, e, now, data, h}; $2 the deliveries' due time):
+     * each is judged on its variant (locked FOR SHARE, so a quantity
+     * change on another node waits for this commit, or is seen), added
+     * unless subscribed already, and a new one gets its subscribed event
+     * and one delivery per handler, as subscribe_fn does step by step.
+     * Rows come back in input order: (i, verdict, created_at), the verdict
+     * a SubscribeVerdict. */
+    [SQL_SUBSCRIBE_MANY] =
+        "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x("
+        " i int, id bigint, eid bigint, v text, e text, now timestamptz,"
+        " data text, h text)),"
+        " stock AS (SELECT v.id, NOT v.manage_inventory OR v.allow_backorder"
+        " OR v.inventory_quantity > 0 AS in_stock FROM variants v"
+        " WHERE v.id IN (SELECT input.v FROM input) ORDER BY v.id FOR SHARE),"
+        " judged AS (SELECT input.*, CASE WHEN stock.id IS NULL THEN 1"
+        " WHEN stock.in_stock THEN 2 ELSE 0 END AS verdict FROM input"
+        " LEFT JOIN stock ON stock.id = input.v),"
+        " added AS (INSERT INTO restock_subscriptions (id, variant_id,"
+        " sales_channel_id, email, created_at, subscribed_event_id)"
+        " SELECT id, v, '', e, now, eid FROM judged WHERE verdict = 0"
+        " ORDER BY i ON CONFLICT DO NOTHING RETURNING id),"
+        " written AS (INSERT INTO events (id, name, data, status, created_at)"
+        " SELECT j.eid, " SUBSCRIBED_SQL ", j.data::jsonb,"
+        " CASE WHEN jsonb_array_length(j.h::jsonb) > 0 THEN 'pending'"
+        " ELSE 'delivered' END, j.now FROM judged j"
+        " JOIN added a ON a.id = j.id ORDER BY j.i RETURNING id),"
+        " queued AS (INSERT INTO deliveries (event_id, handler, subscriber,"
+        " max_attempts, next_at, updated_at)"
+        " SELECT j.eid, d ->> 0, '', (d ->> 1)::int, $2, j.now"
+        " FROM judged j JOIN added a ON a.id = j.id,"
+        " jsonb_array_elements(j.h::jsonb) d ORDER BY j.i)"
+        " SELECT j.i, CASE WHEN j.verdict <> 0 THEN j.verdict"
+        " WHEN a.id IS NOT NULL THEN 0 ELSE 3 END,"
+        " restock_iso(coalesce(s.created_at, j.now)) FROM judged j"
+        " LEFT JOIN added a ON a.id = j.id"
+        " LEFT JOIN restock_subscriptions s ON a.id IS NULL AND j.verdict = 0"
+        " AND s.email = j.e AND s.variant_id = j.v AND s.sales_channel_id = ''"
+        " ORDER BY j.i",
 };
 
 /* ---- connections ------------------------------------------------------------ */
@@ -584,12 +627,15 @@ static void on_notice(void *arg, const char *message) {
 /* Drops a connection that cannot go on (lost, or silent past its
  * deadline): what it had open is rolled back by the server. */
 static void drop(StoreConn *c, const char *why) {
+  /* `why` may be libpq's own message, which PQfinish frees. */
+  char msg[sizeof c->err];
+  snprintf(msg, sizeof msg, "%s", why ? why : "the connection was lost");
   if (c->pg) pq_dl.finish(c->pg);
   c->pg = NULL;
   c->deferred = 0;
   c->transient = true;
   memcpy(c->sqlstate, "08006", 6);
-  set_err(c, why);
+  set_err(c, msg);
 }
 
 static bool is_transient_state(const char *state) {
@@ -1282,6 +1328,7 @@ const StoreDriver store_pg_driver = {
     .set_durability = pg_set_durability,
     .private_uri = pg_private_uri,
     .shared = true,
+    .batches = true,
     .claim_leases = true,
     .ensure = pg_ensure,
     .transient = pg_transient,

@@ -49,7 +49,9 @@
    * node registry and named leases (no-ops on SQLite, one node). */       \
   X(VARIANT_LOCK) X(EVENT_LOCK) X(DELIVERY_RENEW) X(DELIVERY_OWNERS)        \
   X(META_ADD) X(NODE_BEAT) X(NODE_LIST) X(NODE_PEERS) X(NODE_DELETE)        \
-  X(TASK_LEASE_TAKE) X(TASK_LEASE_DROP)
+  X(TASK_LEASE_TAKE) X(TASK_LEASE_DROP)                                     \
+  /* Batches (StoreDriver.batches): a group's subscribes in one statement. */ \
+  X(IDS_RESERVE) X(SUBSCRIBE_MANY)
 
 typedef enum {
 #define STORE_SQL_ENUM(name) SQL_##name,

@@ -426,6 +426,10 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_NODE_DELETE] = "SELECT 1",
     [SQL_TASK_LEASE_TAKE] = "SELECT ?2 WHERE ?1 IS NOT NULL",
     [SQL_TASK_LEASE_DROP] = "SELECT 1",
+    /* Not run: a statement costs SQLite microseconds, not a round trip, so
+     * the writer runs each subscribe on its own (batches is false). */
+    [SQL_IDS_RESERVE] = "SELECT NULL, NULL WHERE 0",
+    [SQL_SUBSCRIBE_MANY] = "SELECT NULL, NULL, NULL WHERE 0",
 };
 
 /* ---- connections and statements ------------------------------------------ */

@@ -117,6 +117,101 @@ static int subscribe_fn(StoreTx *tx, void *arg) {
   return rc;
 }
 
+/* ---- subscribes in batches (issue 14) ---------------------------------- */
+
+/* The subscribes a batch takes: unscoped ones, every step of which
+ * (variant, stock, ids, row, event, deliveries) store_subscribe_many makes
+ * in one statement. Whatever else a subscribe may carry (a key, a channel)
+ * runs subscribe_fn; a new input of the subscribe must be handled here too,
+ * or make it unbatchable. */
+static bool batchable(const SubscribeCall *c) {
+  return !c->publishable_key && !c->sales_channel_id;
+}
+
+/* The handlers of the subscribed event as store_subscribe_many takes them:
+ * one whole-event delivery each (the event has no emails to split). */
+static char *subscribed_handlers(const Config *cfg, size_t *n) {
+  const HandlerSpec *h[64];
+  size_t count = config_handlers(cfg, SUBSCRIBED, h, 64);
+  if (count > 64) count = 64;
+  json_t *list = json_array();
+  for (size_t i = 0; i < count; i++)
+    json_array_append_new(list, json_pack("[sI]", h[i]->name,
+                                          (json_int_t)h[i]->max_attempts));
+  char *text = json_text(list);
+  json_decref(list);
+  *n = count;
+  return text;
+}
+
+static int subscribe_batch(StoreTx *tx, void *const *args, int *statuses,
+                           size_t n) {
+  long long *ids = xcalloc(2 * n, sizeof *ids);
+  SubscribeRow *rows = xcalloc(n, sizeof *rows);
+  SubscribeResult *res = xcalloc(n, sizeof *res);
+  char **texts = xcalloc(2 * n, sizeof *texts);
+  size_t *handlers = xcalloc(n, sizeof *handlers);
+  char now[ISOTIME_LEN];
+  isotime_now(now);
+  int rc = store_ids_reserve(tx, n, ids, ids + n);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    const SubscribeCall *c = args[i];
+    char token[TOKEN_LEN + 1];
+    token_make(c->unit.d->token_key, TOKEN_UNSUBSCRIBE, ids[i], token);
+    /* The same data as subscribe_fn's event, key for key. */
+    json_t *data = json_pack("{s:s, s:s, s:s}", "variant_id", c->variant_id,
+                             "email", c->email, "unsubscribe_token", token);
+    texts[2 * i] = json_text(data);
+    json_decref(data);
+    texts[2 * i + 1] = subscribed_handlers(c->unit.cfg, &handlers[i]);
+    if (!texts[2 * i] || !texts[2 * i + 1]) rc = RESTOCK_ESTORE;
+    rows[i] = (SubscribeRow){.id = ids[i],
+                             .event_id = ids[n + i],
+                             .variant_id = c->variant_id,
+                             .email = c->email,
+                             .now = now,
+                             .data = texts[2 * i],
+                             .handlers = texts[2 * i + 1]};
+  }
+  if (rc == 0) rc = store_subscribe_many(tx, rows, n, isotime_now_ms(), res);
+  /* Only now, all or nothing, the units' outputs. */
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    SubscribeCall *c = args[i];
+    switch (res[i].verdict) {
+      case SUBSCRIBE_ADDED:
+        c->created = true;
+        snprintf(c->created_at, sizeof c->created_at, "%s",
+                 res[i].created_at);
+        effects_event(&c->unit.fx, SUBSCRIBED, handlers[i]);
+        statuses[i] = 0;
+        break;
+      case SUBSCRIBE_EXISTS:
+        snprintf(c->created_at, sizeof c->created_at, "%s",
+                 res[i].created_at);
+        statuses[i] = 0;
+        break;
+      case SUBSCRIBE_NO_VARIANT:
+        snprintf(c->message, sizeof c->message,
+                 "Variant with id: %.300s was not found", c->variant_id);
+        statuses[i] = RESTOCK_ENOTFOUND;
+        break;
+      case SUBSCRIBE_IN_STOCK:
+        snprintf(c->message, sizeof c->message,
+                 "You cannot sign up for restock notifications on a product "
+                 "that is not sold out");
+        statuses[i] = RESTOCK_ENOTALLOWED;
+        break;
+    }
+  }
+  for (size_t i = 0; i < 2 * n; i++) free(texts[i]);
+  free(texts);
+  free(handlers);
+  free(res);
+  free(rows);
+  free(ids);
+  return rc;
+}
+
 static void subscribe_finish(Unit *u, int status) {
   SubscribeCall *c = (SubscribeCall *)u;
   c->done(c, status);
@@ -125,7 +220,11 @@ static void subscribe_finish(Unit *u, int status) {
 void subscriptions_subscribe(Domain *d, SubscribeCall *c) {
   c->message[0] = '\0';
   c->created = false;
-  unit_write(d, &c->unit, subscribe_fn, subscribe_finish);
+  if (batchable(c))
+    unit_write_batched(d, &c->unit, subscribe_fn, subscribe_batch,
+                       subscribe_finish);
+  else
+    unit_write(d, &c->unit, subscribe_fn, subscribe_finish);
 }
 
 /* ---- unsubscribe ------------------------------------------------------------ */

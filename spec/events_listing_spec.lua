@@ -119,8 +119,8 @@ local function big_outbox_server()
   if helpers.pg then
     helpers.psql(db, string.format([[
 INSERT INTO events (name, data, status, created_at)
-  SELECT 'restock-notification.subscribed', '{"variant_id":"v",'
-    || '"email":"someone@example.com","unsubscribe_token":"%s"}',
+  SELECT 'restock-notification.subscribed', ('{"variant_id":"v",'
+    || '"email":"someone@example.com","unsubscribe_token":"%s"}')::jsonb,
     'delivered', '2026-01-01T00:00:00.000Z'
   FROM generate_series(1, 1000000);
 ]], string.rep("x", 120)))

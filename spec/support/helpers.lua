@@ -285,23 +285,37 @@ function helpers.fresh_db(dir)
   return helpers.pg_uri(name)
 end
 
--- Marks the running test pending on PostgreSQL, with why it holds for
--- SQLite only: `if helpers.sqlite_only("...") then return end` (busted's
--- pending(), found in the calling test's environment, ends the test).
-function helpers.sqlite_only(why)
-  if not helpers.pg then
-    return false
-  end
-  local f = debug.getinfo(2, "f").func
+-- Marks the test running at stack level `level` pending: busted's
+-- pending(), found in the test function's environment, ends it.
+local function mark_pending(level, why)
+  local f = debug.getinfo(level + 1, "f").func
   for i = 1, 255 do
     local name, env = debug.getupvalue(f, i)
     if not name then
       break
     end
     if name == "_ENV" and type(env) == "table" and env.pending then
-      env.pending("SQLite only: " .. why)
+      env.pending(why)
     end
   end
+end
+
+-- Marks the running test pending on PostgreSQL, with why it holds for
+-- SQLite only: `if helpers.sqlite_only("...") then return end`.
+function helpers.sqlite_only(why)
+  if not helpers.pg then
+    return false
+  end
+  mark_pending(2, "SQLite only: " .. why)
+  return true
+end
+
+-- The same the other way: `if helpers.pg_only("...") then return end`.
+function helpers.pg_only(why)
+  if helpers.pg then
+    return false
+  end
+  mark_pending(2, "PostgreSQL only: " .. why)
   return true
 end
 
