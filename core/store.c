@@ -17,6 +17,12 @@
 /* Most write units one transaction holds: a group that large already
  * amortizes the commit, and a bound keeps the first unit's wait short. */
 #define GROUP_MAX 512
+/* Most ids a batch reserves ahead for the next one, and how old they may
+ * be when it takes them: the ids give subscription order, so those
+ * reserved long before would put a late subscriber before earlier ones of
+ * other nodes. */
+#define ID_POOL_MAX 256
+#define ID_POOL_FRESH_NS (1000ULL * 1000000)
 /* Reader connections of a server, for listings and other read units. */
 #define DEFAULT_READERS 2
 
@@ -33,6 +39,11 @@ struct StoreTx {
   StoreStmt *stmt[SQL_COUNT_];
   int depth;   /* store_tx_begin levels open */
   bool writes; /* the writer's (or the CLI's): its reads may lock rows */
+  /* Issue 14: ids the last store_subscribe_many reserved for the next
+   * batch, so that it needs no round trip of its own for them. */
+  long long pool_sub[ID_POOL_MAX], pool_event[ID_POOL_MAX];
+  size_t pool_n, pool_used;
+  uint64_t pool_at_ns;
 };
 
 typedef struct {
@@ -1391,23 +1402,45 @@ int store_delivery_pending_count(StoreTx *tx, long long *count) {
   return q_scalar(tx, count, NULL, SQL_DELIVERY_PENDING, "");
 }
 
-/* The deliveries of one event, to the visitor. */
-static int event_deliveries(StoreTx *tx, long long id, const EventVisitor *v) {
+/* The events `rows` (ascending ids) to the visitor, each followed by its
+ * deliveries, which one statement reads for the whole page (not one per
+ * event: on PostgreSQL that is a round trip each, 1,000 for a page). */
+static int visit_events(StoreTx *tx, const EventRow *const *rows, size_t n,
+                        const EventVisitor *v) {
+  if (n == 0) return 0;
+  Buf ids = {0};
+  buf_puts(&ids, "[");
+  for (size_t i = 0; i < n; i++)
+    buf_printf(&ids, "%s%lld", i ? "," : "", rows[i]->id);
+  buf_puts(&ids, "]");
   Q q;
-  if (q_open(&q, tx, SQL_EVENT_DELIVERIES, "i", id)) return RESTOCK_ESTORE;
-  int rc;
-  while ((rc = q_step(&q)) == 1) {
-    const char *sub = q_text(&q, 1);
-    DeliveryRow d = {
-        .handler = q_text(&q, 0),
-        .subscriber = sub ? sub : "",
-        .status = q_text(&q, 2),
-        .attempts = q_int(&q, 3),
-        .max_attempts = q_int(&q, 4),
-        .last_error = q_text(&q, 5),
-        .updated_at = q_text(&q, 6),
-    };
-    int stop = v->delivery(v->ctx, &d);
+  int rc = q_open(&q, tx, SQL_EVENT_DELIVERIES, "s", ids.data);
+  buf_free(&ids);
+  if (rc) return RESTOCK_ESTORE;
+  rc = q_step(&q);
+  for (size_t i = 0; rc >= 0 && i < n; i++) {
+    int stop = v->event(v->ctx, rows[i]);
+    if (stop) {
+      rc = stop;
+      break;
+    }
+    /* Both come in ascending event id. */
+    while (rc == 1 && q_int(&q, 0) < rows[i]->id) rc = q_step(&q);
+    while (rc == 1 && q_int(&q, 0) == rows[i]->id) {
+      const char *sub = q_text(&q, 2);
+      DeliveryRow d = {
+          .handler = q_text(&q, 1),
+          .subscriber = sub ? sub : "",
+          .status = q_text(&q, 3),
+          .attempts = q_int(&q, 4),
+          .max_attempts = q_int(&q, 5),
+          .last_error = q_text(&q, 6),
+          .updated_at = q_text(&q, 7),
+      };
+      stop = v->delivery(v->ctx, &d);
+      if (stop) break;
+      rc = q_step(&q);
+    }
     if (stop) {
       rc = stop;
       break;
@@ -1463,9 +1496,11 @@ int store_event_list(StoreTx *tx, const char *name, const char *status,
                         .created_at = h->strings[4]};
   }
   q_close(&q);
-  for (size_t i = 0; rc == 0 && i < n; i++) {
-    rc = v->event(v->ctx, &held[i].row);
-    if (rc == 0) rc = event_deliveries(tx, held[i].row.id, v);
+  if (rc == 0) {
+    const EventRow **rows = xcalloc(n ? n : 1, sizeof *rows);
+    for (size_t i = 0; i < n; i++) rows[i] = &held[i].row;
+    rc = visit_events(tx, rows, n, v);
+    free(rows);
   }
   for (size_t i = 0; i < n; i++)
     for (int k = 0; k < 5; k++) free(held[i].strings[k]);
@@ -1864,6 +1899,15 @@ int store_task_lease_drop(StoreTx *tx, const char *name) {
 
 int store_ids_reserve(StoreTx *tx, size_t n, long long *subscription_ids,
                       long long *event_ids) {
+  /* Those the last batch reserved ahead, if there are enough, fresh. */
+  if (tx->pool_n - tx->pool_used >= n &&
+      uv_hrtime() - tx->pool_at_ns < ID_POOL_FRESH_NS) {
+    memcpy(subscription_ids, tx->pool_sub + tx->pool_used, n * sizeof(long long));
+    memcpy(event_ids, tx->pool_event + tx->pool_used, n * sizeof(long long));
+    tx->pool_used += n;
+    return 0;
+  }
+  tx->pool_n = tx->pool_used = 0;
   Q q;
   if (q_open(&q, tx, SQL_IDS_RESERVE, "i", (long long)n))
     return RESTOCK_ESTORE;
@@ -1892,13 +1936,24 @@ int store_subscribe_many(StoreTx *tx, const SubscribeRow *rows, size_t n,
   char *text = json_text(list);
   json_decref(list);
   if (!text) return RESTOCK_ESTORE;
+  /* The statement also reserves ids for the next batch (rows with i = -1):
+   * under load, each batch then costs one round trip fewer. */
+  long long ahead = (long long)(2 * n > ID_POOL_MAX ? ID_POOL_MAX : 2 * n);
   Q q;
-  int rc = q_open(&q, tx, SQL_SUBSCRIBE_MANY, "si", text, next_at);
+  int rc = q_open(&q, tx, SQL_SUBSCRIBE_MANY, "sii", text, next_at, ahead);
   free(text);
   if (rc) return RESTOCK_ESTORE;
   size_t got = 0;
+  tx->pool_n = tx->pool_used = 0;
+  tx->pool_at_ns = uv_hrtime();
   while ((rc = q_step(&q)) == 1) {
     long long i = q_int(&q, 0);
+    if (i == -1 && tx->pool_n < ID_POOL_MAX) {
+      tx->pool_sub[tx->pool_n] = q_int(&q, 3);
+      tx->pool_event[tx->pool_n] = q_int(&q, 4);
+      tx->pool_n++;
+      continue;
+    }
     if (i < 0 || (size_t)i >= n) continue;
     out[i].verdict = (SubscribeVerdict)q_int(&q, 1);
     q_copy(&q, 2, out[i].created_at, sizeof out[i].created_at);

@@ -384,10 +384,12 @@ static const char *const pg_sql[SQL_COUNT_] = {
     [SQL_EVENT_COUNT_NAMED] =
         "SELECT count(*) FROM events WHERE name = $1 AND name <> "
         SUBSCRIBED_SQL " AND ($2::text IS NULL OR status = $2)",
+    /* The deliveries of the events whose ids $1 lists (JSON), by event. */
     [SQL_EVENT_DELIVERIES] =
-        "SELECT handler, subscriber, status, attempts, max_attempts,"
+        "SELECT event_id, handler, subscriber, status, attempts, max_attempts,"
         " last_error, restock_iso(updated_at) FROM deliveries"
-        " WHERE event_id = $1 ORDER BY seq",
+        " WHERE event_id = ANY (ARRAY(SELECT jsonb_array_elements_text("
+        "$1::jsonb)::bigint)) ORDER BY event_id, seq",
     [SQL_EVENT_EXISTS] = "SELECT 1 FROM events WHERE id = $1",
     [SQL_EVENT_RETRY] =
         "UPDATE deliveries SET status = 'pending', attempts = 0,"
@@ -540,7 +542,8 @@ static const char *const pg_sql[SQL_COUNT_] = {
      * unless subscribed already, and a new one gets its subscribed event
      * and one delivery per handler, as subscribe_fn does step by step.
      * Rows come back in input order: (i, verdict, created_at), the verdict
-     * a SubscribeVerdict. */
+     * a SubscribeVerdict; then $3 rows (-1, 0, NULL, subscription id,
+     * event id) of ids reserved for the next batch. */
     [SQL_SUBSCRIBE_MANY] =
         "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x("
         " i int, id bigint, eid bigint, v text, e text, now timestamptz,"
@@ -567,11 +570,13 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " jsonb_array_elements(j.h::jsonb) d ORDER BY j.i)"
         " SELECT j.i, CASE WHEN j.verdict <> 0 THEN j.verdict"
         " WHEN a.id IS NOT NULL THEN 0 ELSE 3 END,"
-        " restock_iso(coalesce(s.created_at, j.now)) FROM judged j"
+        " restock_iso(coalesce(s.created_at, j.now)), NULL::bigint,"
+        " NULL::bigint FROM judged j"
         " LEFT JOIN added a ON a.id = j.id"
         " LEFT JOIN restock_subscriptions s ON a.id IS NULL AND j.verdict = 0"
         " AND s.email = j.e AND s.variant_id = j.v AND s.sales_channel_id = ''"
-        " ORDER BY j.i",
+        " UNION ALL SELECT -1, 0, NULL, nextval('restock_subscription_ids'),"
+        " nextval('event_ids') FROM generate_series(1, $3::int)",
 };
 
 /* ---- connections ------------------------------------------------------------ */

@@ -299,10 +299,13 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_EVENT_COUNT_NAMED] =
         "SELECT count(*) FROM events WHERE name = ?1 AND name "
         "!= " SUBSCRIBED_SQL " AND (?2 IS NULL OR status = ?2)",
+    /* The deliveries of the events whose ids ?1 lists (JSON), by event,
+     * each event's in the order they were written. */
     [SQL_EVENT_DELIVERIES] =
-        "SELECT handler, subscriber, status, attempts, max_attempts,"
-        " last_error, updated_at FROM deliveries WHERE event_id = ?1"
-        " ORDER BY rowid",
+        "SELECT event_id, handler, subscriber, status, attempts, max_attempts,"
+        " last_error, updated_at FROM deliveries"
+        " WHERE event_id IN (SELECT value FROM json_each(?1))"
+        " ORDER BY event_id, rowid",
     [SQL_EVENT_EXISTS] = "SELECT 1 FROM events WHERE id = ?1",
     [SQL_EVENT_RETRY] =
         "UPDATE deliveries SET status = 'pending', attempts = 0,"

@@ -10,7 +10,8 @@
 #
 # It runs as an unprivileged user: the caller when it is not root, else the
 # `postgres` user Debian's postgresql package makes. Durability is off
-# (fsync, synchronous commits): a throwaway cluster trades it for speed.
+# (fsync, synchronous commits): a throwaway cluster trades it for speed;
+# PG_DURABLE=1 keeps PostgreSQL's defaults (the benchmark's cluster).
 set -eu
 
 bindir() {
@@ -53,13 +54,17 @@ port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
 max_connections = 400
-shared_buffers = 64MB
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+shared_buffers = 128MB
 log_min_messages = warning
 log_statement = none
 EOF
+    if [ "${PG_DURABLE:-0}" != 1 ]; then
+      cat >>"$dir/data/postgresql.conf" <<EOF
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+    fi
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
       start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     echo "$port" >"$dir/port"
