@@ -324,6 +324,7 @@ int store_open(const char *uri, const StoreOptions *o, Store **out,
   }
   tx_init(&s->writer, s, conn);
   s->writer.writes = true;
+  if (drv->set_node) drv->set_node(conn, s->node_id);
   s->healthy = 1;
   if (o->durability != DURABILITY_PROCESS && drv->set_durability)
     drv->set_durability(conn, o->durability);
@@ -668,7 +669,8 @@ int store_start(Store *s, uv_loop_t *loop, char **err) {
     s->wake_async.data = s;
     uv_unref((uv_handle_t *)&s->wake_async);
     s->wake_open = true;
-    if (s->drv->listen(s->uri, listener_notify, s, &s->listener, err)) {
+    if (s->drv->listen(s->uri, s->node_id, listener_notify, s, &s->listener,
+                       err)) {
       uv_close((uv_handle_t *)&s->wake_async, NULL);
       s->wake_open = false;
       uv_close((uv_handle_t *)&s->async, NULL);

@@ -102,10 +102,14 @@ typedef struct StoreDriver {
   /* Round trips to the server made on `c` so far (read from any thread). */
   unsigned long long (*round_trips)(StoreConn *c);
   /* Starts a thread of its own that calls notify(arg) whenever another
-   * server made deliveries due (LISTEN/NOTIFY), reconnecting by itself.
+   * server than `node` made deliveries due (LISTEN/NOTIFY), reconnecting
+   * by itself.
    * Returns 0 or a negative code with *err. */
-  int (*listen)(const char *uri, void (*notify)(void *arg), void *arg,
-                void **state, char **err);
+  int (*listen)(const char *uri, const char *node, void (*notify)(void *arg),
+                void *arg, void **state, char **err);
+  /* Names the node whose writes the writer's connection makes, so that
+   * the notifications its own commits raise do not wake it. */
+  void (*set_node)(StoreConn *c, const char *node);
   /* Stops and frees what listen started. */
   void (*unlisten)(void *state);
   /* `uri` as a log line may show it, its password masked (malloc'd). */

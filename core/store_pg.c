@@ -343,10 +343,12 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " WHERE id = $1",
     [SQL_EVENT_LOCK] = "SELECT 1 FROM events WHERE id = $1 FOR UPDATE",
     /* The earliest delivery this node could claim: one it cannot run is
-     * another node's to wait for. */
+     * another node's to wait for. In due order on deliveries_due, so that
+     * the walk stops at the first (not min() over every pending row). */
     [SQL_DELIVERY_NEXT] =
-        "SELECT min(d.next_at) FROM deliveries d JOIN events e"
-        " ON e.id = d.event_id WHERE d.status = 'pending'" CLAIMABLE("$1"),
+        "SELECT d.next_at FROM deliveries d JOIN events e"
+        " ON e.id = d.event_id WHERE d.status = 'pending'" CLAIMABLE("$1")
+        " ORDER BY d.next_at LIMIT 1",
     [SQL_DELIVERY_RELEASE] =
         "UPDATE deliveries SET next_at = $2, lease_owner = NULL"
         " WHERE status = 'pending' AND lease_owner = $1",
@@ -550,7 +552,8 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " data text, h text)),"
         " stock AS (SELECT v.id, NOT v.manage_inventory OR v.allow_backorder"
         " OR v.inventory_quantity > 0 AS in_stock FROM variants v"
-        " WHERE v.id IN (SELECT input.v FROM input) ORDER BY v.id FOR SHARE),"
+        " WHERE v.id = ANY (ARRAY(SELECT DISTINCT input.v FROM input))"
+        " ORDER BY v.id FOR SHARE),"
         " judged AS (SELECT input.*, CASE WHEN stock.id IS NULL THEN 1"
         " WHEN stock.in_stock THEN 2 ELSE 0 END AS verdict FROM input"
         " LEFT JOIN stock ON stock.id = input.v),"
@@ -570,11 +573,13 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " jsonb_array_elements(j.h::jsonb) d ORDER BY j.i)"
         " SELECT j.i, CASE WHEN j.verdict <> 0 THEN j.verdict"
         " WHEN a.id IS NOT NULL THEN 0 ELSE 3 END,"
-        " restock_iso(coalesce(s.created_at, j.now)), NULL::bigint,"
-        " NULL::bigint FROM judged j"
-        " LEFT JOIN added a ON a.id = j.id"
-        " LEFT JOIN restock_subscriptions s ON a.id IS NULL AND j.verdict = 0"
-        " AND s.email = j.e AND s.variant_id = j.v AND s.sales_channel_id = ''"
+        /* The subscription that was there already: looked up by its key,
+         * row by row (a join would be planned as a walk of the table). */
+        " restock_iso(coalesce(CASE WHEN a.id IS NULL AND j.verdict = 0"
+        " THEN (SELECT s.created_at FROM restock_subscriptions s"
+        " WHERE s.email = j.e AND s.variant_id = j.v"
+        " AND s.sales_channel_id = '') END, j.now)), NULL::bigint,"
+        " NULL::bigint FROM judged j LEFT JOIN added a ON a.id = j.id"
         " UNION ALL SELECT -1, 0, NULL, nextval('restock_subscription_ids'),"
         " nextval('event_ids') FROM generate_series(1, $3::int)",
 };
@@ -593,6 +598,7 @@ struct StoreConn {
   uint64_t retry_at_ns; /* no reconnection before */
   int backoff_ms;
   bool was_lost; /* logged; "reconnected" is logged once it is back */
+  char node[160]; /* the writer's node (restockd.node), "" for none */
   int deferred;  /* statements sent in pipeline mode, answers not read */
   bool transient; /* the last failure may pass if tried again */
   char sqlstate[6];
@@ -845,6 +851,28 @@ static int run_simple(StoreConn *c, const char *sql) {
   return ok ? 0 : RESTOCK_ESTORE;
 }
 
+/* Names the node in the session (restockd.node, the payload of the
+ * notifications its commits raise: migration 002). */
+static int set_session_node(StoreConn *c) {
+  const char *values[1] = {c->node};
+  if (!pq_dl.sendQueryParams(c->pg,
+                             "SELECT set_config('restockd.node', $1, false)",
+                             1, NULL, values, NULL, NULL, 0)) {
+    set_err(c, pq_dl.errorMessage(c->pg));
+    return RESTOCK_ESTORE;
+  }
+  PGresult *r = await_result(c);
+  bool ok = result_ok(c, r);
+  if (r) pq_dl.clear(r);
+  return ok ? 0 : RESTOCK_ESTORE;
+}
+
+static void pg_set_node(StoreConn *c, const char *node) {
+  snprintf(c->node, sizeof c->node, "%s", node ? node : "");
+  if (c->pg && c->node[0] && set_session_node(c))
+    log_error("postgresql: cannot name the node: %s", c->err);
+}
+
 static const char *durability_sql(Durability d) {
   /* "process": an acknowledged write survives a crash of restockd (and a
    * clean restart of PostgreSQL) without waiting for the WAL to reach the
@@ -876,7 +904,8 @@ static int open_session(StoreConn *c) {
    * for text a person reads. */
   if (run_simple(c, "SET TIME ZONE 'UTC'") ||
       (c->role != CONN_READER &&
-       run_simple(c, durability_sql(c->durability)))) {
+       run_simple(c, durability_sql(c->durability))) ||
+      (c->node[0] && set_session_node(c))) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", c->err);
     drop(c, msg);
@@ -1208,6 +1237,7 @@ static char *pg_display_uri(const char *uri) {
 
 typedef struct {
   StoreConn c;
+  char node[160]; /* notifications of this node's own commits are skipped */
   void (*notify)(void *);
   void *arg;
   uv_thread_t thread;
@@ -1254,7 +1284,7 @@ static void listener_main(void *arg) {
     bool any = false;
     PGnotify *note;
     while ((note = pq_dl.notifies(c->pg))) {
-      any = true;
+      if (!note->extra || strcmp(note->extra, l->node) != 0) any = true;
       pq_dl.freemem(note);
     }
     if (any) l->notify(l->arg);
@@ -1263,8 +1293,9 @@ static void listener_main(void *arg) {
   c->pg = NULL;
 }
 
-static int pg_listen(const char *uri, void (*notify)(void *), void *arg,
-                     void **state, char **err) {
+static int pg_listen(const char *uri, const char *node,
+                     void (*notify)(void *), void *arg, void **state,
+                     char **err) {
   char why[512];
   if (pq_dl_load(why, sizeof why)) {
     *err = xstrdup(why);
@@ -1276,6 +1307,7 @@ static int pg_listen(const char *uri, void (*notify)(void *), void *arg,
   l->c.app = "restockd listener";
   l->c.timeout_ms = IO_TIMEOUT_MS;
   l->c.backoff_ms = BACKOFF_FIRST_MS;
+  snprintf(l->node, sizeof l->node, "%s", node ? node : "");
   l->notify = notify;
   l->arg = arg;
   if (pipe(l->pipe) != 0) {
@@ -1339,6 +1371,7 @@ const StoreDriver store_pg_driver = {
     .transient = pg_transient,
     .round_trips = pg_round_trips,
     .listen = pg_listen,
+    .set_node = pg_set_node,
     .unlisten = pg_unlisten,
     .display_uri = pg_display_uri,
 };

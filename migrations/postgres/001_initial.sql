@@ -120,7 +120,10 @@ CREATE TABLE deliveries (
   seq          bigint GENERATED ALWAYS AS IDENTITY,
   PRIMARY KEY (event_id, handler, subscriber)
 );
-CREATE INDEX deliveries_due ON deliveries (next_at) WHERE status = 'pending';
+-- In claim order (next_at, then event_id): a claim of the first few due
+-- rows walks the index and stops, however many are due.
+CREATE INDEX deliveries_due ON deliveries (next_at, event_id)
+  WHERE status = 'pending';
 CREATE INDEX deliveries_subscriber ON deliveries (subscriber)
   WHERE subscriber <> '';
 -- A node renews and releases its own leases by name.

@@ -30,16 +30,32 @@ CREATE TABLE task_leases (
 -- of their own do not wake each other) and claims at once. PostgreSQL sends
 -- a notification only when the transaction commits, and one per
 -- transaction however many statements raised it, so a group commit of 64
--- subscribes wakes each node once.
+-- subscribes wakes each node once. The payload names the node that wrote
+-- (its writer sets restockd.node): that node needs no wake-up, it claims
+-- what it wrote by itself.
 CREATE FUNCTION restock_notify_deliveries() RETURNS trigger
   LANGUAGE plpgsql AS $$
 BEGIN
-  PERFORM pg_notify('restockd_' || TG_TABLE_SCHEMA, '');
+  PERFORM pg_notify('restockd_' || TG_TABLE_SCHEMA,
+                    coalesce(current_setting('restockd.node', true), ''));
+  RETURN NULL;
+END $$;
+
+-- Only a statement that inserted rows: a subscribe to an event without
+-- handlers inserts none, and wakes nobody.
+CREATE FUNCTION restock_notify_written() RETURNS trigger
+  LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM written) THEN
+    PERFORM pg_notify('restockd_' || TG_TABLE_SCHEMA,
+                      coalesce(current_setting('restockd.node', true), ''));
+  END IF;
   RETURN NULL;
 END $$;
 
 CREATE TRIGGER deliveries_written AFTER INSERT ON deliveries
-  FOR EACH STATEMENT EXECUTE FUNCTION restock_notify_deliveries();
+  REFERENCING NEW TABLE AS written
+  FOR EACH STATEMENT EXECUTE FUNCTION restock_notify_written();
 -- A delivery requeued (an admin retry) or handed back (a node that stops,
 -- a lease released) is due again without a new row.
 CREATE TRIGGER deliveries_requeued AFTER UPDATE ON deliveries
