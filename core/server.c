@@ -294,10 +294,13 @@ int server_run(const ServerSettings *s) {
     goto close_store;
   }
   if (pending) {
+    /* A PostgreSQL URI may hold a password: never in a log line. */
+    char *shown = store_display_uri(s->db);
     start_error(
         "the database %s has %zu pending migration%s; "
         "run `restockd migrations run` first",
-        s->db, pending, pending == 1 ? "" : "s");
+        shown, pending, pending == 1 ? "" : "s");
+    free(shown);
     rc = EXIT_USAGE;
     goto close_store;
   }

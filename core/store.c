@@ -41,7 +41,7 @@ struct StoreTx {
   bool writes; /* the writer's (or the CLI's): its reads may lock rows */
   /* Issue 14: ids the last store_subscribe_many reserved for the next
    * batch, so that it needs no round trip of its own for them. */
-  long long pool_sub[ID_POOL_MAX], pool_event[ID_POOL_MAX];
+  long long pool_sub[ID_POOL_MAX];
   size_t pool_n, pool_used;
   uint64_t pool_at_ns;
 };
@@ -1899,13 +1899,11 @@ int store_task_lease_drop(StoreTx *tx, const char *name) {
 
 /* ---- batches (issue 14) -------------------------------------------------------- */
 
-int store_ids_reserve(StoreTx *tx, size_t n, long long *subscription_ids,
-                      long long *event_ids) {
+int store_ids_reserve(StoreTx *tx, size_t n, long long *subscription_ids) {
   /* Those the last batch reserved ahead, if there are enough, fresh. */
   if (tx->pool_n - tx->pool_used >= n &&
       uv_hrtime() - tx->pool_at_ns < ID_POOL_FRESH_NS) {
     memcpy(subscription_ids, tx->pool_sub + tx->pool_used, n * sizeof(long long));
-    memcpy(event_ids, tx->pool_event + tx->pool_used, n * sizeof(long long));
     tx->pool_used += n;
     return 0;
   }
@@ -1916,9 +1914,7 @@ int store_ids_reserve(StoreTx *tx, size_t n, long long *subscription_ids,
   size_t got = 0;
   int rc;
   while ((rc = q_step(&q)) == 1 && got < n) {
-    subscription_ids[got] = q_int(&q, 0);
-    event_ids[got] = q_int(&q, 1);
-    got++;
+    subscription_ids[got++] = q_int(&q, 0);
   }
   q_close(&q);
   return rc < 0 ? rc : got == n ? 0 : RESTOCK_ESTORE;
@@ -1930,9 +1926,9 @@ int store_subscribe_many(StoreTx *tx, const SubscribeRow *rows, size_t n,
   json_t *list = json_array();
   for (size_t i = 0; i < n; i++)
     json_array_append_new(
-        list, json_pack("{s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s}", "i",
-                        (json_int_t)i, "id", (json_int_t)rows[i].id, "eid",
-                        (json_int_t)rows[i].event_id, "v", rows[i].variant_id,
+        list, json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s}", "i",
+                        (json_int_t)i, "id", (json_int_t)rows[i].id, "v",
+                        rows[i].variant_id,
                         "e", rows[i].email, "now", rows[i].now, "data",
                         rows[i].data, "h", rows[i].handlers));
   char *text = json_text(list);
@@ -1951,9 +1947,7 @@ int store_subscribe_many(StoreTx *tx, const SubscribeRow *rows, size_t n,
   while ((rc = q_step(&q)) == 1) {
     long long i = q_int(&q, 0);
     if (i == -1 && tx->pool_n < ID_POOL_MAX) {
-      tx->pool_sub[tx->pool_n] = q_int(&q, 3);
-      tx->pool_event[tx->pool_n] = q_int(&q, 4);
-      tx->pool_n++;
+      tx->pool_sub[tx->pool_n++] = q_int(&q, 3);
       continue;
     }
     if (i < 0 || (size_t)i >= n) continue;

@@ -246,14 +246,12 @@ typedef struct {
 int store_subscription_next_id(StoreTx *tx, long long *id);
 int store_event_next_id(StoreTx *tx, long long *id);
 
-/* Issue 14: reserves `n` subscription ids and `n` event ids, in order, for
- * rows a batch writes (store_subscribe_many). */
-int store_ids_reserve(StoreTx *tx, size_t n, long long *subscription_ids,
-                      long long *event_ids);
+/* Issue 14: reserves `n` subscription ids, in order, for the rows a batch
+ * writes (store_subscribe_many). */
+int store_ids_reserve(StoreTx *tx, size_t n, long long *subscription_ids);
 
 typedef struct {
-  long long id;       /* from store_ids_reserve */
-  long long event_id; /* the same */
+  long long id; /* from store_ids_reserve; its event's comes with the row */
   const char *variant_id;
   const char *email;
   const char *now;

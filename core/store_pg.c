@@ -533,23 +533,23 @@ static const char *const pg_sql[SQL_COUNT_] = {
     [SQL_TASK_LEASE_DROP] =
         "UPDATE task_leases SET expires_at = 0"
         " WHERE name = $1 AND owner = $2",
-    /* $1 ids of each kind, in order. */
+    /* $1 subscription ids, in order. */
     [SQL_IDS_RESERVE] =
-        "SELECT nextval('restock_subscription_ids'), nextval('event_ids')"
+        "SELECT nextval('restock_subscription_ids')"
         " FROM generate_series(1, $1::int)",
     /* A group's unscoped subscribes in one statement ($1, a JSON array of
-     * rows {i, id, eid, v, e, now, data, h}; $2 the deliveries' due time):
-     * each is judged on its variant (locked FOR SHARE, so a quantity
-     * change on another node waits for this commit, or is seen), added
-     * unless subscribed already, and a new one gets its subscribed event
-     * and one delivery per handler, as subscribe_fn does step by step.
-     * Rows come back in input order: (i, verdict, created_at), the verdict
-     * a SubscribeVerdict; then $3 rows (-1, 0, NULL, subscription id,
-     * event id) of ids reserved for the next batch. */
+     * rows {i, id, v, e, now, data, h}; $2 the deliveries' due time): each
+     * is judged on its variant (locked FOR SHARE, so a quantity change on
+     * another node waits for this commit, or is seen), added unless
+     * subscribed already, and a new one gets its subscribed event (its id
+     * taken here, in row order) and one delivery per handler, as
+     * subscribe_fn does step by step. Rows come back as (i, verdict,
+     * created_at), the verdict a SubscribeVerdict; then $3 rows (-1, 0,
+     * NULL, subscription id) of ids reserved for the next batch. */
     [SQL_SUBSCRIBE_MANY] =
         "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x("
-        " i int, id bigint, eid bigint, v text, e text, now timestamptz,"
-        " data text, h text)),"
+        " i int, id bigint, v text, e text, now timestamptz, data text,"
+        " h text)),"
         " stock AS (SELECT v.id, NOT v.manage_inventory OR v.allow_backorder"
         " OR v.inventory_quantity > 0 AS in_stock FROM variants v"
         " WHERE v.id = ANY (ARRAY(SELECT DISTINCT input.v FROM input))"
@@ -559,16 +559,17 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " LEFT JOIN stock ON stock.id = input.v),"
         " added AS (INSERT INTO restock_subscriptions (id, variant_id,"
         " sales_channel_id, email, created_at, subscribed_event_id)"
-        " SELECT id, v, '', e, now, eid FROM judged WHERE verdict = 0"
-        " ORDER BY i ON CONFLICT DO NOTHING RETURNING id),"
+        " SELECT id, v, '', e, now, nextval('event_ids') FROM (SELECT * FROM"
+        " judged WHERE verdict = 0 ORDER BY i) o ON CONFLICT DO NOTHING"
+        " RETURNING id, subscribed_event_id AS eid),"
         " written AS (INSERT INTO events (id, name, data, status, created_at)"
-        " SELECT j.eid, " SUBSCRIBED_SQL ", j.data::jsonb,"
+        " SELECT a.eid, " SUBSCRIBED_SQL ", j.data::jsonb,"
         " CASE WHEN jsonb_array_length(j.h::jsonb) > 0 THEN 'pending'"
         " ELSE 'delivered' END, j.now FROM judged j"
         " JOIN added a ON a.id = j.id ORDER BY j.i RETURNING id),"
         " queued AS (INSERT INTO deliveries (event_id, handler, subscriber,"
         " max_attempts, next_at, updated_at)"
-        " SELECT j.eid, d ->> 0, '', (d ->> 1)::int, $2, j.now"
+        " SELECT a.eid, d ->> 0, '', (d ->> 1)::int, $2, j.now"
         " FROM judged j JOIN added a ON a.id = j.id,"
         " jsonb_array_elements(j.h::jsonb) d ORDER BY j.i)"
         " SELECT j.i, CASE WHEN j.verdict <> 0 THEN j.verdict"
@@ -578,10 +579,10 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " restock_iso(coalesce(CASE WHEN a.id IS NULL AND j.verdict = 0"
         " THEN (SELECT s.created_at FROM restock_subscriptions s"
         " WHERE s.email = j.e AND s.variant_id = j.v"
-        " AND s.sales_channel_id = '') END, j.now)), NULL::bigint,"
-        " NULL::bigint FROM judged j LEFT JOIN added a ON a.id = j.id"
-        " UNION ALL SELECT -1, 0, NULL, nextval('restock_subscription_ids'),"
-        " nextval('event_ids') FROM generate_series(1, $3::int)",
+        " AND s.sales_channel_id = '') END, j.now)), NULL::bigint"
+        " FROM judged j LEFT JOIN added a ON a.id = j.id"
+        " UNION ALL SELECT -1, 0, NULL, nextval('restock_subscription_ids')"
+        " FROM generate_series(1, $3::int)",
 };
 
 /* ---- connections ------------------------------------------------------------ */

@@ -146,14 +146,14 @@ static char *subscribed_handlers(const Config *cfg, size_t *n) {
 
 static int subscribe_batch(StoreTx *tx, void *const *args, int *statuses,
                            size_t n) {
-  long long *ids = xcalloc(2 * n, sizeof *ids);
+  long long *ids = xcalloc(n, sizeof *ids);
   SubscribeRow *rows = xcalloc(n, sizeof *rows);
   SubscribeResult *res = xcalloc(n, sizeof *res);
   char **texts = xcalloc(2 * n, sizeof *texts);
   size_t *handlers = xcalloc(n, sizeof *handlers);
   char now[ISOTIME_LEN];
   isotime_now(now);
-  int rc = store_ids_reserve(tx, n, ids, ids + n);
+  int rc = store_ids_reserve(tx, n, ids);
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const SubscribeCall *c = args[i];
     char token[TOKEN_LEN + 1];
@@ -166,7 +166,6 @@ static int subscribe_batch(StoreTx *tx, void *const *args, int *statuses,
     texts[2 * i + 1] = subscribed_handlers(c->unit.cfg, &handlers[i]);
     if (!texts[2 * i] || !texts[2 * i + 1]) rc = RESTOCK_ESTORE;
     rows[i] = (SubscribeRow){.id = ids[i],
-                             .event_id = ids[n + i],
                              .variant_id = c->variant_id,
                              .email = c->email,
                              .now = now,
