@@ -1160,16 +1160,24 @@ int store_subscription_take(StoreTx *tx, const char *variant_id,
                             const char *channel, long long limit,
                             const char *now, StrList *emails, bool *more) {
   Q q;
-  if (q_open(&q, tx, SQL_SUB_TAKE, "ssi", variant_id, channel, limit))
+  /* Issue 14: a backend whose take moves the rows itself gets the time
+   * too, and says in each row whether more remain (SQLite binds three). */
+  if (q_open(&q, tx, SQL_SUB_TAKE, "ssis", variant_id, channel, limit, now))
     return RESTOCK_ESTORE;
   long long last = -1;
   int rc;
+  bool remain = false;
   while ((rc = q_step(&q)) == 1) {
     last = q_int(&q, 0);
     strlist_push(emails, q_text(&q, 1));
+    if (tx->drv->take_moves) remain = q_int(&q, 2) != 0;
   }
   q_close(&q);
   if (rc < 0) return rc;
+  if (tx->drv->take_moves) {
+    *more = remain;
+    return 0;
+  }
   /* Subscriptions are taken oldest first, so they are exactly those of the
    * scope with an id up to the last one read. */
   if (last >= 0 &&

@@ -91,6 +91,10 @@ typedef struct StoreDriver {
    * (?3 the lease's end, ?4 the node, ?5 the handlers this node runs, as
    * JSON); otherwise store.c runs SQL_DELIVERY_LEASE for each. */
   bool claim_leases;
+  /* SQL_SUB_TAKE moves the rows it returns to the history itself (?4 the
+   * time they are notified at) and says in a third column whether more
+   * remain in the scope: one statement a chunk, not four. */
+  bool take_moves;
   /* Before each transaction: makes `c` usable again after it was lost,
    * reconnecting at most as often as its backoff allows. Returns 0, or
    * RESTOCK_EUNAVAIL with why in *err. */

@@ -206,10 +206,23 @@ static const char *const pg_sql[SQL_COUNT_] = {
     [SQL_SUB_SCOPES] =
         "SELECT DISTINCT sales_channel_id FROM restock_subscriptions"
         " WHERE variant_id = $1 ORDER BY sales_channel_id",
+    /* The oldest $3 of a scope move to the history, notified at $4, and
+     * come back oldest first, each saying whether the scope has more
+     * (rows past the last one taken: the statement's snapshot still shows
+     * those it deletes). SQL_SUB_TO_HISTORY and SQL_SUB_DELETE_UPTO are not
+     * run (take_moves). */
     [SQL_SUB_TAKE] =
-        "SELECT id, email FROM restock_subscriptions"
+        "WITH picked AS (SELECT id FROM restock_subscriptions"
         " WHERE variant_id = $1 AND sales_channel_id = $2 ORDER BY id"
-        " LIMIT $3",
+        " LIMIT $3),"
+        " moved AS (DELETE FROM restock_subscriptions"
+        " WHERE id = ANY (ARRAY(SELECT id FROM picked)) RETURNING *),"
+        " kept AS (" HISTORY_INSERT
+        " SELECT variant_id, sales_channel_id, email, created_at, $4,"
+        " subscribed_event_id, 'notified' FROM moved ORDER BY id)"
+        " SELECT id, email, EXISTS (SELECT 1 FROM restock_subscriptions r"
+        " WHERE r.variant_id = $1 AND r.sales_channel_id = $2"
+        " AND r.id > (SELECT max(id) FROM picked)) FROM moved ORDER BY id",
     [SQL_SUB_TO_HISTORY] =
         HISTORY_INSERT
         " SELECT variant_id, sales_channel_id, email, created_at, $4,"
@@ -1368,6 +1381,7 @@ const StoreDriver store_pg_driver = {
     .shared = true,
     .batches = true,
     .claim_leases = true,
+    .take_moves = true,
     .ensure = pg_ensure,
     .transient = pg_transient,
     .round_trips = pg_round_trips,
