@@ -16,11 +16,15 @@ PKGS := build-essential pkg-config liblua5.4-dev libuv1-dev \
 # The Lua interpreter and busted run the specs; lua-socket, lua-cjson and
 # lua-filesystem are the specs' own modules; python3 runs the fake HTTP
 # servers (openssl makes their certificates); curl runs the documentation's
-# walk-throughs; sqlite3 lets specs look inside a database. postgresql is the
-# server of the specs' second pass (spec/pg.sh makes a throwaway cluster) and
-# psql their way into it.
+# walk-throughs; sqlite3 lets specs look inside a database; python3-aiosmtpd
+# is the real SMTP server of the senders' specs (and of the bench);
+# chromium, chromium-driver and python3-selenium run the browser tests of
+# the widget and the console (spec/browser/). postgresql is the server of
+# the specs' second pass (spec/pg.sh makes a throwaway cluster), and psql
+# their way into it.
 TEST_PKGS := lua5.4 lua-busted lua-socket lua-cjson lua-filesystem python3 \
-             openssl curl sqlite3 postgresql postgresql-client
+             openssl curl sqlite3 python3-aiosmtpd chromium chromium-driver \
+             python3-selenium postgresql postgresql-client
 
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
@@ -48,20 +52,22 @@ SAN      := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 SRCS := $(wildcard core/*.c)
 SQLITE_MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql))
 POSTGRES_MIGRATIONS := $(sort $(wildcard migrations/postgres/*.sql))
+# The widget and the console (web/), compiled in by core/embed_web.sh.
+WEB_FILES := $(sort $(wildcard web/*.html web/*.css web/*.js))
+# The words of the pages, one file per language, compiled in (core/pages.c).
+PAGE_TEXTS := $(sort $(wildcard web/texts/*.txt))
+# What is generated into build/gen/ and compiled with every build.
+GEN := migrations_sqlite migrations_postgres texts_gen web_assets
 
-REL_OBJS  := $(SRCS:core/%.c=build/release/%.o) \
-             build/release/migrations_sqlite.o \
-             build/release/migrations_postgres.o \
+REL_OBJS  := $(SRCS:core/%.c=build/release/%.o) $(GEN:%=build/release/%.o) \
              $(addprefix build/release/llhttp_,api.o http.o llhttp.o)
-ASAN_OBJS := $(SRCS:core/%.c=build/asan/%.o) build/asan/migrations_sqlite.o \
-             build/asan/migrations_postgres.o \
+ASAN_OBJS := $(SRCS:core/%.c=build/asan/%.o) $(GEN:%=build/asan/%.o) \
              $(addprefix build/asan/llhttp_,api.o http.o llhttp.o)
 
 # ThreadSanitizer: the code shared between the loop and the storage threads
 # is checked by running the specs once against this build (make tsan).
 TSAN      := -O1 -g -fsanitize=thread -fno-omit-frame-pointer -DRESTOCKD_DEBUG
-TSAN_OBJS := $(SRCS:core/%.c=build/tsan/%.o) build/tsan/migrations_sqlite.o \
-             build/tsan/migrations_postgres.o \
+TSAN_OBJS := $(SRCS:core/%.c=build/tsan/%.o) $(GEN:%=build/tsan/%.o) \
              $(addprefix build/tsan/llhttp_,api.o http.o llhttp.o)
 
 UNIT_SRCS := $(wildcard spec/unit/*.c)
@@ -119,7 +125,7 @@ build/tsan/%.o: core/%.c $(wildcard core/*.h) | deps build/tsan
 	$(CC) $(CSTD) $(WARN) $(TSAN) $(PKG_CFLAGS) -I$(LLHTTP_INC) -c -o $@ $<
 build/tsan/llhttp_%.o: | deps build/tsan
 	$(CC) $(TSAN) -w -I$(LLHTTP_INC) -c -o $@ $(LLHTTP_SRC)/$*.c
-build/tsan/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/tsan
+$(GEN:%=build/tsan/%.o): build/tsan/%.o: build/gen/%.c core/store.h | deps build/tsan
 	$(CC) $(CSTD) $(WARN) $(TSAN) $(PKG_CFLAGS) -Icore -c -o $@ $<
 
 build/asan/unit_tests: $(UNIT_SRCS) $(UNIT_CORE) | deps
@@ -145,10 +151,16 @@ build/gen/migrations_sqlite.c: $(SQLITE_MIGRATIONS) core/embed_migrations.sh | b
 	sh core/embed_migrations.sh sqlite $(SQLITE_MIGRATIONS) > $@.tmp && mv $@.tmp $@
 build/gen/migrations_postgres.c: $(POSTGRES_MIGRATIONS) core/embed_migrations.sh | build/gen
 	sh core/embed_migrations.sh postgres $(POSTGRES_MIGRATIONS) > $@.tmp && mv $@.tmp $@
-build/release/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/release
+build/gen/texts_gen.c: $(PAGE_TEXTS) core/embed_texts.sh | build/gen
+	sh core/embed_texts.sh $(PAGE_TEXTS) > $@.tmp && mv $@.tmp $@
+$(GEN:%=build/release/%.o): build/release/%.o: build/gen/%.c core/store.h | deps build/release
 	$(CC) $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -Icore -c -o $@ $<
-build/asan/migrations_%.o: build/gen/migrations_%.c core/store.h | deps build/asan
+$(GEN:%=build/asan/%.o): build/asan/%.o: build/gen/%.c core/store.h | deps build/asan
 	$(CC) $(CSTD) $(WARN) $(SAN) $(PKG_CFLAGS) -Icore -c -o $@ $<
+build/gen/web_assets.c: $(WEB_FILES) core/embed_web.sh | build/gen
+	sh core/embed_web.sh $(WEB_FILES) > $@.tmp && mv $@.tmp $@
+# The generated assets also follow the header that declares them.
+$(foreach b,release asan tsan fuzz,build/$(b)/web_assets.o): core/web.h core/http.h
 
 build/release build/asan build/tsan build/gen:
 	mkdir -p $@
@@ -193,6 +205,9 @@ install: build/restockd
 	  $(DESTDIR)$(PREFIX)/share/doc/restockd \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/restockd/scripts/
+	install -d $(DESTDIR)$(PREFIX)/share/restockd/scripts/templates
+	install -m 644 scripts/templates/* \
+	  $(DESTDIR)$(PREFIX)/share/restockd/scripts/templates/
 	install -m 644 migrations/sqlite/*.sql \
 	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/sqlite/
 	install -m 644 migrations/postgres/*.sql \
@@ -214,7 +229,7 @@ FUZZ_TARGETS := email url router token utf8 json_text lua_json http api
 # The application behind the HTTP target (fuzz/http_handler.h).
 FUZZ_HTTP_HANDLER ?= fuzz/http_handler.c
 FUZZ_SAN     := -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-FUZZ_CORE    := buf xmalloc email utf8 url router token json_text lua_json \
+FUZZ_CORE    := buf xmalloc strlist email utf8 url router token json_text lua_json \
                 http log isotime
 FUZZ_OBJS    := $(FUZZ_CORE:%=build/fuzz/%.o) \
                 $(addprefix build/fuzz/llhttp_,api.o http.o llhttp.o)
@@ -251,9 +266,9 @@ build/fuzz/fuzz_http: fuzz/fuzz_http.c $(FUZZ_HTTP_HANDLER) $(FUZZ_OBJS) \
 	  $(FUZZ_OBJS) $(PKG_LDLIBS)
 # The request path into the real API: every core object but main()'s.
 FUZZ_API_OBJS := $(filter-out build/fuzz/main.o,$(SRCS:core/%.c=build/fuzz/%.o)) \
-                 build/fuzz/migrations_sqlite.o build/fuzz/migrations_postgres.o \
+                 $(GEN:%=build/fuzz/%.o) \
                  $(addprefix build/fuzz/llhttp_,api.o http.o llhttp.o)
-build/fuzz/migrations_%.o: build/gen/migrations_%.c core/store.h | deps fuzz-deps build/fuzz
+$(GEN:%=build/fuzz/%.o): build/fuzz/%.o: build/gen/%.c core/store.h | deps fuzz-deps build/fuzz
 	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_SAN) \
 	  -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS) -Icore \
 	  -c -o $@ $<

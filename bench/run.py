@@ -299,6 +299,97 @@ def restock_100k(workdir, plugin, env=None, on_ready=None, received=None):
         server.stop()
 
 
+def fill_demand(db, total=1000000, variants=10000):
+    """`total` active subscriptions over `variants` variants, skewed as shops
+    see it (a few variants wanted by many, a long tail), a third scoped to
+    the sales channel "web"; written straight into the db, so migration
+    011's triggers keep the demand counts as the server's writes do."""
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO sales_channels (id, name, created_at, updated_at)"
+                " VALUES ('web', 'Web', '2026-01-01T00:00:00.000Z',"
+                " '2026-01-01T00:00:00.000Z')")
+    con.executemany(
+        "INSERT INTO variants (id, title, sku, inventory_quantity,"
+        " allow_backorder, manage_inventory, created_at, updated_at)"
+        " VALUES (?, ?, ?, 0, 0, 1, '2026-01-01T00:00:00.000Z',"
+        " '2026-01-01T00:00:00.000Z')",
+        (("dv%d" % i, "Variant %d" % i, "SKU-%d" % i) for i in range(variants)))
+    weights = [1.0 / (i + 1) ** 0.6 for i in range(variants)]
+    scale = total / sum(weights)
+    counts = [max(1, int(w * scale)) for w in weights]
+    counts[0] += total - sum(counts)
+
+    def rows():
+        n = 0
+        for i, c in enumerate(counts):
+            for k in range(c):
+                n += 1
+                yield ("dv%d" % i, "web" if n % 3 == 0 else "",
+                       "d%d.%d@example.com" % (i, k))
+
+    con.executemany(
+        "INSERT INTO restock_subscriptions (variant_id, sales_channel_id,"
+        " email, created_at) VALUES (?, ?, ?, '2026-01-01T00:00:00.000Z')",
+        rows())
+    con.commit()
+    # What the report would cost without the counts: one grouped pass over
+    # every subscription (through the scope index), per request.
+    t0 = now()
+    con.execute("SELECT variant_id, count(*) FROM restock_subscriptions"
+                " GROUP BY variant_id ORDER BY 2 DESC LIMIT 50").fetchall()
+    grouped = now() - t0
+    con.close()
+    return grouped
+
+
+def demand_report(workdir, repeat=200):
+    """The demand report over 1,000,000 subscriptions of 10,000 variants:
+    (median ms, p99 ms) of the first page, of the "web" channel's first
+    page, of the last page, and the ms of the grouped query it replaces."""
+    server = Server(workdir)
+    grouped = fill_demand(server.db)
+    server.start()
+    try:
+        conn = server.conn()
+        out = []
+        for path in ("/admin/reports/demand",
+                     "/admin/reports/demand?sales_channel_id=web",
+                     "/admin/reports/demand?offset=9950"):
+            first = server.call("GET", path, conn=conn)
+            if not first["variants"] or first["count"] < 9000:
+                raise RuntimeError("demand report: %s gave %r" % (path, first["count"]))
+            times = []
+            for _ in range(repeat):
+                t0 = now()
+                server.call("GET", path, conn=conn)
+                times.append((now() - t0) * 1000)
+            times.sort()
+            out.append((statistics.median(times), times[int(len(times) * 0.99) - 1]))
+        return out, grouped * 1000
+    finally:
+        server.stop()
+
+
+def demand_rows(demand, grouped_ms):
+    """The report read from its counts, against the grouped query over every
+    subscription that the counts replace (measured on the same data)."""
+    (top, top99), (web, web99), (last, last99) = demand
+
+    def vs(ms):
+        return "%.2f ms median (%.1fx faster than grouping)" % (ms, grouped_ms / ms)
+    return [
+        ("demand report, 1,000,000 subscriptions over 10,000 variants: "
+         "first page of 50", "< 1/4 of the grouped query",
+         "%s, p99 %.2f ms" % (vs(top), top99), ""),
+        ("demand report, the same, one sales channel",
+         "< 1/4 of the grouped query", "%s, p99 %.2f ms" % (vs(web), web99), ""),
+        ("demand report, the same, the last page (offset 9,950)", "printed",
+         "%s, p99 %.2f ms" % (vs(last), last99), ""),
+        ("the grouped query the counts replace (GROUP BY over every "
+         "subscription, per request)", "printed", "%.0f ms" % grouped_ms, ""),
+    ]
+
+
 class FakeServer(http.server.ThreadingHTTPServer):
     # restockd opens up to 16 connections to one host at once; the default
     # backlog of 5 would refuse some of them.
@@ -457,11 +548,116 @@ def pg_section(workdir, sqlite_sub):
         ("PostgreSQL: resident memory per node, idle", "< 12 MB",
          "%.1f MB" % pg_idle, ""),
     ]
+def smtp_10k(workdir):
+    """Restocks a variant with 10,000 subscribers through scripts/smtp.lua
+    to a local SMTP server (python3-aiosmtpd, counting only). Returns
+    (seconds to the last message accepted, peak RSS MB, restockd's CPU
+    seconds, the SMTP server's CPU seconds)."""
+    count_file = os.path.join(workdir, "smtp.count")
+    port_file = os.path.join(workdir, "smtp.port")
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") \
+        else sys.executable
+    smtpd = subprocess.Popen(
+        [python, os.path.join(ROOT, "spec", "support", "smtp_server.py"),
+         "--count-only", "--count-file", count_file, "--port-file",
+         port_file, "--lifetime", "600"], stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: os.path.exists(port_file), timeout=10)
+        with open(port_file) as f:
+            port = int(f.read())
+        server = Server(workdir, NOOP_PLUGIN + (
+            'require("smtp").setup { url = "smtp://127.0.0.1:%d",'
+            ' from = "Bench Shop <shop@example.com>",'
+            ' public_url = "https://restock.example.com" }\n' % port))
+        fill_subscriptions(server.db, "hot", 10000)
+        server.start()
+        try:
+            cpu0 = server.cpu()
+            t0 = now()
+            server.call("POST", "/admin/variants/hot",
+                        {"inventory_quantity": 5})
+
+            def received():
+                try:
+                    with open(count_file) as f:
+                        return int(f.read() or 0)
+                except (OSError, ValueError):
+                    return 0
+            t_done = wait_until(lambda: received() >= 10000, timeout=600,
+                                step=0.02)
+            with open("/proc/%d/stat" % smtpd.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            smtpd_cpu = (int(fields[11]) + int(fields[12])) / \
+                os.sysconf("SC_CLK_TCK")
+            return (t_done - t0, server.status("VmHWM"),
+                    server.cpu() - cpu0, smtpd_cpu)
+        finally:
+            server.stop()
+    finally:
+        smtpd.terminate()
+        smtpd.wait(timeout=10)
+
+
+def export_million(workdir):
+    """GET /admin/restock-notifications/export of 1,000,000 rows, read as
+    fast as a client can: (seconds, rows, MB, the server's peak RSS in MB,
+    its RSS before)."""
+    srv = Server(workdir)
+    fill_subscriptions(srv.db, "v0", 1000000)
+    srv.start()
+    time.sleep(0.2)
+    before = srv.status("VmRSS")
+    c = srv.conn()
+    t0 = now()
+    c.request("GET", "/admin/restock-notifications/export",
+              headers={"Authorization": "Bearer " + TOKEN})
+    res = c.getresponse()
+    if res.status != 200:
+        raise RuntimeError("export: %d" % res.status)
+    rows = size = 0
+    while True:
+        chunk = res.read(1 << 16)
+        if not chunk:
+            break
+        size += len(chunk)
+        rows += chunk.count(b"\n")
+    elapsed = now() - t0
+    peak = srv.status("VmHWM")
+    c.close()
+    srv.stop()
+    if rows != 1000001:
+        raise RuntimeError("export: %d lines" % rows)
+    return elapsed, rows - 1, size / 1048576.0, peak, before
 
 
 def main():
+    if os.environ.get("BENCH_ONLY") == "smtp":
+        # Only the SMTP restock (BENCH_ONLY=smtp python3 bench/run.py).
+        base = tempfile.mkdtemp(prefix="restockd-bench-")
+        try:
+            secs, peak, cpu, smtpd_cpu = smtp_10k(base)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        print("| restock 10,000 via smtp.lua to a local SMTP server | "
+              "printed | %.2f s (%.0f mails/s), peak RSS %.1f MB, CPU: "
+              "restockd %.1f s, the SMTP server %.1f s |"
+              % (secs, 10000 / secs, peak, cpu, smtpd_cpu))
+        return
     if not os.path.exists(BIN):
         sys.exit("bench: build %s first (make bench does)" % BIN)
+    if os.environ.get("BENCH_ONLY") == "demand":
+        # One scenario alone: BENCH_ONLY=demand python3 bench/run.py
+        base = tempfile.mkdtemp(prefix="restockd-bench-")
+        try:
+            os.makedirs(os.path.join(base, "demand"))
+            demand, grouped_ms = demand_report(os.path.join(base, "demand"))
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        print("| measure | target | result | / health |")
+        print("| --- | --- | --- | --- |")
+        for r in demand_rows(demand, grouped_ms):
+            print("| %s | %s | %s | %s |" % r)
+        return
     rows = []
     base = tempfile.mkdtemp(prefix="restockd-bench-")
     cores = os.cpu_count()
@@ -490,6 +686,14 @@ def main():
         sub_load = load(srv, "/", SUBSCRIBE_LUA)
         health, health_p99 = health_load.rate, health_load.p99
         sub, sub_p99 = sub_load.rate, sub_load.p99
+        srv.stop()
+
+        # Subscribe with double opt-in: each writes a pending row and a
+        # confirmation_requested event.
+        srv = Server(workdir("optin"), NOOP_PLUGIN +
+                     'restock.options { double_opt_in = true }\n').start()
+        srv.call("POST", "/admin/variants", {"id": "v1"})
+        optin_load = load(srv, "/", SUBSCRIBE_LUA)
         srv.stop()
 
         # Subscribe, sustained: the WAL grows, is checkpointed and reset
@@ -538,6 +742,9 @@ def main():
             raise RuntimeError("fake SendGrid saw %d recipients"
                                % FakeSendGrid.recipients)
 
+        # 10,000 shoppers through scripts/smtp.lua to a local SMTP server.
+        smtp_secs, smtp_peak, smtp_cpu, smtpd_cpu = smtp_10k(workdir("smtp"))
+
         # 100,000 inventory updates in 10 batch requests of 10,000.
         srv = Server(workdir("batch"))
         fill_variants(srv.db, 100000)
@@ -554,6 +761,13 @@ def main():
         pg_rows = []
         if os.environ.get("BENCH_PG", "1") != "0":
             pg_rows = pg_section(workdir, sub)
+        # The export of a million subscriptions.
+        exp_s, exp_rows, exp_mb, exp_peak, exp_before = export_million(
+            workdir("export"))
+
+        # The demand report (GET /admin/reports/demand) over a million
+        # subscriptions.
+        demand, grouped_ms = demand_report(workdir("demand"))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -566,6 +780,9 @@ def main():
         ("subscribe, unique emails, 64 conns",
          ">= 40,000 req/s, >= 0.5 of /health, p99 < 5 ms",
          "%.0f req/s, p99 %.2f ms" % (sub, sub_p99), ratio(sub)),
+        ("subscribe, double_opt_in on", "printed",
+         "%.0f req/s, p99 %.2f ms" % (optin_load.rate, optin_load.p99),
+         ratio(optin_load.rate)),
         ("subscribe, 1,000,000 stored", "within 20% of empty",
          "%.0f req/s, p99 %.2f ms (%+.0f%%)" % (
              sub_m, sub_m_p99, (sub_m / sub - 1) * 100), ratio(sub_m)),
@@ -575,6 +792,11 @@ def main():
          "%.3f s" % delivered, ""),
         ("restock 100,000 via sendgrid.lua: 100 requests received", "< 2 s",
          "%.3f s" % sg_received, ""),
+        ("restock 10,000 via smtp.lua: every mail accepted by a local "
+         "SMTP server", "printed", "%.2f s (%.0f mails/s), peak RSS %.1f MB, "
+         "CPU restockd %.1f s, SMTP server %.1f s"
+         % (smtp_secs, 10000 / smtp_secs, smtp_peak, smtp_cpu, smtpd_cpu),
+         ""),
         ("inventory batch: 100,000 updates in 10 requests", "< 1 s",
          "%.3f s" % batch, ""),
         ("subscribe, sustained %s s" % SUSTAINED, "p99 < 5 ms",
@@ -595,9 +817,12 @@ def main():
         ("resident memory, idle", "< 10 MB", "%.1f MB" % idle, ""),
         ("resident memory, peak in the 100,000 restock", "< 64 MB",
          "%.1f MB (sendgrid run %.1f MB)" % (peak, sg_peak), ""),
+        ("export, 1,000,000 rows as CSV", "memory flat in the row count",
+         "%.2f s, %.0f rows/s, %.0f MiB; peak RSS %.1f MB (%.1f MB before)"
+         % (exp_s, exp_rows / exp_s, exp_mb, exp_peak, exp_before), ""),
         ("start-up to listening", "< 50 ms", "%.1f ms (median of 5)" % startup,
          ""),
-    ] + pg_rows
+    ] + demand_rows(demand, grouped_ms) + pg_rows
     print("restockd benchmark: %d cores, %s s per wrk run, access log off, %s"
           % (cores, DURATION, BIN))
     print()

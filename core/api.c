@@ -12,6 +12,7 @@
 #include "node.h"
 #include "ratelimit.h"
 #include "router.h"
+#include "sessions.h"
 #include "stock.h"
 #include "url.h"
 #include "xmalloc.h"
@@ -92,6 +93,11 @@ static const Route routes[] = {
     {"GET", "/restock-notifications/unsubscribe", api_unsubscribe},
     {"POST", "/restock-notifications/unsubscribe", api_unsubscribe},
     {"OPTIONS", "/restock-notifications/unsubscribe", api_preflight},
+    {"GET", "/restock-notifications/confirm", api_confirm},
+    {"POST", "/restock-notifications/confirm", api_confirm},
+    {"OPTIONS", "/restock-notifications/confirm", api_preflight},
+    {"GET", "/restock-notifications/mine", api_mine},
+    {"GET", "/admin/restock-notifications/export", api_admin_export},
     {"POST", "/admin/variants", api_admin_variants_post},
     {"GET", "/admin/variants", api_admin_variants_get},
     {"GET", "/admin/variants/{id}", api_admin_variant_get},
@@ -116,6 +122,16 @@ static const Route routes[] = {
     {"GET", "/admin/events", api_admin_events_get},
     {"POST", "/admin/events/{id}/retry", api_admin_event_retry},
     {"GET", "/admin/nodes", api_admin_nodes_get},
+    {"GET", "/admin/reports/conversions", api_admin_conversions_get},
+    /* The web pages (issue 17). */
+    {"GET", "/widget.js", api_widget},
+    {"GET", "/admin/", api_console_page},
+    {"GET", "/admin/console.js", api_console_script},
+    {"GET", "/admin/console.css", api_console_style},
+    {"POST", "/admin/login", api_console_login},
+    {"POST", "/admin/logout", api_console_logout},
+    {"GET", "/admin/session", api_console_session},
+    {"GET", "/admin/reports/demand", api_admin_demand},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -128,22 +144,39 @@ void api_set_admin_token(Api *api, const char *token) {
     SHA256((const unsigned char *)token, strlen(token), api->admin_digest);
 }
 
-/* Compares the bearer token with the configured one in constant time: both
- * are hashed first, so not even their lengths leak through timing. */
+/* Compares a token with the configured one in constant time: both are
+ * hashed first, so not even their lengths leak through timing. */
+bool api_admin_token_ok(const Api *app, const char *token) {
+  if (!app->admin_enabled) return false;
+  unsigned char digest[32];
+  SHA256((const unsigned char *)token, strlen(token), digest);
+  return CRYPTO_memcmp(digest, app->admin_digest, sizeof digest) == 0;
+}
+
 static bool admin_authorized(const Api *app, const HttpRequest *req) {
   if (!app->admin_enabled) return false;
   const char *auth = http_header(req, "authorization");
   if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) return false;
   const char *token = auth + 7;
   while (*token == ' ') token++;
-  unsigned char digest[32];
-  SHA256((const unsigned char *)token, strlen(token), digest);
-  return CRYPTO_memcmp(digest, app->admin_digest, sizeof digest) == 0;
+  return api_admin_token_ok(app, token);
+}
+
+/* The admin paths anyone may fetch: the console's files and its login. */
+static bool console_public(const HttpRequest *req, RouteStatus status) {
+  if (status != ROUTE_FOUND) return false;
+  RouteFn fn = req->match.route->fn;
+  return fn == api_console_page || fn == api_console_script ||
+         fn == api_console_style || fn == api_console_login;
 }
 
 static bool is_admin_path(const HttpRequest *req) {
   return req->path_len >= 6 && memcmp(req->path, "/admin", 6) == 0 &&
          (req->path_len == 6 || req->path[6] == '/');
+}
+
+static bool is_hooks_path(const HttpRequest *req) {
+  return req->path_len > 7 && memcmp(req->path, "/hooks/", 7) == 0;
 }
 
 static bool is_store_path(const HttpRequest *req) {
@@ -180,6 +213,8 @@ static void add_cors(Api *app, HttpRequest *req) {
   const char *origin = http_header(req, "origin");
   if (!origin || !origin_allowed(list, origin)) return;
   http_add_header(req, "Access-Control-Allow-Origin", origin);
+  /* The widget shows the wait of a 429. */
+  http_add_header(req, "Access-Control-Expose-Headers", "Retry-After");
   if (strcmp(req->method, "OPTIONS") == 0) {
     http_add_header(req, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
     http_add_header(req, "Access-Control-Allow-Headers",
@@ -192,8 +227,8 @@ static void add_cors(Api *app, HttpRequest *req) {
  * last X-Forwarded-For entry (the one the proxy added). Several header lines
  * make one list, so the last entry is that of the last line: a client
  * cannot pick its address by sending a line of its own before the proxy's. */
-static void client_address(Api *app, const HttpRequest *req, char *out,
-                           size_t len) {
+void api_client_address(Api *app, const HttpRequest *req, char *out,
+                        size_t len) {
   const char *xff = NULL;
   if (app->d->config->options.trust_proxy)
     for (size_t i = 0; i < req->nheaders; i++)
@@ -215,7 +250,7 @@ static bool rate_allowed(Api *app, HttpRequest *req) {
   long long limit = app->d->config->options.subscribe_rate_limit;
   if (limit <= 0 || req->match.route->fn != api_subscribe) return true;
   char client[64];
-  client_address(app, req, client, sizeof client);
+  api_client_address(app, req, client, sizeof client);
   long long retry = 0;
   if (ratelimit_take(app->ratelimit, client, limit, uv_now(app->loop), &retry))
     return true;
@@ -229,6 +264,30 @@ static bool rate_allowed(Api *app, HttpRequest *req) {
 }
 
 static void dispatch(Api *app, HttpRequest *req);
+
+/* A path under /hooks/: the plugin's routes (restock.route). They take no
+ * admin token (the script checks its caller, a signature) and no rate
+ * limit; their bodies are bounded like every request's. */
+static void serve_hook(Api *app, HttpRequest *req) {
+  if (req->query &&
+      url_parse_pairs(req->query, req->query_len, MAX_PARAMS, &req->params)) {
+    http_respond_error(req, 400, "invalid_data",
+                       "The query string is malformed or too long");
+    return;
+  }
+  char client[64], allow[128];
+  api_client_address(app, req, client, sizeof client);
+  int rc = app->hooks(app->hooks_ctx, req, client, allow, sizeof allow);
+  if (rc == RESTOCK_ENOTALLOWED) {
+    http_add_header(req, "Allow", allow);
+    http_respond_error(req, 405, "not_allowed",
+                       "Method %s is not allowed here; allowed: %s",
+                       req->method, allow);
+  } else if (rc) {
+    http_respond_error(req, 404, "not_found", "Route %s %.*s was not found",
+                       req->method, (int)req->path_len, req->path);
+  }
+}
 
 void api_rejected(void *data, int status, const char *client) {
   metrics_http("malformed", status, 0);
@@ -247,8 +306,70 @@ void api_answered(void *data, HttpRequest *req) {
   snprintf(path, sizeof path, "%.*s",
            (int)(req->path_len < 255 ? req->path_len : 255), req->path);
   char client[64];
-  client_address(app, req, client, sizeof client);
+  api_client_address(app, req, client, sizeof client);
   log_access(req->method, route, path, req->status, seconds * 1000, client);
+}
+
+static void dispatch_route(Api *app, HttpRequest *req, RouteStatus status);
+
+/* ---- the console's session cookie --------------------------------------- */
+
+typedef struct {
+  SessionCall call;
+  Api *api;
+  HttpRequest *req;
+  RouteStatus status;
+} ConsoleAuth;
+
+static bool state_changing(const char *method) {
+  return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
+         strcmp(method, "OPTIONS") != 0;
+}
+
+/* True when the Origin header names this server as the browser reached it:
+ * the scheme (https when a trusted proxy says so) and the Host header. */
+static bool same_origin(Api *app, const HttpRequest *req) {
+  const char *origin = http_header(req, "origin");
+  const char *host = http_header(req, "host");
+  if (!origin || !host || !*host) return false;
+  const char *scheme = api_console_https(app, req) ? "https://" : "http://";
+  size_t n = strlen(scheme);
+  return strncasecmp(origin, scheme, n) == 0 &&
+         strcasecmp(origin + n, host) == 0;
+}
+
+/* The session check's completion: the route runs, or the request is
+ * refused (401 for a session that is not valid, 403 for a state-changing
+ * request that does not show it comes from the console). */
+static void console_authorized(SessionCall *c, int status) {
+  ConsoleAuth *a = c->arg;
+  Api *app = a->api;
+  HttpRequest *req = a->req;
+  if (!req->conn) {
+    /* The client left, and its headers with it: the answer is dropped. */
+    http_respond_error(req, 503, "unexpected_state", "The client left");
+  } else if (status == RESTOCK_ENOTFOUND) {
+    api_console_clear_cookie(app, req);
+    http_respond_error(req, 401, "unauthorized",
+                       "The console session is not valid (it ended, or you "
+                       "logged out): log in again");
+  } else if (status) {
+    api_fail(req, status, NULL);
+  } else if (state_changing(req->method) && !same_origin(app, req) &&
+             !sessions_csrf_ok(app->d, c->cookie,
+                               http_header(req, "x-restock-csrf"))) {
+    http_respond_error(req, 403, "not_allowed",
+                       "A change made with the console's cookie must come "
+                       "from the console: a same-origin Origin header, or "
+                       "X-Restock-CSRF with the session's csrf_token");
+  } else {
+    app->session = c->cookie;
+    app->session_expires = c->expires_at;
+    dispatch_route(app, req, a->status);
+    app->session = NULL;
+  }
+  OPENSSL_cleanse(c->cookie, sizeof c->cookie);
+  free(a);
 }
 
 static void dispatch(Api *app, HttpRequest *req) {
@@ -257,7 +378,31 @@ static void dispatch(Api *app, HttpRequest *req) {
    * still checked before anything is answered about an admin path. */
   RouteStatus status = router_match(routes, NROUTES, req->method, req->path,
                                     req->path_len, &req->match);
-  if (is_admin_path(req) && !admin_authorized(app, req)) {
+  /* "/admin" typed without its slash: the console is at /admin/, where its
+   * relative links resolve. */
+  if (req->path_len == 6 && strcmp(req->method, "GET") == 0 &&
+      memcmp(req->path, "/admin", 6) == 0) {
+    http_add_header(req, "Location", "/admin/");
+    http_respond(req, 301, "text/plain; charset=utf-8", "/admin/\n", 8);
+    return;
+  }
+  if (is_admin_path(req) && !console_public(req, status) &&
+      !admin_authorized(app, req)) {
+    char cookie[SESSION_COOKIE_LEN + 1];
+    if (app->admin_enabled &&
+        sessions_cookie(http_header(req, "cookie"), cookie)) {
+      /* The session is a row of the database (so every node knows it):
+       * the route runs once it has been read. */
+      ConsoleAuth *a = xcalloc(1, sizeof *a);
+      a->api = app;
+      a->status = status;
+      memcpy(a->call.cookie, cookie, sizeof cookie);
+      a->call.done = console_authorized;
+      a->call.arg = a;
+      a->req = http_defer_with_body(req);
+      sessions_check(app->d, &a->call);
+      return;
+    }
     http_add_header(req, "WWW-Authenticate", "Bearer");
     http_respond_error(req, 401, "unauthorized",
                        app->admin_enabled ? "A valid admin token is required"
@@ -265,6 +410,14 @@ static void dispatch(Api *app, HttpRequest *req) {
                                             "RESTOCK_ADMIN_TOKEN to enable it");
     return;
   }
+  if (status == ROUTE_NOT_FOUND && is_hooks_path(req) && app->hooks) {
+    serve_hook(app, req);
+    return;
+  }
+  dispatch_route(app, req, status);
+}
+
+static void dispatch_route(Api *app, HttpRequest *req, RouteStatus status) {
   switch (status) {
     case ROUTE_NOT_FOUND:
       http_respond_error(req, 404, "not_found", "Route %s %.*s was not found",

@@ -13,6 +13,14 @@
 #include "http.h"
 #include "ratelimit.h"
 
+/* Serves a request under /hooks/ that no built-in route has: the plugin's
+ * own routes (restock.route). `client` is the caller's address. Returns 0
+ * when it took the request (and set req->match.route, naming it in the
+ * metrics); RESTOCK_ENOTFOUND, or RESTOCK_ENOTALLOWED with the methods the
+ * path has in `allow`, when it answered nothing. */
+typedef int (*ApiHooksFn)(void *ctx, HttpRequest *req, const char *client,
+                          char *allow, size_t allow_len);
+
 typedef struct Api {
   Domain *d;
   uv_loop_t *loop;
@@ -20,6 +28,13 @@ typedef struct Api {
   /* SHA-256 of RESTOCK_ADMIN_TOKEN; admin routes answer 401 without it. */
   bool admin_enabled;
   unsigned char admin_digest[32];
+  ApiHooksFn hooks; /* NULL: /hooks/ has no routes */
+  void *hooks_ctx;
+  RateLimit *login_limit; /* failed console logins; made on first use */
+  /* The session cookie and its end (ms) while a route authorised by it
+   * runs (its synchronous part); NULL otherwise. */
+  const char *session;
+  long long session_expires;
 } Api;
 
 /* Sets the admin token (NULL or "" disables the admin API). */
@@ -70,9 +85,41 @@ void api_read(Api *api, HttpRequest *req,
               int (*render)(StoreTx *tx, ApiRead *r), void *arg,
               void (*free_arg)(void *arg));
 
+/* The client's address: the peer's, or behind a trusted proxy (the
+ * trust_proxy option) the last X-Forwarded-For entry. */
+void api_client_address(Api *api, const HttpRequest *req, char *out,
+                        size_t len);
+
+/* True when `token` is the admin token (compared as digests, in constant
+ * time). */
+bool api_admin_token_ok(const Api *api, const char *token);
+
+/* Routes of api_console.c (the web pages). */
+void api_widget(HttpRequest *req, void *api);
+void api_console_page(HttpRequest *req, void *api);
+void api_console_script(HttpRequest *req, void *api);
+void api_console_style(HttpRequest *req, void *api);
+void api_console_login(HttpRequest *req, void *api);
+void api_console_logout(HttpRequest *req, void *api);
+void api_console_session(HttpRequest *req, void *api);
+void api_admin_demand(HttpRequest *req, void *api);
+/* GET /admin/events?variant_id=: that variant's restocked events. */
+void api_admin_events_variant(HttpRequest *req, void *api,
+                              const char *variant_id, const char *status,
+                              long long limit, long long offset);
+/* Clears the session cookie in the answer. */
+void api_console_clear_cookie(Api *api, HttpRequest *req);
+/* True when a trusted proxy says the request came over HTTPS. */
+bool api_console_https(Api *api, const HttpRequest *req);
+
 /* Routes of api_store.c. */
 void api_subscribe(HttpRequest *req, void *api);
 void api_unsubscribe(HttpRequest *req, void *api);
+void api_confirm(HttpRequest *req, void *api);
+void api_mine(HttpRequest *req, void *api);
+
+/* Route of api_export.c. */
+void api_admin_export(HttpRequest *req, void *api);
 
 /* Routes of api_admin.c. */
 void api_admin_variants_post(HttpRequest *req, void *api);
@@ -86,6 +133,9 @@ void api_admin_notifications_delete(HttpRequest *req, void *api);
 void api_admin_events_get(HttpRequest *req, void *api);
 void api_admin_event_retry(HttpRequest *req, void *api);
 void api_admin_nodes_get(HttpRequest *req, void *api);
+
+/* Routes of api_reports.c. */
+void api_admin_conversions_get(HttpRequest *req, void *api);
 
 /* Routes of api_stock.c. */
 void api_admin_locations_post(HttpRequest *req, void *api);

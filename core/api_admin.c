@@ -241,9 +241,6 @@ typedef struct {
   json_t *rows;
 } NotificationsList;
 
-static const char *const sub_status_names[] = {"active", "notified",
-                                               "cancelled"};
-
 static int notification_row(void *ctx, const SubscriptionRow *row) {
   NotificationsList *l = ctx;
   json_t *j = json_pack(
@@ -251,11 +248,17 @@ static int notification_row(void *ctx, const SubscriptionRow *row) {
       "sales_channel_id",
       row->sales_channel_id ? json_string(row->sales_channel_id) : json_null(),
       "email", row->email, "created_at", row->created_at, "status",
-      sub_status_names[row->status]);
-  if (row->status == SUB_NOTIFIED && row->notified_at)
-    json_object_set_new(j, "notified_at", json_string(row->notified_at));
-  if (row->status == SUB_CANCELLED && row->notified_at)
-    json_object_set_new(j, "cancelled_at", json_string(row->notified_at));
+      subscription_status_name(row->status));
+  if (row->quantity > 0)
+    json_object_set_new(j, "quantity", json_integer(row->quantity));
+  if (row->locale) json_object_set_new(j, "locale", json_string(row->locale));
+  /* A history row says when it ended, under its status's name. */
+  static const char *const ended[] = {[SUB_NOTIFIED] = "notified_at",
+                                      [SUB_CANCELLED] = "cancelled_at",
+                                      [SUB_EXPIRED] = "expired_at"};
+  if (row->notified_at && row->status >= SUB_NOTIFIED &&
+      row->status <= SUB_EXPIRED)
+    json_object_set_new(j, ended[row->status], json_string(row->notified_at));
   json_array_append_new(l->rows, j);
   return 0;
 }
@@ -291,10 +294,13 @@ void api_admin_notifications_get(HttpRequest *req, void *data) {
   f->status = SUB_ACTIVE;
   if (status) {
     size_t i = 0;
-    while (i < 3 && strcmp(status, sub_status_names[i]) != 0) i++;
-    if (i == 3) {
+    while (i <= SUB_PENDING &&
+           strcmp(status, subscription_status_name((SubscriptionStatus)i)))
+      i++;
+    if (i > SUB_PENDING) {
       http_respond_error(req, 400, "invalid_data",
-                         "status must be active, notified or cancelled");
+                         "status must be active, pending, notified, expired "
+                         "or cancelled");
       free(l);
       return;
     }
@@ -453,6 +459,14 @@ void api_admin_events_get(HttpRequest *req, void *data) {
                         : strcmp(status, "dead") == 0    ? "dead"
                                                          : "delivered")
                      : NULL;
+  /* A variant's restocked events (the console's variant page). */
+  const char *variant = url_pairs_get(&req->params, "variant_id");
+  if (variant) {
+    api_admin_events_variant(req, data, variant, l->status, l->limit,
+                             l->offset);
+    free(l);
+    return;
+  }
   const char *name = url_pairs_get(&req->params, "name");
   if (name) {
     snprintf(l->name, sizeof l->name, "%s", name);

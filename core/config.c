@@ -45,6 +45,18 @@ const OptionSpec config_options[] = {
      "loss"},
     {"lua_memory_limit", OPT_INT, FIELD(lua_memory_limit), 16, 65536, NULL,
      "MiB the Lua state may hold; an allocation past it fails the handler"},
+    {"double_opt_in", OPT_BOOL, FIELD(double_opt_in), 0, 0, NULL,
+     "a new subscription waits, pending, until the shopper confirms it"},
+    {"confirm_ttl", OPT_INT, FIELD(confirm_ttl), 1000, 365 * DAY_MS, NULL,
+     "ms a pending subscription waits for its confirmation"},
+    {"subscription_ttl", OPT_INT, FIELD(subscription_ttl), 0, 3650 * DAY_MS,
+     NULL, "ms after which an active, never notified subscription expires"},
+    {"blocked_email_domains", OPT_STRING, FIELD(blocked_email_domains), 0,
+     65536, NULL, "email domains refused at subscribe, comma-separated"},
+    {"conversion_window", OPT_INT, FIELD(conversion_window), 0, 12 * MONTH_MS,
+     NULL,
+     "ms after a notification within which an order of that variant by that "
+     "email counts as a conversion"},
 };
 const size_t config_noptions = sizeof config_options / sizeof config_options[0];
 
@@ -61,6 +73,11 @@ static const Options defaults = {
     .store_cors = NULL,
     .durability = DURABILITY_PROCESS,
     .lua_memory_limit = 256,
+    .double_opt_in = false,
+    .confirm_ttl = 7 * 86400000LL,
+    .subscription_ttl = 0,
+    .blocked_email_domains = NULL,
+    .conversion_window = 7 * 86400000LL,
 };
 
 const OptionSpec *config_find(const char *name) {
@@ -73,12 +90,15 @@ void config_defaults(Options *o) { *o = defaults; }
 
 void config_options_clear(Options *o) {
   free(o->store_cors);
+  free(o->blocked_email_domains);
   config_defaults(o);
 }
 
 void config_options_copy(Options *dst, const Options *src) {
   *dst = *src;
   dst->store_cors = src->store_cors ? xstrdup(src->store_cors) : NULL;
+  dst->blocked_email_domains =
+      src->blocked_email_domains ? xstrdup(src->blocked_email_domains) : NULL;
 }
 
 /* "from 0 to 2592000000" for an error message. */
@@ -251,6 +271,7 @@ void config_unref(Config *c) {
   }
   free(c->handlers);
   config_options_clear(&c->options);
+  strlist_clear(&c->blocked_domains);
   free(c);
 }
 

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "strlist.h"
+
 typedef enum { DURABILITY_PROCESS = 0, DURABILITY_FULL = 1 } Durability;
 
 typedef struct {
@@ -29,6 +31,11 @@ typedef struct {
   char *store_cors; /* NULL when unset */
   int durability;   /* a Durability */
   long long lua_memory_limit; /* MiB the Lua state may hold */
+  bool double_opt_in;
+  long long confirm_ttl;      /* ms a pending subscription waits */
+  long long subscription_ttl; /* ms; 0: active ones never expire */
+  char *blocked_email_domains; /* comma-separated; NULL when unset */
+  long long conversion_window; /* ms after a notification an order counts */
 } Options;
 
 typedef enum {
@@ -101,6 +108,10 @@ typedef struct Config {
   Options options;
   HandlerSpec *handlers;
   size_t nhandlers;
+  bool on_subscribe; /* the script set restock.on_subscribe */
+  /* blocked_email_domains, normalized and sorted (email_domains_compile)
+   * once the script has loaded. */
+  StrList blocked_domains;
 } Config;
 
 /* A new Config with the default options and no handler; one reference. */

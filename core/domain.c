@@ -47,6 +47,7 @@ static void effects_apply(Domain *d, const Effects *fx) {
     if (fx->events[i].handlers) deliveries = true;
   }
   if (fx->emails_notified) metrics_emails_notified(fx->emails_notified);
+  if (fx->conversions) metrics_conversions(fx->conversions);
   if (deliveries && d->outbox) outbox_kick(d->outbox);
   if (fx->check_due && d->engine) engine_note_check(d->engine, fx->check_due);
 }

@@ -14,6 +14,7 @@
 #define RESTOCKD_DOMAIN_H
 
 #include <stdbool.h>
+#include <jansson.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -25,6 +26,15 @@ struct Engine;
 struct Outbox;
 struct Node;
 
+/* What the plugin's restock.on_subscribe hook said (contract section 3). */
+typedef enum { HOOK_ALLOW, HOOK_REFUSE, HOOK_FAIL } HookOutcome;
+typedef void (*HookDone)(void *arg, HookOutcome outcome, const char *message);
+/* Runs the hook with `arg` (a JSON object, borrowed); `done` is called
+ * once, maybe before this returns. Returns RESTOCK_ENOTFOUND when the
+ * running script has no hook (`done` is then never called). */
+typedef int (*SubscribeHookFn)(void *ctx, json_t *arg, HookDone done,
+                               void *darg);
+
 typedef struct Domain {
   uv_loop_t *loop;
   Store *store;
@@ -35,6 +45,10 @@ typedef struct Domain {
   struct Outbox *outbox; /* told of the events units write */
   struct Node *node;     /* this process as a node of the service */
   unsigned char token_key[TOKEN_KEY_LEN];
+  /* The plugin's hook runner (the server's; NULL: none), asked only when
+   * the Config says the script set a hook. */
+  SubscribeHookFn subscribe_hook;
+  void *hook_ctx;
 } Domain;
 
 /* Replaces the current Config (taking `c`'s reference). */
@@ -52,6 +66,7 @@ typedef struct {
   long long check_due; /* earliest restock check scheduled; 0: none */
   bool kick;           /* deliveries became due (a retry) */
   long long emails_notified;
+  long long conversions; /* notifications an order converted */
 } Effects;
 
 typedef struct Unit Unit;

@@ -5,6 +5,7 @@
 #include <idn2.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -212,4 +213,61 @@ bad:
   out[0] = '\0';
   if (why) *why = reason;
   return RESTOCK_EINVAL;
+}
+
+static int compare_strings(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int email_domains_compile(const char *list, StrList *out, char *err,
+                          size_t errlen) {
+  strlist_clear(out);
+  for (const char *p = list ? list : ""; *p;) {
+    while (*p == ' ' || *p == ',') p++;
+    const char *end = p;
+    while (*end && *end != ',') end++;
+    const char *last = end;
+    while (last > p && last[-1] == ' ') last--;
+    size_t len = (size_t)(last - p);
+    if (len > 0) {
+      /* Normalized as the domain of an address is. */
+      char probe[EMAIL_MAX + 3], entry[EMAIL_MAX + 1];
+      if (len > EMAIL_MAX - 2 ||
+          (snprintf(probe, sizeof probe, "x@%.*s", (int)len, p),
+           email_normalize(probe, strlen(probe), entry, NULL))) {
+        snprintf(err, errlen, "'%.*s' is not a domain",
+                 (int)(len > 100 ? 100 : len), p);
+        strlist_clear(out);
+        return RESTOCK_EINVAL;
+      }
+      strlist_push(out, entry + 2);
+    }
+    p = end;
+  }
+  if (out->n > 1) {
+    qsort(out->items, out->n, sizeof *out->items, compare_strings);
+    size_t k = 1;
+    for (size_t i = 1; i < out->n; i++) {
+      if (strcmp(out->items[i], out->items[k - 1]) == 0)
+        free(out->items[i]);
+      else
+        out->items[k++] = out->items[i];
+    }
+    out->n = k;
+  }
+  return 0;
+}
+
+bool email_domain_listed(const StrList *domains, const char *email) {
+  if (!domains || domains->n == 0) return false;
+  const char *at = strrchr(email, '@');
+  /* The domain, then each parent: a.b.example, b.example, example. */
+  for (const char *d = at ? at + 1 : NULL; d && *d;) {
+    if (bsearch(&d, domains->items, domains->n, sizeof *domains->items,
+                compare_strings))
+      return true;
+    d = strchr(d, '.');
+    if (d) d++;
+  }
+  return false;
 }

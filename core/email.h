@@ -17,7 +17,10 @@
 #ifndef RESTOCKD_EMAIL_H
 #define RESTOCKD_EMAIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "strlist.h"
 
 /* Longest normalized address, in bytes. */
 #define EMAIL_MAX 254
@@ -35,5 +38,15 @@
  * a static sentence saying what is wrong. Normalizing a normalized address
  * gives it back unchanged. */
 int email_normalize(const char *in, size_t len, char *out, const char **why);
+
+/* A list of domains (blocked_email_domains): `list` is comma-separated,
+ * spaces around an entry ignored. Each entry is normalized as an address's
+ * domain, and `out` gets them sorted, without repeats. Returns 0, or
+ * RESTOCK_EINVAL with the entry that is not a domain in `err`. */
+int email_domains_compile(const char *list, StrList *out, char *err,
+                          size_t errlen);
+/* True when the domain of normalized `email` is in `domains` (compiled
+ * above) or a subdomain of one: a lookup per label, not a walk. */
+bool email_domain_listed(const StrList *domains, const char *email);
 
 #endif

@@ -1,5 +1,6 @@
 #include "engine.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,6 +8,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "stock.h"
+#include "token.h"
 #include "xmalloc.h"
 
 /* Most checks one unit starts; the rest wait for the next unit, so that
@@ -125,35 +127,60 @@ typedef struct {
   bool any_next;
 } DueUnit;
 
+/* The event's `subscribers`: one object per email, in the same order, with
+ * what a sender needs to write to that shopper (their language, the units
+ * they wanted, a link to their page and one to unsubscribe). */
+static json_t *subscribers_json(const Domain *d, const TakenList *taken,
+                                json_t **emails) {
+  json_t *list = json_array();
+  *emails = json_array();
+  for (size_t i = 0; i < taken->n; i++) {
+    const TakenSubscription *t = &taken->items[i];
+    char manage[TOKEN_MANAGE_MAX], unsubscribe[TOKEN_LEN + 1];
+    token_make_manage(d->token_key, t->email, manage);
+    token_make(d->token_key, TOKEN_UNSUBSCRIBE, t->id, unsubscribe);
+    json_t *s = json_pack("{s:s, s:s, s:s, s:s}", "email", t->email,
+                          "subscribed_at", t->created_at, "manage_token",
+                          manage, "unsubscribe_token", unsubscribe);
+    if (t->locale) json_object_set_new(s, "locale", json_string(t->locale));
+    if (t->quantity > 0)
+      json_object_set_new(s, "quantity", json_integer(t->quantity));
+    json_array_append_new(list, s);
+    json_array_append_new(*emails, json_string(t->email));
+  }
+  return list;
+}
+
 /* Notifies up to `allowed` subscribers of one scope (`channel` "" for
- * unscoped), batch_size to an event. */
+ * unscoped) whose quantity is `quantity`: those who want no more than it,
+ * batch_size to an event. */
 static int notify_scope(StoreTx *tx, Unit *u, const Variant *v,
-                        const char *channel, long long allowed,
-                        const char *now, long long *sent, bool *more) {
+                        const char *channel, long long quantity,
+                        long long allowed, const char *now, long long *sent,
+                        bool *more) {
   const Options *o = &u->cfg->options;
   *sent = 0;
   *more = true;
   while (*more && *sent < allowed) {
     long long take = allowed - *sent;
     if (take > o->batch_size) take = o->batch_size;
-    StrList emails = {0};
-    int rc = store_subscription_take(tx, v->id, channel, take, now, &emails,
-                                     more);
-    if (rc || emails.n == 0) {
-      strlist_clear(&emails);
+    TakenList taken = {0};
+    int rc = store_subscription_take(tx, v->id, channel, quantity, take, now,
+                                     &taken, more);
+    if (rc || taken.n == 0) {
+      taken_list_clear(&taken);
       return rc;
     }
-    json_t *list = json_array();
-    for (size_t i = 0; i < emails.n; i++)
-      json_array_append_new(list, json_string(emails.items[i]));
-    json_t *data =
-        json_pack("{s:s, s:o}", "variant_id", v->id, "emails", list);
+    json_t *emails = NULL;
+    json_t *subscribers = subscribers_json(u->d, &taken, &emails);
+    json_t *data = json_pack("{s:s, s:o, s:o}", "variant_id", v->id, "emails",
+                             emails, "subscribers", subscribers);
     if (*channel)
       json_object_set_new(data, "sales_channel_id", json_string(channel));
     rc = outbox_write(tx, u, "restock-notification.restocked", data, 0, NULL);
     json_decref(data);
-    *sent += (long long)emails.n;
-    strlist_clear(&emails);
+    *sent += (long long)taken.n;
+    taken_list_clear(&taken);
     if (rc) return rc;
   }
   return 0;
@@ -197,7 +224,10 @@ static int run_check(StoreTx *tx, Unit *u, const char *variant_id,
     long long sent = 0;
     bool more = false;
     if (allowed > 0)
-      rc = notify_scope(tx, u, &v, channel, allowed, now, &sent, &more);
+      rc = notify_scope(tx, u, &v, channel,
+                        v.manage_inventory && !v.allow_backorder ? quantity
+                                                                  : LLONG_MAX,
+                        allowed, now, &sent, &more);
     else
       more = true;
     *notified += sent;

@@ -78,6 +78,12 @@ struct HttpConn {
   bool held;              /* on the server's held list */
   HttpConn *next_held;
   HttpRequest *deferred; /* a request the handler answers later */
+  /* A deferred request answered as a stream (http_stream_begin): its
+   * producer, and whether it waits to be told the output drained. */
+  bool streaming;
+  bool stream_waiting;
+  HttpStreamDrain drain;
+  void *drain_arg;
   bool resuming;         /* on the server's list of connections to read again */
   HttpConn *next_resuming;
   bool closing;
@@ -158,8 +164,14 @@ static const char *status_text(int status) {
       return "Created";
     case 204:
       return "No Content";
+    case 301:
+      return "Moved Permanently";
     case 302:
       return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
     case 400:
       return "Bad Request";
     case 401:
@@ -255,7 +267,12 @@ static void conn_close(HttpConn *c) {
   c->closing = true;
   unhold(c);
   if (c->deferred) {
-    /* Its answer has nowhere to go; its headers are freed with us. */
+    /* Its answer has nowhere to go; its headers are freed with us. A
+     * stream's producer waiting for room learns it is gone. */
+    if (c->streaming && c->stream_waiting) {
+      c->stream_waiting = false;
+      c->drain(c->drain_arg);
+    }
     c->deferred->conn = NULL;
     c->deferred->headers = NULL;
     c->deferred->nheaders = 0;
@@ -303,7 +320,9 @@ static size_t unsent_bytes(HttpConn *c) {
  * answer is not cut off, one that stopped reading is. */
 static void on_timer(uv_timer_t *t) {
   HttpConn *c = t->data;
-  if (c->deferred) return; /* the server is working for it */
+  /* The server is working for it; a stream is idle only while its client
+   * takes none of it. */
+  if (c->deferred && !(c->streaming && unsent_bytes(c) > 0)) return;
   if (!c->lingering) {
     size_t unsent = unsent_bytes(c);
     if (unsent > 0 && unsent != c->unsent_at_tick) {
@@ -368,6 +387,15 @@ static void maybe_resume(HttpConn *c) {
   uv_idle_start(&c->srv->resume, on_resume);
 }
 
+/* Tells a stream's waiting producer that its output has drained. */
+static void stream_maybe_drain(HttpConn *c) {
+  if (!c->streaming || !c->stream_waiting || c->closing || c->held ||
+      output_waiting(c) >= WRITE_LOW_WATER)
+    return;
+  c->stream_waiting = false;
+  c->drain(c->drain_arg);
+}
+
 static void on_write(uv_write_t *req, int status) {
   WriteReq *w = (WriteReq *)req;
   HttpConn *c = w->conn;
@@ -380,7 +408,9 @@ static void on_write(uv_write_t *req, int status) {
     return;
   }
   maybe_resume(c);
-  if (c->close_after_write && c->writes_pending == 0) conn_linger(c);
+  stream_maybe_drain(c);
+  if (c->close_after_write && c->writes_pending == 0 && !c->deferred)
+    conn_linger(c);
 }
 
 static void conn_flush(HttpConn *c) {
@@ -431,21 +461,28 @@ static void conn_flush(HttpConn *c) {
   }
   if (c->close_after_write) {
     uv_read_stop((uv_stream_t *)&c->tcp);
-    if (c->writes_pending == 0) conn_linger(c);
+    /* A stream still being written closes at its end. */
+    if (c->writes_pending == 0 && !c->deferred) conn_linger(c);
   } else {
     maybe_resume(c);
   }
+  stream_maybe_drain(c);
 }
 
-/* Appends a complete response to the connection's output. */
+/* Appends a complete response to the connection's output; with `chunked`,
+ * only its head, the body following in chunks. */
 static void conn_queue(HttpConn *c, int status, const char *content_type,
                        const char *extra_headers, const char *body,
-                       size_t len) {
+                       size_t len, bool chunked) {
   if (!c->keep_alive || c->srv->stopping) c->close_after_write = true;
   c->since = ++c->srv->seq; /* idle from now on, unless more is pipelined */
   buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, status_text(status));
-  /* A 204 has no body, and says nothing of one. */
-  if (status != 204)
+  /* A 204 has no body, and says nothing of one; nor does a 304, whose
+   * length would be that of the body it stands for. */
+  if (chunked)
+    buf_printf(&c->out, "Content-Type: %s\r\nTransfer-Encoding: chunked\r\n",
+               content_type);
+  else if (status != 204 && status != 304)
     buf_printf(&c->out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
                content_type, len);
   buf_printf(&c->out,
@@ -470,7 +507,7 @@ static void conn_fail(HttpConn *c, int status, const char *type,
   json_t *j = json_pack("{s:s, s:s}", "type", type, "message", message);
   char *body = json_text(j);
   c->keep_alive = false;
-  conn_queue(c, status, "application/json", NULL, body, strlen(body));
+  conn_queue(c, status, "application/json", NULL, body, strlen(body), false);
   free(body);
   json_decref(j);
 }
@@ -1249,7 +1286,11 @@ void http_add_header(HttpRequest *req, const char *name, const char *value) {
   buf_printf(&req->extra_headers, "%s: %s\r\n", name, value);
 }
 
-HttpRequest *http_defer(HttpRequest *req) {
+/* Moves `req` to the heap; with `keep_body`, with a copy of its body. */
+static HttpRequest *defer(HttpRequest *req, bool keep_body) {
+  /* Deferred already (an admin request whose session was checked first):
+   * it stays where it is. */
+  if (req->deferred) return req;
   HttpConn *c = req->conn;
   HttpRequest *d = xmalloc(sizeof *d);
   *d = *req; /* takes over match, params and extra_headers */
@@ -1258,7 +1299,8 @@ HttpRequest *http_defer(HttpRequest *req) {
   memset(&req->extra_headers, 0, sizeof req->extra_headers);
   /* Copies of what lives in the connection's parse buffers. */
   size_t m = strlen(req->method) + 1, a = strlen(req->client_addr) + 1;
-  d->owned = xmalloc(m + req->path_len + 1 + req->query_len + 1 + a);
+  size_t b = keep_body ? req->body_len + 1 : 0;
+  d->owned = xmalloc(m + req->path_len + 1 + req->query_len + 1 + a + b);
   char *p = d->owned;
   memcpy(p, req->method, m);
   d->method = p;
@@ -1275,14 +1317,25 @@ HttpRequest *http_defer(HttpRequest *req) {
   p += req->query_len + 1;
   memcpy(p, req->client_addr, a);
   d->client_addr = p;
+  p += a;
   d->body = "";
   d->body_len = 0;
+  if (keep_body) {
+    memcpy(p, req->body, req->body_len);
+    p[req->body_len] = '\0';
+    d->body = p;
+    d->body_len = req->body_len;
+  }
   d->deferred = true;
   c->deferred = d;
   /* The handler's copy counts as answered: conn_dispatch adds nothing. */
   req->status = -1;
   return d;
 }
+
+HttpRequest *http_defer(HttpRequest *req) { return defer(req, false); }
+
+HttpRequest *http_defer_with_body(HttpRequest *req) { return defer(req, true); }
 
 /* Frees a deferred request once answered, and lets its connection go on. */
 static void deferred_done(HttpRequest *d) {
@@ -1309,8 +1362,57 @@ void http_respond(HttpRequest *req, int status, const char *content_type,
   if (req->server->on_answer) req->server->on_answer(req->server->data, req);
   if (req->conn)
     conn_queue(req->conn, status, content_type, req->extra_headers.data, body,
-               len);
+               len, false);
   if (req->deferred) deferred_done(req);
+}
+
+/* ---- streams ---------------------------------------------------------- */
+
+int http_stream_begin(HttpRequest *req, int status, const char *content_type,
+                      HttpStreamDrain drain, void *arg) {
+  HttpConn *c = req->conn;
+  if (!req->deferred || req->status) return -1;
+  req->status = status;
+  if (req->server->on_answer) req->server->on_answer(req->server->data, req);
+  if (!c) return -1;
+  c->streaming = true;
+  c->stream_waiting = false;
+  c->drain = drain;
+  c->drain_arg = arg;
+  conn_queue(c, status, content_type, req->extra_headers.data, "", 0, true);
+  conn_flush(c);
+  return req->conn ? 0 : -1;
+}
+
+bool http_stream_gone(const HttpRequest *req) { return req->conn == NULL; }
+
+bool http_stream_write(HttpRequest *req, const char *data, size_t len) {
+  HttpConn *c = req->conn;
+  if (!c || len == 0) return true;
+  buf_printf(&c->out, "%zx\r\n", len);
+  buf_append(&c->out, data, len);
+  buf_puts(&c->out, "\r\n");
+  conn_flush(c);
+  if (!req->conn) return true; /* gone: the producer finds out */
+  if (output_waiting(c) < WRITE_HIGH_WATER && !c->held) return true;
+  c->stream_waiting = true;
+  return false;
+}
+
+void http_stream_end(HttpRequest *req, bool ok) {
+  HttpConn *c = req->conn;
+  if (c) {
+    c->streaming = c->stream_waiting = false;
+    c->drain = NULL;
+    if (ok) {
+      buf_puts(&c->out, "0\r\n\r\n");
+    } else {
+      /* Cut short: the client sees a body without its last chunk, never
+       * one that looks whole. */
+      c->close_after_write = true;
+    }
+  }
+  deferred_done(req);
 }
 
 void http_respond_json(HttpRequest *req, int status, json_t *body) {

@@ -126,9 +126,36 @@ void http_add_header(HttpRequest *req, const char *name, const char *value);
  * closes, are gone: read them before deferring. If the client leaves
  * first, the answer is dropped. */
 HttpRequest *http_defer(HttpRequest *req);
+/* Like http_defer, but the deferred request keeps a copy of its body, for
+ * a handler that must wait before the route reads it (the console's
+ * session check). Deferring that request again returns it unchanged. */
+HttpRequest *http_defer_with_body(HttpRequest *req);
 /* Queues the response. `body` is copied. */
 void http_respond(HttpRequest *req, int status, const char *content_type,
                   const char *body, size_t len);
+/* Streams: a large answer, sent in chunks (Transfer-Encoding: chunked) as
+ * a producer makes them, in memory that does not grow with its length.
+ *
+ * On a deferred request, http_stream_begin sends the status line and the
+ * headers. The producer then writes chunks with http_stream_write, which
+ * returns false when the client is slow to take them (about 1 MiB waits):
+ * the producer stops, and `drain(arg)` is called once the output is down
+ * to 256 KiB (or the client has left), from the loop, never from inside
+ * http_stream_write; it should only schedule the next chunk. The producer
+ * checks http_stream_gone before each chunk and ends with
+ * http_stream_end, which frees the request. A connection whose client
+ * takes nothing for the idle timeout is closed. */
+typedef void (*HttpStreamDrain)(void *arg);
+/* Returns 0, or -1 when the client has left (end the stream at once). */
+int http_stream_begin(HttpRequest *req, int status, const char *content_type,
+                      HttpStreamDrain drain, void *arg);
+/* Queues one chunk (len > 0). True when the producer may go on now. */
+bool http_stream_write(HttpRequest *req, const char *data, size_t len);
+/* True once the client has left. */
+bool http_stream_gone(const HttpRequest *req);
+/* Ends the stream: with its last chunk (`ok`), or cut short by closing the
+ * connection. Frees the request. */
+void http_stream_end(HttpRequest *req, bool ok);
 /* Responds with `body` as JSON and releases the caller's reference. */
 void http_respond_json(HttpRequest *req, int status, json_t *body);
 /* Responds with the error body {"type": type, "message": ...}. */

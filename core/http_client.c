@@ -33,6 +33,15 @@ struct HttpClientRequest {
   HttpClientDone done;
   void *arg;
   HttpClientRequest *prev, *next;
+  /* SMTP transfers (http_client_smtp): the recipients, the message being
+   * uploaded and how much of it curl has read, and the server's last
+   * reply line. */
+  SmtpDone smtp_done;
+  struct curl_slist *rcpt;
+  const char *upload;
+  size_t upload_len, upload_off;
+  char reply[SMTP_REPLY_MAX];  /* the last reply line */
+  char failed[SMTP_REPLY_MAX]; /* the last 4xx or 5xx reply line */
 };
 
 /* The poll handle of one socket curl asked us to watch. */
@@ -160,6 +169,7 @@ static void request_free(HttpClientRequest *r) {
   curl_dl.multi_remove_handle(c->multi, r->easy);
   curl_dl.easy_cleanup(r->easy);
   curl_dl.slist_free_all(r->headers);
+  curl_dl.slist_free_all(r->rcpt);
   for (size_t i = 0; i < r->nheaders; i++) {
     free(r->names[i]);
     free(r->values[i]);
@@ -228,6 +238,31 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp) {
   return len;
 }
 
+/* Reports an SMTP transfer's outcome: the last reply code and line, and
+ * on failure why. */
+static void smtp_finish(HttpClientRequest *r, CURLcode result) {
+  long code = 0;
+  curl_dl.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+  char err[CURL_ERROR_SIZE + 64];
+  const char *why = NULL;
+  if (result == CURLE_OPERATION_TIMEDOUT) {
+    snprintf(err, sizeof err, "timed out after %ld ms", r->timeout_ms);
+    why = err;
+  } else if (result != CURLE_OK) {
+    snprintf(err, sizeof err, "%s",
+             r->error[0] ? r->error : curl_dl.easy_strerror(result));
+    why = err;
+  }
+  /* After a refusal curl says QUIT, and the server's "221 Bye" is the
+   * last reply: the refusal is what the caller needs to see. */
+  const char *reply = r->reply;
+  if (why && r->failed[0]) {
+    reply = r->failed;
+    code = strtol(r->failed, NULL, 10);
+  }
+  r->smtp_done(r->arg, code, reply, why);
+}
+
 /* Reports every finished transfer. Runs after curl has returned, never
  * inside one of its callbacks, so `done` may start or cancel requests. */
 static void check_done(HttpClient *c) {
@@ -239,7 +274,9 @@ static void check_done(HttpClient *c) {
     curl_dl.easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
     CURLcode result = msg->data.result;
     char err[CURL_ERROR_SIZE + 64];
-    if (result == CURLE_OK) {
+    if (r->smtp_done) {
+      smtp_finish(r, result);
+    } else if (result == CURLE_OK) {
       HttpClientResponse res;
       memset(&res, 0, sizeof res);
       curl_dl.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
@@ -342,3 +379,104 @@ HttpClientRequest *http_client_request(HttpClient *c,
 }
 
 void http_client_cancel(HttpClientRequest *r) { request_free(r); }
+
+/* CURLOPT_READFUNCTION of an SMTP upload: the next piece of the message.
+ * curl stuffs dots and adds the final CRLF.CRLF itself. */
+static size_t on_smtp_read(char *dst, size_t size, size_t n, void *userp) {
+  HttpClientRequest *r = userp;
+  size_t room = size * n, left = r->upload_len - r->upload_off;
+  size_t len = left < room ? left : room;
+  memcpy(dst, r->upload + r->upload_off, len);
+  r->upload_off += len;
+  return len;
+}
+
+/* CURLOPT_HEADERFUNCTION of an SMTP transfer: curl passes every reply line
+ * of the server here. The last one that starts with a code is kept, and
+ * the last refusal apart, so a failure can say what the server said
+ * ("451 4.7.1 Try again later"). */
+static size_t on_smtp_reply(char *data, size_t size, size_t n, void *userp) {
+  HttpClientRequest *r = userp;
+  size_t total = size * n, len = total;
+  if (len < 3 || data[0] < '2' || data[0] > '5' || data[1] < '0' ||
+      data[1] > '9' || data[2] < '0' || data[2] > '9')
+    return total;
+  while (len && (data[len - 1] == '\r' || data[len - 1] == '\n')) len--;
+  if (len >= sizeof r->reply) len = sizeof r->reply - 1;
+  /* Only printable bytes reach a log line or an error. */
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)data[i];
+    r->reply[i] = c >= 32 && c < 127 ? (char)c : '?';
+  }
+  r->reply[len] = '\0';
+  if (data[0] == '4' || data[0] == '5') memcpy(r->failed, r->reply, len + 1);
+  return total;
+}
+
+HttpClientRequest *http_client_smtp(HttpClient *c, const SmtpOptions *o,
+                                    SmtpDone done, void *arg, char *err,
+                                    size_t errlen) {
+  if (strncmp(o->url, "smtp://", 7) != 0 &&
+      strncmp(o->url, "smtps://", 8) != 0) {
+    snprintf(err, errlen, "the url must start with smtp:// or smtps://");
+    return NULL;
+  }
+  HttpClientRequest *r = xcalloc(1, sizeof *r);
+  r->client = c;
+  r->smtp_done = done;
+  r->arg = arg;
+  r->timeout_ms =
+      o->timeout_ms > 0 ? o->timeout_ms : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
+  if (r->timeout_ms > HTTP_CLIENT_MAX_TIMEOUT_MS)
+    r->timeout_ms = HTTP_CLIENT_MAX_TIMEOUT_MS;
+  CURL *e = r->easy = curl_dl.easy_init();
+  if (!e) {
+    free(r);
+    snprintf(err, errlen, "cannot create a transfer");
+    return NULL;
+  }
+  if (o->message_borrowed) {
+    r->upload = o->message;
+  } else {
+    r->body = xmalloc(o->message_len + 1);
+    memcpy(r->body, o->message, o->message_len);
+    r->upload = r->body;
+  }
+  r->upload_len = o->message_len;
+  for (size_t i = 0; i < o->nrcpt; i++)
+    r->rcpt = curl_dl.slist_append(r->rcpt, o->rcpt[i]);
+  curl_dl.easy_setopt(e, CURLOPT_URL, o->url);
+  curl_dl.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+  /* STARTTLS when the server offers it, or always (tls = "required");
+   * smtps:// is TLS from the first byte either way. */
+  curl_dl.easy_setopt(e, CURLOPT_USE_SSL,
+                      (long)(o->require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
+  curl_dl.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_dl.easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+  curl_dl.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, r->timeout_ms);
+  curl_dl.easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
+  curl_dl.easy_setopt(e, CURLOPT_PRIVATE, r);
+  curl_dl.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_smtp_reply);
+  curl_dl.easy_setopt(e, CURLOPT_HEADERDATA, r);
+  curl_dl.easy_setopt(e, CURLOPT_MAIL_FROM, o->mail_from);
+  curl_dl.easy_setopt(e, CURLOPT_MAIL_RCPT, r->rcpt);
+  curl_dl.easy_setopt(e, CURLOPT_UPLOAD, 1L);
+  curl_dl.easy_setopt(e, CURLOPT_READFUNCTION, on_smtp_read);
+  curl_dl.easy_setopt(e, CURLOPT_READDATA, r);
+  curl_dl.easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
+                      (curl_off_t)o->message_len);
+  if (o->username) curl_dl.easy_setopt(e, CURLOPT_USERNAME, o->username);
+  if (o->password) curl_dl.easy_setopt(e, CURLOPT_PASSWORD, o->password);
+  if (c->ca_file) curl_dl.easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+
+  r->next = c->requests;
+  if (c->requests) c->requests->prev = r;
+  c->requests = r;
+  if (curl_dl.multi_add_handle(c->multi, e) != CURLM_OK) {
+    r->smtp_done = NULL;
+    request_free(r);
+    snprintf(err, errlen, "cannot start the transfer");
+    return NULL;
+  }
+  return r;
+}

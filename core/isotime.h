@@ -3,6 +3,8 @@
 #ifndef RESTOCKD_ISOTIME_H
 #define RESTOCKD_ISOTIME_H
 
+#include <stddef.h>
+
 #define ISOTIME_LEN 32
 
 /* Milliseconds since the epoch, now. */
@@ -13,5 +15,13 @@ void isotime_format(long long ms, char out[ISOTIME_LEN]);
  * batch of 10,000 updates, or a burst of log lines, asks for it tens of
  * thousands of times. Safe from any thread. */
 void isotime_now(char out[ISOTIME_LEN]);
+/* Parses an ISO 8601 date-time as shops write them: "YYYY-MM-DD",
+ * optionally followed by "T" (or a space) and "HH:MM", ":SS" and a
+ * fraction of a second (milliseconds are kept), then "Z", "+HH:MM",
+ * "+HHMM", "+HH" (or "-"), or nothing, which is taken as UTC. The whole of
+ * the `len` bytes must be the time. Writes the milliseconds since the
+ * epoch to *ms and returns 0, or RESTOCK_EINVAL (years 1000 to 9999
+ * only). */
+int isotime_parse(const char *s, size_t len, long long *ms);
 
 #endif

@@ -6,16 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include "config.h"
 #include "http_client.h"
 #include "inventory.h"
 #include "json_text.h"
 #include "log.h"
+#include "lua_connect.h"
 #include "lua_host.h"
 #include "lua_json.h"
+#include "lua_mail.h"
 #include "outbox.h"
 #include "stock.h"
 #include "watchdog.h"
@@ -78,6 +77,24 @@ static int l_options(lua_State *L) {
 /* ---- restock.subscribe -------------------------------------------------- */
 
 /* restock.subscribe(event, fn [, {name=, max_attempts=, each=}]) */
+/* restock.on_subscribe(fn): the hook asked before a subscription is
+ * stored (contract section 3). */
+static int l_on_subscribe(lua_State *L) {
+  LuaHost *h = host_of(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (lua_host_loaded(h))
+    return luaL_error(L,
+                      "restock.on_subscribe can only be called while "
+                      "plugin.lua loads");
+  lua_settop(L, 1);
+  if (lua_host_set_subscribe_hook(h, L))
+    return luaL_error(L,
+                      "restock.on_subscribe was called twice: a plugin has "
+                      "at most one hook (check both in one function)");
+  lua_host_config_mut(h)->on_subscribe = true;
+  return 0;
+}
+
 static int l_subscribe(lua_State *L) {
   LuaHost *h = host_of(L);
   const char *event = luaL_checkstring(L, 1);
@@ -617,37 +634,18 @@ static int l_http_request(lua_State *L) {
   return lua_yield(L, 0);
 }
 
-/* ---- restock.crypto ----------------------------------------------------- */
-
-/* restock.crypto.hmac_sha256(key, message): the MAC as lower-case hex. */
-static int l_hmac_sha256(lua_State *L) {
-  size_t klen, mlen;
-  const char *key = luaL_checklstring(L, 1, &klen);
-  const char *msg = luaL_checklstring(L, 2, &mlen);
-  unsigned char mac[32];
-  unsigned int maclen = sizeof mac;
-  HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, mlen, mac,
-       &maclen);
-  char hex[65];
-  for (unsigned i = 0; i < maclen; i++)
-    snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-  lua_pushlstring(L, hex, 2 * maclen);
-  return 1;
-}
-
 /* ---- the module --------------------------------------------------------- */
 
 int lua_api_open(lua_State *L) {
   static const luaL_Reg top[] = {{"options", l_options},
                                  {"subscribe", l_subscribe},
+                                 {"on_subscribe", l_on_subscribe},
                                  {"emit", l_emit},
                                  {"sleep", l_sleep},
                                  {NULL, NULL}};
   static const luaL_Reg variants[] = {{"retrieve", l_variant_retrieve},
                                       {NULL, NULL}};
   static const luaL_Reg http[] = {{"request", l_http_request}, {NULL, NULL}};
-  static const luaL_Reg crypto[] = {{"hmac_sha256", l_hmac_sha256},
-                                    {NULL, NULL}};
   static const luaL_Reg json[] = {
       {"encode", l_json_encode}, {"decode", l_json_decode}, {NULL, NULL}};
   static const luaL_Reg log_fns[] = {{"info", l_log_info},
@@ -657,10 +655,10 @@ int lua_api_open(lua_State *L) {
   luaL_newlib(L, top); /* [restock] */
   luaL_newlib(L, variants);
   lua_setfield(L, -2, "variants");
+  lua_connect_open(L);
   luaL_newlib(L, http);
   lua_setfield(L, -2, "http");
-  luaL_newlib(L, crypto);
-  lua_setfield(L, -2, "crypto");
+  lua_crypto_open(L);
   luaL_newlib(L, json); /* [restock, json] */
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
@@ -671,5 +669,6 @@ int lua_api_open(lua_State *L) {
   lua_remove(L, -2);
   luaL_setfuncs(L, log_fns, 1);
   lua_setfield(L, -2, "log");
+  lua_mail_open(L); /* restock.smtp, restock.url */
   return 1;
 }

@@ -1,5 +1,7 @@
 #include "lua_host.h"
 
+#include "email.h"
+
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>
@@ -8,7 +10,9 @@
 
 #include "buf.h"
 #include "error.h"
+#include "outbox.h"
 #include "log.h"
+#include "lua_connect.h"
 #include "lua_json.h"
 #include "watchdog.h"
 #include "xmalloc.h"
@@ -26,6 +30,8 @@ struct LuaHost {
   size_t mem_used; /* bytes the state holds (its allocator counts them) */
   Config *config;   /* the options and handlers the script set */
   int handlers_ref; /* registry: event name -> array of {fn=, name=, ...} */
+  int hook_ref;     /* registry: restock.on_subscribe's function, or
+                       LUA_NOREF */
   LuaEnv *env;
   size_t running; /* tasks not yet freed */
   bool loaded;
@@ -55,7 +61,9 @@ struct LuaTask {
   void (*cancel)(void *ctx);
   void *cancel_ctx;
   LuaTaskDone done;
+  LuaSpawnDone spawn_done; /* instead of done, for lua_host_spawn's tasks */
   void *arg;
+  bool hook; /* restock.on_subscribe's run, not a delivery */
   LuaTask *prev, *next;
 };
 
@@ -262,11 +270,13 @@ static size_t quoted_count(const char *text, size_t len, const char *name) {
 /* Warns about each handler whose event restockd never emits and that no
  * loaded source names anywhere but in its subscribe call: most likely a
  * typo ("restock-notification.restock"), whose handler would never run. The
- * sources are plugin.lua and every module it required from a file. */
+ * sources are plugin.lua and every module it required from a file; an
+ * event a module names at all is the module's own (sendgrid.lua names its
+ * part event once, in a constant it both subscribes and emits with). */
 static void check_event_names(LuaHost *h, const char *path,
                               StrList *warnings) {
   lua_State *L = h->L;
-  Buf src = {0};
+  Buf src = {0}, modules = {0};
   append_file(&src, path);
   lua_getglobal(L, "package");      /* [package] */
   lua_getfield(L, -1, "loaded");    /* [package, loaded] */
@@ -280,7 +290,7 @@ static void check_event_names(LuaHost *h, const char *path,
       lua_pushvalue(L, -2); /* key */
       lua_pushvalue(L, -4); /* path */
       if (lua_host_pcall(L, 2, 1) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
-        append_file(&src, lua_tostring(L, -1));
+        append_file(&modules, lua_tostring(L, -1));
       lua_pop(L, 1);
     }
   }
@@ -297,7 +307,8 @@ static void check_event_names(LuaHost *h, const char *path,
     size_t subscribes = 0;
     for (size_t j = 0; j < c->nhandlers; j++)
       if (strcmp(c->handlers[j].event, event) == 0) subscribes++;
-    if (quoted_count(src.data ? src.data : "", src.len, event) > subscribes)
+    if (quoted_count(src.data ? src.data : "", src.len, event) > subscribes ||
+        quoted_count(modules.data ? modules.data : "", modules.len, event) > 0)
       continue;
     char *w = xasprintf(
         "restock.subscribe: restockd never emits \"%s\" and no restock.emit "
@@ -311,6 +322,7 @@ static void check_event_names(LuaHost *h, const char *path,
     free(w);
   }
   buf_free(&src);
+  buf_free(&modules);
 }
 
 int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
@@ -339,6 +351,7 @@ int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
   set_package_path(L, path);
   lua_newtable(L);
   h->handlers_ref = lua_host_ref(L);
+  h->hook_ref = LUA_NOREF;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE); /* [preload] */
   lua_pushcfunction(L, lua_api_open);
   lua_setfield(L, -2, "restock");
@@ -363,6 +376,14 @@ int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
     return RESTOCK_EINVAL;
   }
   h->loaded = true;
+  char bad[160];
+  if (email_domains_compile(h->config->options.blocked_email_domains,
+                            &h->config->blocked_domains, bad, sizeof bad)) {
+    *err = xasprintf("option 'blocked_email_domains': %s", bad);
+    h->released = true;
+    lua_host_release(h);
+    return RESTOCK_EINVAL;
+  }
   /* A handler without max_attempts of its own takes the option's, set
    * anywhere in the script. */
   for (size_t i = 0; i < h->config->nhandlers; i++)
@@ -378,7 +399,9 @@ int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
 bool lua_host_loaded(const LuaHost *h) { return h->loaded; }
 
 static void host_free(LuaHost *h) {
+  lua_connect_free(h);
   lua_host_unref(h->L, h->handlers_ref);
+  if (h->hook_ref != LUA_NOREF) lua_host_unref(h->L, h->hook_ref);
   watchdog_enter(); /* finalizers run in lua_close */
   lua_close(h->L);
   watchdog_leave();
@@ -389,6 +412,7 @@ static void host_free(LuaHost *h) {
 void lua_host_release(LuaHost *h) {
   if (!h) return;
   h->released = true;
+  lua_connect_stop(h);
   if (h->running == 0) host_free(h);
 }
 
@@ -444,7 +468,10 @@ static void task_finish(LuaTask *t, bool ok, bool retry, const char *err) {
     current = outer;
   }
   lua_host_unref(h->L, t->co_ref);
-  t->done(t->arg, ok, retry, err);
+  if (t->spawn_done)
+    t->spawn_done(t->arg, NULL, 0, err, t->killed);
+  else if (t->done)
+    t->done(t->arg, ok, retry, err);
   uv_close((uv_handle_t *)&t->deadline, on_task_closed);
   uv_close((uv_handle_t *)&t->slice, on_task_closed);
 }
@@ -502,16 +529,29 @@ static void task_step_outcome(LuaTask *t, int st, int nres) {
                   "(restock.sleep, restock.http.request, ...)");
     return;
   }
+  if (st == LUA_OK && t->spawn_done) {
+    /* A route or a periodic task: its caller reads what it returned. */
+    LuaSpawnDone cb = t->spawn_done;
+    t->spawn_done = NULL;
+    cb(t->arg, t->co, nres, NULL, false);
+    lua_settop(t->co, 0);
+    task_finish(t, true, true, NULL);
+    return;
+  }
   if (st == LUA_OK) {
     /* `return nil, err` and `return false, err` fail the delivery
      * (`..., {retry = false}` for good); anything else succeeds. */
-    if (nres >= 2 && (lua_isnil(t->co, -nres) ||
-                      (lua_isboolean(t->co, -nres) &&
-                       !lua_toboolean(t->co, -nres)))) {
+    bool refused = nres >= 1 && lua_isboolean(t->co, -nres) &&
+                   !lua_toboolean(t->co, -nres);
+    if ((nres >= 2 || (t->hook && refused)) &&
+        (lua_isnil(t->co, -nres) || refused)) {
       const char *why = lua_tostring(t->co, -nres + 1);
-      char *msg = xasprintf("%s", why ? why : "the handler returned nil");
-      bool retry = true;
-      if (nres >= 3 && lua_istable(t->co, -nres + 2)) {
+      char *msg = xasprintf("%s", why                ? why
+                                  : t->hook          ? "Not allowed"
+                                                     : "the handler returned nil");
+      /* A hook's `false, message` is its answer, not its failure. */
+      bool retry = !t->hook;
+      if (!t->hook && nres >= 3 && lua_istable(t->co, -nres + 2)) {
         lua_getfield(t->co, -nres + 2, "retry");
         retry = !(lua_isboolean(t->co, -1) && !lua_toboolean(t->co, -1));
         lua_pop(t->co, 1);
@@ -566,30 +606,59 @@ static void on_deadline(uv_timer_t *timer) {
 
 /* Pushes the handler's argument: the event's data, or for a per-subscriber
  * delivery the data less emails and subscribers, plus email and subscriber.
- * Returns 0, or -1 (nothing pushed) for data nested too deeply. */
+ * A delivery row written since migration 012 carries that share already;
+ * an older one is cut from the event here. Returns 0, or -1 (nothing
+ * pushed) for data nested too deeply. */
 static int push_argument(lua_State *co, json_t *j, const char *subscriber) {
-  if (!subscriber || !*subscriber || !json_is_object(j))
+  if (!subscriber || !*subscriber || !json_is_object(j) ||
+      (json_object_get(j, "subscriber") && !json_object_get(j, "emails")))
     return lua_json_push(co, j);
-  json_t *copy = json_copy(j);
-  json_t *entry = NULL;
-  json_t *subs = json_object_get(copy, "subscribers");
-  size_t i;
-  json_t *s;
-  json_array_foreach(subs, i, s) {
-    json_t *e = json_object_get(s, "email");
-    if (json_is_string(e) && strcmp(json_string_value(e), subscriber) == 0) {
-      entry = json_incref(s);
-      break;
-    }
-  }
-  if (!entry) entry = json_pack("{s:s}", "email", subscriber);
-  json_object_del(copy, "emails");
-  json_object_del(copy, "subscribers");
-  json_object_set_new(copy, "email", json_string(subscriber));
-  json_object_set_new(copy, "subscriber", entry);
-  int rc = lua_json_push(co, copy);
-  json_decref(copy);
+  json_t *share = outbox_subscriber_data(j, subscriber);
+  int rc = lua_json_push(co, share);
+  json_decref(share);
   return rc;
+}
+
+/* Starts a task running the function on top of the main stack (popped)
+ * with `j` as its argument. */
+static void task_start(LuaHost *h, const LuaRun *r, json_t *j, bool is_hook,
+                       LuaTaskDone done, void *arg) {
+  lua_State *L = h->L;
+  LuaTask *t = xcalloc(1, sizeof *t);
+  t->host = h;
+  t->hook = is_hook;
+  t->event = xstrdup(r->event);
+  t->handler = xstrdup(r->handler);
+  t->subscriber = xstrdup(r->subscriber ? r->subscriber : "");
+  t->event_id = r->event_id;
+  t->attempts = r->attempts;
+  if (is_hook)
+    t->what = xstrdup("restock.on_subscribe hook");
+  else
+    t->what = xasprintf("delivery of %s #%lld to %s%s%s%s", r->event,
+                        r->event_id, r->handler, *t->subscriber ? " (" : "",
+                        t->subscriber, *t->subscriber ? ")" : "");
+  t->timeout_ms = r->timeout_ms;
+  t->deadline_ns = uv_hrtime() + r->timeout_ms * 1000000;
+  t->done = done;
+  t->arg = arg;
+  t->co = lua_newthread(L); /* [fn, co] */
+  lua_sethook(t->co, hook, LUA_MASKCOUNT, HOOK_COUNT);
+  lua_insert(L, -2);           /* [co, fn] */
+  lua_xmove(L, t->co, 1);      /* [co] */
+  t->co_ref = lua_host_ref(L); /* [] */
+  if (push_argument(t->co, j, t->subscriber)) lua_pushnil(t->co);
+  uv_loop_t *loop = h->env->loop;
+  uv_timer_init(loop, &t->deadline);
+  uv_idle_init(loop, &t->slice);
+  t->deadline.data = t->slice.data = t;
+  t->open_handles = 2;
+  uv_timer_start(&t->deadline, on_deadline, r->timeout_ms, 0);
+  t->next = all_tasks;
+  if (all_tasks) all_tasks->prev = t;
+  all_tasks = t;
+  h->running++;
+  task_step(t, 1);
 }
 
 int lua_host_run(LuaHost *h, const LuaRun *r, LuaTaskDone done, void *arg) {
@@ -621,41 +690,86 @@ int lua_host_run(LuaHost *h, const LuaRun *r, LuaTaskDone done, void *arg) {
     watchdog_leave();
     return RESTOCK_ENOTFOUND;
   }
+  task_start(h, r, j, false, done, arg);
+  json_decref(j);
+  watchdog_leave();
+  return 0;
+}
+
+int lua_host_set_subscribe_hook(LuaHost *h, lua_State *L) {
+  if (h->hook_ref != LUA_NOREF) return RESTOCK_EINVAL;
+  lua_pushvalue(L, -1);
+  lua_xmove(L, h->L, 1);
+  h->hook_ref = lua_host_ref(h->L);
+  lua_pop(L, 1);
+  return 0;
+}
+
+bool lua_host_has_subscribe_hook(const LuaHost *h) {
+  return h->hook_ref != LUA_NOREF;
+}
+
+int lua_host_run_subscribe_hook(LuaHost *h, json_t *arg, uint64_t timeout_ms,
+                                LuaTaskDone done, void *darg) {
+  if (h->hook_ref == LUA_NOREF || !h->env || !h->env->loop)
+    return RESTOCK_ENOTFOUND;
+  LuaRun r = {.event = "restock.on_subscribe",
+              .handler = "on_subscribe",
+              .timeout_ms = timeout_ms};
+  watchdog_enter();
+  lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->hook_ref);
+  task_start(h, &r, arg, true, done, darg);
+  watchdog_leave();
+  return 0;
+}
+
+/* Makes a task of the function and arguments on top of `h`'s main stack
+ * and links it in; it is not started yet. */
+static LuaTask *task_new(LuaHost *h, int nargs, const char *what,
+                         uint64_t timeout_ms) {
+  lua_State *L = h->L;
   LuaTask *t = xcalloc(1, sizeof *t);
   t->host = h;
-  t->event = xstrdup(r->event);
-  t->handler = xstrdup(r->handler);
-  t->subscriber = xstrdup(r->subscriber ? r->subscriber : "");
-  t->event_id = r->event_id;
-  t->attempts = r->attempts;
-  t->what = xasprintf("delivery of %s #%lld to %s%s%s%s", r->event,
-                      r->event_id, r->handler, *t->subscriber ? " (" : "",
-                      t->subscriber, *t->subscriber ? ")" : "");
-  t->timeout_ms = r->timeout_ms;
-  t->deadline_ns = uv_hrtime() + r->timeout_ms * 1000000;
-  t->done = done;
-  t->arg = arg;
-  t->co = lua_newthread(L); /* [fn, co] */
+  t->event = xstrdup("");
+  t->handler = xstrdup(what);
+  t->subscriber = xstrdup("");
+  t->what = xstrdup(what);
+  t->timeout_ms = timeout_ms;
+  t->deadline_ns = uv_hrtime() + timeout_ms * 1000000;
+  t->co = lua_newthread(L); /* [fn, args..., co] */
   lua_sethook(t->co, hook, LUA_MASKCOUNT, HOOK_COUNT);
-  lua_insert(L, -2);           /* [co, fn] */
-  lua_xmove(L, t->co, 1);      /* [co] */
+  lua_insert(L, -(nargs + 2)); /* [co, fn, args...] */
+  lua_xmove(L, t->co, nargs + 1);
   t->co_ref = lua_host_ref(L); /* [] */
-  if (push_argument(t->co, j, t->subscriber)) lua_pushnil(t->co);
-  json_decref(j);
   uv_loop_t *loop = h->env->loop;
   uv_timer_init(loop, &t->deadline);
   uv_idle_init(loop, &t->slice);
   t->deadline.data = t->slice.data = t;
   t->open_handles = 2;
-  uv_timer_start(&t->deadline, on_deadline, r->timeout_ms, 0);
+  uv_timer_start(&t->deadline, on_deadline, timeout_ms, 0);
   t->next = all_tasks;
   if (all_tasks) all_tasks->prev = t;
   all_tasks = t;
   h->running++;
-  task_step(t, 1);
+  return t;
+}
+
+int lua_host_spawn(LuaHost *h, int nargs, const char *what, uint64_t timeout_ms,
+                   LuaSpawnDone done, void *arg) {
+  if (!h->env || !h->env->loop) {
+    lua_pop(h->L, nargs + 1);
+    return RESTOCK_EUNAVAIL;
+  }
+  watchdog_enter();
+  LuaTask *t = task_new(h, nargs, what, timeout_ms);
+  t->spawn_done = done;
+  t->arg = arg;
+  task_step(t, nargs);
   watchdog_leave();
   return 0;
 }
+
+lua_State *lua_host_state(LuaHost *h) { return h->L; }
 
 void lua_host_abort_all(const char *why) {
   while (all_tasks) task_finish(all_tasks, false, true, why);

@@ -77,6 +77,36 @@ typedef struct {
  * script has no such handler, or RESTOCK_EINVAL if the data is not JSON;
  * `done` is then never called. */
 int lua_host_run(LuaHost *h, const LuaRun *r, LuaTaskDone done, void *arg);
+/* restock.on_subscribe: registers the function on top of L's stack
+ * (popping it) as the host's hook; RESTOCK_EINVAL when one is set. */
+int lua_host_set_subscribe_hook(LuaHost *h, lua_State *L);
+bool lua_host_has_subscribe_hook(const LuaHost *h);
+/* Runs the hook with `arg` (a JSON object) for at most `timeout_ms`.
+ * `done` gets ok when it allowed the subscription; !ok with !retry when it
+ * refused, `err` being its message; !ok with retry when it failed (an
+ * error, a timeout). Returns RESTOCK_ENOTFOUND when there is no hook (and
+ * `done` is never called); else `done` is called once, maybe before this
+ * returns. */
+int lua_host_run_subscribe_hook(LuaHost *h, json_t *arg, uint64_t timeout_ms,
+                                LuaTaskDone done, void *darg);
+/* Called once when a task of lua_host_spawn ends. When it returned, `co`
+ * holds its `nres` results on top of its stack (read them now: they go
+ * once this returns) and `err` is NULL; when it failed, `co` is NULL, `err`
+ * says why (with a traceback) and `timed_out` whether it ran past its
+ * timeout. */
+typedef void (*LuaSpawnDone)(void *arg, lua_State *co, int nres,
+                             const char *err, bool timed_out);
+/* Runs the function below the `nargs` arguments on top of the host's main
+ * stack (lua_host_state) as a coroutine of its own, for at most
+ * `timeout_ms`: a route's request, a periodic task. `what` names it in
+ * logs and to the watchdog. Pops the function and arguments. Returns 0
+ * when it started: `done` is then called exactly once, possibly before
+ * this returns; RESTOCK_EUNAVAIL when no handler can run (no loop), and
+ * `done` is never called. */
+int lua_host_spawn(LuaHost *h, int nargs, const char *what, uint64_t timeout_ms,
+                   LuaSpawnDone done, void *arg);
+/* The host's main Lua state, to push a spawned task's function on. */
+lua_State *lua_host_state(LuaHost *h);
 /* Number of handler runs in progress. */
 size_t lua_host_running(const LuaHost *h);
 /* Aborts every running handler of every host (`done` gets ok=false and

@@ -37,6 +37,7 @@ typedef struct {
 
 static Family http_requests, http_durations, emitted, outcomes, handlers;
 static unsigned long long emails_notified;
+static unsigned long long conversions;
 
 static Series *series(Family *f, const char *a, const char *b) {
   for (size_t i = 0; i < f->n; i++)
@@ -76,6 +77,10 @@ void metrics_event_emitted(const char *event) {
 
 void metrics_emails_notified(long long n) {
   if (n > 0) emails_notified += (unsigned long long)n;
+}
+
+void metrics_conversions(long long n) {
+  if (n > 0) conversions += (unsigned long long)n;
 }
 
 void metrics_event_outcome(const char *event, const char *outcome) {
@@ -194,6 +199,10 @@ void metrics_render(Buf *out, const MetricsGauges *g) {
   header(out, "restockd_emails_notified_total", "counter",
          "Emails put in restock-notification.restocked events.");
   buf_printf(out, "restockd_emails_notified_total %llu\n", emails_notified);
+  header(out, "restockd_conversions_total", "counter",
+         "Notifications converted: an order of the notified variant by the "
+         "notified email within conversion_window.");
+  buf_printf(out, "restockd_conversions_total %llu\n", conversions);
   header(out, "restockd_build_info", "gauge",
          "Always 1; the version of the running binary is its label.");
   buf_printf(out, "restockd_build_info{version=\"%s\"} 1\n", RESTOCKD_VERSION);
@@ -257,4 +266,5 @@ void metrics_reset(void) {
   family_free(&outcomes);
   family_free(&handlers);
   emails_notified = 0;
+  conversions = 0;
 }

@@ -18,6 +18,8 @@ void metrics_event_emitted(const char *event);
 /* Emails put in restock-notification.restocked events by a committed
  * check. */
 void metrics_emails_notified(long long n);
+/* Notifications converted by a committed order (restock.orders.record). */
+void metrics_conversions(long long n);
 /* A delivery's outcome: "delivered", "failed" (to be retried) or "dead". */
 void metrics_event_outcome(const char *event, const char *outcome);
 /* One handler run and how long it took. */

@@ -131,6 +131,49 @@ int outbox_recover(Store *s, const char *node, long long *released) {
 
 /* ---- writing events (storage side) ---------------------------------------- */
 
+/* The event's data less emails and subscribers (its values shared). */
+static json_t *data_rest(json_t *data) {
+  json_t *rest = json_object();
+  const char *key;
+  json_t *v;
+  json_object_foreach(data, key, v) {
+    if (strcmp(key, "emails") && strcmp(key, "subscribers"))
+      json_object_set(rest, key, v);
+  }
+  return rest;
+}
+
+/* `rest` plus email and subscriber: `entry` when it is the email's, else
+ * {email = ...}. */
+static json_t *with_subscriber(json_t *rest, const char *email,
+                               json_t *entry) {
+  json_t *out = json_copy(rest);
+  json_t *e = json_object_get(entry, "email");
+  json_object_set_new(out, "email", json_string(email));
+  if (json_is_object(entry) && json_is_string(e) &&
+      strcmp(json_string_value(e), email) == 0)
+    json_object_set(out, "subscriber", entry);
+  else
+    json_object_set_new(out, "subscriber", json_pack("{s:s}", "email", email));
+  return out;
+}
+
+json_t *outbox_subscriber_data(json_t *data, const char *email) {
+  json_t *rest = data_rest(data);
+  json_t *subs = json_object_get(data, "subscribers"), *entry = NULL, *s;
+  size_t i;
+  json_array_foreach(subs, i, s) {
+    json_t *e = json_object_get(s, "email");
+    if (json_is_string(e) && strcmp(json_string_value(e), email) == 0) {
+      entry = s;
+      break;
+    }
+  }
+  json_t *out = with_subscriber(rest, email, entry);
+  json_decref(rest);
+  return out;
+}
+
 int outbox_write(StoreTx *tx, Unit *u, const char *name, json_t *data,
                  long long id, long long *out_id) {
   const HandlerSpec *handlers[MAX_HANDLERS];
@@ -149,23 +192,44 @@ int outbox_write(StoreTx *tx, Unit *u, const char *name, json_t *data,
   free(text);
   long long due = isotime_now_ms();
   json_t *emails = json_object_get(data, "emails");
+  json_t *subs = json_object_get(data, "subscribers");
+  bool per_subscriber = false;
+  for (size_t i = 0; i < n; i++)
+    if (handlers[i]->each == EACH_SUBSCRIBER) per_subscriber = true;
+  /* Each shopper's share of the data, made once for every per-subscriber
+   * handler: subscribers[k] is emails[k]'s entry. */
+  size_t nemails = json_is_array(emails) ? json_array_size(emails) : 0;
+  char **shares = NULL;
+  if (rc == 0 && per_subscriber && nemails) {
+    shares = xcalloc(nemails, sizeof *shares);
+    json_t *rest = data_rest(data);
+    for (size_t k = 0; k < nemails; k++) {
+      json_t *email = json_array_get(emails, k);
+      if (!json_is_string(email)) continue;
+      json_t *share = with_subscriber(rest, json_string_value(email),
+                                      json_array_get(subs, k));
+      shares[k] = json_text(share);
+      json_decref(share);
+    }
+    json_decref(rest);
+  }
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const HandlerSpec *h = handlers[i];
     if (h->each == EACH_SUBSCRIBER && json_is_array(emails)) {
-      size_t k;
-      json_t *email;
-      json_array_foreach(emails, k, email) {
-        if (rc) break;
+      for (size_t k = 0; rc == 0 && k < nemails; k++) {
+        json_t *email = json_array_get(emails, k);
         if (json_is_string(email))
           rc = store_delivery_insert(tx, event_id, h->name,
                                      json_string_value(email),
-                                     h->max_attempts, due, now);
+                                     h->max_attempts, due, now, shares[k]);
       }
     } else {
       rc = store_delivery_insert(tx, event_id, h->name, "", h->max_attempts,
-                                 due, now);
+                                 due, now, NULL);
     }
   }
+  for (size_t k = 0; shares && k < nemails; k++) free(shares[k]);
+  free(shares);
   if (rc == 0) {
     effects_event(&u->fx, name, n);
     if (out_id) *out_id = event_id;
@@ -216,14 +280,17 @@ static int prune_fn(StoreTx *tx, void *arg) {
   PruneUnit *p = arg;
   /* Issue 14: nodes sharing a database would walk and delete the same
    * events. The one holding the lease prunes, and renews it each time; it
-   * is free for another once the holder stops pruning (it died). On SQLite
-   * the lease is always this node's. */
-  long long now = isotime_now_ms();
-  bool held = false;
-  int lrc = store_task_lease(tx, PRUNE_LEASE, now, now + p->lease_ms, &held);
-  if (lrc || !held) {
-    p->reached = true;
-    return lrc;
+   * is free for another once the holder stops pruning (it died). A SQLite
+   * file has one node: no lease. */
+  if (store_shared(p->o->d->store)) {
+    long long now = isotime_now_ms();
+    bool held = false;
+    int lrc =
+        store_lease_claim(tx, PRUNE_LEASE, now, now + p->lease_ms, &held);
+    if (lrc || !held) {
+      p->reached = true;
+      return lrc;
+    }
   }
   long long cursor = 0;
   for (int round = 0; round < PRUNE_ROUNDS && !p->reached; round++) {

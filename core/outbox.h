@@ -52,6 +52,12 @@ typedef struct {
   void *ctx;
 } OutboxRunner;
 
+/* The data a per-subscriber delivery's handler gets (contract section 3):
+ * `data` less `emails` and `subscribers`, plus `email` and `subscriber`
+ * (the email's entry of `subscribers`, or {email = ...}). A new
+ * reference. */
+json_t *outbox_subscriber_data(json_t *data, const char *email);
+
 Outbox *outbox_new(Domain *d, OutboxRunner runner);
 /* Before the store starts: makes every delivery leased by a previous run
  * of this node due now: every lease on SQLite; on a shared database those

@@ -121,6 +121,26 @@ static void drop(RateLimit *r, Entry *e) {
   r->count--;
 }
 
+/* Whole seconds until a bucket holding `tokens` has one again. */
+static long long retry_after(double tokens, long long per_minute) {
+  double wait_ms = (1.0 - tokens) * 60000.0 / (double)per_minute;
+  long long s = (long long)ceil(wait_ms / 1000.0 - 1e-9);
+  return s < 1 ? 1 : s;
+}
+
+bool ratelimit_check(RateLimit *r, const char *client, long long per_minute,
+                     uint64_t now, long long *retry_after_s) {
+  if (per_minute <= 0) return true;
+  char key[RATELIMIT_KEY_MAX + 1];
+  ratelimit_client_key(client, key);
+  void **found = tfind(key, &r->tree, compare);
+  if (!found) return true;
+  double tokens = refill(*found, per_minute, now);
+  if (tokens >= 1.0) return true;
+  *retry_after_s = retry_after(tokens, per_minute);
+  return false;
+}
+
 bool ratelimit_take(RateLimit *r, const char *client, long long per_minute,
                     uint64_t now, long long *retry_after_s) {
   if (per_minute <= 0) return true;
@@ -159,8 +179,6 @@ bool ratelimit_take(RateLimit *r, const char *client, long long per_minute,
     e->tokens -= 1.0;
     return true;
   }
-  double wait_ms = (1.0 - e->tokens) * 60000.0 / (double)per_minute;
-  *retry_after_s = (long long)ceil(wait_ms / 1000.0 - 1e-9);
-  if (*retry_after_s < 1) *retry_after_s = 1;
+  *retry_after_s = retry_after(e->tokens, per_minute);
   return false;
 }

@@ -34,6 +34,12 @@ void ratelimit_free(RateLimit *r);
  * `client` is mapped with ratelimit_client_key first. */
 bool ratelimit_take(RateLimit *r, const char *client, long long per_minute,
                     uint64_t now_ms, long long *retry_after_s);
+/* Whether `client` has a token left in its bucket of `per_minute`, at
+ * `now_ms`, without taking it (or creating a bucket): true, or false with
+ * *retry_after_s as ratelimit_take gives it. For limits on failures only
+ * (failed console logins): check first, take when one fails. */
+bool ratelimit_check(RateLimit *r, const char *client, long long per_minute,
+                     uint64_t now_ms, long long *retry_after_s);
 /* Writes the bucket key of `client` into `key` (RATELIMIT_KEY_MAX + 1
  * bytes): "192.0.2.1" for an IPv4 address (also written as IPv4-mapped
  * IPv6, in brackets or with a zone), "2001:db8:1:2::/64" for an IPv6

@@ -13,12 +13,14 @@
 #include "engine.h"
 #include "http.h"
 #include "log.h"
+#include "lua_connect.h"
 #include "lua_host.h"
 #include "metrics.h"
 #include "migrate.h"
 #include "node.h"
 #include "outbox.h"
 #include "store.h"
+#include "subscriptions.h"
 #include "watchdog.h"
 #include "xmalloc.h"
 
@@ -39,9 +41,11 @@ typedef struct {
   uv_timer_t grace;
   uv_prepare_t logs; /* writes the iteration's log lines */
   Watchdog *watchdog;
+  Housekeeping *housekeeping;
   bool stopping;
   bool http_stopped;
   bool handlers_idle;
+  bool tasks_idle; /* no periodic task (restock.every) runs */
 } Server;
 
 /* Why start cannot go on: a log entry, so that with --log-format json it is
@@ -72,6 +76,45 @@ static int run_delivery(void *ctx, const OutboxRun *r, OutboxRunDone done,
                 .attempts = r->attempts,
                 .timeout_ms = r->timeout_ms};
   return lua_host_run(srv->lua, &run, done, arg);
+}
+
+/* ---- the subscribe hook ----------------------------------------------------- */
+
+/* restock.on_subscribe runs at most this long (contract section 3). */
+#define HOOK_TIMEOUT_MS 5000
+
+typedef struct {
+  HookDone done;
+  void *arg;
+} HookRun;
+
+static void hook_ran(void *arg, bool ok, bool retry, const char *err) {
+  HookRun *run = arg;
+  HookDone done = run->done;
+  void *darg = run->arg;
+  free(run);
+  done(darg, ok ? HOOK_ALLOW : retry ? HOOK_FAIL : HOOK_REFUSE, err);
+}
+
+static int run_subscribe_hook(void *ctx, json_t *arg, HookDone done,
+                              void *darg) {
+  Server *srv = ctx;
+  HookRun *run = xmalloc(sizeof *run);
+  run->done = done;
+  run->arg = darg;
+  int rc = lua_host_run_subscribe_hook(srv->lua, arg, HOOK_TIMEOUT_MS,
+                                       hook_ran, run);
+  if (rc) free(run);
+  return rc;
+}
+
+/* ---- the plugin's routes ------------------------------------------------ */
+
+/* A request under /hooks/: the current script's routes serve it. */
+static int serve_hook(void *ctx, HttpRequest *req, const char *client,
+                      char *allow, size_t allow_len) {
+  Server *srv = ctx;
+  return lua_connect_route(srv->lua, req, client, allow, allow_len);
 }
 
 /* ---- the watchdog --------------------------------------------------------- */
@@ -121,7 +164,7 @@ static void close_handle(uv_handle_t *h, void *arg) {
 /* Once HTTP has drained and no handler runs, every handle is closed and
  * uv_run returns. */
 static void maybe_stopped(Server *srv) {
-  if (!srv->http_stopped || !srv->handlers_idle) return;
+  if (!srv->http_stopped || !srv->handlers_idle || !srv->tasks_idle) return;
   log_info("stopped");
   uv_close((uv_handle_t *)&srv->sigterm, NULL);
   uv_close((uv_handle_t *)&srv->sigint, NULL);
@@ -130,6 +173,8 @@ static void maybe_stopped(Server *srv) {
   engine_close(srv->d.engine);
   outbox_close(srv->d.outbox);
   node_close(srv->d.node);
+  subscriptions_housekeeping_close(srv->housekeeping);
+  srv->housekeeping = NULL;
   http_client_close(srv->env.http);
   srv->d.engine = NULL;
   srv->d.outbox = NULL;
@@ -147,6 +192,12 @@ static void on_http_stopped(void *arg) {
 static void on_handlers_idle(void *arg) {
   Server *srv = arg;
   srv->handlers_idle = true;
+  maybe_stopped(srv);
+}
+
+static void on_tasks_idle(void *arg) {
+  Server *srv = arg;
+  srv->tasks_idle = true;
   maybe_stopped(srv);
 }
 
@@ -181,6 +232,9 @@ static void on_stop_signal(uv_signal_t *h, int signum) {
   outbox_stop(srv->d.outbox, on_handlers_idle, srv);
   /* Issue 14: a node stopped cleanly leaves the list of nodes. */
   node_stop(srv->d.node);
+  /* Periodic tasks start no new run; those running finish. */
+  lua_connect_stop(srv->lua);
+  lua_connect_when_idle(on_tasks_idle, srv);
 }
 
 /* ---- reloading ---------------------------------------------------------------- */
@@ -213,6 +267,7 @@ static void on_reload_signal(uv_signal_t *h, int signum) {
   node_set_config(srv->d.node, lua_host_config(fresh));
   store_set_durability(srv->d.store, srv->d.config->options.durability);
   log_info("reload: %s loaded", path);
+  lua_connect_start(fresh);
   outbox_kick(srv->d.outbox);
 }
 
@@ -340,6 +395,8 @@ int server_run(const ServerSettings *s) {
   srv->api.d = d;
   srv->api.loop = &srv->loop;
   srv->api.ratelimit = ratelimit_new();
+  srv->api.hooks = serve_hook;
+  srv->api.hooks_ctx = srv;
   const char *token = getenv("RESTOCK_ADMIN_TOKEN");
   api_set_admin_token(&srv->api, token);
   if (!srv->api.admin_enabled)
@@ -361,6 +418,8 @@ int server_run(const ServerSettings *s) {
   d->engine = engine_new(d);
   d->outbox = outbox_new(d, (OutboxRunner){run_delivery, srv});
   outbox_set_lease_max(d->outbox, s->lease_ms);
+  d->subscribe_hook = run_subscribe_hook;
+  d->hook_ctx = srv;
   HttpConfig hc;
   http_config_defaults(&hc);
   hc.host = s->host;
@@ -396,7 +455,9 @@ int server_run(const ServerSettings *s) {
   engine_start(d->engine);
   outbox_kick(d->outbox);
   node_start(d->node);
+  lua_connect_start(srv->lua);
   outbox_set_retention(d->outbox, s->retention_ms);
+  srv->housekeeping = subscriptions_housekeeping(d);
 
   printf("restockd listening on http://%s\n", http_server_address(srv->http));
   fflush(stdout);
@@ -411,10 +472,13 @@ int server_run(const ServerSettings *s) {
 out:
   /* Whatever is still open (nothing, after a clean stop) is closed here, so
    * that the loop can be closed and every handle's memory released. */
+  if (srv->lua) lua_connect_stop(srv->lua);
   lua_host_abort_all("aborted: the server is stopping");
   engine_close(d->engine);
   outbox_close(d->outbox);
   node_close(d->node);
+  subscriptions_housekeeping_close(srv->housekeeping);
+  srv->housekeeping = NULL;
   http_client_close(srv->env.http);
   d->engine = NULL;
   d->outbox = NULL;
@@ -440,6 +504,7 @@ out:
   config_unref(d->config);
   d->config = NULL;
   ratelimit_free(srv->api.ratelimit);
+  ratelimit_free(srv->api.login_limit);
 close_loop:
   if (uv_loop_close(&srv->loop) != 0)
     log_error("shutdown: the loop did not close");

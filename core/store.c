@@ -129,6 +129,16 @@ static StoreStmt *stmt(StoreTx *tx, StmtId id) {
   return st;
 }
 
+int store_prepare_all(StoreTx *tx, char *failed, size_t len) {
+  for (int i = 0; i < SQL_COUNT_; i++) {
+    if (!stmt(tx, (StmtId)i)) {
+      snprintf(failed, len, "%s", stmt_names[i]);
+      return RESTOCK_ESTORE;
+    }
+  }
+  return 0;
+}
+
 /* Binds parameters 1.. from `types`: 's' a string or NULL, 'i' a long
  * long, 'I' a long long bound as NULL when not positive (an optional id),
  * 'd' a double, 'b' a bool (as 0 or 1). */
@@ -1066,43 +1076,212 @@ int store_event_next_id(StoreTx *tx, long long *id) {
   return rc;
 }
 
-int store_subscription_add(StoreTx *tx, long long id, const char *variant_id,
-                           const char *channel, const char *email,
-                           const char *now, long long subscribed_event_id,
-                           bool *inserted, char created_at[ISOTIME_LEN]) {
-  long long n = 0;
-  int rc = q_exec(tx, &n, SQL_SUB_INSERT, "issssI", id, variant_id,
-                  channel ? channel : "", email, now, subscribed_event_id);
-  if (rc) return rc;
-  *inserted = n > 0;
-  if (*inserted) {
-    snprintf(created_at, ISOTIME_LEN, "%s", now);
-    return 0;
-  }
+/* Reads (id, created_at[, confirm_sent_at]) of a row found by its key;
+ * *found false when none. */
+static int find_key(StoreTx *tx, StmtId id, const NewSubscription *in,
+                    StoredSubscription *out, bool *found) {
   Q q;
-  if (q_open(&q, tx, SQL_SUB_CREATED, "sss", variant_id,
-             channel ? channel : "", email))
+  if (q_open(&q, tx, id, "sss", in->variant_id, in->channel ? in->channel : "",
+             in->email))
     return RESTOCK_ESTORE;
-  rc = q_step(&q);
-  if (rc == 1) q_copy(&q, 0, created_at, ISOTIME_LEN);
+  int rc = q_step(&q);
+  *found = rc == 1;
+  if (rc == 1) {
+    out->id = q_int(&q, 0);
+    q_copy(&q, 1, out->created_at, ISOTIME_LEN);
+    if (id == SQL_PEND_FIND) out->confirm_sent_at = q_int(&q, 2);
+  }
   q_close(&q);
   return rc < 0 ? rc : 0;
 }
 
-int store_subscription_remove(StoreTx *tx, long long id, bool *removed) {
+int store_subscription_put(StoreTx *tx, const NewSubscription *in,
+                           StoredSubscription *out) {
+  memset(out, 0, sizeof *out);
+  const char *channel = in->channel ? in->channel : "";
+  bool found = false;
+  /* A pending one first: it is usually none, and the index says so at
+   * once. */
+  int rc = find_key(tx, SQL_PEND_FIND, in, out, &found);
+  if (rc) return rc;
+  if (found) {
+    out->pending = true;
+    return q_exec(tx, NULL, SQL_PEND_SET_WISH, "iIs", out->id, in->quantity,
+                  in->locale);
+  }
+  if (in->pending) {
+    /* An active one stays as it is; a new one waits for its confirmation. */
+    rc = find_key(tx, SQL_SUB_FIND, in, out, &found);
+    if (rc) return rc;
+    if (found)
+      return q_exec(tx, NULL, SQL_SUB_SET_WISH, "iIs", out->id, in->quantity,
+                    in->locale);
+    rc = q_exec(tx, NULL, SQL_PEND_INSERT, "issssIsi", in->id, in->variant_id,
+                channel, in->email, in->now, in->quantity, in->locale,
+                in->now_ms);
+    if (rc) return rc;
+    out->id = in->id;
+    out->created = out->pending = true;
+    out->confirm_sent_at = in->now_ms;
+    snprintf(out->created_at, ISOTIME_LEN, "%s", in->now);
+    return 0;
+  }
   long long n = 0;
+  rc = q_exec(tx, &n, SQL_SUB_INSERT, "issssIIs", in->id, in->variant_id,
+              channel, in->email, in->now, in->subscribed_event_id,
+              in->quantity, in->locale);
+  if (rc) return rc;
+  if (n > 0) {
+    out->id = in->id;
+    out->created = true;
+    snprintf(out->created_at, ISOTIME_LEN, "%s", in->now);
+    return 0;
+  }
+  rc = find_key(tx, SQL_SUB_FIND, in, out, &found);
+  if (rc) return rc;
+  if (!found) return RESTOCK_ESTORE; /* ignored, yet not there */
+  return q_exec(tx, NULL, SQL_SUB_SET_WISH, "iIs", out->id, in->quantity,
+                in->locale);
+}
+
+int store_pending_sent(StoreTx *tx, long long id, long long now_ms) {
+  return q_exec(tx, NULL, SQL_PEND_SET_SENT, "ii", id, now_ms);
+}
+
+/* Reads (variant, channel, email, locale, quantity) of one row. */
+static int read_confirmed(StoreTx *tx, StmtId id, long long key,
+                          ConfirmedSubscription *out, bool *found) {
+  Q q;
+  if (q_open(&q, tx, id, "i", key)) return RESTOCK_ESTORE;
+  int rc = q_step(&q);
+  *found = rc == 1;
+  if (rc == 1) {
+    q_copy(&q, 0, out->variant_id, sizeof out->variant_id);
+    q_copy(&q, 1, out->sales_channel_id, sizeof out->sales_channel_id);
+    q_copy(&q, 2, out->email, sizeof out->email);
+    q_copy(&q, 3, out->locale, sizeof out->locale);
+    out->quantity = q_int(&q, 4);
+  }
+  q_close(&q);
+  return rc < 0 ? rc : 0;
+}
+
+int store_pending_confirm(StoreTx *tx, long long id, const char *now,
+                          long long subscribed_event_id,
+                          ConfirmedSubscription *out) {
+  memset(out, 0, sizeof *out);
+  bool found = false;
+  int rc = read_confirmed(tx, SQL_PEND_GET, id, out, &found);
+  if (rc) return rc;
+  if (!found) {
+    rc = read_confirmed(tx, SQL_SUB_EXISTS_ID, id, out, &found);
+    if (rc) return rc;
+    out->was_active = found;
+    return found ? 0 : RESTOCK_ENOTFOUND;
+  }
+  rc = q_exec(tx, NULL, SQL_PEND_ACTIVATE, "isI", id, now,
+              subscribed_event_id);
+  return rc ? rc : q_exec(tx, NULL, SQL_PEND_DELETE, "i", id);
+}
+
+/* Walks the oldest rows of a table (SUB_SCAN or PEND_SCAN) created before
+ * `cutoff`: up to `max` ids into `ids`, *reached when the walk met a
+ * younger row or the end. */
+static int scan_old(StoreTx *tx, StmtId scan, const char *cutoff,
+                    long long max, long long *ids, size_t *n, bool *reached) {
+  Q q;
+  *n = 0;
+  *reached = false;
+  if (q_open(&q, tx, scan, "i", max)) return RESTOCK_ESTORE;
+  int rc;
+  while ((rc = q_step(&q)) == 1) {
+    const char *created = q_text(&q, 1);
+    if (!created || strcmp(created, cutoff) >= 0) {
+      *reached = true;
+      break;
+    }
+    ids[(*n)++] = q_int(&q, 0);
+  }
+  q_close(&q);
+  if (rc == 0) *reached = true;
+  return rc < 0 ? rc : 0;
+}
+
+#define WALK_MAX 512
+
+int store_pending_purge(StoreTx *tx, const char *cutoff, long long max,
+                        long long *deleted, bool *reached) {
+  long long ids[WALK_MAX];
+  size_t n = 0;
+  *deleted = 0;
+  int rc = scan_old(tx, SQL_PEND_SCAN, cutoff, max < WALK_MAX ? max : WALK_MAX,
+                    ids, &n, reached);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    rc = q_exec(tx, NULL, SQL_PEND_DELETE, "i", ids[i]);
+    (*deleted)++;
+  }
+  return rc;
+}
+
+int store_subscription_expire(StoreTx *tx, const char *cutoff,
+                              const char *now, long long max,
+                              long long *moved, bool *reached) {
+  long long ids[WALK_MAX];
+  size_t n = 0;
+  *moved = 0;
+  int rc = scan_old(tx, SQL_SUB_SCAN, cutoff, max < WALK_MAX ? max : WALK_MAX,
+                    ids, &n, reached);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    rc = q_exec(tx, NULL, SQL_SUB_EXPIRE_HIST, "is", ids[i], now);
+    if (rc == 0) rc = q_exec(tx, NULL, SQL_SUB_REMOVE_ID, "i", ids[i]);
+    (*moved)++;
+  }
+  return rc;
+}
+
+int store_email_known(StoreTx *tx, const char *email, bool *any) {
+  long long v = 0;
+  int rc = q_scalar(tx, &v, NULL, SQL_EMAIL_KNOWN, "s", email);
+  *any = v != 0;
+  return rc;
+}
+
+int store_subscription_remove(StoreTx *tx, long long id, bool *removed) {
+  long long n = 0, m = 0;
   int rc = q_exec(tx, &n, SQL_SUB_REMOVE_ID, "i", id);
-  *removed = n > 0;
+  if (rc == 0 && n == 0) rc = q_exec(tx, &m, SQL_PEND_DELETE, "i", id);
+  *removed = n + m > 0;
   return rc;
 }
 
 static const char *const status_names[] = {"active", "notified",
-                                           "cancelled"};
+                                           "cancelled", "expired",
+                                           "pending"};
+
+const char *subscription_status_name(SubscriptionStatus s) {
+  return (unsigned)s < 5 ? status_names[s] : "active";
+}
 
 static SubscriptionStatus status_of(const char *s) {
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 5; i++)
     if (s && strcmp(s, status_names[i]) == 0) return (SubscriptionStatus)i;
   return SUB_NOTIFIED;
+}
+
+/* Reads a listing row (the SUB_LIST columns). */
+static void read_subscription(Q *q, SubscriptionRow *row) {
+  const char *channel = q_text(q, 2);
+  *row = (SubscriptionRow){
+      .id = q_int(q, 0),
+      .variant_id = q_text(q, 1),
+      .sales_channel_id = channel && *channel ? channel : NULL,
+      .email = q_text(q, 3),
+      .created_at = q_text(q, 4),
+      .notified_at = q_text(q, 5),
+      .status = status_of(q_text(q, 6)),
+      .quantity = q_int(q, 7),
+      .locale = q_text(q, 8),
+  };
 }
 
 int store_subscription_list(StoreTx *tx, const SubscriptionFilter *f,
@@ -1111,10 +1290,16 @@ int store_subscription_list(StoreTx *tx, const SubscriptionFilter *f,
   /* Which form of a listing fits the filter: 0 any, 1 by email, 2 by
    * variant (the email's index is the more selective). */
   int form = f->email ? 1 : f->variant_id ? 2 : 0;
-  bool history = f->status != SUB_ACTIVE;
+  bool history = f->status != SUB_ACTIVE && f->status != SUB_PENDING;
   const char *status = history ? status_names[f->status] : NULL;
-  StmtId count_id = (history ? SQL_HIST_COUNT : SQL_SUB_COUNT) + form;
-  StmtId list_id = (history ? SQL_HIST_LIST : SQL_SUB_LIST) + form;
+  StmtId count_id = (history                 ? SQL_HIST_COUNT
+                     : f->status == SUB_PENDING ? SQL_PEND_COUNT
+                                                : SQL_SUB_COUNT) +
+                    form;
+  StmtId list_id = (history                 ? SQL_HIST_LIST
+                    : f->status == SUB_PENDING ? SQL_PEND_LIST
+                                               : SQL_SUB_LIST) +
+                   form;
   int rc = q_scalar(tx, count, NULL, count_id, "ssss", f->variant_id,
                     f->email, f->sales_channel_id, status);
   if (rc) return rc;
@@ -1123,16 +1308,8 @@ int store_subscription_list(StoreTx *tx, const SubscriptionFilter *f,
              f->sales_channel_id, status, f->limit, f->offset))
     return RESTOCK_ESTORE;
   while ((rc = q_step(&q)) == 1) {
-    const char *channel = q_text(&q, 2);
-    SubscriptionRow row = {
-        .id = q_int(&q, 0),
-        .variant_id = q_text(&q, 1),
-        .sales_channel_id = channel && *channel ? channel : NULL,
-        .email = q_text(&q, 3),
-        .created_at = q_text(&q, 4),
-        .notified_at = q_text(&q, 5),
-        .status = history ? status_of(q_text(&q, 6)) : SUB_ACTIVE,
-    };
+    SubscriptionRow row;
+    read_subscription(&q, &row);
     int stop = fn(ctx, &row);
     if (stop) {
       rc = stop;
@@ -1141,6 +1318,42 @@ int store_subscription_list(StoreTx *tx, const SubscriptionFilter *f,
   }
   q_close(&q);
   return rc < 0 ? rc : 0;
+}
+
+int store_subscription_export(StoreTx *tx, int status, const char *variant_id,
+                              long long page, ExportCursor *cursor,
+                              SubscriptionRowFn fn, void *ctx) {
+  static const StmtId tables[] = {SQL_EXPORT_ACTIVE, SQL_EXPORT_PENDING,
+                                  SQL_EXPORT_HIST};
+  const char *name = status < 0 ? NULL : subscription_status_name(status);
+  long long left = page;
+  while (cursor->table < 3 && left > 0) {
+    Q q;
+    if (q_open(&q, tx, tables[cursor->table], "issi", cursor->id, name,
+               variant_id, left))
+      return RESTOCK_ESTORE;
+    int rc;
+    long long got = 0;
+    while ((rc = q_step(&q)) == 1) {
+      SubscriptionRow row;
+      read_subscription(&q, &row);
+      cursor->id = row.id;
+      got++;
+      int stop = fn(ctx, &row);
+      if (stop) {
+        q_close(&q);
+        return stop;
+      }
+    }
+    q_close(&q);
+    if (rc < 0) return rc;
+    left -= got;
+    if (left > 0) { /* this table is done */
+      cursor->table++;
+      cursor->id = 0;
+    }
+  }
+  return 0;
 }
 
 int store_subscription_count(StoreTx *tx, long long *count) {
@@ -1156,21 +1369,40 @@ int store_subscription_scopes(StoreTx *tx, const char *variant_id,
   return q_strings(tx, channels, SQL_SUB_SCOPES, "s", variant_id);
 }
 
+void taken_list_clear(TakenList *l) {
+  for (size_t i = 0; i < l->n; i++) {
+    free(l->items[i].email);
+    free(l->items[i].locale);
+  }
+  free(l->items);
+  memset(l, 0, sizeof *l);
+}
+
 int store_subscription_take(StoreTx *tx, const char *variant_id,
-                            const char *channel, long long limit,
-                            const char *now, StrList *emails, bool *more) {
+                            const char *channel, long long quantity,
+                            long long limit, const char *now,
+                            TakenList *taken, bool *more) {
   Q q;
   /* Issue 14: a backend whose take moves the rows itself gets the time
-   * too, and says in each row whether more remain (SQLite binds three). */
-  if (q_open(&q, tx, SQL_SUB_TAKE, "ssis", variant_id, channel, limit, now))
+   * too, and says in each row whether more remain (SQLite binds four). */
+  if (q_open(&q, tx, SQL_SUB_TAKE, "ssiis", variant_id, channel, quantity,
+             limit, now))
     return RESTOCK_ESTORE;
   long long last = -1;
   int rc;
   bool remain = false;
   while ((rc = q_step(&q)) == 1) {
-    last = q_int(&q, 0);
-    strlist_push(emails, q_text(&q, 1));
-    if (tx->drv->take_moves) remain = q_int(&q, 2) != 0;
+    if (taken->n == taken->cap) {
+      taken->cap = taken->cap ? taken->cap * 2 : 64;
+      taken->items = xrealloc(taken->items, taken->cap * sizeof *taken->items);
+    }
+    TakenSubscription *t = &taken->items[taken->n++];
+    t->id = last = q_int(&q, 0);
+    t->email = q_dup(&q, 1);
+    q_copy(&q, 2, t->created_at, ISOTIME_LEN);
+    t->locale = q_dup(&q, 3);
+    t->quantity = q_int(&q, 4);
+    if (tx->drv->take_moves) remain = q_int(&q, 5) != 0;
   }
   q_close(&q);
   if (rc < 0) return rc;
@@ -1178,16 +1410,17 @@ int store_subscription_take(StoreTx *tx, const char *variant_id,
     *more = remain;
     return 0;
   }
-  /* Subscriptions are taken oldest first, so they are exactly those of the
-   * scope with an id up to the last one read. */
+  /* Subscriptions are taken oldest first among those the stock can serve,
+   * so they are exactly those of the scope up to the last one read that
+   * want no more than the quantity. */
   if (last >= 0 &&
-      (q_exec(tx, NULL, SQL_SUB_TO_HISTORY, "ssis", variant_id, channel, last,
-              now) ||
-       q_exec(tx, NULL, SQL_SUB_DELETE_UPTO, "ssi", variant_id, channel,
-              last)))
+      (q_exec(tx, NULL, SQL_SUB_TO_HISTORY, "ssisi", variant_id, channel, last,
+              now, quantity) ||
+       q_exec(tx, NULL, SQL_SUB_DELETE_UPTO, "ssii", variant_id, channel,
+              last, quantity)))
     return RESTOCK_ESTORE;
-  return q_scalar(tx, NULL, more, SQL_SUB_SCOPE_ANY, "ss", variant_id,
-                  channel);
+  return q_scalar(tx, NULL, more, SQL_SUB_SCOPE_ANY, "ssi", variant_id,
+                  channel, quantity);
 }
 
 int store_subscription_cancel(StoreTx *tx, const char *variant_id,
@@ -1199,7 +1432,12 @@ int store_subscription_cancel(StoreTx *tx, const char *variant_id,
   StmtId del = variant_id ? SQL_SUB_CANCEL_VARIANT_DELETE
                           : SQL_SUB_CANCEL_CHANNEL_DELETE;
   int rc = q_exec(tx, NULL, hist, "ss", key, now);
-  return rc ? rc : q_exec(tx, moved, del, "s", key);
+  if (rc == 0) rc = q_exec(tx, moved, del, "s", key);
+  if (rc == 0)
+    rc = q_exec(tx, NULL,
+                variant_id ? SQL_PEND_CANCEL_VARIANT : SQL_PEND_CANCEL_CHANNEL,
+                "s", key);
+  return rc;
 }
 
 int store_history_variants(StoreTx *tx, const char *email,
@@ -1225,9 +1463,11 @@ int store_event_scrub_restocked(StoreTx *tx, const char *variant_id,
 
 int store_event_erase_subscribed(StoreTx *tx, const char *email,
                                  const char *variant_id, long long *deleted) {
-  long long n = 0;
+  long long n = 0, m = 0;
   int rc = q_exec(tx, &n, SQL_EVENT_ERASE_SUBSCRIBED, "ss", email, variant_id);
-  *deleted += n;
+  if (rc == 0)
+    rc = q_exec(tx, &m, SQL_EVENT_ERASE_CONFIRM, "ss", email, variant_id);
+  *deleted += n + m;
   return rc;
 }
 
@@ -1254,10 +1494,11 @@ int store_event_set_data(StoreTx *tx, long long id, const char *data) {
 
 int store_subscription_erase(StoreTx *tx, const char *email,
                              const char *variant_id, long long *deleted) {
-  long long a = 0, b = 0;
+  long long a = 0, b = 0, c = 0;
   int rc = q_exec(tx, &a, SQL_SUB_ERASE, "ss", email, variant_id);
   if (rc == 0) rc = q_exec(tx, &b, SQL_HIST_ERASE, "ss", email, variant_id);
-  *deleted += a + b;
+  if (rc == 0) rc = q_exec(tx, &c, SQL_PEND_ERASE, "ss", email, variant_id);
+  *deleted += a + b + c;
   return rc;
 }
 
@@ -1308,9 +1549,10 @@ int store_subscription_set_event(StoreTx *tx, long long id,
 
 int store_delivery_insert(StoreTx *tx, long long event_id, const char *handler,
                           const char *subscriber, long long max_attempts,
-                          long long next_at, const char *now) {
-  return q_exec(tx, NULL, SQL_DELIVERY_INSERT, "issiis", event_id, handler,
-                subscriber, max_attempts, next_at, now);
+                          long long next_at, const char *now,
+                          const char *data) {
+  return q_exec(tx, NULL, SQL_DELIVERY_INSERT, "issiiss", event_id, handler,
+                subscriber, max_attempts, next_at, now, data);
 }
 
 void due_delivery_clear(DueDelivery *d) {
@@ -1460,6 +1702,13 @@ static int visit_events(StoreTx *tx, const EventRow *const *rows, size_t n,
   return rc < 0 ? rc : 0;
 }
 
+/* An event listing by a count and a list statement whose parameters are
+ * (filter, status, limit, offset). */
+static int event_list_with(StoreTx *tx, StmtId count_id, StmtId list_id,
+                           const char *filter, const char *status,
+                           long long limit, long long offset,
+                           const EventVisitor *v, long long *count);
+
 int store_event_list(StoreTx *tx, const char *name, const char *status,
                      long long limit, long long offset, const EventVisitor *v,
                      long long *count) {
@@ -1473,6 +1722,14 @@ int store_event_list(StoreTx *tx, const char *name, const char *status,
     count_id = SQL_EVENT_COUNT_NAMED;
     list_id = SQL_EVENT_LIST_NAMED;
   }
+  return event_list_with(tx, count_id, list_id, name, status, limit, offset,
+                         v, count);
+}
+
+static int event_list_with(StoreTx *tx, StmtId count_id, StmtId list_id,
+                           const char *name, const char *status,
+                           long long limit, long long offset,
+                           const EventVisitor *v, long long *count) {
   int rc = q_scalar(tx, count, NULL, count_id, "ss", name, status);
   if (rc) return rc;
   Q q;
@@ -1860,6 +2117,107 @@ int store_meta_add(StoreTx *tx, const char *key, const char *value) {
   return q_exec(tx, NULL, SQL_META_ADD, "ss", key, value);
 }
 
+/* ---- shop connectors (issue 16) ------------------------------------------ */
+
+/* Expired rows a set deletes, at most. */
+#define KV_SWEEP_MAX 16
+
+int store_kv_get(StoreTx *tx, const char *key, long long now_ms, char **out) {
+  Q q;
+  if (q_open(&q, tx, SQL_KV_GET, "si", key, now_ms)) return RESTOCK_ESTORE;
+  int rc = q_step(&q);
+  if (rc == 1) *out = q_dup(&q, 0);
+  q_close(&q);
+  return rc < 0 ? rc : rc == 0 ? RESTOCK_ENOTFOUND : 0;
+}
+
+int store_kv_put(StoreTx *tx, const char *key, const char *value,
+                 long long expires_at, long long now_ms) {
+  char now[ISOTIME_LEN];
+  isotime_format(now_ms, now);
+  int rc =
+      value ? q_exec(tx, NULL, SQL_KV_PUT, "ssIs", key, value, expires_at, now)
+            : q_exec(tx, NULL, SQL_KV_DELETE, "s", key);
+  if (rc == 0)
+    rc = q_exec(tx, NULL, SQL_KV_SWEEP, "ii", now_ms, (long long)KV_SWEEP_MAX);
+  return rc;
+}
+
+int store_lease_claim(StoreTx *tx, const char *name, long long now_ms,
+                      long long until_ms, bool *held) {
+  long long n = 0;
+  int rc = q_exec(tx, &n, SQL_LEASE_CLAIM, "ssii", name, tx->s->node_id,
+                  until_ms, now_ms);
+  *held = rc == 0 && n > 0;
+  return rc;
+}
+
+int store_lease_release(StoreTx *tx, const char *name) {
+  return q_exec(tx, NULL, SQL_LEASE_RELEASE, "ss", name, tx->s->node_id);
+}
+
+int store_order_insert(StoreTx *tx, const char *order_id,
+                       const char *created_at, const char *now,
+                       bool *inserted) {
+  long long n = 0;
+  int rc = q_exec(tx, &n, SQL_ORDER_INSERT, "sss", order_id, created_at, now);
+  *inserted = rc == 0 && n > 0;
+  return rc;
+}
+
+int store_conversion_candidate(StoreTx *tx, const char *email,
+                               const char *variant_id, const char *from,
+                               const char *to, long long *history_id) {
+  bool any = false;
+  int rc = q_scalar(tx, history_id, &any, SQL_CONVERSION_CANDIDATE, "ssss",
+                    email, variant_id, from, to);
+  return rc ? rc : any ? 0 : RESTOCK_ENOTFOUND;
+}
+
+int store_conversion_mark(StoreTx *tx, long long history_id, const char *at,
+                          const char *order_id, const char *currency,
+                          long long amount, bool *marked) {
+  long long n = 0;
+  int rc = q_exec(tx, &n, SQL_CONVERSION_MARK, "isssi", history_id, at,
+                  order_id, currency, amount);
+  *marked = rc == 0 && n > 0;
+  return rc;
+}
+
+int store_conversion_totals(StoreTx *tx, const ConversionFilter *f,
+                            long long *notified, long long *converted) {
+  Q q;
+  if (q_open(&q, tx, SQL_REPORT_TOTALS, "sss", f->since, f->until,
+             f->variant_id))
+    return RESTOCK_ESTORE;
+  int rc = q_step(&q);
+  if (rc == 1) {
+    *notified = q_int(&q, 0);
+    *converted = q_int(&q, 1);
+  }
+  q_close(&q);
+  return rc < 0 ? rc : 0;
+}
+
+int store_conversion_revenue(StoreTx *tx, const ConversionFilter *f,
+                             RevenueRowFn fn, void *ctx) {
+  Q q;
+  if (q_open(&q, tx, SQL_REPORT_REVENUE, "sss", f->since, f->until,
+             f->variant_id))
+    return RESTOCK_ESTORE;
+  int rc;
+  while ((rc = q_step(&q)) == 1) {
+    const char *currency = q_text(&q, 0);
+    int stop = fn(ctx, currency ? currency : "", q_int(&q, 1));
+    if (stop) {
+      rc = stop;
+      break;
+    }
+  }
+  q_close(&q);
+  return rc < 0 ? rc : 0;
+}
+
 /* ---- nodes -------------------------------------------------------------------- */
 
 int store_node_beat(StoreTx *tx, const char *started_at, const char *version,
@@ -1895,15 +2253,6 @@ int store_node_delete(StoreTx *tx) {
   return q_exec(tx, NULL, SQL_NODE_DELETE, "s", store_tx_node(tx));
 }
 
-int store_task_lease(StoreTx *tx, const char *name, long long now,
-                     long long until, bool *held) {
-  return q_scalar(tx, NULL, held, SQL_TASK_LEASE_TAKE, "ssii", name,
-                  store_tx_node(tx), until, now);
-}
-
-int store_task_lease_drop(StoreTx *tx, const char *name) {
-  return q_exec(tx, NULL, SQL_TASK_LEASE_DROP, "ss", name, store_tx_node(tx));
-}
 
 /* ---- batches (issue 14) -------------------------------------------------------- */
 
@@ -1965,4 +2314,120 @@ int store_subscribe_many(StoreTx *tx, const SubscribeRow *rows, size_t n,
   }
   q_close(&q);
   return rc < 0 ? rc : got == n ? 0 : RESTOCK_ESTORE;
+}
+
+int store_conversion_variants(StoreTx *tx, const ConversionFilter *f,
+                              long long limit, long long offset,
+                              ConversionVariant **out, size_t *n,
+                              long long *count) {
+  *out = NULL;
+  *n = 0;
+  int rc = q_scalar(tx, count, NULL, SQL_REPORT_VARIANT_COUNT, "sss", f->since,
+                    f->until, f->variant_id);
+  if (rc) return rc;
+  Q q;
+  if (q_open(&q, tx, SQL_REPORT_VARIANTS, "sssii", f->since, f->until,
+             f->variant_id, limit, offset))
+    return RESTOCK_ESTORE;
+  size_t cap = 0;
+  while ((rc = q_step(&q)) == 1) {
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 16;
+      *out = xrealloc(*out, cap * sizeof **out);
+    }
+    ConversionVariant *v = &(*out)[(*n)++];
+    q_copy(&q, 0, v->variant_id, sizeof v->variant_id);
+    v->notified = q_int(&q, 1);
+    v->converted = q_int(&q, 2);
+  }
+  q_close(&q);
+  return rc < 0 ? rc : 0;
+}
+
+/* ---- the web console (issue 17) ------------------------------------------- */
+
+int store_session_put(StoreTx *tx, const char *selector,
+                      const char *validator_hash, const char *created_at,
+                      long long expires_at) {
+  return q_exec(tx, NULL, SQL_SESSION_INSERT, "sssi", selector, validator_hash,
+                created_at, expires_at);
+}
+
+int store_session_get(StoreTx *tx, const char *selector, long long now,
+                      char validator_hash[65], long long *expires_at) {
+  Q q;
+  if (q_open(&q, tx, SQL_SESSION_GET, "si", selector, now))
+    return RESTOCK_ESTORE;
+  int rc = q_step(&q);
+  if (rc == 1) {
+    q_copy(&q, 0, validator_hash, 65);
+    *expires_at = q_int(&q, 1);
+  }
+  q_close(&q);
+  return rc < 0 ? rc : rc == 0 ? RESTOCK_ENOTFOUND : 0;
+}
+
+int store_session_delete(StoreTx *tx, const char *selector) {
+  return q_exec(tx, NULL, SQL_SESSION_DELETE, "s", selector);
+}
+
+int store_session_prune(StoreTx *tx, long long now, long long *deleted) {
+  return q_exec(tx, deleted, SQL_SESSION_PRUNE, "i", now);
+}
+
+int store_demand_list(StoreTx *tx, const char *channel, long long limit,
+                      long long offset, DemandRowFn fn, void *ctx,
+                      long long *count) {
+  int rc = channel ? q_scalar(tx, count, NULL, SQL_DEMAND_COUNT_CHANNEL, "s",
+                              channel)
+                   : q_scalar(tx, count, NULL, SQL_DEMAND_COUNT, "");
+  if (rc) return rc;
+  Q q;
+  rc = channel ? q_open(&q, tx, SQL_DEMAND_LIST_CHANNEL, "sii", channel,
+                        limit, offset)
+               : q_open(&q, tx, SQL_DEMAND_LIST, "ii", limit, offset);
+  if (rc) return RESTOCK_ESTORE;
+  /* Every row is read before `fn` runs, so that it may run statements of
+   * its own: two cannot be stepped at once on every backend. */
+  typedef struct {
+    Variant v;
+    long long waiting, notified, converted;
+    char *oldest;
+  } Held;
+  Held *held = NULL;
+  size_t n = 0, cap = 0;
+  while ((rc = q_step(&q)) == 1) {
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      held = xrealloc(held, cap * sizeof *held);
+    }
+    Held *h = &held[n++];
+    memset(h, 0, sizeof *h);
+    read_variant(&q, &h->v);
+    h->waiting = q_int(&q, 10);
+    h->notified = q_int(&q, 11);
+    h->oldest = q_dup(&q, 12);
+    h->converted = q_int(&q, 13);
+  }
+  q_close(&q);
+  rc = rc < 0 ? rc : 0;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    DemandRow row = {&held[i].v, held[i].waiting, held[i].notified,
+                     held[i].converted, held[i].oldest};
+    rc = fn(tx, ctx, &row);
+  }
+  for (size_t i = 0; i < n; i++) {
+    variant_clear(&held[i].v);
+    free(held[i].oldest);
+  }
+  free(held);
+  return rc;
+}
+
+int store_event_list_variant(StoreTx *tx, const char *variant_id,
+                             const char *status, long long limit,
+                             long long offset, const EventVisitor *v,
+                             long long *count) {
+  return event_list_with(tx, SQL_EVENT_COUNT_VARIANT, SQL_EVENT_LIST_VARIANT,
+                         variant_id, status, limit, offset, v, count);
 }

@@ -107,6 +107,10 @@ int store_run(Store *s, StoreFn fn, void *arg);
 /* Like store_run, but without a transaction around fn (for the migrations,
  * which manage their own). */
 int store_run_bare(Store *s, StoreFn fn, void *arg);
+/* Prepares every statement of the backend on `tx` (the unit tests check
+ * that each one compiles against the migrated schema). Returns 0, or
+ * RESTOCK_ESTORE naming the first that does not in `failed`. */
+int store_prepare_all(StoreTx *tx, char *failed, size_t len);
 /* Starts the storage threads; completions will run on `loop`. Returns 0 or
  * RESTOCK_ESTORE (with a message in *err). */
 int store_start(Store *s, uv_loop_t *loop, char **err);
@@ -228,7 +232,12 @@ typedef enum {
   SUB_ACTIVE = 0,
   SUB_NOTIFIED,  /* history */
   SUB_CANCELLED, /* history: its variant or channel was deleted */
+  SUB_EXPIRED,   /* history: subscription_ttl passed */
+  SUB_PENDING,   /* waiting for its confirmation (double opt-in) */
 } SubscriptionStatus;
+
+/* The status's name as the API shows it. */
+const char *subscription_status_name(SubscriptionStatus s);
 
 typedef struct {
   long long id;
@@ -236,8 +245,10 @@ typedef struct {
   const char *sales_channel_id; /* NULL when unscoped */
   const char *email;
   const char *created_at;
-  const char *notified_at; /* history only, else NULL */
+  const char *notified_at; /* history only (when it ended), else NULL */
   SubscriptionStatus status;
+  long long quantity;  /* units wanted; 0 when not given */
+  const char *locale;  /* NULL when not given */
 } SubscriptionRow;
 
 /* The next id a new subscription (or event) will get, for a caller that
@@ -264,6 +275,7 @@ typedef enum {
   SUBSCRIBE_NO_VARIANT = 1,
   SUBSCRIBE_IN_STOCK = 2,
   SUBSCRIBE_EXISTS = 3,
+  SUBSCRIBE_PENDING = 4, /* the email's subscription waits for a confirm */
 } SubscribeVerdict;
 
 typedef struct {
@@ -280,18 +292,70 @@ typedef struct {
 int store_subscribe_many(StoreTx *tx, const SubscribeRow *rows, size_t n,
                          long long next_at, SubscribeResult *out);
 
-/* Adds active subscription `id` unless (variant, channel, email) is already
- * subscribed; `channel` NULL is unscoped. *inserted says which; *created_at
- * gets the stored row's time. */
-int store_subscription_add(StoreTx *tx, long long id, const char *variant_id,
-                           const char *channel, const char *email,
-                           const char *now, long long subscribed_event_id,
-                           bool *inserted, char created_at[ISOTIME_LEN]);
+/* A subscription to store (store_subscription_put). */
+typedef struct {
+  long long id; /* from store_subscription_next_id */
+  const char *variant_id;
+  const char *channel; /* NULL: unscoped */
+  const char *email;
+  const char *now;
+  long long now_ms;
+  long long quantity; /* 0: none */
+  const char *locale; /* NULL: none */
+  bool pending;       /* a new one waits for its confirmation */
+  long long subscribed_event_id; /* for a new active one, or 0 */
+} NewSubscription;
+
+typedef struct {
+  long long id;     /* the stored row's */
+  bool created;     /* false: it was there already (its wish updated) */
+  bool pending;     /* the stored row is pending */
+  long long confirm_sent_at; /* a pending row's last confirmation (ms) */
+  char created_at[ISOTIME_LEN];
+} StoredSubscription;
+
+/* Stores a subscription unless (variant, channel, email) is already
+ * subscribed, active or pending; an existing one gets the new quantity and
+ * locale when they are given. A new one is active, or pending with
+ * `pending`. */
+int store_subscription_put(StoreTx *tx, const NewSubscription *in,
+                           StoredSubscription *out);
+/* Notes that a pending subscription's confirmation was asked again. */
+int store_pending_sent(StoreTx *tx, long long id, long long now_ms);
+
+/* A pending subscription, as confirming it finds it. */
+typedef struct {
+  char variant_id[256];
+  char sales_channel_id[256]; /* "" when unscoped */
+  char email[256];
+  char locale[64];   /* "" when none */
+  long long quantity; /* 0 when none */
+  bool was_active;    /* it was confirmed already */
+} ConfirmedSubscription;
+/* Makes pending subscription `id` active (same id). *out says what it
+ * was; RESTOCK_ENOTFOUND when neither pending nor active. */
+int store_pending_confirm(StoreTx *tx, long long id, const char *now,
+                          long long subscribed_event_id,
+                          ConfirmedSubscription *out);
+/* Drops up to `max` pending subscriptions created before `cutoff`, oldest
+ * first; *reached when none older is left. */
+int store_pending_purge(StoreTx *tx, const char *cutoff, long long max,
+                        long long *deleted, bool *reached);
+/* Moves up to `max` active subscriptions created before `cutoff` to the
+ * history as expired, oldest first; *reached when none older is left. */
+int store_subscription_expire(StoreTx *tx, const char *cutoff,
+                              const char *now, long long max,
+                              long long *moved, bool *reached);
+/* True in *any when `email` has a subscription, pending one or history
+ * row (a manage token of a forgotten email names nothing). */
+int store_email_known(StoreTx *tx, const char *email, bool *any);
+
 /* Links subscription `id` to its subscribed event, when the event's id
  * could not be known before (store_event_next_id gave RESTOCK_ERANGE). */
 int store_subscription_set_event(StoreTx *tx, long long id,
                                  long long event_id);
-/* Removes active subscription `id`; *removed says whether it was there. */
+/* Removes subscription `id`, active or pending; *removed says whether it
+ * was there. */
 int store_subscription_remove(StoreTx *tx, long long id, bool *removed);
 
 typedef struct {
@@ -315,15 +379,34 @@ int store_subscription_any(StoreTx *tx, const char *variant_id, bool *any);
 /* The scopes of a variant's active subscriptions, "" for unscoped. */
 int store_subscription_scopes(StoreTx *tx, const char *variant_id,
                               StrList *channels);
+/* A subscription a check notified. */
+typedef struct {
+  long long id;
+  char *email;
+  char *locale; /* NULL when none */
+  long long quantity;
+  char created_at[ISOTIME_LEN];
+} TakenSubscription;
+
+typedef struct {
+  TakenSubscription *items;
+  size_t n, cap;
+} TakenList;
+
+void taken_list_clear(TakenList *l);
+
 /* Moves up to `limit` of the oldest active subscriptions of the scope
- * (`channel` "" for unscoped) into the history, notified at `now`, and
- * appends their emails (oldest first); *more says whether any remain. */
+ * (`channel` "" for unscoped) that want no more than `quantity` units into
+ * the history, notified at `now`, and appends them (oldest first) to
+ * *taken; *more says whether any such remain. Subscriptions wanting more
+ * stay, whatever their age. */
 int store_subscription_take(StoreTx *tx, const char *variant_id,
-                            const char *channel, long long limit,
-                            const char *now, StrList *emails, bool *more);
+                            const char *channel, long long quantity,
+                            long long limit, const char *now,
+                            TakenList *taken, bool *more);
 /* Moves the active subscriptions of a variant (`channel` NULL: every
  * scope), or of a channel (`variant_id` NULL), to the history as
- * cancelled. *moved gets how many. */
+ * cancelled, and drops their pending ones. *moved gets how many. */
 int store_subscription_cancel(StoreTx *tx, const char *variant_id,
                               const char *channel, const char *now,
                               long long *moved);
@@ -332,13 +415,14 @@ int store_subscription_cancel(StoreTx *tx, const char *variant_id,
  * restocked events. */
 int store_history_variants(StoreTx *tx, const char *email,
                            const char *variant_id, StrList *variants);
-/* Takes `email` out of the emails of the restocked events of `variant_id`
- * and deletes its per-subscriber deliveries there. *changed adds the events
- * changed. */
+/* Takes `email` out of the emails and subscribers of the restocked events
+ * of `variant_id` and deletes its per-subscriber deliveries there.
+ * *changed adds the events changed. */
 int store_event_scrub_restocked(StoreTx *tx, const char *variant_id,
                                 const char *email, long long *changed);
-/* Deletes the subscribed events of the email's subscriptions and history
- * (of one variant if `variant_id`). *deleted adds how many. */
+/* Deletes the subscribed events of the email's subscriptions and history,
+ * and its confirmation_requested events (of one variant if `variant_id`).
+ * *deleted adds how many. */
 int store_event_erase_subscribed(StoreTx *tx, const char *email,
                                  const char *variant_id, long long *deleted);
 /* Events a plugin emitted (every name but restockd's own) whose data holds
@@ -347,10 +431,22 @@ typedef int (*EventDataFn)(void *ctx, long long id, const char *data);
 int store_events_emitted_with(StoreTx *tx, const char *email, EventDataFn fn,
                               void *ctx);
 int store_event_set_data(StoreTx *tx, long long id, const char *data);
-/* Deletes the email's subscriptions and history (of one variant if
- * `variant_id`); *deleted adds how many rows. */
+/* Deletes the email's subscriptions, pending ones and history (of one
+ * variant if `variant_id`); *deleted adds how many rows. */
 int store_subscription_erase(StoreTx *tx, const char *email,
                              const char *variant_id, long long *deleted);
+
+/* Export: every subscription matching `status` (-1: any) and `variant_id`
+ * (NULL: any), in pages. Rows come active first, then pending, then the
+ * history, each by id; *cursor (start at 0 and 0) says where the next page
+ * starts, and *done when there is none. */
+typedef struct {
+  int table;    /* 0 active, 1 pending, 2 history, 3 done */
+  long long id; /* last id read in that table */
+} ExportCursor;
+int store_subscription_export(StoreTx *tx, int status, const char *variant_id,
+                              long long page, ExportCursor *cursor,
+                              SubscriptionRowFn fn, void *ctx);
 
 /* ---- scheduled restock checks (times in ms since the epoch) ------------- */
 
@@ -373,10 +469,13 @@ int store_event_insert(StoreTx *tx, long long id, const char *name,
                        const char *data, const char *status,
                        const char *created_at, long long *out_id);
 /* One pending delivery of an event to a handler; `subscriber` is the email
- * of a per-subscriber delivery, "" for the whole event. */
+ * of a per-subscriber delivery, "" for the whole event. `data` (NULL: the
+ * event's) is what a per-subscriber delivery's handler gets, so that a
+ * claim reads that row's share, not the whole event, each time. */
 int store_delivery_insert(StoreTx *tx, long long event_id, const char *handler,
                           const char *subscriber, long long max_attempts,
-                          long long next_at, const char *now);
+                          long long next_at, const char *now,
+                          const char *data);
 
 typedef struct {
   long long event_id;
@@ -570,11 +669,108 @@ int store_node_list(StoreTx *tx, NodeRowFn fn, void *ctx);
 int store_node_peers(StoreTx *tx, StrList *handlers);
 /* Removes this node's row (a clean stop). */
 int store_node_delete(StoreTx *tx);
-/* Takes or renews the named lease for this node until `until` (ms since the
- * epoch) unless another node holds it past `now`; *held says which. */
-int store_task_lease(StoreTx *tx, const char *name, long long now,
-                     long long until, bool *held);
-/* Lets go of the named lease if this node holds it. */
-int store_task_lease_drop(StoreTx *tx, const char *name);
+
+/* ---- shop connectors (issue 16) ------------------------------------------ */
+
+/* restock.kv: the value of `key` that has not expired at `now_ms`, in a new
+ * string (*out), or RESTOCK_ENOTFOUND. */
+int store_kv_get(StoreTx *tx, const char *key, long long now_ms, char **out);
+/* Sets `key` to `value` (NULL deletes it), expiring at `expires_at` ms
+ * since the epoch (0: never), and deletes a few rows that had expired by
+ * `now_ms`. */
+int store_kv_put(StoreTx *tx, const char *key, const char *value,
+                 long long expires_at, long long now_ms);
+
+/* Takes or renews the lease of periodic task `name` for this store's node
+ * until `until_ms`, unless another node holds one that has not run out at
+ * `now_ms`. *held says whether this node holds it now. */
+int store_lease_claim(StoreTx *tx, const char *name, long long now_ms,
+                      long long until_ms, bool *held);
+/* Gives this node's lease of `name` back (if it holds it). */
+int store_lease_release(StoreTx *tx, const char *name);
+
+/* Records a shop's order by its id; *inserted is false when it was
+ * recorded before. */
+int store_order_insert(StoreTx *tx, const char *order_id,
+                       const char *created_at, const char *now, bool *inserted);
+/* The id of the newest notification of `variant_id` to `email` sent in
+ * [from, to] (stored times) that has not converted, or RESTOCK_ENOTFOUND. */
+int store_conversion_candidate(StoreTx *tx, const char *email,
+                               const char *variant_id, const char *from,
+                               const char *to, long long *history_id);
+/* Marks notification `history_id` converted by `order_id` at `at`, with
+ * `amount` millionths of `currency`'s major unit; *marked is false when it
+ * had converted already. */
+int store_conversion_mark(StoreTx *tx, long long history_id, const char *at,
+                          const char *order_id, const char *currency,
+                          long long amount, bool *marked);
+
+/* The notifications a conversions report counts: sent in [since, until)
+ * (stored times), of `variant_id` (NULL: any). */
+typedef struct {
+  const char *since;
+  const char *until;
+  const char *variant_id;
+} ConversionFilter;
+/* How many were sent, and how many of them converted. */
+int store_conversion_totals(StoreTx *tx, const ConversionFilter *f,
+                            long long *notified, long long *converted);
+/* Their revenue per currency (millionths of the major unit), by currency
+ * code. RESTOCK_ESTORE if a sum overflows. */
+typedef int (*RevenueRowFn)(void *ctx, const char *currency, long long amount);
+int store_conversion_revenue(StoreTx *tx, const ConversionFilter *f,
+                             RevenueRowFn fn, void *ctx);
+/* One variant's counts in a conversions report. */
+typedef struct {
+  char variant_id[256];
+  long long notified, converted;
+} ConversionVariant;
+/* The variants with notifications matching `f`, most converted first (then
+ * most notified, then by id), `limit` from `offset`, in a new array *out of
+ * *n entries (free it); *count gets how many variants match. */
+int store_conversion_variants(StoreTx *tx, const ConversionFilter *f,
+                              long long limit, long long offset,
+                              ConversionVariant **out, size_t *n,
+                              long long *count);
+
+/* ---- the web console (issue 17) ------------------------------------------- */
+
+/* Stores a console session: `selector` names it, `validator_hash` is the
+ * hex SHA-256 of its secret half; it ends at `expires_at` (ms). */
+int store_session_put(StoreTx *tx, const char *selector,
+                      const char *validator_hash, const char *created_at,
+                      long long expires_at);
+/* The session `selector` if it has not ended at `now`: its validator hash
+ * (65 bytes with the NUL) and end. 0 or RESTOCK_ENOTFOUND. */
+int store_session_get(StoreTx *tx, const char *selector, long long now,
+                      char validator_hash[65], long long *expires_at);
+int store_session_delete(StoreTx *tx, const char *selector);
+/* Deletes the sessions that ended by `now`; *deleted gets how many. */
+int store_session_prune(StoreTx *tx, long long now, long long *deleted);
+
+/* One row of the demand report: a variant with active subscriptions (in
+ * the scope asked for), with the counts migration 011's triggers keep and
+ * the time its oldest active subscription was made. */
+typedef struct {
+  const Variant *variant;
+  long long waiting;
+  long long notified;
+  long long converted; /* notifications an order converted */
+  const char *oldest_waiting_since;
+} DemandRow;
+typedef int (*DemandRowFn)(StoreTx *tx, void *ctx, const DemandRow *row);
+/* The variants with active subscriptions, most waiting first (ties by id):
+ * every scope when `channel` is NULL, else those scoped to `channel`.
+ * *count gets the number of such variants. `fn` runs once every row has
+ * been read, so it may use `tx` itself (a scope's quantity). */
+int store_demand_list(StoreTx *tx, const char *channel, long long limit,
+                      long long offset, DemandRowFn fn, void *ctx,
+                      long long *count);
+/* The restocked events of `variant_id` (status NULL: any), oldest first,
+ * each with its deliveries, as store_event_list. */
+int store_event_list_variant(StoreTx *tx, const char *variant_id,
+                             const char *status, long long limit,
+                             long long offset, const EventVisitor *v,
+                             long long *count);
 
 #endif

@@ -72,14 +72,23 @@ extern const Migration postgres_migrations[];
   " WHERE ($1::text IS NULL OR variant_id = $1)"   \
   " AND ($2::text IS NULL OR email = $2)"          \
   " AND ($3::text IS NULL OR sales_channel_id = $3)"
+/* Columns: id, variant_id, sales_channel_id, email, created_at, notified_at,
+ * status, quantity, locale. */
 #define SUB_LIST                                                             \
   "SELECT id, variant_id, sales_channel_id, email, restock_iso(created_at)," \
-  " NULL::text, 'active' FROM restock_subscriptions" SUB_FILTER              \
-  " AND $4::text IS NULL ORDER BY id LIMIT $5 OFFSET $6"
+  " NULL::text, 'active', quantity, locale FROM restock_subscriptions"       \
+  SUB_FILTER " AND $4::text IS NULL ORDER BY id LIMIT $5 OFFSET $6"
+#define PEND_LIST                                                            \
+  "SELECT id, variant_id, sales_channel_id, email, restock_iso(created_at)," \
+  " NULL::text, 'pending', quantity, locale FROM restock_pending"            \
+  SUB_FILTER " AND $4::text IS NULL ORDER BY id LIMIT $5 OFFSET $6"
+#define PEND_COUNT                                                    \
+  "SELECT count(*) FROM restock_pending" SUB_FILTER                  \
+  " AND $4::text IS NULL"
 #define HIST_LIST                                                            \
   "SELECT id, variant_id, sales_channel_id, email, restock_iso(created_at)," \
-  " restock_iso(notified_at), status FROM restock_history" SUB_FILTER        \
-  " AND status = $4::text ORDER BY id LIMIT $5 OFFSET $6"
+  " restock_iso(notified_at), status, quantity, locale FROM restock_history" \
+  SUB_FILTER " AND status = $4::text ORDER BY id LIMIT $5 OFFSET $6"
 #define SUB_COUNT                                                      \
   "SELECT count(*) FROM restock_subscriptions" SUB_FILTER            \
   " AND $4::text IS NULL"
@@ -105,7 +114,27 @@ extern const Migration postgres_migrations[];
 
 #define HISTORY_INSERT                                             \
   "INSERT INTO restock_history (variant_id, sales_channel_id, email," \
-  " created_at, notified_at, subscribed_event_id, status)"
+  " created_at, notified_at, subscribed_event_id, status, quantity,"  \
+  " locale)"
+
+/* The scope's subscriptions that want no more than $N units. */
+#define WANTS_AT_MOST(N) " AND (quantity IS NULL OR quantity <= " N ")"
+
+/* The export's pages: $2 the status ('active', 'pending', a history status,
+ * or NULL for any), $3 the variant or NULL, $1 the last id read, $4 the
+ * page's size. */
+#define EXPORT_FILTER(status_test)                                        \
+  " WHERE id > $1 AND ($2::text IS NULL OR " status_test ") AND"          \
+  " ($3::text IS NULL OR variant_id = $3) ORDER BY id LIMIT $4"
+#define EXPORT_COLUMNS \
+  "id, variant_id, sales_channel_id, email, restock_iso(created_at)"
+
+/* The notifications of a report: sent in [$1, $2), of variant $3 (NULL:
+ * any). */
+#define REPORT_FILTER                                                       \
+  " FROM restock_history WHERE status = 'notified'"                         \
+  " AND notified_at >= $1::timestamptz AND notified_at < $2::timestamptz"   \
+  " AND ($3::text IS NULL OR variant_id = $3)"
 
 /* The deliveries this node may claim: those of a handler its plugin has
  * (parameter P, [[event, handler], ...]), and those of a handler no live
@@ -180,8 +209,8 @@ static const char *const pg_sql[SQL_COUNT_] = {
     [SQL_SUB_INSERT] =
         "INSERT INTO restock_subscriptions"
         " (id, variant_id, sales_channel_id, email, created_at,"
-        " subscribed_event_id) VALUES ($1, $2, $3, $4, $5, $6)"
-        " ON CONFLICT DO NOTHING",
+        " subscribed_event_id, quantity, locale)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
     [SQL_SUB_CREATED] =
         "SELECT restock_iso(created_at) FROM restock_subscriptions"
         " WHERE email = $3 AND variant_id = $1 AND sales_channel_id = $2",
@@ -213,40 +242,46 @@ static const char *const pg_sql[SQL_COUNT_] = {
      * run (take_moves). */
     [SQL_SUB_TAKE] =
         "WITH picked AS (SELECT id FROM restock_subscriptions"
-        " WHERE variant_id = $1 AND sales_channel_id = $2 ORDER BY id"
-        " LIMIT $3),"
+        " WHERE variant_id = $1 AND sales_channel_id = $2" WANTS_AT_MOST("$3")
+        " ORDER BY id LIMIT $4),"
         " moved AS (DELETE FROM restock_subscriptions"
         " WHERE id = ANY (ARRAY(SELECT id FROM picked)) RETURNING *),"
         " kept AS (" HISTORY_INSERT
-        " SELECT variant_id, sales_channel_id, email, created_at, $4,"
-        " subscribed_event_id, 'notified' FROM moved ORDER BY id)"
-        " SELECT id, email, EXISTS (SELECT 1 FROM restock_subscriptions r"
+        " SELECT variant_id, sales_channel_id, email, created_at, $5,"
+        " subscribed_event_id, 'notified', quantity, locale FROM moved"
+        " ORDER BY id)"
+        " SELECT id, email, restock_iso(created_at), locale, quantity,"
+        " EXISTS (SELECT 1 FROM restock_subscriptions r"
         " WHERE r.variant_id = $1 AND r.sales_channel_id = $2"
+        " AND (r.quantity IS NULL OR r.quantity <= $3)"
         " AND r.id > (SELECT max(id) FROM picked)) FROM moved ORDER BY id",
     [SQL_SUB_TO_HISTORY] =
         HISTORY_INSERT
         " SELECT variant_id, sales_channel_id, email, created_at, $4,"
-        " subscribed_event_id, 'notified' FROM restock_subscriptions"
+        " subscribed_event_id, 'notified', quantity, locale"
+        " FROM restock_subscriptions"
         " WHERE variant_id = $1 AND sales_channel_id = $2 AND id <= $3"
-        " ORDER BY id",
+        WANTS_AT_MOST("$5") " ORDER BY id",
     [SQL_SUB_DELETE_UPTO] =
         "DELETE FROM restock_subscriptions"
-        " WHERE variant_id = $1 AND sales_channel_id = $2 AND id <= $3",
+        " WHERE variant_id = $1 AND sales_channel_id = $2 AND id <= $3"
+        WANTS_AT_MOST("$4"),
     [SQL_SUB_SCOPE_ANY] =
         "SELECT 1 FROM restock_subscriptions"
-        " WHERE variant_id = $1 AND sales_channel_id = $2 LIMIT 1",
+        " WHERE variant_id = $1 AND sales_channel_id = $2"
+        WANTS_AT_MOST("$3") " LIMIT 1",
     [SQL_SUB_CANCEL_VARIANT_HIST] =
         HISTORY_INSERT
         " SELECT variant_id, sales_channel_id, email, created_at, $2,"
-        " subscribed_event_id, 'cancelled' FROM restock_subscriptions"
-        " WHERE variant_id = $1 ORDER BY id",
+        " subscribed_event_id, 'cancelled', quantity, locale"
+        " FROM restock_subscriptions WHERE variant_id = $1 ORDER BY id",
     [SQL_SUB_CANCEL_VARIANT_DELETE] =
         "DELETE FROM restock_subscriptions WHERE variant_id = $1",
     [SQL_SUB_CANCEL_CHANNEL_HIST] =
         HISTORY_INSERT
         " SELECT variant_id, sales_channel_id, email, created_at, $2,"
-        " subscribed_event_id, 'cancelled' FROM restock_subscriptions"
-        " WHERE sales_channel_id = $1 ORDER BY id",
+        " subscribed_event_id, 'cancelled', quantity, locale"
+        " FROM restock_subscriptions WHERE sales_channel_id = $1 ORDER BY id",
     [SQL_SUB_CANCEL_CHANNEL_DELETE] =
         "DELETE FROM restock_subscriptions WHERE sales_channel_id = $1",
     [SQL_HIST_VARIANTS] =
@@ -255,10 +290,14 @@ static const char *const pg_sql[SQL_COUNT_] = {
     /* The email leaves the emails of the variant's restocked events
      * (jsonb's ? is "has this string as an element"). */
     [SQL_EVENT_SCRUB_RESTOCKED] =
-        "UPDATE events SET data = jsonb_set(data, '{emails}',"
+        "UPDATE events SET data = jsonb_set(jsonb_set(data, '{emails}',"
         " coalesce((SELECT jsonb_agg(x ORDER BY n) FROM"
         " jsonb_array_elements(data -> 'emails') WITH ORDINALITY AS t(x, n)"
-        " WHERE x <> to_jsonb($2::text)), '[]'::jsonb))"
+        " WHERE x <> to_jsonb($2::text)), '[]'::jsonb)), '{subscribers}',"
+        " coalesce((SELECT jsonb_agg(x ORDER BY n) FROM"
+        " jsonb_array_elements(coalesce(data -> 'subscribers', '[]'::jsonb))"
+        " WITH ORDINALITY AS t(x, n) WHERE x ->> 'email' IS DISTINCT FROM $2),"
+        " '[]'::jsonb), data ? 'subscribers')"
         " WHERE name = " RESTOCKED_SQL " AND data ->> 'variant_id' = $1"
         " AND data -> 'emails' ? $2",
     [SQL_DELIVERY_SCRUB_SUBSCRIBER] =
@@ -311,7 +350,8 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " WHERE id = $1",
     [SQL_DELIVERY_INSERT] =
         "INSERT INTO deliveries (event_id, handler, subscriber, max_attempts,"
-        " next_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        " next_at, updated_at, data)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
     /* Claims and leases in one statement: the due rows this node may run,
      * oldest due first, locked so that no other node claims them at the
      * same time (SKIP LOCKED: it takes the next ones instead), each leased
@@ -326,9 +366,9 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " FROM due WHERE d.event_id = due.event_id"
         " AND d.handler = due.handler AND d.subscriber = due.subscriber"
         " RETURNING d.event_id, d.handler, d.subscriber, d.attempts,"
-        " d.max_attempts, due.next_at AS was)"
+        " d.max_attempts, d.data, due.next_at AS was)"
         " SELECT l.event_id, l.handler, l.subscriber, l.attempts,"
-        " l.max_attempts, e.name, e.data::text FROM leased l"
+        " l.max_attempts, e.name, coalesce(l.data, e.data)::text FROM leased l"
         " JOIN events e ON e.id = l.event_id ORDER BY l.was, l.event_id",
     /* Not run: DELIVERY_DUE leases (claim_leases). */
     [SQL_DELIVERY_LEASE] =
@@ -535,17 +575,6 @@ static const char *const pg_sql[SQL_COUNT_] = {
         "SELECT handlers::text FROM nodes WHERE id <> $1"
         " AND last_seen_at > now() - " LIVE " ORDER BY id",
     [SQL_NODE_DELETE] = "DELETE FROM nodes WHERE id = $1",
-    /* Takes or renews lease $1 for node $2 until $3, if it is free, ours,
-     * or ended by $4: a row comes back only then. */
-    [SQL_TASK_LEASE_TAKE] =
-        "INSERT INTO task_leases (name, owner, expires_at) VALUES ($1, $2, $3)"
-        " ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner,"
-        " expires_at = EXCLUDED.expires_at"
-        " WHERE task_leases.owner = EXCLUDED.owner"
-        " OR task_leases.expires_at <= $4 RETURNING owner",
-    [SQL_TASK_LEASE_DROP] =
-        "UPDATE task_leases SET expires_at = 0"
-        " WHERE name = $1 AND owner = $2",
     /* $1 subscription ids, in order. */
     [SQL_IDS_RESERVE] =
         "SELECT nextval('restock_subscription_ids')"
@@ -568,7 +597,9 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " WHERE v.id = ANY (ARRAY(SELECT DISTINCT input.v FROM input))"
         " ORDER BY v.id FOR SHARE),"
         " judged AS (SELECT input.*, CASE WHEN stock.id IS NULL THEN 1"
-        " WHEN stock.in_stock THEN 2 ELSE 0 END AS verdict FROM input"
+        " WHEN stock.in_stock THEN 2 WHEN EXISTS (SELECT 1 FROM"
+        " restock_pending p WHERE p.email = input.e AND p.variant_id = input.v"
+        " AND p.sales_channel_id = '') THEN 4 ELSE 0 END AS verdict FROM input"
         " LEFT JOIN stock ON stock.id = input.v),"
         " added AS (INSERT INTO restock_subscriptions (id, variant_id,"
         " sales_channel_id, email, created_at, subscribed_event_id)"
@@ -596,6 +627,185 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " FROM judged j LEFT JOIN added a ON a.id = j.id"
         " UNION ALL SELECT -1, 0, NULL, nextval('restock_subscription_ids')"
         " FROM generate_series(1, $3::int)",
+    /* ---- the subscription's life (issue 15; migration 003) ---- */
+    [SQL_SUB_FIND] =
+        "SELECT id, restock_iso(created_at) FROM restock_subscriptions"
+        " WHERE email = $3 AND variant_id = $1 AND sales_channel_id = $2",
+    /* A wish given replaces the stored one; one not given keeps it. */
+    [SQL_SUB_SET_WISH] =
+        "UPDATE restock_subscriptions SET"
+        " quantity = coalesce($2::bigint, quantity),"
+        " locale = coalesce($3::text, locale) WHERE id = $1",
+    [SQL_PEND_FIND] =
+        "SELECT id, restock_iso(created_at), confirm_sent_at"
+        " FROM restock_pending"
+        " WHERE email = $3 AND variant_id = $1 AND sales_channel_id = $2",
+    [SQL_PEND_INSERT] =
+        "INSERT INTO restock_pending (id, variant_id, sales_channel_id, email,"
+        " created_at, quantity, locale, confirm_sent_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    [SQL_PEND_SET_WISH] =
+        "UPDATE restock_pending SET quantity = coalesce($2::bigint, quantity),"
+        " locale = coalesce($3::text, locale) WHERE id = $1",
+    [SQL_PEND_SET_SENT] =
+        "UPDATE restock_pending SET confirm_sent_at = $2 WHERE id = $1",
+    [SQL_PEND_GET] =
+        "SELECT variant_id, sales_channel_id, email, coalesce(locale, ''),"
+        " coalesce(quantity, 0) FROM restock_pending WHERE id = $1",
+    [SQL_PEND_ACTIVATE] =
+        "INSERT INTO restock_subscriptions (id, variant_id, sales_channel_id,"
+        " email, created_at, subscribed_event_id, quantity, locale)"
+        " SELECT id, variant_id, sales_channel_id, email, $2, $3, quantity,"
+        " locale FROM restock_pending WHERE id = $1",
+    [SQL_PEND_DELETE] = "DELETE FROM restock_pending WHERE id = $1",
+    [SQL_SUB_EXISTS_ID] =
+        "SELECT variant_id, sales_channel_id, email, coalesce(locale, ''),"
+        " coalesce(quantity, 0) FROM restock_subscriptions WHERE id = $1",
+    [SQL_PEND_SCAN] =
+        "SELECT id, restock_iso(created_at) FROM restock_pending"
+        " ORDER BY id LIMIT $1",
+    [SQL_SUB_SCAN] =
+        "SELECT id, restock_iso(created_at) FROM restock_subscriptions"
+        " ORDER BY id LIMIT $1",
+    [SQL_SUB_EXPIRE_HIST] =
+        HISTORY_INSERT
+        " SELECT variant_id, sales_channel_id, email, created_at, $2,"
+        " subscribed_event_id, 'expired', quantity, locale"
+        " FROM restock_subscriptions WHERE id = $1",
+    [SQL_PEND_LIST] = PEND_LIST,
+    [SQL_PEND_LIST_BY_EMAIL] = PEND_LIST,
+    [SQL_PEND_LIST_BY_VARIANT] = PEND_LIST,
+    [SQL_PEND_COUNT] = PEND_COUNT,
+    [SQL_PEND_COUNT_BY_EMAIL] = PEND_COUNT,
+    [SQL_PEND_COUNT_BY_VARIANT] = PEND_COUNT,
+    [SQL_PEND_ERASE] =
+        "DELETE FROM restock_pending"
+        " WHERE email = $1 AND ($2::text IS NULL OR variant_id = $2)",
+    [SQL_PEND_CANCEL_VARIANT] =
+        "DELETE FROM restock_pending WHERE variant_id = $1",
+    [SQL_PEND_CANCEL_CHANNEL] =
+        "DELETE FROM restock_pending WHERE sales_channel_id = $1",
+    /* Through events_confirm_email (migration 003). */
+    [SQL_EVENT_ERASE_CONFIRM] =
+        "DELETE FROM events"
+        " WHERE name = 'restock-notification.confirmation_requested'"
+        " AND data ->> 'email' = $1"
+        " AND ($2::text IS NULL OR data ->> 'variant_id' = $2)",
+    [SQL_EMAIL_KNOWN] =
+        "SELECT EXISTS (SELECT 1 FROM restock_subscriptions WHERE email = $1)"
+        " OR EXISTS (SELECT 1 FROM restock_pending WHERE email = $1)"
+        " OR EXISTS (SELECT 1 FROM restock_history WHERE email = $1)",
+    [SQL_EXPORT_ACTIVE] =
+        "SELECT " EXPORT_COLUMNS ", NULL::text, 'active', quantity, locale"
+        " FROM restock_subscriptions" EXPORT_FILTER("$2 = 'active'"),
+    [SQL_EXPORT_PENDING] =
+        "SELECT " EXPORT_COLUMNS ", NULL::text, 'pending', quantity, locale"
+        " FROM restock_pending" EXPORT_FILTER("$2 = 'pending'"),
+    [SQL_EXPORT_HIST] =
+        "SELECT " EXPORT_COLUMNS ", restock_iso(notified_at), status,"
+        " quantity, locale FROM restock_history" EXPORT_FILTER("status = $2"),
+    /* ---- shop connectors (issue 16; migration 004) ---- */
+    [SQL_KV_GET] =
+        "SELECT value FROM script_kv WHERE key = $1"
+        " AND (expires_at IS NULL OR expires_at > $2)",
+    [SQL_KV_PUT] =
+        "INSERT INTO script_kv (key, value, expires_at, updated_at)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO UPDATE SET"
+        " value = EXCLUDED.value, expires_at = EXCLUDED.expires_at,"
+        " updated_at = EXCLUDED.updated_at",
+    [SQL_KV_DELETE] = "DELETE FROM script_kv WHERE key = $1",
+    [SQL_KV_SWEEP] =
+        "DELETE FROM script_kv WHERE key IN (SELECT key FROM script_kv"
+        " WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2)",
+    /* Taken when free, run out, or this node's already; the rows changed
+     * say whether this node holds it now (migration 002's table). */
+    [SQL_LEASE_CLAIM] =
+        "INSERT INTO task_leases (name, owner, lease_until)"
+        " VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET"
+        " owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until"
+        " WHERE task_leases.owner = EXCLUDED.owner"
+        " OR task_leases.lease_until <= $4",
+    [SQL_LEASE_RELEASE] =
+        "UPDATE task_leases SET lease_until = 0"
+        " WHERE name = $1 AND owner = $2",
+    [SQL_ORDER_INSERT] =
+        "INSERT INTO shop_orders (order_id, created_at, recorded_at)"
+        " VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
+    [SQL_CONVERSION_CANDIDATE] =
+        "SELECT id FROM restock_history WHERE email = $1 AND variant_id = $2"
+        " AND status = 'notified' AND converted_at IS NULL"
+        " AND notified_at >= $3::timestamptz"
+        " AND notified_at <= $4::timestamptz"
+        " ORDER BY notified_at DESC, id DESC LIMIT 1",
+    [SQL_CONVERSION_MARK] =
+        "UPDATE restock_history SET converted_at = $2,"
+        " conversion_order_id = $3, conversion_currency = $4,"
+        " conversion_amount = $5 WHERE id = $1 AND converted_at IS NULL",
+    [SQL_REPORT_TOTALS] = "SELECT count(*), count(converted_at)" REPORT_FILTER,
+    [SQL_REPORT_REVENUE] =
+        "SELECT conversion_currency, sum(conversion_amount)" REPORT_FILTER
+        " AND converted_at IS NOT NULL GROUP BY conversion_currency"
+        " ORDER BY conversion_currency COLLATE \"C\"",
+    [SQL_REPORT_VARIANT_COUNT] =
+        "SELECT count(DISTINCT variant_id)" REPORT_FILTER,
+    [SQL_REPORT_VARIANTS] =
+        "SELECT variant_id, count(*), count(converted_at)" REPORT_FILTER
+        " GROUP BY variant_id"
+        " ORDER BY count(converted_at) DESC, count(*) DESC, variant_id"
+        " LIMIT $4 OFFSET $5",
+    /* ---- the web console (issue 17; migration 005) ---- */
+    [SQL_SESSION_INSERT] =
+        "INSERT INTO admin_sessions (selector, validator_hash, created_at,"
+        " expires_at) VALUES ($1, $2, $3, $4)",
+    [SQL_SESSION_GET] =
+        "SELECT validator_hash, expires_at FROM admin_sessions"
+        " WHERE selector = $1 AND expires_at > $2",
+    [SQL_SESSION_DELETE] = "DELETE FROM admin_sessions WHERE selector = $1",
+    [SQL_SESSION_PRUNE] = "DELETE FROM admin_sessions WHERE expires_at <= $1",
+    /* Ranked by the counts migration 005's triggers keep. Columns: the
+     * variant's, then waiting, notified, oldest waiting, converted. */
+    [SQL_DEMAND_LIST] =
+        "SELECT " VARIANT_COLUMNS ", d.waiting, d.notified,"
+        " restock_iso((SELECT min((SELECT s.created_at"
+        "   FROM restock_subscriptions s WHERE s.variant_id = c.variant_id"
+        "   AND s.sales_channel_id = c.sales_channel_id"
+        "   ORDER BY s.id LIMIT 1))"
+        "  FROM demand_counts c WHERE c.variant_id = d.variant_id"
+        "  AND c.waiting > 0)), d.converted"
+        " FROM (SELECT variant_id, sum(waiting) AS waiting,"
+        "  sum(notified) AS notified, sum(converted) AS converted"
+        "  FROM demand_counts GROUP BY variant_id"
+        "  HAVING sum(waiting) > 0 ORDER BY 2 DESC, 1 LIMIT $1 OFFSET $2) d"
+        " JOIN variants v ON v.id = d.variant_id"
+        " ORDER BY d.waiting DESC, d.variant_id",
+    [SQL_DEMAND_COUNT] =
+        "SELECT count(DISTINCT variant_id) FROM demand_counts"
+        " WHERE waiting > 0",
+    [SQL_DEMAND_LIST_CHANNEL] =
+        "SELECT " VARIANT_COLUMNS ", d.waiting, d.notified,"
+        " restock_iso((SELECT s.created_at FROM restock_subscriptions s"
+        "  WHERE s.variant_id = d.variant_id"
+        "  AND s.sales_channel_id = d.sales_channel_id"
+        "  ORDER BY s.id LIMIT 1)), d.converted"
+        " FROM (SELECT variant_id, sales_channel_id, waiting, notified,"
+        "  converted FROM demand_counts"
+        "  WHERE sales_channel_id = $1 AND waiting > 0"
+        "  ORDER BY waiting DESC, variant_id LIMIT $2 OFFSET $3) d"
+        " JOIN variants v ON v.id = d.variant_id"
+        " ORDER BY d.waiting DESC, d.variant_id",
+    [SQL_DEMAND_COUNT_CHANNEL] =
+        "SELECT count(*) FROM demand_counts"
+        " WHERE sales_channel_id = $1 AND waiting > 0",
+    /* A variant's restocked events, through events_restocked_variant. */
+    [SQL_EVENT_LIST_VARIANT] =
+        "SELECT " EVENT_COLUMNS " FROM events WHERE name = " RESTOCKED_SQL
+        " AND data ->> 'variant_id' = $1"
+        " AND ($2::text IS NULL OR status = $2)"
+        " ORDER BY id LIMIT $3 OFFSET $4",
+    [SQL_EVENT_COUNT_VARIANT] =
+        "SELECT count(*) FROM events WHERE name = " RESTOCKED_SQL
+        " AND data ->> 'variant_id' = $1"
+        " AND ($2::text IS NULL OR status = $2)",
 };
 
 /* ---- connections ------------------------------------------------------------ */

@@ -44,12 +44,33 @@
   X(LOCATION_LIST) X(LOCATION_COUNT) X(CHANNEL_LIST) X(CHANNEL_COUNT)         \
   X(KEY_LIST) X(KEY_COUNT)                                                    \
   X(META_GET) X(META_PUT)                                                     \
+  /* The subscription's life (issue 15). */                                  \
+  X(SUB_FIND) X(SUB_SET_WISH) X(PEND_FIND) X(PEND_INSERT) X(PEND_SET_WISH)    \
+  X(PEND_SET_SENT) X(PEND_GET) X(PEND_ACTIVATE) X(PEND_DELETE)               \
+  X(SUB_EXISTS_ID) X(PEND_SCAN) X(SUB_SCAN) X(SUB_EXPIRE_HIST)               \
+  X(PEND_LIST) X(PEND_LIST_BY_EMAIL) X(PEND_LIST_BY_VARIANT)                  \
+  X(PEND_COUNT) X(PEND_COUNT_BY_EMAIL) X(PEND_COUNT_BY_VARIANT)               \
+  X(PEND_ERASE) X(PEND_CANCEL_VARIANT) X(PEND_CANCEL_CHANNEL)                 \
+  X(EVENT_ERASE_CONFIRM) X(EMAIL_KNOWN)                                       \
+  X(EXPORT_ACTIVE) X(EXPORT_PENDING) X(EXPORT_HIST)                           \
+  /* Shop connectors (issue 16): restock.kv, task leases, orders and      \
+   * conversions. */                                                         \
+  X(KV_GET) X(KV_PUT) X(KV_DELETE) X(KV_SWEEP)                               \
+  X(LEASE_CLAIM) X(LEASE_RELEASE)                                            \
+  X(ORDER_INSERT) X(CONVERSION_CANDIDATE) X(CONVERSION_MARK)                 \
+  X(REPORT_TOTALS) X(REPORT_REVENUE) X(REPORT_VARIANT_COUNT)                 \
+  X(REPORT_VARIANTS)                                                          \
+  /* The web console (issue 17): its sessions, the demand report, a        \
+   * variant's restocked events. */                                       \
+  X(SESSION_INSERT) X(SESSION_GET) X(SESSION_DELETE) X(SESSION_PRUNE)         \
+  X(DEMAND_LIST) X(DEMAND_COUNT) X(DEMAND_LIST_CHANNEL)                       \
+  X(DEMAND_COUNT_CHANNEL)                                                     \
+  X(EVENT_LIST_VARIANT) X(EVENT_COUNT_VARIANT)                               \
   /* Several nodes on one database (issue 14): the locks a write takes on  \
    * PostgreSQL (no-ops on SQLite's single writer), lease renewal, and the  \
-   * node registry and named leases (no-ops on SQLite, one node). */       \
+   * node registry (no-ops on SQLite, one node). */                         \
   X(VARIANT_LOCK) X(EVENT_LOCK) X(DELIVERY_RENEW) X(DELIVERY_OWNERS)        \
   X(META_ADD) X(NODE_BEAT) X(NODE_LIST) X(NODE_PEERS) X(NODE_DELETE)        \
-  X(TASK_LEASE_TAKE) X(TASK_LEASE_DROP)                                     \
   /* Batches (StoreDriver.batches): a group's subscribes in one statement. */ \
   X(IDS_RESERVE) X(SUBSCRIBE_MANY)
 

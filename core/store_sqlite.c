@@ -41,20 +41,33 @@ extern const Migration sqlite_migrations[];
   " AND (?2 IS NULL OR email = ?2)" \
   " AND (?3 IS NULL OR sales_channel_id = ?3)"
 /* Columns: id, variant_id, sales_channel_id, email, created_at, notified_at,
- * status. ?4 is the history's status (NULL for the active ones), ?5 the
- * limit, ?6 the offset. */
-#define SUB_LIST(filter)                                               \
-  "SELECT id, variant_id, sales_channel_id, email, created_at, NULL," \
-  " 'active' FROM restock_subscriptions" filter " AND ?4 IS NULL"      \
-  " ORDER BY id LIMIT ?5 OFFSET ?6"
+ * status, quantity, locale. ?4 is the history's status (NULL for the
+ * active and pending ones), ?5 the limit, ?6 the offset. */
+#define SUB_LIST(filter)                                                 \
+  "SELECT id, variant_id, sales_channel_id, email, created_at, NULL,"   \
+  " 'active', quantity, locale FROM restock_subscriptions" filter       \
+  " AND ?4 IS NULL ORDER BY id LIMIT ?5 OFFSET ?6"
+#define PEND_LIST(filter)                                                \
+  "SELECT id, variant_id, sales_channel_id, email, created_at, NULL,"   \
+  " 'pending', quantity, locale FROM restock_pending" filter            \
+  " AND ?4 IS NULL ORDER BY id LIMIT ?5 OFFSET ?6"
 #define HIST_LIST(filter)                                                    \
   "SELECT id, variant_id, sales_channel_id, email, created_at, notified_at," \
-  " status FROM restock_history" filter " AND status = ?4"                   \
-  " ORDER BY id LIMIT ?5 OFFSET ?6"
+  " status, quantity, locale FROM restock_history" filter                    \
+  " AND status = ?4 ORDER BY id LIMIT ?5 OFFSET ?6"
 #define SUB_COUNT(filter) \
   "SELECT count(*) FROM restock_subscriptions" filter " AND ?4 IS NULL"
+#define PEND_COUNT(filter) \
+  "SELECT count(*) FROM restock_pending" filter " AND ?4 IS NULL"
 #define HIST_COUNT(filter) \
   "SELECT count(*) FROM restock_history" filter " AND status = ?4"
+/* ?2 the status ('active', 'pending', a history status, or NULL for any),
+ * ?3 the variant or NULL, ?1 the last id read, ?4 the page's size. */
+#define EXPORT_COLUMNS                                                    \
+  "id, variant_id, sales_channel_id, email, created_at"
+#define EXPORT_FILTER(status_test)                                        \
+  " WHERE id > ?1 AND (?2 IS NULL OR " status_test ") AND"                \
+  " (?3 IS NULL OR variant_id = ?3) ORDER BY id LIMIT ?4"
 
 /* Variant columns, as store.c reads them (read_variant). */
 #define VARIANT_COLUMNS                                                     \
@@ -69,6 +82,12 @@ extern const Migration sqlite_migrations[];
   " OR substr(lower(coalesce(title, '')), 1, length(?1)) = lower(?1))"     \
   " AND (?2 IS NULL OR (CASE WHEN manage_inventory = 0 OR"                 \
   " allow_backorder = 1 OR inventory_quantity > 0 THEN 0 ELSE 1 END) = ?2)"
+
+/* The notifications of a report: sent in [?1, ?2), of variant ?3 (NULL:
+ * any). */
+#define REPORT_FILTER                                                     \
+  " FROM restock_history WHERE status = 'notified' AND notified_at >= ?1" \
+  " AND notified_at < ?2 AND (?3 IS NULL OR variant_id = ?3)"
 
 #define EVENT_COLUMNS \
   "id, name, data, status, attempts, last_error, created_at"
@@ -120,7 +139,8 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_SUB_INSERT] =
         "INSERT OR IGNORE INTO restock_subscriptions"
         " (id, variant_id, sales_channel_id, email, created_at,"
-        " subscribed_event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        " subscribed_event_id, quantity, locale)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [SQL_SUB_CREATED] =
         "SELECT created_at FROM restock_subscriptions"
         " WHERE email = ?3 AND variant_id = ?1 AND sales_channel_id = ?2",
@@ -144,38 +164,45 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_SUB_SCOPES] =
         "SELECT DISTINCT sales_channel_id FROM restock_subscriptions"
         " WHERE variant_id = ?1 ORDER BY sales_channel_id",
+    /* The scope's subscriptions that want no more than ?3 units. */
     [SQL_SUB_TAKE] =
-        "SELECT id, email FROM restock_subscriptions"
-        " WHERE variant_id = ?1 AND sales_channel_id = ?2 ORDER BY id"
-        " LIMIT ?3",
+        "SELECT id, email, created_at, locale, quantity"
+        " FROM restock_subscriptions"
+        " WHERE variant_id = ?1 AND sales_channel_id = ?2"
+        " AND (quantity IS NULL OR quantity <= ?3) ORDER BY id LIMIT ?4",
     [SQL_SUB_TO_HISTORY] =
         "INSERT INTO restock_history (variant_id, sales_channel_id, email,"
-        " created_at, notified_at, subscribed_event_id, status)"
+        " created_at, notified_at, subscribed_event_id, status, quantity,"
+        " locale)"
         " SELECT variant_id, sales_channel_id, email, created_at, ?4,"
-        " subscribed_event_id, 'notified'"
+        " subscribed_event_id, 'notified', quantity, locale"
         " FROM restock_subscriptions"
         " WHERE variant_id = ?1 AND sales_channel_id = ?2 AND id <= ?3"
-        " ORDER BY id",
+        " AND (quantity IS NULL OR quantity <= ?5) ORDER BY id",
     [SQL_SUB_DELETE_UPTO] =
         "DELETE FROM restock_subscriptions"
-        " WHERE variant_id = ?1 AND sales_channel_id = ?2 AND id <= ?3",
+        " WHERE variant_id = ?1 AND sales_channel_id = ?2 AND id <= ?3"
+        " AND (quantity IS NULL OR quantity <= ?4)",
     [SQL_SUB_SCOPE_ANY] =
         "SELECT 1 FROM restock_subscriptions"
-        " WHERE variant_id = ?1 AND sales_channel_id = ?2 LIMIT 1",
+        " WHERE variant_id = ?1 AND sales_channel_id = ?2"
+        " AND (quantity IS NULL OR quantity <= ?3) LIMIT 1",
     [SQL_SUB_CANCEL_VARIANT_HIST] =
         "INSERT INTO restock_history (variant_id, sales_channel_id, email,"
-        " created_at, notified_at, subscribed_event_id, status)"
+        " created_at, notified_at, subscribed_event_id, status, quantity,"
+        " locale)"
         " SELECT variant_id, sales_channel_id, email, created_at, ?2,"
-        " subscribed_event_id, 'cancelled' FROM restock_subscriptions"
-        " WHERE variant_id = ?1 ORDER BY id",
+        " subscribed_event_id, 'cancelled', quantity, locale"
+        " FROM restock_subscriptions WHERE variant_id = ?1 ORDER BY id",
     [SQL_SUB_CANCEL_VARIANT_DELETE] =
         "DELETE FROM restock_subscriptions WHERE variant_id = ?1",
     [SQL_SUB_CANCEL_CHANNEL_HIST] =
         "INSERT INTO restock_history (variant_id, sales_channel_id, email,"
-        " created_at, notified_at, subscribed_event_id, status)"
+        " created_at, notified_at, subscribed_event_id, status, quantity,"
+        " locale)"
         " SELECT variant_id, sales_channel_id, email, created_at, ?2,"
-        " subscribed_event_id, 'cancelled' FROM restock_subscriptions"
-        " WHERE sales_channel_id = ?1 ORDER BY id",
+        " subscribed_event_id, 'cancelled', quantity, locale"
+        " FROM restock_subscriptions WHERE sales_channel_id = ?1 ORDER BY id",
     [SQL_SUB_CANCEL_CHANNEL_DELETE] =
         "DELETE FROM restock_subscriptions WHERE sales_channel_id = ?1",
     [SQL_HIST_VARIANTS] =
@@ -185,7 +212,10 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_EVENT_SCRUB_RESTOCKED] =
         "UPDATE events SET data = json_set(data, '$.emails',"
         " (SELECT json_group_array(value) FROM json_each(events.data,"
-        " '$.emails') WHERE value != ?2))"
+        " '$.emails') WHERE value != ?2),"
+        " '$.subscribers', (SELECT json_group_array(json(value)) FROM"
+        " json_each(events.data, '$.subscribers')"
+        " WHERE json_extract(value, '$.email') != ?2))"
         " WHERE name = " RESTOCKED_SQL
         " AND json_extract(data, '$.variant_id') = ?1"
         " AND instr(data, json_quote(?2)) > 0",
@@ -237,10 +267,12 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         " WHERE id = ?1",
     [SQL_DELIVERY_INSERT] =
         "INSERT INTO deliveries (event_id, handler, subscriber, max_attempts,"
-        " next_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        " next_at, updated_at, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [SQL_DELIVERY_DUE] =
+        /* A per-subscriber row's own share of the data; the event's
+         * (large, for a restock) is then never read. */
         "SELECT d.event_id, d.handler, d.subscriber, d.attempts,"
-        " d.max_attempts, e.name, e.data"
+        " d.max_attempts, e.name, COALESCE(d.data, e.data)"
         " FROM deliveries d JOIN events e ON e.id = d.event_id"
         " WHERE d.status = 'pending' AND d.next_at <= ?1"
         " ORDER BY d.next_at, d.event_id LIMIT ?2",
@@ -421,18 +453,198 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         "SELECT DISTINCT lease_owner FROM deliveries"
         " WHERE lease_owner IS NOT NULL",
     /* A SQLite file serves one node (the store is not shared): the node
-     * registry is never read or written, and a named lease is always this
-     * node's. */
+     * registry is never read or written. */
     [SQL_NODE_BEAT] = "SELECT 1",
     [SQL_NODE_LIST] = "SELECT NULL, NULL, NULL, NULL WHERE 0",
     [SQL_NODE_PEERS] = "SELECT NULL WHERE 0",
     [SQL_NODE_DELETE] = "SELECT 1",
-    [SQL_TASK_LEASE_TAKE] = "SELECT ?2 WHERE ?1 IS NOT NULL",
-    [SQL_TASK_LEASE_DROP] = "SELECT 1",
     /* Not run: a statement costs SQLite microseconds, not a round trip, so
      * the writer runs each subscribe on its own (batches is false). */
     [SQL_IDS_RESERVE] = "SELECT NULL, NULL WHERE 0",
     [SQL_SUBSCRIBE_MANY] = "SELECT NULL, NULL, NULL WHERE 0",
+    [SQL_SUB_FIND] =
+        "SELECT id, created_at FROM restock_subscriptions"
+        " WHERE email = ?3 AND variant_id = ?1 AND sales_channel_id = ?2",
+    /* A wish given replaces the stored one; one not given keeps it. */
+    [SQL_SUB_SET_WISH] =
+        "UPDATE restock_subscriptions SET quantity = coalesce(?2, quantity),"
+        " locale = coalesce(?3, locale) WHERE id = ?1",
+    [SQL_PEND_FIND] =
+        "SELECT id, created_at, confirm_sent_at FROM restock_pending"
+        " WHERE email = ?3 AND variant_id = ?1 AND sales_channel_id = ?2",
+    [SQL_PEND_INSERT] =
+        "INSERT INTO restock_pending (id, variant_id, sales_channel_id, email,"
+        " created_at, quantity, locale, confirm_sent_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [SQL_PEND_SET_WISH] =
+        "UPDATE restock_pending SET quantity = coalesce(?2, quantity),"
+        " locale = coalesce(?3, locale) WHERE id = ?1",
+    [SQL_PEND_SET_SENT] =
+        "UPDATE restock_pending SET confirm_sent_at = ?2 WHERE id = ?1",
+    [SQL_PEND_GET] =
+        "SELECT variant_id, sales_channel_id, email, coalesce(locale, ''),"
+        " coalesce(quantity, 0) FROM restock_pending WHERE id = ?1",
+    [SQL_PEND_ACTIVATE] =
+        "INSERT INTO restock_subscriptions (id, variant_id, sales_channel_id,"
+        " email, created_at, subscribed_event_id, quantity, locale)"
+        " SELECT id, variant_id, sales_channel_id, email, ?2, ?3, quantity,"
+        " locale FROM restock_pending WHERE id = ?1",
+    [SQL_PEND_DELETE] = "DELETE FROM restock_pending WHERE id = ?1",
+    [SQL_SUB_EXISTS_ID] =
+        "SELECT variant_id, sales_channel_id, email, coalesce(locale, ''),"
+        " coalesce(quantity, 0) FROM restock_subscriptions WHERE id = ?1",
+    [SQL_PEND_SCAN] =
+        "SELECT id, created_at FROM restock_pending ORDER BY id LIMIT ?1",
+    [SQL_SUB_SCAN] =
+        "SELECT id, created_at FROM restock_subscriptions ORDER BY id"
+        " LIMIT ?1",
+    [SQL_SUB_EXPIRE_HIST] =
+        "INSERT INTO restock_history (variant_id, sales_channel_id, email,"
+        " created_at, notified_at, subscribed_event_id, status, quantity,"
+        " locale)"
+        " SELECT variant_id, sales_channel_id, email, created_at, ?2,"
+        " subscribed_event_id, 'expired', quantity, locale"
+        " FROM restock_subscriptions WHERE id = ?1",
+    [SQL_PEND_LIST] = PEND_LIST(SUB_FILTER),
+    [SQL_PEND_LIST_BY_EMAIL] = PEND_LIST(SUB_FILTER_BY_EMAIL),
+    [SQL_PEND_LIST_BY_VARIANT] = PEND_LIST(SUB_FILTER_BY_VARIANT),
+    [SQL_PEND_COUNT] = PEND_COUNT(SUB_FILTER),
+    [SQL_PEND_COUNT_BY_EMAIL] = PEND_COUNT(SUB_FILTER_BY_EMAIL),
+    [SQL_PEND_COUNT_BY_VARIANT] = PEND_COUNT(SUB_FILTER_BY_VARIANT),
+    [SQL_PEND_ERASE] =
+        "DELETE FROM restock_pending"
+        " WHERE email = ?1 AND (?2 IS NULL OR variant_id = ?2)",
+    [SQL_PEND_CANCEL_VARIANT] =
+        "DELETE FROM restock_pending WHERE variant_id = ?1",
+    [SQL_PEND_CANCEL_CHANNEL] =
+        "DELETE FROM restock_pending WHERE sales_channel_id = ?1",
+    [SQL_EVENT_ERASE_CONFIRM] =
+        "DELETE FROM events INDEXED BY events_named"
+        " WHERE name = 'restock-notification.confirmation_requested'"
+        /* The index's own condition, for the planner to see it applies. */
+        " AND name != 'restock-notification.subscribed'"
+        " AND json_extract(data, '$.email') = ?1"
+        " AND (?2 IS NULL OR json_extract(data, '$.variant_id') = ?2)",
+    [SQL_EMAIL_KNOWN] =
+        "SELECT EXISTS (SELECT 1 FROM restock_subscriptions WHERE email = ?1)"
+        " OR EXISTS (SELECT 1 FROM restock_pending WHERE email = ?1)"
+        " OR EXISTS (SELECT 1 FROM restock_history WHERE email = ?1)",
+    [SQL_EXPORT_ACTIVE] =
+        "SELECT " EXPORT_COLUMNS ", NULL, 'active', quantity, locale"
+        " FROM restock_subscriptions" EXPORT_FILTER("?2 = 'active'"),
+    [SQL_EXPORT_PENDING] =
+        "SELECT " EXPORT_COLUMNS ", NULL, 'pending', quantity, locale"
+        " FROM restock_pending" EXPORT_FILTER("?2 = 'pending'"),
+    [SQL_EXPORT_HIST] =
+        "SELECT " EXPORT_COLUMNS ", notified_at, status, quantity, locale"
+        " FROM restock_history" EXPORT_FILTER("status = ?2"),
+    /* Shop connectors (issue 16). */
+    [SQL_KV_GET] =
+        "SELECT value FROM script_kv WHERE key = ?1"
+        " AND (expires_at IS NULL OR expires_at > ?2)",
+    [SQL_KV_PUT] =
+        "INSERT INTO script_kv (key, value, expires_at, updated_at)"
+        " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key) DO UPDATE SET"
+        " value = ?2, expires_at = ?3, updated_at = ?4",
+    [SQL_KV_DELETE] = "DELETE FROM script_kv WHERE key = ?1",
+    /* A few expired rows at a time: every set pays for a little sweeping,
+     * none for much. */
+    [SQL_KV_SWEEP] =
+        "DELETE FROM script_kv WHERE key IN (SELECT key FROM script_kv"
+        " WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
+    /* Taken when free, run out, or already this node's; the number of
+     * rows changed says whether this node holds it now. */
+    [SQL_LEASE_CLAIM] =
+        "INSERT INTO task_leases (name, owner, lease_until)"
+        " VALUES (?1, ?2, ?3) ON CONFLICT (name) DO UPDATE SET"
+        " owner = ?2, lease_until = ?3"
+        " WHERE task_leases.owner = ?2 OR task_leases.lease_until <= ?4",
+    [SQL_LEASE_RELEASE] =
+        "UPDATE task_leases SET lease_until = 0"
+        " WHERE name = ?1 AND owner = ?2",
+    [SQL_ORDER_INSERT] =
+        "INSERT INTO shop_orders (order_id, created_at, recorded_at)"
+        " VALUES (?1, ?2, ?3) ON CONFLICT (order_id) DO NOTHING",
+    /* The latest notification of (email, variant) in the window that has
+     * not converted yet. */
+    [SQL_CONVERSION_CANDIDATE] =
+        "SELECT id FROM restock_history WHERE email = ?1 AND variant_id = ?2"
+        " AND status = 'notified' AND converted_at IS NULL"
+        " AND notified_at >= ?3 AND notified_at <= ?4"
+        " ORDER BY notified_at DESC, id DESC LIMIT 1",
+    [SQL_CONVERSION_MARK] =
+        "UPDATE restock_history SET converted_at = ?2,"
+        " conversion_order_id = ?3, conversion_currency = ?4,"
+        " conversion_amount = ?5 WHERE id = ?1 AND converted_at IS NULL",
+    [SQL_REPORT_TOTALS] = "SELECT count(*), count(converted_at)" REPORT_FILTER,
+    [SQL_REPORT_REVENUE] =
+        "SELECT conversion_currency, sum(conversion_amount)" REPORT_FILTER
+        " AND converted_at IS NOT NULL GROUP BY conversion_currency"
+        " ORDER BY conversion_currency",
+    [SQL_REPORT_VARIANT_COUNT] =
+        "SELECT count(DISTINCT variant_id)" REPORT_FILTER,
+    [SQL_REPORT_VARIANTS] =
+        "SELECT variant_id, count(*), count(converted_at)" REPORT_FILTER
+        " GROUP BY variant_id"
+        " ORDER BY count(converted_at) DESC, count(*) DESC, variant_id"
+        " LIMIT ?4 OFFSET ?5",
+    /* The web console (issue 17), over migration 011. */
+    [SQL_SESSION_INSERT] =
+        "INSERT INTO admin_sessions (selector, validator_hash, created_at,"
+        " expires_at) VALUES (?1, ?2, ?3, ?4)",
+    [SQL_SESSION_GET] =
+        "SELECT validator_hash, expires_at FROM admin_sessions"
+        " WHERE selector = ?1 AND expires_at > ?2",
+    [SQL_SESSION_DELETE] = "DELETE FROM admin_sessions WHERE selector = ?1",
+    [SQL_SESSION_PRUNE] = "DELETE FROM admin_sessions WHERE expires_at <= ?1",
+    /* Ranked by the counts migration 011's triggers keep: a grouping of
+     * their rows (one per scope of a variant), never of the
+     * subscriptions. The oldest active subscription of a scope is the
+     * first entry of restock_subscriptions_scope for it. Columns: the
+     * variant's, then waiting, notified, oldest. */
+    [SQL_DEMAND_LIST] =
+        "SELECT " VARIANT_COLUMNS ", d.waiting, d.notified,"
+        " (SELECT min((SELECT s.created_at FROM restock_subscriptions s"
+        "   WHERE s.variant_id = c.variant_id"
+        "   AND s.sales_channel_id = c.sales_channel_id"
+        "   ORDER BY s.id LIMIT 1))"
+        "  FROM demand_counts c WHERE c.variant_id = d.variant_id"
+        "  AND c.waiting > 0), d.converted"
+        /* The page is cut first, so that only its rows are looked up. */
+        " FROM (SELECT variant_id, sum(waiting) AS waiting,"
+        "  sum(notified) AS notified, sum(converted) AS converted"
+        "  FROM demand_counts GROUP BY variant_id"
+        "  HAVING sum(waiting) > 0 ORDER BY 2 DESC, 1 LIMIT ?1 OFFSET ?2) d"
+        " JOIN variants v ON v.id = d.variant_id"
+        " ORDER BY d.waiting DESC, d.variant_id",
+    [SQL_DEMAND_COUNT] =
+        "SELECT count(DISTINCT variant_id) FROM demand_counts"
+        " WHERE waiting > 0",
+    [SQL_DEMAND_LIST_CHANNEL] =
+        "SELECT " VARIANT_COLUMNS ", d.waiting, d.notified,"
+        " (SELECT s.created_at FROM restock_subscriptions s"
+        "  WHERE s.variant_id = d.variant_id"
+        "  AND s.sales_channel_id = d.sales_channel_id"
+        "  ORDER BY s.id LIMIT 1), d.converted"
+        " FROM (SELECT variant_id, sales_channel_id, waiting, notified,"
+        "  converted"
+        "  FROM demand_counts WHERE sales_channel_id = ?1 AND waiting > 0"
+        "  ORDER BY waiting DESC, variant_id LIMIT ?2 OFFSET ?3) d"
+        " JOIN variants v ON v.id = d.variant_id"
+        " ORDER BY d.waiting DESC, d.variant_id",
+    [SQL_DEMAND_COUNT_CHANNEL] =
+        "SELECT count(*) FROM demand_counts"
+        " WHERE sales_channel_id = ?1 AND waiting > 0",
+    /* A variant's restocked events, through events_restocked_variant
+     * (migration 004): ?1 the variant, ?2 a status or NULL. */
+    [SQL_EVENT_LIST_VARIANT] =
+        "SELECT " EVENT_COLUMNS " FROM events WHERE name = " RESTOCKED_SQL
+        " AND json_extract(data, '$.variant_id') = ?1"
+        " AND (?2 IS NULL OR status = ?2) ORDER BY id LIMIT ?3 OFFSET ?4",
+    [SQL_EVENT_COUNT_VARIANT] =
+        "SELECT count(*) FROM events WHERE name = " RESTOCKED_SQL
+        " AND json_extract(data, '$.variant_id') = ?1"
+        " AND (?2 IS NULL OR status = ?2)",
 };
 
 /* ---- connections and statements ------------------------------------------ */

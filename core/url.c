@@ -92,3 +92,19 @@ void url_pairs_free(KeyValueList *list) {
   list->items = NULL;
   list->count = 0;
 }
+
+void url_encode(const char *in, size_t len, Buf *out) {
+  static const char hex[] = "0123456789ABCDEF";
+  buf_reserve(out, len);
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)in[i];
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+        (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+        c == '~') {
+      buf_append(out, in + i, 1);
+    } else {
+      char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+      buf_append(out, e, 3);
+    }
+  }
+}

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "buf.h"
+
 /* Decodes `len` bytes of `in`. With `plus_space`, '+' stands for a space (form
  * and query encoding). Returns a new NUL-terminated string, or NULL if the
  * input has a malformed %XX escape or decodes to a NUL byte. */
@@ -29,5 +31,12 @@ int url_parse_pairs(const char *s, size_t len, size_t max_pairs,
 /* The value of the first pair named `key`, or NULL. */
 const char *url_pairs_get(const KeyValueList *list, const char *key);
 void url_pairs_free(KeyValueList *list);
+
+/* Appends `len` bytes percent-encoded: every byte but RFC 3986's
+ * unreserved characters (ALPHA DIGIT - . _ ~) becomes %XX with upper-case
+ * hex, a space included (%20, never '+'). That is what a query value, a
+ * form field (url_parse_pairs reads it back) and AWS Signature Version 4's
+ * canonical query all take. */
+void url_encode(const char *in, size_t len, Buf *out);
 
 #endif

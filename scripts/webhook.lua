@@ -46,8 +46,8 @@ function M.setup(options)
           ["Content-Type"] = "application/json",
           ["X-Restockd-Event"] = event,
           ["X-Restockd-Timestamp"] = timestamp,
-          ["X-Restockd-Signature"] = "sha256="
-            .. restock.crypto.hmac_sha256(secret, timestamp .. "." .. body),
+          ["X-Restockd-Signature"] = "sha256=" .. restock.crypto.hex(
+            restock.crypto.hmac_sha256(secret, timestamp .. "." .. body)),
         },
         body = body,
         timeout = options.timeout or 10000,

@@ -171,6 +171,17 @@ end)
       assert.truthy(server:stderr():find("WARN", 1, true))
     end)
 
+  it("does not take a shipped script's own event for a typo", function()
+    local path = write_plugin([[
+require("sendgrid").setup { from = "shop@example.com" }
+]])
+    local rc, _, err = helpers.run({ "check", "--config", path },
+      { SENDGRID_API_KEY = "SG.x" })
+    assert.equals(0, rc, err)
+    assert.truthy(err:find("sendgrid-restocked-part", 1, true), err)
+    assert.falsy(err:find("never emits", 1, true), err)
+  end)
+
   it("check prints each event with its handlers", function()
     local path = write_plugin([[
 local restock = require "restock"

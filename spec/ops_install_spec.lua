@@ -159,7 +159,21 @@ describe("make install", function()
       local attr = lfs.attributes(bin)
       assert(attr and attr.mode == "file", "no " .. bin)
       assert.equals("rwxr-xr-x", attr.permissions)
-      for _, name in ipairs({ "sendgrid.lua", "webhook.lua" }) do
+      local scripts = listing(repo .. "/scripts", ".lua")
+      for t in lfs.dir(repo .. "/scripts/templates") do
+        if t:sub(1, 1) ~= "." then
+          scripts[#scripts + 1] = "templates/" .. t
+        end
+      end
+      for _, name in ipairs({ "sendgrid.lua", "webhook.lua", "smtp.lua",
+        "restock_mail.lua", "templates/restocked.en.html" }) do
+        local found = false
+        for _, s in ipairs(scripts) do
+          found = found or s == name
+        end
+        assert(found, name .. " is not in the source tree's scripts")
+      end
+      for _, name in ipairs(scripts) do
         local installed = read_file(prefix .. "/share/restockd/scripts/"
           .. name)
         assert(installed, "no installed " .. name)
@@ -419,6 +433,9 @@ describe("make install", function()
 local restock = require "restock"
 local sendgrid = require("sendgrid")
 local webhook = require("webhook")
+-- Loads the installed default templates, or fails to start.
+require("smtp").setup { url = "smtp://127.0.0.1:25",
+  from = "shop@example.com", public_url = "https://restock.example.com" }
 local f = assert(io.open(%q, "w"))
 f:write(package.searchpath("sendgrid", package.path), "\n")
 f:write(package.searchpath("webhook", package.path), "\n")

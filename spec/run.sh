@@ -2,8 +2,9 @@
 # Runs the whole suite: the C unit tests, the busted specs against the
 # sanitizer build of restockd once on SQLite files and once on PostgreSQL
 # (a throwaway cluster spec/pg.sh makes, stopped at the end whatever
-# happens), then each fuzz target for FUZZ_SECONDS (fuzz/run.sh; each target
-# counts as one test). Ends with one line "N passed, N failed" that sums
+# happens), the browser tests of the widget and the console
+# (spec/browser/run.py, headless Chromium), then each fuzz target for
+# FUZZ_SECONDS (fuzz/run.sh; each target counts as one test). Ends with one line "N passed, N failed" that sums
 # every part, and exits non-zero if anything failed.
 #
 #   sh spec/run.sh [--specs-only] [SPEC_FILE...]
@@ -68,12 +69,17 @@ for backend in $backends; do
 done
 
 if ! $specs_only && [ "$specs" = spec ]; then
+  # Debian's python3 (python3-selenium is installed for it, not for another
+  # python3 earlier on the PATH).
+  { /usr/bin/python3 spec/browser/run.py 2>&1; echo $? > "$out/browser.rc"; } \
+    | tee "$out/browser"
+  [ "$(cat "$out/browser.rc")" = 0 ] || status=1
   { sh fuzz/run.sh 2>&1; echo $? > "$out/fuzz.rc"; } | tee "$out/fuzz"
   [ "$(cat "$out/fuzz.rc")" = 0 ] || status=1
 fi
 
 # Each part prints "<part>: N passed, N failed" as its last summary line.
-sum() { cat "$out"/unit "$out"/busted-* "$out"/fuzz 2>/dev/null | awk -v col="$1" '/^[a-z]+: [0-9]+ passed, [0-9]+ failed/ { n += $col } END { print n + 0 }'; }
+sum() { cat "$out"/unit "$out"/busted-* "$out"/browser "$out"/fuzz 2>/dev/null | awk -v col="$1" '/^[a-z]+: [0-9]+ passed, [0-9]+ failed/ { n += $col } END { print n + 0 }'; }
 passed=$(sum 2); failed=$(sum 4)
 if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
   failed=1

@@ -306,3 +306,186 @@ describe("scripts/sendgrid.lua", function()
     assert.truthy(stderr:find("SENDGRID_API_KEY", 1, true), stderr)
   end)
 end)
+
+-- One-click unsubscribe in every SendGrid mail (RFC 8058), from the
+-- subscribers' tokens as the lifecycle work's restocked events carry them
+-- (seeded by spec/support/senders.lua).
+describe("scripts/sendgrid.lua one-click unsubscribe", function()
+  local senders = require "spec.support.senders"
+
+  after_each(function()
+    local ok, err = pcall(fake_http.cleanup)
+    helpers.cleanup()
+    assert(ok, err)
+  end)
+
+  local function start_seeded(fake, setup, n)
+    local s = { from = FROM, public_url = senders.PUBLIC }
+    for k, v in pairs(setup) do
+      s[k] = v
+    end
+    return helpers.start {
+      plugin = senders.plugin('require("sendgrid").setup '
+        .. outbound.literal(s), n),
+      env = { SENDGRID_API_KEY = API_KEY, SENDGRID_API_URL = fake.url },
+    }
+  end
+
+  it("puts List-Unsubscribe in each personalization", function()
+    local fake = fake_http.start()
+    local emails = { "ann@example.com", "bob@example.com" }
+    local server = start_seeded(fake, { template_id = TEMPLATE }, #emails)
+    local tokens = senders.subscribe_all(server, "v-sg", emails)
+    local reqs = fake:wait_requests(1, 10)
+    assert.truthy(reqs, server:stderr())
+    local ps = reqs[1].json.personalizations
+    assert.equals(2, #ps)
+    for _, p in ipairs(ps) do
+      local email = p.to[1].email
+      local url = senders.unsubscribe_url(tokens[email])
+      assert.equals("<" .. url .. ">", p.headers["List-Unsubscribe"])
+      assert.equals("List-Unsubscribe=One-Click",
+        p.headers["List-Unsubscribe-Post"])
+      assert.equals(url, p.dynamic_template_data.unsubscribe_url)
+      assert.equals(senders.PUBLIC .. "/restock-notifications/mine?token="
+        .. helpers.urlencode("manage-" .. email),
+        p.dynamic_template_data.manage_url)
+    end
+  end)
+
+  it("without a template, sends the shared templates with the links as "
+    .. "substitutions", function()
+    local fake = fake_http.start()
+    local emails = { "ann@example.com", "bob@example.com" }
+    local server = start_seeded(fake, {}, #emails)
+    local tokens = senders.subscribe_all(server, "v-sg2", emails,
+      { title = "Red <hat>" })
+    local reqs = fake:wait_requests(1, 10)
+    assert.truthy(reqs, server:stderr())
+    local j = reqs[1].json
+    assert.is_nil(j.template_id)
+    assert.equals("Back in stock: Red <hat>", j.subject)
+    assert.equals("text/plain", j.content[1].type)
+    assert.equals("text/html", j.content[2].type)
+    local text, html = j.content[1].value, j.content[2].value
+    assert.truthy(text:find("No more mails like this one: "
+      .. "-restockUnsubscribeUrl-", 1, true), text)
+    assert.truthy(html:find('href="-restockUnsubscribeUrl-"', 1, true))
+    assert.truthy(html:find("Red &lt;hat&gt;", 1, true))
+    for _, p in ipairs(j.personalizations) do
+      local email = p.to[1].email
+      assert.equals(senders.unsubscribe_url(tokens[email]),
+        p.substitutions["-restockUnsubscribeUrl-"])
+      assert.equals("<" .. senders.unsubscribe_url(tokens[email]) .. ">",
+        p.headers["List-Unsubscribe"])
+    end
+  end)
+end)
+
+describe("scripts/sendgrid.lua per locale and under double opt-in", function()
+  after_each(function()
+    local ok, err = pcall(fake_http.cleanup)
+    helpers.cleanup()
+    assert(ok, err)
+  end)
+
+  local PUBLIC = "https://restock.example.com"
+
+  local function subscribe(server, email, locale)
+    local res = helpers.request(server, "POST",
+      "/restock-notifications/variants/v-loc",
+      { json = { email = email, locale = locale } })
+    helpers.assert_status(res, 201)
+  end
+
+  it("sends each shopper the template of their locale, one request each",
+    function()
+      local fake = fake_http.start()
+      local server = start(fake, {}, { public_url = PUBLIC,
+        template_ids = { de = "d-german", ["PT-br"] = "d-brazil" } })
+      outbound.sold_out(server, "v-loc")
+      subscribe(server, "de@example.com", "de-AT")     -- its language
+      subscribe(server, "plain@example.com", nil)      -- the fallback
+      subscribe(server, "br@example.com", "pt-BR")     -- exact, any case
+      subscribe(server, "fr@example.com", "fr")        -- none: fallback
+      subscribe(server, "de2@example.com", "de")
+      outbound.set_quantity(server, "v-loc", 9)
+      local reqs = fake:wait_requests(3, 10)
+      assert.truthy(reqs, "not 3 requests\n" .. server:stderr())
+      socket.sleep(0.3)
+      reqs = fake:requests()
+      assert.equals(3, #reqs)
+      local by_template = {}
+      for _, r in ipairs(reqs) do
+        by_template[r.json.template_id] = r.recipients
+        for _, p in ipairs(r.json.personalizations) do
+          assert.truthy(p.dynamic_template_data.manage_url:find(PUBLIC
+            .. "/restock-notifications/mine?token=", 1, true))
+        end
+      end
+      assert.same({ "de@example.com", "de2@example.com" },
+        by_template["d-german"])
+      assert.same({ "br@example.com" }, by_template["d-brazil"])
+      assert.same({ "plain@example.com", "fr@example.com" },
+        by_template[TEMPLATE])
+      -- The three parts were delivered, and the event with them.
+      outbound.wait_events(server, RESTOCKED, "delivered", 1)
+    end)
+
+  it("mails the confirmation link under double opt-in, and it confirms",
+    function()
+      local fake = fake_http.start()
+      local server = start(fake, { double_opt_in = true }, {
+        public_url = PUBLIC, confirmation_template_id = "d-confirm",
+        confirmation_template_ids = { de = "d-bestaetigen" } })
+      outbound.sold_out(server, "v-loc")
+      subscribe(server, "ann@example.com", nil)
+      subscribe(server, "udo@example.com", "de")
+      local reqs = fake:wait_requests(2, 10)
+      assert.truthy(reqs, server:stderr())
+      local by_email = {}
+      for _, r in ipairs(reqs) do
+        local p = r.json.personalizations[1]
+        by_email[p.to[1].email] = { template = r.json.template_id,
+          data = p.dynamic_template_data, headers = p.headers }
+      end
+      assert.equals("d-confirm", by_email["ann@example.com"].template)
+      assert.equals("d-bestaetigen", by_email["udo@example.com"].template)
+      local d = by_email["ann@example.com"].data
+      assert.truthy(d.manage_url:find("/restock-notifications/mine?token=",
+        1, true))
+      assert.truthy(by_email["ann@example.com"].headers["List-Unsubscribe"])
+      local token = d.confirm_url:match("^" .. PUBLIC:gsub("%p", "%%%0")
+        .. "/restock%-notifications/confirm%?token=(.+)$")
+      assert.truthy(token, d.confirm_url)
+      -- The link, as the shopper opens it.
+      local res = helpers.request(server, "GET",
+        "/restock-notifications/confirm?token=" .. token)
+      helpers.assert_status(res, 200)
+      local list = helpers.admin(server, "GET", "/admin/restock-notifications")
+      assert.equals(1, list.json.count)
+      assert.equals("ann@example.com",
+        list.json.restock_notifications[1].email)
+    end)
+
+  it("without a template, sends the shared confirmation mail", function()
+    local fake = fake_http.start()
+    local server = helpers.start {
+      plugin = 'local restock = require "restock"\n'
+        .. "restock.options { double_opt_in = true }\n"
+        .. 'require("sendgrid").setup { from = "' .. FROM .. '", '
+        .. 'public_url = "' .. PUBLIC .. '" }\n',
+      env = { SENDGRID_API_KEY = API_KEY, SENDGRID_API_URL = fake.url },
+    }
+    outbound.sold_out(server, "v-loc")
+    subscribe(server, "ann@example.com", nil)
+    local req = fake:wait_requests(1, 10)
+    assert.truthy(req, server:stderr())
+    local j = req[1].json
+    assert.is_nil(j.template_id)
+    assert.truthy(j.subject and #j.subject > 0)
+    local text = j.content[1].value
+    assert.truthy(text:find(PUBLIC .. "/restock-notifications/confirm?token=",
+      1, true), text)
+  end)
+end)

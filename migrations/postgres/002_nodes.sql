@@ -17,12 +17,13 @@ CREATE TABLE nodes (
 
 -- "One node at a time" for named work: a task runs on the node holding its
 -- lease, which the holder renews while it works and which any node may take
--- once it has ended (expires_at, ms since the epoch). The retention pruner
--- uses it today; named restock.every tasks will.
+-- once it has ended (lease_until, ms since the epoch): named restock.every
+-- tasks and the retention pruner. (SQLite has the same table, migration
+-- 010, where the one process always holds the lease.)
 CREATE TABLE task_leases (
-  name       text COLLATE "C" PRIMARY KEY,
-  owner      text COLLATE "C" NOT NULL,
-  expires_at bigint NOT NULL
+  name        text COLLATE "C" PRIMARY KEY,
+  owner       text COLLATE "C" NOT NULL,
+  lease_until bigint NOT NULL
 );
 
 -- Wakes the other nodes when deliveries become due: a node LISTENs on

@@ -138,8 +138,10 @@ end
 
 -- Starts a fake with the given command-line flags (see fake_http.py) and
 -- waits until it accepts connections. Returns {port=, url=, log=, pid=}
--- with the methods above; url is "http(s)://127.0.0.1:PORT".
-function M.start(args)
+-- with the methods above; url is "http(s)://127.0.0.1:PORT". `script`
+-- runs another fake that takes the same --log and --port-file flags
+-- (spec/support/fake_shop.py).
+function M.start(args, script)
   args = args or {}
   local dir = M.tmpdir()
   local fake = setmetatable({
@@ -149,7 +151,8 @@ function M.start(args)
     err_path = dir .. "/stderr",
     tls = false,
   }, Fake)
-  local words = { "python3", shquote(lfs.currentdir() .. "/" .. SCRIPT),
+  local words = { "python3",
+    shquote(lfs.currentdir() .. "/" .. (script or SCRIPT)),
     "--log", shquote(fake.log), "--port-file", shquote(fake.port_file) }
   for _, a in ipairs(args) do
     if a == "--tls" then

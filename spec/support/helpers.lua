@@ -263,12 +263,20 @@ function helpers.pg_uri(name)
   return helpers.PG_BASE .. sep .. "options=-csearch_path%3D" .. name
 end
 
--- A database for a server to be started on: on SQLite a file in dir, on
--- PostgreSQL a fresh, empty schema (dropped at cleanup) named in the URI
--- returned.
+-- The schema given to each directory, as a SQLite file lives in one: a
+-- server started again on the same directory finds the same database.
+local dir_db = {}
+
+-- A database for a server to be started on: on SQLite the file
+-- dir/restock.db, on PostgreSQL the schema of dir, a fresh, empty one the
+-- first time (dropped at cleanup), named in the URI returned.
 function helpers.fresh_db(dir)
+  dir = dir or helpers.tmpdir()
   if not helpers.pg then
-    return (dir or helpers.tmpdir()) .. "/restock.db"
+    return dir .. "/restock.db"
+  end
+  if dir_db[dir] then
+    return dir_db[dir]
   end
   if #schema_pool == 0 then
     local sql = {}
@@ -282,7 +290,8 @@ function helpers.fresh_db(dir)
   end
   local name = table.remove(schema_pool, 1)
   registry.databases[#registry.databases + 1] = name
-  return helpers.pg_uri(name)
+  dir_db[dir] = helpers.pg_uri(name)
+  return dir_db[dir]
 end
 
 -- Marks the test running at stack level `level` pending: busted's
@@ -1070,6 +1079,7 @@ function helpers.cleanup()
     end
   end
   registry.databases = {}
+  dir_db = {}
 
   for _, dir in ipairs(registry.dirs) do
     if dir:match("^/tmp/restockd%-spec%.") then

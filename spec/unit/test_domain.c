@@ -250,3 +250,76 @@ TEST(domain_a_failing_delivery_dies_after_its_attempts) {
   CHECK_STR(r.status, "dead");
   world_close(&w);
 }
+
+typedef struct {
+  char failed[128];
+} PrepareAll;
+
+static int prepare_all_fn(StoreTx *tx, void *arg) {
+  PrepareAll *p = arg;
+  return store_prepare_all(tx, p->failed, sizeof p->failed);
+}
+
+/* Every statement of the backend compiles against the migrated schema (a
+ * statement is otherwise prepared only when first used). */
+TEST(store_every_statement_prepares) {
+  Store *s = NULL;
+  char *err = NULL;
+  StoreOptions o = {.role = STORE_ROLE_SERVER, .readers = 0};
+  CHECK(store_open(":memory:", &o, &s, &err) == 0);
+  if (!s) {
+    free(err);
+    return;
+  }
+  FILE *devnull = fopen("/dev/null", "w");
+  CHECK(migrate_run(s, devnull, &err) == 0);
+  fclose(devnull);
+  free(err);
+  PrepareAll p = {""};
+  int rc = store_run(s, prepare_all_fn, &p); /* before store_start */
+  if (rc) printf("    cannot prepare %s\n", p.failed);
+  CHECK(rc == 0);
+  store_close(s);
+}
+
+TEST(subscriptions_locale_tags) {
+  const char *good[] = {"de", "pt-BR", "zh-Hant-TW", "en-US-x-twain",
+                        "sr-Latn-RS", "es-419", "abcdefgh",
+                        "en-aaaaaaaa-bbbbbbbb-cccccccc-abcde"};
+  const char *bad[] = {"", "d", "de-", "-de", "de--at", "de DE", "123",
+                       "abcdefghi", "de_DE", "en-aaaaaaaa-bbbbbbbb-cccccccc-abcdef",
+                       "de-abcdefghi", "é", "de\n"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+    CHECK(subscriptions_valid_locale(good[i]));
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    CHECK(!subscriptions_valid_locale(bad[i]));
+}
+
+TEST(outbox_subscriber_data_is_the_shoppers_share) {
+  json_t *data = json_loads(
+      "{\"variant_id\":\"v\",\"sales_channel_id\":\"web\","
+      "\"emails\":[\"a@x.io\",\"b@x.io\"],"
+      "\"subscribers\":[{\"email\":\"a@x.io\",\"locale\":\"de\"},"
+      "{\"email\":\"b@x.io\"}]}",
+      0, NULL);
+  json_t *a = outbox_subscriber_data(data, "a@x.io");
+  CHECK(json_object_get(a, "emails") == NULL);
+  CHECK(json_object_get(a, "subscribers") == NULL);
+  CHECK_STR(json_string_value(json_object_get(a, "variant_id")), "v");
+  CHECK_STR(json_string_value(json_object_get(a, "sales_channel_id")), "web");
+  CHECK_STR(json_string_value(json_object_get(a, "email")), "a@x.io");
+  CHECK_STR(json_string_value(json_object_get(
+                json_object_get(a, "subscriber"), "locale")),
+            "de");
+  /* An email without an entry gets {email}. */
+  json_t *c = outbox_subscriber_data(data, "c@x.io");
+  CHECK_STR(json_string_value(json_object_get(
+                json_object_get(c, "subscriber"), "email")),
+            "c@x.io");
+  CHECK(json_object_size(json_object_get(c, "subscriber")) == 1);
+  /* The event itself is left as it was. */
+  CHECK(json_array_size(json_object_get(data, "emails")) == 2);
+  json_decref(a);
+  json_decref(c);
+  json_decref(data);
+}

@@ -196,3 +196,43 @@ TEST(email_normalizing_twice_changes_nothing) {
     CHECK_STR(twice, once);
   }
 }
+
+TEST(email_domains_compile_normalizes_sorts_and_dedups) {
+  StrList l = {0};
+  char err[160] = "";
+  CHECK(email_domains_compile(" Mailinator.COM, spam.example,,mailinator.com ,"
+                              "EXÄMPLE.de",
+                              &l, err, sizeof err) == 0);
+  CHECK(l.n == 3);
+  if (l.n == 3) {
+    CHECK_STR(l.items[0], "mailinator.com");
+    CHECK_STR(l.items[1], "spam.example");
+    CHECK_STR(l.items[2], "xn--exmple-cua.de");
+  }
+  CHECK(email_domain_listed(&l, "a@mailinator.com"));
+  CHECK(email_domain_listed(&l, "a@deep.sub.mailinator.com"));
+  CHECK(email_domain_listed(&l, "a@xn--exmple-cua.de"));
+  CHECK(!email_domain_listed(&l, "a@notmailinator.com"));
+  CHECK(!email_domain_listed(&l, "a@mailinator.com.au"));
+  CHECK(!email_domain_listed(&l, "a@example"));
+  CHECK(!email_domain_listed(&l, "a@com"));
+  strlist_clear(&l);
+  /* Nothing, or only separators: an empty list that blocks nothing. */
+  CHECK(email_domains_compile(NULL, &l, err, sizeof err) == 0 && l.n == 0);
+  CHECK(email_domains_compile(" , ,", &l, err, sizeof err) == 0 && l.n == 0);
+  CHECK(!email_domain_listed(&l, "a@example.com"));
+}
+
+TEST(email_domains_compile_refuses_what_is_not_a_domain) {
+  StrList l = {0};
+  char err[160] = "";
+  CHECK(email_domains_compile("example.com, not a domain", &l, err,
+                              sizeof err) == RESTOCK_EINVAL);
+  CHECK(strstr(err, "'not a domain'") != NULL);
+  CHECK(l.n == 0);
+  CHECK(email_domains_compile("localhost", &l, err, sizeof err) ==
+        RESTOCK_EINVAL);
+  CHECK(email_domains_compile("a@b.com", &l, err, sizeof err) ==
+        RESTOCK_EINVAL);
+  strlist_clear(&l);
+}
