@@ -131,10 +131,13 @@ extern const Migration postgres_migrations[];
 
 /* The notifications of a report: sent in [$1, $2), of variant $3 (NULL:
  * any). */
+/* The route passes "" and "~" for a bound it was not given (every stored
+ * time sorts between them in SQLite's text); here they are open bounds. */
 #define REPORT_FILTER                                                       \
   " FROM restock_history WHERE status = 'notified'"                         \
-  " AND notified_at >= $1::timestamptz AND notified_at < $2::timestamptz"   \
-  " AND ($3::text IS NULL OR variant_id = $3)"
+  " AND notified_at >= coalesce(nullif($1::text, '')::timestamptz,"         \
+  " '-infinity') AND notified_at < coalesce(nullif($2::text, '~')"          \
+  "::timestamptz, 'infinity') AND ($3::text IS NULL OR variant_id = $3)"
 
 /* The deliveries this node may claim: those of a handler its plugin has
  * (parameter P, [[event, handler], ...]), and those of a handler no live
