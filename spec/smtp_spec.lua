@@ -209,7 +209,7 @@ describe("scripts/smtp.lua", function()
     local server = helpers.start {
       plugin = senders.plugin(setup_code(s.url), #emails),
     }
-    -- ann subscribes first and is delivered first: hers is the first RCPT.
+    -- ann's is the first RCPT not rejected: it gets the 451.
     senders.subscribe_all(server, "v-fail", emails)
     local d = senders.wait_deliveries(server, 2)
     assert.equals("delivered", d["ann@example.com"].status)

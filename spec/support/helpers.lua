@@ -111,6 +111,11 @@ function helpers.binary()
   return os.getenv("RESTOCKD") or "build/asan/restockd"
 end
 
+-- True when the specs run against the ThreadSanitizer build (make tsan).
+function helpers.under_tsan()
+  return helpers.binary():find("tsan", 1, true) ~= nil
+end
+
 -- The binary as an absolute path, so that commands may run elsewhere.
 local function binary_path()
   local bin = helpers.binary()

@@ -19,7 +19,7 @@ decoded as a mail client would):
 and every RCPT it refused as {"kind": "refused", "rcpt": ..., "reply": ...}.
 
 Modes:
-  --tempfail-first N   answer the first N RCPTs "451 4.3.0 Try again later"
+  --tempfail-first N   answer the first N RCPTs not rejected "451 4.3.0 Try again later"
   --reject SUBSTR      answer "550 5.1.1 No such user" to any RCPT holding it
   --auth USER:PASS     require AUTH (PLAIN or LOGIN) with these credentials
   --starttls CERT KEY  offer STARTTLS with this certificate
@@ -98,12 +98,15 @@ def describe(raw):
 class Handler:
     async def handle_RCPT(self, server, session, envelope, address,
                           rcpt_options):
-        STATE["rcpt"] += 1
         reply = None
-        if STATE["rcpt"] <= ARGS.tempfail_first:
-            reply = "451 4.3.0 Try again later"
-        elif any(s in address for s in ARGS.reject):
+        # Rejected addresses first, so that which RCPTs get the temporary
+        # failure does not depend on the order deliveries happen to run in.
+        if any(s in address for s in ARGS.reject):
             reply = "550 5.1.1 No such user here"
+        else:
+            STATE["rcpt"] += 1
+            if STATE["rcpt"] <= ARGS.tempfail_first:
+                reply = "451 4.3.0 Try again later"
         if reply:
             if not ARGS.count_only:
                 record({"kind": "refused", "rcpt": address, "reply": reply})
