@@ -12,24 +12,26 @@
 
 PKGS := build-essential pkg-config liblua5.4-dev libuv1-dev \
         libsqlite3-dev libcurl4-openssl-dev libjansson-dev libssl-dev \
-        node-llhttp libidn2-dev libunistring-dev
+        node-llhttp libidn2-dev libunistring-dev libpq-dev
 # The Lua interpreter and busted run the specs; lua-socket, lua-cjson and
 # lua-filesystem are the specs' own modules; python3 runs the fake HTTP
 # servers (openssl makes their certificates); curl runs the documentation's
 # walk-throughs; sqlite3 lets specs look inside a database; python3-aiosmtpd
 # is the real SMTP server of the senders' specs (and of the bench);
 # chromium, chromium-driver and python3-selenium run the browser tests of
-# the widget and the console (spec/browser/).
+# the widget and the console (spec/browser/). postgresql is the server of
+# the specs' second pass (spec/pg.sh makes a throwaway cluster), and psql
+# their way into it.
 TEST_PKGS := lua5.4 lua-busted lua-socket lua-cjson lua-filesystem python3 \
              openssl curl sqlite3 python3-aiosmtpd chromium chromium-driver \
-             python3-selenium
+             python3-selenium postgresql postgresql-client
 
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 PKG_LIBS   := lua5.4 libuv sqlite3 jansson libcrypto libidn2
-# libcurl's header only: the library is loaded with dlopen on first use
-# (core/curl_dl.h says why).
-PKG_HDRS   := libcurl
+# libcurl's and libpq's headers only: each library is loaded with dlopen on
+# first use (core/curl_dl.h and core/pq_dl.h say why).
+PKG_HDRS   := libcurl libpq
 
 # Recursively expanded so that pkg-config runs after `deps` has installed it.
 # libunistring (email local parts) ships no pkg-config file in Debian 12.
@@ -49,12 +51,13 @@ SAN      := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 
 SRCS := $(wildcard core/*.c)
 SQLITE_MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql))
+POSTGRES_MIGRATIONS := $(sort $(wildcard migrations/postgres/*.sql))
 # The widget and the console (web/), compiled in by core/embed_web.sh.
 WEB_FILES := $(sort $(wildcard web/*.html web/*.css web/*.js))
 # The words of the pages, one file per language, compiled in (core/pages.c).
 PAGE_TEXTS := $(sort $(wildcard web/texts/*.txt))
 # What is generated into build/gen/ and compiled with every build.
-GEN := migrations_sqlite texts_gen web_assets
+GEN := migrations_sqlite migrations_postgres texts_gen web_assets
 
 REL_OBJS  := $(SRCS:core/%.c=build/release/%.o) $(GEN:%=build/release/%.o) \
              $(addprefix build/release/llhttp_,api.o http.o llhttp.o)
@@ -146,6 +149,8 @@ build/asan/llhttp_%.o: | deps build/asan
 # installed restockd never goes looking for them.
 build/gen/migrations_sqlite.c: $(SQLITE_MIGRATIONS) core/embed_migrations.sh | build/gen
 	sh core/embed_migrations.sh sqlite $(SQLITE_MIGRATIONS) > $@.tmp && mv $@.tmp $@
+build/gen/migrations_postgres.c: $(POSTGRES_MIGRATIONS) core/embed_migrations.sh | build/gen
+	sh core/embed_migrations.sh postgres $(POSTGRES_MIGRATIONS) > $@.tmp && mv $@.tmp $@
 build/gen/texts_gen.c: $(PAGE_TEXTS) core/embed_texts.sh | build/gen
 	sh core/embed_texts.sh $(PAGE_TEXTS) > $@.tmp && mv $@.tmp $@
 $(GEN:%=build/release/%.o): build/release/%.o: build/gen/%.c core/store.h | deps build/release
@@ -196,6 +201,7 @@ install: build/restockd
 	install -D -m 755 build/restockd $(DESTDIR)$(PREFIX)/bin/restockd
 	install -d $(DESTDIR)$(PREFIX)/share/restockd/scripts \
 	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/sqlite \
+	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/postgres \
 	  $(DESTDIR)$(PREFIX)/share/doc/restockd \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/restockd/scripts/
@@ -204,6 +210,8 @@ install: build/restockd
 	  $(DESTDIR)$(PREFIX)/share/restockd/scripts/templates/
 	install -m 644 migrations/sqlite/*.sql \
 	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/sqlite/
+	install -m 644 migrations/postgres/*.sql \
+	  $(DESTDIR)$(PREFIX)/share/restockd/migrations/postgres/
 	install -m 644 plugin.lua.example $(DESTDIR)$(PREFIX)/share/restockd/
 	install -m 644 docs/*.md docs/openapi.yaml \
 	  $(DESTDIR)$(PREFIX)/share/doc/restockd/

@@ -7,6 +7,12 @@ package); set-up that would take long through the API (a million stored
 subscriptions) is written straight into SQLite with Python's sqlite3 module.
 It prints one table: each figure, its target, and the ratio of each HTTP
 rate to the /health ceiling measured in the same run.
+
+Then the PostgreSQL section (issue 14): a throwaway cluster on the same
+machine (spec/pg.sh, with PostgreSQL's durable defaults), subscribe on one
+node against the same node's SQLite rate, the round trips and commits each
+subscribe costs, a 100,000-subscriber restock across three nodes, and each
+node's idle memory. BENCH_PG=0 skips it.
 """
 import http.client
 import http.server
@@ -52,11 +58,13 @@ def now():
 
 
 class Server:
-    """One restockd process on a temp dir, port 0."""
+    """One restockd process on a temp dir, port 0; on `db` (a PostgreSQL
+    URI) if given, else a SQLite file in the dir."""
 
-    def __init__(self, workdir, plugin=NOOP_PLUGIN, env=None, migrate=True):
+    def __init__(self, workdir, plugin=NOOP_PLUGIN, env=None, migrate=True,
+                 db=None):
         self.dir = workdir
-        self.db = os.path.join(workdir, "restock.db")
+        self.db = db or os.path.join(workdir, "restock.db")
         self.plugin = os.path.join(workdir, "plugin.lua")
         with open(self.plugin, "w") as f:
             f.write(plugin)
@@ -70,7 +78,8 @@ class Server:
         self.proc = None
 
     def start(self):
-        self.stderr = open(os.path.join(self.dir, "stderr.log"), "ab")
+        self.stderr = open(os.path.join(self.dir, "stderr.%d.log" % id(self)),
+                           "ab")
         t0 = now()
         self.proc = subprocess.Popen(
             [BIN, "start", "--db", self.db, "--config", self.plugin, "--port",
@@ -407,6 +416,138 @@ class FakeSendGrid(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class PgCluster:
+    """A throwaway PostgreSQL cluster (spec/pg.sh) with its defaults'
+    durability, on this machine's cores."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="restockd-benchpg.")
+        out = subprocess.run(
+            ["sh", os.path.join(ROOT, "spec", "pg.sh"), "start", self.dir],
+            capture_output=True, text=True, check=True,
+            env=dict(os.environ, PG_DURABLE="1"))
+        self.uri = out.stdout.strip()
+        self.count = 0
+
+    def schema(self):
+        """A fresh schema of the cluster's database, as a URI."""
+        self.count += 1
+        name = "bench%d" % self.count
+        self.psql(self.uri, "CREATE SCHEMA %s" % name)
+        return "%s?options=-csearch_path%%3D%s" % (self.uri, name)
+
+    def psql(self, uri, sql):
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", uri,
+                        "-c", sql], check=True, stdout=subprocess.DEVNULL)
+
+    def cpu(self):
+        """CPU seconds the cluster's processes (the postmaster and its
+        children, the backends) have used so far."""
+        with open(os.path.join(self.dir, "data", "postmaster.pid")) as f:
+            master = f.readline().strip()
+        total = 0.0
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % pid) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if pid == master or fields[1] == master:
+                total += (int(fields[11]) + int(fields[12])) / \
+                    os.sysconf("SC_CLK_TCK")
+        return total
+
+    def stop(self):
+        subprocess.run(["sh", os.path.join(ROOT, "spec", "pg.sh"), "stop",
+                        self.dir], check=False)
+
+
+def pg_section(workdir, sqlite_sub):
+    """The PostgreSQL figures, as table rows."""
+    pg = PgCluster()
+    try:
+        # Subscribe on one node: rate, p99, and what each subscribe cost
+        # in round trips and commits, read from /metrics.
+        db = pg.schema()
+        srv = Server(workdir("pg-sub"), db=db).start()
+        srv.call("POST", "/admin/variants", {"id": "v1"})
+        before = {k: srv.metric(k) for k in (
+            "restockd_store_round_trips_total", "restockd_store_commits_total",
+            "restockd_store_writes_total")}
+        pg0 = pg.cpu()
+        pg_sub = load(srv, "/", SUBSCRIBE_LUA)
+        pg_cpu = pg.cpu() - pg0
+        after = {k: srv.metric(k) for k in before}
+        srv.stop()
+        subs = pg_sub.requests
+        trips = (after["restockd_store_round_trips_total"] -
+                 before["restockd_store_round_trips_total"]) / subs
+        commits = (after["restockd_store_commits_total"] -
+                   before["restockd_store_commits_total"]) / subs
+
+        # Idle memory of a node on PostgreSQL.
+        db = pg.schema()
+        srv = Server(workdir("pg-idle"), db=db).start()
+        time.sleep(1.5)  # a heartbeat or two
+        pg_idle = srv.status("VmRSS")
+        srv.stop()
+
+        # 100,000 subscribers restocked across three nodes, no-op handler.
+        db = pg.schema()
+        subprocess.run([BIN, "migrations", "run", "--db", db], check=True,
+                       stdout=subprocess.DEVNULL)
+        pg.psql(db, "INSERT INTO variants (id, inventory_quantity,"
+                " created_at, updated_at) VALUES ('hot', 0, now(), now());"
+                " INSERT INTO restock_subscriptions (id, variant_id,"
+                " sales_channel_id, email, created_at) SELECT"
+                " nextval('restock_subscription_ids'), 'hot', '', 'stored' || i"
+                " || '@example.com', now() FROM generate_series(1, 100000) i")
+        plugin = NOOP_PLUGIN + ('restock.subscribe('
+                                '"restock-notification.restocked",'
+                                ' function() end)\n')
+        nodes = [Server(workdir("pg-node%d" % i), plugin, migrate=False,
+                        db=db, env={"RESTOCK_NODE_ID": "bench-%d" % i})
+                 for i in range(3)]
+        for n in nodes:
+            n.start()
+        try:
+            conn = nodes[0].conn()
+            t0 = now()
+            nodes[0].call("POST", "/admin/variants/hot",
+                          {"inventory_quantity": 5}, conn=conn)
+            t_written = wait_until(
+                lambda: event_counts(nodes[0], conn)[0] >= 100)
+            t_done = wait_until(lambda: event_counts(nodes[0], conn)[1] == 0)
+            ran = [n.metric('restockd_events_delivered_total'
+                            '{event="restock-notification.restocked"}')
+                   for n in nodes]
+        finally:
+            for n in nodes:
+                n.stop()
+    finally:
+        pg.stop()
+    shares = "/".join("%.0f" % r for r in ran)
+    return [
+        ("PostgreSQL: subscribe, one node, 64 conns",
+         ">= 0.5 of the same node's SQLite rate; p99 < 10 ms",
+         "%.0f req/s, p99 %.2f ms (%.2f of SQLite's %.0f req/s)" % (
+             pg_sub.rate, pg_sub.p99, pg_sub.rate / sqlite_sub, sqlite_sub),
+         ""),
+        ("PostgreSQL: round trips and commits per subscribe", "well under 1",
+         "%.3f round trips, %.3f commits (%.0f subscribes per commit)" % (
+             trips, commits, 1 / commits if commits else 0), ""),
+        ("PostgreSQL: CPU per subscribe", "printed",
+         "restockd %.1f us, PostgreSQL %.1f us, wrk %.1f us" % (
+             pg_sub.server_us, pg_cpu / subs * 1e6, pg_sub.wrk_us), ""),
+        ("PostgreSQL: restock 100,000 across 3 nodes, no-op handler",
+         "all delivered < 2 s",
+         "%.3f s (events written %.3f s; deliveries by node %s)" % (
+             t_done - t0, t_written - t0, shares), ""),
+        ("PostgreSQL: resident memory per node, idle", "< 12 MB",
+         "%.1f MB" % pg_idle, ""),
+    ]
 def smtp_10k(workdir):
     """Restocks a variant with 10,000 subscribers through scripts/smtp.lua
     to a local SMTP server (python3-aiosmtpd, counting only). Returns
@@ -617,6 +758,9 @@ def main():
         batch = now() - t0
         srv.stop()
 
+        pg_rows = []
+        if os.environ.get("BENCH_PG", "1") != "0":
+            pg_rows = pg_section(workdir, sub)
         # The export of a million subscriptions.
         exp_s, exp_rows, exp_mb, exp_peak, exp_before = export_million(
             workdir("export"))
@@ -678,7 +822,7 @@ def main():
          % (exp_s, exp_rows / exp_s, exp_mb, exp_peak, exp_before), ""),
         ("start-up to listening", "< 50 ms", "%.1f ms (median of 5)" % startup,
          ""),
-    ] + demand_rows(demand, grouped_ms)
+    ] + demand_rows(demand, grouped_ms) + pg_rows
     print("restockd benchmark: %d cores, %s s per wrk run, access log off, %s"
           % (cores, DURATION, BIN))
     print()

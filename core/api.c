@@ -9,6 +9,7 @@
 #include "json_text.h"
 #include "log.h"
 #include "metrics.h"
+#include "node.h"
 #include "ratelimit.h"
 #include "router.h"
 #include "sessions.h"
@@ -16,7 +17,15 @@
 #include "url.h"
 #include "xmalloc.h"
 
-static void api_health(HttpRequest *req, void *app) {
+static void api_health(HttpRequest *req, void *data) {
+  Api *api = data;
+  /* Issue 14: while the database is unreachable (PostgreSQL down), a load
+   * balancer should send requests to another node. */
+  if (!store_healthy(api->d->store)) {
+    http_respond_error(req, 503, "unexpected_state",
+                       "The database is unreachable");
+    return;
+  }
   http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
@@ -44,6 +53,11 @@ static void metrics_done(ReadCall *c, int status) {
   m->g.store_units = st.units;
   m->g.store_failed_commits = st.failed_commits;
   m->g.wal_max_bytes = st.wal_max_bytes;
+  /* Issue 14: round trips to PostgreSQL, and this node. */
+  m->g.store_round_trips = st.round_trips;
+  Domain *d = c->unit.d;
+  m->g.node = d->node ? node_id(d->node) : NULL;
+  m->g.backend = store_backend(d->store);
   if (status) {
     api_fail(m->req, status, NULL);
   } else {
@@ -107,6 +121,7 @@ static const Route routes[] = {
     {"POST", "/admin/inventory/batch", api_admin_batch_post},
     {"GET", "/admin/events", api_admin_events_get},
     {"POST", "/admin/events/{id}/retry", api_admin_event_retry},
+    {"GET", "/admin/nodes", api_admin_nodes_get},
     {"GET", "/admin/reports/conversions", api_admin_conversions_get},
     /* The web pages (issue 17). */
     {"GET", "/widget.js", api_widget},

@@ -132,6 +132,7 @@ void api_admin_notifications_get(HttpRequest *req, void *api);
 void api_admin_notifications_delete(HttpRequest *req, void *api);
 void api_admin_events_get(HttpRequest *req, void *api);
 void api_admin_event_retry(HttpRequest *req, void *api);
+void api_admin_nodes_get(HttpRequest *req, void *api);
 
 /* Routes of api_reports.c. */
 void api_admin_conversions_get(HttpRequest *req, void *api);

@@ -7,8 +7,10 @@
 #include "api.h"
 #include "email.h"
 #include "inventory.h"
+#include "isotime.h"
 #include "json_text.h"
 #include "log.h"
+#include "node.h"
 #include "outbox.h"
 #include "stock.h"
 #include "subscriptions.h"
@@ -506,4 +508,46 @@ void api_admin_event_retry(HttpRequest *req, void *data) {
   r->call.done = retried;
   r->req = http_defer(req);
   outbox_retry(api->d, &r->call);
+}
+
+/* ---- GET /admin/nodes (issue 14) ------------------------------------------- */
+
+static int node_row(void *ctx, const NodeRow *row) {
+  json_array_append_new(
+      ctx, json_pack("{s:s, s:s, s:s, s:s}", "id", row->id, "started_at",
+                     row->started_at, "last_seen_at", row->last_seen_at,
+                     "version", row->version));
+  return 0;
+}
+
+static int render_nodes(StoreTx *tx, ApiRead *r) {
+  json_t *nodes = json_array();
+  int rc = store_node_list(tx, node_row, nodes);
+  if (rc == 0) {
+    json_t *j = json_pack("{s:o}", "nodes", nodes);
+    json_text_append(&r->out, j);
+    json_decref(j);
+  } else {
+    json_decref(nodes);
+  }
+  return rc;
+}
+
+/* The nodes sharing the database, each with its last heartbeat. A SQLite
+ * file serves one node: this one, seen now. */
+void api_admin_nodes_get(HttpRequest *req, void *data) {
+  Api *api = data;
+  if (store_shared(api->d->store)) {
+    api_read(api, req, render_nodes, NULL, NULL);
+    return;
+  }
+  char now[ISOTIME_LEN];
+  isotime_now(now);
+  const Node *n = api->d->node;
+  http_respond_json(
+      req, 200,
+      json_pack("{s:[{s:s, s:s, s:s, s:s}]}", "nodes", "id",
+                n ? node_id(n) : "local", "started_at",
+                n ? node_started_at(n) : now, "last_seen_at", now, "version",
+                RESTOCKD_VERSION));
 }

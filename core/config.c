@@ -216,6 +216,46 @@ void config_add_handler(Config *c, const char *event, const char *name,
   h->name = xstrdup(name);
   h->max_attempts = max_attempts;
   h->each = each;
+  h->peer = false;
+}
+
+Config *config_with_peers(const Config *own, const HandlerSpec *peers,
+                          size_t n) {
+  Config *c = config_new();
+  config_options_clear(&c->options);
+  config_options_copy(&c->options, &own->options);
+  for (size_t i = 0; i < own->nhandlers; i++) {
+    const HandlerSpec *h = &own->handlers[i];
+    config_add_handler(c, h->event, h->name, h->max_attempts, h->each);
+  }
+  for (size_t i = 0; i < n; i++) {
+    bool known = false;
+    for (size_t k = 0; k < c->nhandlers && !known; k++)
+      known = strcmp(c->handlers[k].event, peers[i].event) == 0 &&
+              strcmp(c->handlers[k].name, peers[i].name) == 0;
+    if (known) continue;
+    config_add_handler(c, peers[i].event, peers[i].name, peers[i].max_attempts,
+                       peers[i].each);
+    c->handlers[c->nhandlers - 1].peer = true;
+  }
+  return c;
+}
+
+char *config_handlers_json(const Config *c, bool full) {
+  json_t *list = json_array();
+  for (size_t i = 0; i < c->nhandlers; i++) {
+    const HandlerSpec *h = &c->handlers[i];
+    if (h->peer) continue;
+    json_t *item = json_pack("[ss]", h->event, h->name);
+    if (full) {
+      json_array_append_new(item, json_integer(h->max_attempts));
+      json_array_append_new(item, json_integer(h->each));
+    }
+    json_array_append_new(list, item);
+  }
+  char *text = json_dumps(list, JSON_COMPACT);
+  json_decref(list);
+  return text ? text : xstrdup("[]");
 }
 
 Config *config_ref(Config *c) {

@@ -98,6 +98,9 @@ typedef struct {
   char *name;
   long long max_attempts; /* the handler's own, else the option's */
   HandlerEach each;
+  /* Subscribed by another live node's script only (issue 14): events get
+   * a delivery for it, but this node does not run it. */
+  bool peer;
 } HandlerSpec;
 
 typedef struct Config {
@@ -121,8 +124,16 @@ Config *config_ref(Config *c);
 /* Drops one reference, freeing the Config with the last (any thread). NULL
  * is a no-op. */
 void config_unref(Config *c);
-/* Fills up to `max` entries of `out` with the handlers of `event`, in
- * subscription order, and returns how many there are. */
+/* A new Config (one reference) with `own`'s options and handlers, then
+ * each of the `n` handlers of `peers` that `own` has not (same event and
+ * name), marked as a peer's. */
+Config *config_with_peers(const Config *own, const HandlerSpec *peers,
+                          size_t n);
+/* This node's own handlers (not the peers') as JSON text: [[event, name],
+ * ...], or with `full` [[event, name, max_attempts, each], ...]. */
+char *config_handlers_json(const Config *c, bool full);
+/* Fills up to `max` entries of `out` with the handlers of `event` (a
+ * peer's too), in subscription order, and returns how many there are. */
 size_t config_handlers(const Config *c, const char *event,
                        const HandlerSpec **out, size_t max);
 

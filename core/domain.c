@@ -73,6 +73,12 @@ void unit_write(Domain *d, Unit *u, StoreFn fn, UnitFinish finish) {
   store_write(d->store, &u->work, fn, unit_done, u);
 }
 
+void unit_write_batched(Domain *d, Unit *u, StoreFn fn, StoreBatchFn batch,
+                        UnitFinish finish) {
+  prepare(d, u, finish);
+  store_write_batched(d->store, &u->work, fn, batch, unit_done, u);
+}
+
 void unit_read(Domain *d, Unit *u, StoreFn fn, UnitFinish finish) {
   prepare(d, u, finish);
   store_read(d->store, &u->work, fn, unit_done, u);

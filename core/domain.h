@@ -24,6 +24,7 @@
 
 struct Engine;
 struct Outbox;
+struct Node;
 
 /* What the plugin's restock.on_subscribe hook said (contract section 3). */
 typedef enum { HOOK_ALLOW, HOOK_REFUSE, HOOK_FAIL } HookOutcome;
@@ -42,6 +43,7 @@ typedef struct Domain {
   Config *config;
   struct Engine *engine; /* told of the checks units schedule */
   struct Outbox *outbox; /* told of the events units write */
+  struct Node *node;     /* this process as a node of the service */
   unsigned char token_key[TOKEN_KEY_LEN];
   /* The plugin's hook runner (the server's; NULL: none), asked only when
    * the Config says the script set a hook. */
@@ -84,6 +86,10 @@ struct Unit {
 /* Queues `u` (usually embedded in the use-case's call struct) as a write
  * unit running `fn(tx, u)`; `finish` runs on the loop after the commit. */
 void unit_write(Domain *d, Unit *u, StoreFn fn, UnitFinish finish);
+/* Issue 14: the same, for a unit the writer may run together with its
+ * neighbours through `batch` (store_write_batched); `fn` runs otherwise. */
+void unit_write_batched(Domain *d, Unit *u, StoreFn fn, StoreBatchFn batch,
+                        UnitFinish finish);
 /* The same as a read unit: it sees committed rows and writes nothing. */
 void unit_read(Domain *d, Unit *u, StoreFn fn, UnitFinish finish);
 

@@ -16,6 +16,8 @@
 #define CHECKS_PER_UNIT 16
 /* After a unit that failed, the next try. */
 #define RETRY_MS 1000
+/* After a unit that found a due check another node holds. */
+#define CHECK_AGAIN_MS 100
 
 struct Engine {
   Domain *d;
@@ -120,6 +122,7 @@ typedef struct {
   Engine *e;
   CheckResult *results;
   size_t nresults;
+  long long now; /* when it looked for due checks */
   long long next_due;
   bool any_next;
 } DueUnit;
@@ -192,15 +195,17 @@ static int run_check(StoreTx *tx, Unit *u, const char *variant_id,
   memset(&v, 0, sizeof v);
   StrList scopes = {0};
   *notified = 0;
-  int rc = store_check_delete(tx, variant_id);
-  if (rc == 0) {
-    rc = store_variant_get(tx, variant_id, &v);
-    if (rc == RESTOCK_ENOTFOUND) {
-      variant_clear(&v);
-      return 0; /* deleted since: nothing to do */
-    }
-    if (rc == 0) rc = store_subscription_scopes(tx, variant_id, &scopes);
+  /* The variant first: with several nodes on one database, a write that
+   * reads a variant locks it, and a quantity change locks it before it
+   * schedules a check, so taking the two in that order here too keeps two
+   * nodes from waiting on each other. */
+  int rc = store_variant_get(tx, variant_id, &v);
+  if (rc == RESTOCK_ENOTFOUND) {
+    variant_clear(&v);
+    return store_check_delete(tx, variant_id); /* deleted since */
   }
+  if (rc == 0) rc = store_check_delete(tx, variant_id);
+  if (rc == 0) rc = store_subscription_scopes(tx, variant_id, &scopes);
   char now[ISOTIME_LEN];
   isotime_now(now);
   bool throttled = o->notify_per_unit > 0, unfinished = false;
@@ -250,7 +255,8 @@ static int due_fn(StoreTx *tx, void *arg) {
   DueUnit *du = arg;
   Unit *u = &du->unit;
   StrList ids = {0};
-  int rc = store_check_due(tx, isotime_now_ms(), CHECKS_PER_UNIT, &ids);
+  du->now = isotime_now_ms();
+  int rc = store_check_due(tx, du->now, CHECKS_PER_UNIT, &ids);
   if (rc) return rc;
   du->results = xcalloc(ids.n ? ids.n : 1, sizeof *du->results);
   long long total = 0;
@@ -319,6 +325,11 @@ static void due_done(Unit *u, int status) {
   e->noted = 0;
   bool any = status == 0 && du->any_next;
   long long next = du->next_due;
+  /* Issue 14: a check that was due but not claimed is being run by another
+   * node (its row is locked): look again shortly rather than at once. One
+   * server never sees this. */
+  if (any && du->nresults == 0 && next <= du->now)
+    next = isotime_now_ms() + CHECK_AGAIN_MS;
   free(du);
   if (e->closing) {
     maybe_free(e);

@@ -34,7 +34,8 @@ static const char usage[] =
     "JSON\n"
     "\n"
     "Options (a flag beats its environment variable):\n"
-    "  --db PATH      database file          RESTOCK_DB      ./restock.db\n"
+    "  --db PATH      SQLite file, or a postgresql:// URI  RESTOCK_DB\n"
+    "                 (default ./restock.db)\n"
     "  --config PATH  plugin script          RESTOCK_CONFIG  ./plugin.lua\n"
     "  --host ADDR    listen address         HOST            127.0.0.1\n"
     "  --port N       listen port (0: any)   PORT            9000\n"
@@ -67,6 +68,10 @@ static const char usage[] =
     "                           (1024)\n"
     "  RESTOCK_EVENT_RETENTION  how long delivered events are kept: 30d,\n"
     "                           12h, 90m, 45s, or 0 for ever (30d)\n"
+    "  RESTOCK_NODE_ID          this node's name among the nodes sharing a\n"
+    "                           PostgreSQL database (default HOST:PID:START)\n"
+    "  RESTOCK_LEASE_MS         longest lease of a running delivery before it\n"
+    "                           is renewed (15000)\n"
     "  RESTOCK_CA_FILE          CA bundle for restock.http.request (default:\n"
     "                           the system's)\n"
     "  RESTOCK_SCRIPTS          directory of the shipped Lua scripts that\n"
@@ -90,6 +95,7 @@ typedef struct {
   uint64_t header_timeout_ms;
   uint64_t body_timeout_ms;
   unsigned max_connections;
+  long long lease_ms;
   uint64_t watchdog_ms;
 } Settings;
 
@@ -246,6 +252,11 @@ static int parse_settings(int argc, char **argv, int first, const char *allowed,
   if (parse_number(maxc, 1, 1000000, &n))
     return usage_error("invalid RESTOCK_MAX_CONNECTIONS '%s'", maxc);
   s->max_connections = (unsigned)n;
+  const char *lease = env_or("RESTOCK_LEASE_MS", "15000");
+  if (parse_number(lease, 100, 86400000, &n))
+    return usage_error("invalid RESTOCK_LEASE_MS '%s' (ms, at least 100)",
+                       lease);
+  s->lease_ms = n;
   const char *wd = env_or("RESTOCK_WATCHDOG", "10000");
   if (parse_number(wd, 100, 3600000, &n))
     return usage_error(
@@ -348,6 +359,7 @@ static int cmd_start(const Settings *s) {
       .header_timeout_ms = s->header_timeout_ms,
       .body_timeout_ms = s->body_timeout_ms,
       .max_connections = s->max_connections,
+      .lease_ms = s->lease_ms,
       .watchdog_ms = s->watchdog_ms,
   };
   return server_run(&ss);

@@ -229,6 +229,20 @@ void metrics_render(Buf *out, const MetricsGauges *g) {
   header(out, "restockd_wal_max_bytes", "gauge",
          "The largest size the SQLite write-ahead log reached.");
   buf_printf(out, "restockd_wal_max_bytes %llu\n", g->wal_max_bytes);
+  header(out, "restockd_store_round_trips_total", "counter",
+         "Round trips to the database server (PostgreSQL), all connections.");
+  buf_printf(out, "restockd_store_round_trips_total %llu\n",
+             g->store_round_trips);
+  if (g->node) {
+    header(out, "restockd_node_info", "gauge",
+           "Always 1; its labels name this node among those sharing the "
+           "database, and its backend.");
+    buf_puts(out, "restockd_node_info{node=\"");
+    label(out, g->node);
+    buf_puts(out, "\",backend=\"");
+    label(out, g->backend ? g->backend : "");
+    buf_puts(out, "\"} 1\n");
+  }
   header(out, "process_resident_memory_bytes", "gauge",
          "Resident memory size in bytes.");
   buf_printf(out, "process_resident_memory_bytes %lld\n", resident_bytes());

@@ -34,6 +34,11 @@ typedef struct {
   unsigned long long store_units;
   unsigned long long store_failed_commits;
   unsigned long long wal_max_bytes;
+  unsigned long long store_round_trips; /* to PostgreSQL */
+  /* Issue 14: this node among those sharing the database, and its
+   * backend ("sqlite", "postgres"); NULL node: not shown. */
+  const char *node;
+  const char *backend;
 } MetricsGauges;
 
 /* Appends the whole exposition to `out`. */

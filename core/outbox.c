@@ -7,12 +7,21 @@
 #include "json_text.h"
 #include "log.h"
 #include "metrics.h"
+#include "node.h"
 #include "xmalloc.h"
 
 /* Most handlers one event name can have. */
 #define MAX_HANDLERS 64
 /* How far past a handler's timeout its lease reaches. */
 #define LEASE_MARGIN_MS 5000
+/* The longest lease, by default (issue 14): a delivery whose handler may run
+ * longer has its lease renewed every third of it while it runs, so that a
+ * node that died has its deliveries taken over by the others within this
+ * long, whatever handler_timeout is. */
+#define LEASE_MAX_MS 15000
+/* A claim that found due rows locked by another node's claim looks again
+ * this much later rather than at once. */
+#define CLAIM_AGAIN_MS 100
 /* The longest retry delay: backoff doubles up to this. */
 #define MAX_BACKOFF_MS (3600LL * 1000)
 /* After a claim or a prune that failed, the next try. */
@@ -27,13 +36,16 @@ struct Outbox {
   uv_timer_t timer; /* the earliest future delivery */
   uv_idle_t soon;   /* work due now, after the loop has polled for I/O */
   uv_timer_t prune; /* deletes delivered events past their retention */
+  uv_timer_t renew; /* renews the leases of the deliveries running here */
   long long retention_ms;
+  long long lease_max_ms;
   int open_handles;
   size_t running;   /* handler runs in progress */
   size_t recording; /* outcomes being written */
   bool claiming;    /* a claim unit is in flight */
   bool again;       /* kicked while it was */
   bool pruning;
+  bool renewing;
   bool stopping;
   bool closing; /* freed once its handles closed and no unit is in flight */
   void (*idle)(void *);
@@ -42,6 +54,7 @@ struct Outbox {
 
 static void on_timer(uv_timer_t *t);
 static void on_soon(uv_idle_t *idle);
+static void on_renew(uv_timer_t *t);
 
 Outbox *outbox_new(Domain *d, OutboxRunner runner) {
   Outbox *o = xcalloc(1, sizeof *o);
@@ -50,14 +63,16 @@ Outbox *outbox_new(Domain *d, OutboxRunner runner) {
   uv_timer_init(d->loop, &o->timer);
   uv_idle_init(d->loop, &o->soon);
   uv_timer_init(d->loop, &o->prune);
-  o->timer.data = o->soon.data = o->prune.data = o;
-  o->open_handles = 3;
+  uv_timer_init(d->loop, &o->renew);
+  o->timer.data = o->soon.data = o->prune.data = o->renew.data = o;
+  o->open_handles = 4;
+  o->lease_max_ms = LEASE_MAX_MS;
   return o;
 }
 
 static void maybe_free(Outbox *o) {
   if (o->closing && o->open_handles == 0 && !o->claiming &&
-      o->recording == 0 && !o->pruning)
+      o->recording == 0 && !o->pruning && !o->renewing)
     free(o);
 }
 
@@ -74,19 +89,44 @@ void outbox_close(Outbox *o) {
   uv_close((uv_handle_t *)&o->timer, on_closed);
   uv_close((uv_handle_t *)&o->soon, on_closed);
   uv_close((uv_handle_t *)&o->prune, on_closed);
+  uv_close((uv_handle_t *)&o->renew, on_closed);
 }
 
 size_t outbox_inflight(const Outbox *o) { return o->running; }
 
+typedef struct {
+  Store *s;
+  const char *node;
+  long long released;
+} Recover;
+
 static int recover_fn(StoreTx *tx, void *arg) {
-  long long *released = arg;
+  Recover *r = arg;
+  long long now = isotime_now_ms();
   /* A SQLite file serves one server at a time: every lease is ours. */
-  return store_delivery_release(tx, NULL, isotime_now_ms(), released);
+  if (!store_shared(r->s))
+    return store_delivery_release(tx, NULL, now, &r->released);
+  /* Issue 14: on a shared database, this node's own leases (a fixed
+   * RESTOCK_NODE_ID), and those of its dead predecessors on this host; the
+   * leases of other nodes are theirs until they end. */
+  int rc = store_delivery_release(tx, r->node, now, &r->released);
+  StrList owners = {0};
+  if (rc == 0) rc = store_delivery_owners(tx, &owners);
+  for (size_t i = 0; rc == 0 && i < owners.n; i++) {
+    if (!node_is_dead_here(owners.items[i])) continue;
+    long long n = 0;
+    rc = store_delivery_release(tx, owners.items[i], now, &n);
+    r->released += n;
+  }
+  strlist_clear(&owners);
+  return rc;
 }
 
-int outbox_recover(Store *s, long long *released) {
-  *released = 0;
-  return store_run(s, recover_fn, released);
+int outbox_recover(Store *s, const char *node, long long *released) {
+  Recover r = {.s = s, .node = node};
+  int rc = store_run(s, recover_fn, &r);
+  *released = rc == 0 ? r.released : 0;
+  return rc;
 }
 
 /* ---- writing events (storage side) ---------------------------------------- */
@@ -222,6 +262,7 @@ typedef struct {
   Unit unit;
   Outbox *o;
   long long retention_ms;
+  long long lease_ms;
   char cutoff[ISOTIME_LEN];
   long long deleted;
   bool reached;
@@ -232,8 +273,25 @@ static uint64_t prune_interval(const Outbox *o) {
   return (uint64_t)(half < 60000 ? (half > 100 ? half : 100) : 60000);
 }
 
+/* The named lease of the pruner: one node at a time walks the outbox. */
+#define PRUNE_LEASE "retention"
+
 static int prune_fn(StoreTx *tx, void *arg) {
   PruneUnit *p = arg;
+  /* Issue 14: nodes sharing a database would walk and delete the same
+   * events. The one holding the lease prunes, and renews it each time; it
+   * is free for another once the holder stops pruning (it died). A SQLite
+   * file has one node: no lease. */
+  if (store_shared(p->o->d->store)) {
+    long long now = isotime_now_ms();
+    bool held = false;
+    int lrc =
+        store_lease_claim(tx, PRUNE_LEASE, now, now + p->lease_ms, &held);
+    if (lrc || !held) {
+      p->reached = true;
+      return lrc;
+    }
+  }
   long long cursor = 0;
   for (int round = 0; round < PRUNE_ROUNDS && !p->reached; round++) {
     long long last = cursor, deleted = 0;
@@ -273,6 +331,7 @@ static void on_prune(uv_timer_t *t) {
   PruneUnit *p = xcalloc(1, sizeof *p);
   p->o = o;
   p->retention_ms = o->retention_ms;
+  p->lease_ms = 3 * (long long)prune_interval(o) + 5000;
   isotime_format(isotime_now_ms() - o->retention_ms, p->cutoff);
   o->pruning = true;
   unit_write(o->d, &p->unit, prune_fn, prune_done);
@@ -312,19 +371,32 @@ typedef struct {
   Outbox *o;
   long long room;
   long long timeout_ms;
+  long long lease_ms;
+  long long now; /* when it claimed */
   DueDelivery *due;
   size_t n;
   long long next_at; /* the earliest pending delivery after the claim */
   bool any_next;
 } ClaimUnit;
 
+/* A delivery's lease: past the handler's timeout, but at most lease_max_ms
+ * (then renewed while it runs). */
+static long long lease_ms(const Outbox *o, long long timeout_ms) {
+  long long ms = timeout_ms + LEASE_MARGIN_MS;
+  return ms < o->lease_max_ms ? ms : o->lease_max_ms;
+}
+
 static int claim_fn(StoreTx *tx, void *arg) {
   ClaimUnit *c = arg;
   long long now = isotime_now_ms();
-  int rc = store_delivery_claim(tx, now, c->room,
-                                now + c->timeout_ms + LEASE_MARGIN_MS,
+  c->now = now;
+  /* The handlers this node runs, for a shared database's claim. */
+  char *handlers = config_handlers_json(c->unit.cfg, false);
+  int rc = store_delivery_claim(tx, now, c->room, now + c->lease_ms, handlers,
                                 &c->due, &c->n);
-  if (rc == 0) rc = store_delivery_next(tx, &c->next_at, &c->any_next);
+  if (rc == 0)
+    rc = store_delivery_next(tx, handlers, &c->next_at, &c->any_next);
+  free(handlers);
   return rc;
 }
 
@@ -340,11 +412,15 @@ typedef struct {
   long long max_attempts;
   uint64_t started_ns;
   /* The outcome. */
-  bool failed; /* to be retried */
   char *status;
   long long new_attempts;
   long long next_at;
   char *error;
+  /* The outcome is counted in the metrics once it is stored, so /metrics
+   * never runs ahead of the database; and only under this node's lease
+   * (issue 14), so that no two nodes count one. */
+  const char *outcome; /* "delivered", "failed", "dead" or NULL */
+  bool kept;
 } Run;
 
 static void run_free(Run *r) {
@@ -376,6 +452,7 @@ static int record_fn(StoreTx *tx, void *arg) {
   /* A lease another node took over after ours ran out: its outcome is
    * that node's to record. */
   if (rc == 0 && kept) rc = store_event_refresh(tx, r->event_id, r->error);
+  r->kept = kept;
   return rc;
 }
 
@@ -386,12 +463,8 @@ static void record_done(Unit *u, int status) {
     /* The lease runs out and the delivery runs again: at least once. */
     log_error("delivery of %s #%lld to %s: its outcome could not be stored",
               r->event, r->event_id, r->handler);
-  else if (strcmp(r->status, "delivered") == 0)
-    metrics_event_outcome(r->event, "delivered");
-  else if (strcmp(r->status, "dead") == 0)
-    metrics_event_outcome(r->event, "dead");
-  else if (r->failed)
-    metrics_event_outcome(r->event, "failed");
+  else if (r->kept && r->outcome)
+    metrics_event_outcome(r->event, r->outcome);
   o->recording--;
   run_free(r);
   if (o->closing)
@@ -429,6 +502,7 @@ static void on_run_done(void *arg, bool ok, bool retry, const char *err) {
   /* The outcome is counted (metrics_event_outcome) once it is stored, in
    * record_done, so /metrics never runs ahead of the database. */
   if (ok) {
+    r->outcome = "delivered";
     err = NULL;
   } else if (o->stopping) {
     /* Cut short by the shutdown: not the handler's fault, so it does not
@@ -438,13 +512,14 @@ static void on_run_done(void *arg, bool ok, bool retry, const char *err) {
     err = NULL;
   } else if (r->new_attempts >= r->max_attempts || !retry) {
     status = "dead";
+    r->outcome = "dead";
     log_error("delivery of %s #%lld to %s%s is dead after %lld attempts%s: %s",
               r->event, r->event_id, r->handler, note, r->new_attempts,
               retry ? "" : " (the handler asked not to retry)", err);
   } else {
     status = "pending";
     r->next_at = now + backoff_ms(r->new_attempts);
-    r->failed = true;
+    r->outcome = "failed";
     log_warn(
         "delivery of %s #%lld to %s%s failed (attempt %lld of %lld), "
         "retrying in %lld ms: %s",
@@ -506,10 +581,18 @@ static void claim_done(Unit *u, int status) {
     }
     if (!o->stopping && c->any_next && (long long)c->n < c->room) {
       long long delay = c->next_at - isotime_now_ms();
+      /* Issue 14: due rows this claim did not get were being claimed by
+       * another node (SKIP LOCKED): they are leased once it commits, so
+       * look again shortly, not at once. One server never sees this. */
+      if (c->n == 0 && c->next_at <= c->now) delay = CLAIM_AGAIN_MS;
       if (delay <= 0)
         o->again = true;
       else
         uv_timer_start(&o->timer, on_timer, (uint64_t)delay, 0);
+    }
+    if (o->running > 0 && !uv_is_active((uv_handle_t *)&o->renew)) {
+      uint64_t every = (uint64_t)(c->lease_ms / 3 > 100 ? c->lease_ms / 3 : 100);
+      uv_timer_start(&o->renew, on_renew, every, every);
     }
     /* A full claim may have left more due: each completion kicks. */
   }
@@ -526,6 +609,66 @@ static void claim_done(Unit *u, int status) {
   }
 }
 
+/* ---- renewing leases --------------------------------------------------------- */
+
+typedef struct {
+  Unit unit;
+  Outbox *o;
+  long long until;
+} RenewUnit;
+
+static int renew_fn(StoreTx *tx, void *arg) {
+  RenewUnit *r = arg;
+  long long n = 0;
+  return store_delivery_renew(tx, r->until, &n);
+}
+
+static void renew_done(Unit *u, int status) {
+  RenewUnit *r = (RenewUnit *)u;
+  Outbox *o = r->o;
+  o->renewing = false;
+  if (status)
+    log_warn("the leases of the running deliveries could not be renewed: %s",
+             restock_strerror(status));
+  free(r);
+  if (o->closing) maybe_free(o);
+}
+
+/* Every third of a lease while handlers run: one statement renews every
+ * lease this node holds (its running deliveries), so a handler may run
+ * longer than a lease while a node that dies loses them soon. */
+static void on_renew(uv_timer_t *t) {
+  Outbox *o = t->data;
+  if (o->running == 0 || o->closing) {
+    uv_timer_stop(t);
+    return;
+  }
+  if (o->renewing) return;
+  RenewUnit *r = xcalloc(1, sizeof *r);
+  r->o = o;
+  r->until = isotime_now_ms() +
+             lease_ms(o, o->d->config->options.handler_timeout);
+  o->renewing = true;
+  unit_write(o->d, &r->unit, renew_fn, renew_done);
+}
+
+void outbox_set_lease_max(Outbox *o, long long ms) {
+  if (ms > 0) o->lease_max_ms = ms;
+}
+
+void outbox_note_due(Outbox *o, long long at_ms) {
+  if (o->stopping || o->closing || o->claiming) return;
+  long long delay = at_ms - isotime_now_ms();
+  if (delay <= 0) {
+    outbox_kick(o);
+    return;
+  }
+  if (uv_is_active((uv_handle_t *)&o->timer) &&
+      uv_timer_get_due_in(&o->timer) <= (uint64_t)delay)
+    return;
+  uv_timer_start(&o->timer, on_timer, (uint64_t)delay, 0);
+}
+
 /* Claims the deliveries that are due, as many as there is room for. */
 static void on_timer(uv_timer_t *t) {
   Outbox *o = t->data;
@@ -535,6 +678,7 @@ static void on_timer(uv_timer_t *t) {
   c->o = o;
   c->room = (long long)(OUTBOX_MAX_INFLIGHT - o->running);
   c->timeout_ms = o->d->config->options.handler_timeout;
+  c->lease_ms = lease_ms(o, c->timeout_ms);
   o->claiming = true;
   o->again = false;
   uv_timer_stop(&o->timer);

@@ -6,11 +6,15 @@
  * then marked dead.
  *
  * Deliveries are claimed by a write unit: each gets a lease in this node's
- * name (its next_at pushed past the handler's timeout), and runs only once
- * that unit's transaction has committed, so a handler never runs for an
- * event that was not stored. A server that starts releases the leases the
- * previous one left (outbox_recover), so a delivery cut short by a crash
- * runs again at once. */
+ * name (its next_at pushed past the handler's timeout, at most 15 s, and
+ * renewed while the handler runs), and runs only once that unit's
+ * transaction has committed, so a handler never runs for an event that was
+ * not stored. A server that starts releases the leases the previous one
+ * left (outbox_recover), so a delivery cut short by a crash runs again at
+ * once. With several nodes on one database each delivery runs on one node
+ * at a time: a claim skips the rows another node is claiming, an outcome is
+ * recorded only under the lease it ran with, and a node that died has its
+ * leases taken over once they end. */
 #ifndef RESTOCKD_OUTBOX_H
 #define RESTOCKD_OUTBOX_H
 
@@ -56,8 +60,10 @@ json_t *outbox_subscriber_data(json_t *data, const char *email);
 
 Outbox *outbox_new(Domain *d, OutboxRunner runner);
 /* Before the store starts: makes every delivery leased by a previous run
- * of this node due now. Returns 0 or a negative code. */
-int outbox_recover(Store *s, long long *released);
+ * of this node due now: every lease on SQLite; on a shared database those
+ * of `node` and of its dead predecessors on this host (node_is_dead_here).
+ * Returns 0 or a negative code. */
+int outbox_recover(Store *s, const char *node, long long *released);
 
 /* Inside a unit: writes event `name` with `data` (not consumed) and one
  * pending delivery per handler the unit's Config subscribed to `name` (per
@@ -83,6 +89,12 @@ void outbox_retry(Domain *d, RetryCall *c);
 void outbox_set_retention(Outbox *o, long long ms);
 /* Looks for due deliveries on the next loop iteration. */
 void outbox_kick(Outbox *o);
+/* A delivery may be claimed at `at_ms` (another node's retry, or the end of
+ * its lease): claims then unless a claim is due sooner. */
+void outbox_note_due(Outbox *o, long long at_ms);
+/* The longest a delivery's lease runs before it is renewed (15 s unless
+ * set): a node that dies has its deliveries taken over within it. */
+void outbox_set_lease_max(Outbox *o, long long ms);
 /* Stops starting deliveries. `idle` runs once no handler is running and
  * every outcome is recorded (at once if so already). Runs cut short later
  * by the shutdown are released for a later run, not counted as failed. */

@@ -17,6 +17,7 @@
 #include "lua_host.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "node.h"
 #include "outbox.h"
 #include "store.h"
 #include "subscriptions.h"
@@ -171,11 +172,13 @@ static void maybe_stopped(Server *srv) {
   uv_close((uv_handle_t *)&srv->grace, NULL);
   engine_close(srv->d.engine);
   outbox_close(srv->d.outbox);
+  node_close(srv->d.node);
   subscriptions_housekeeping_close(srv->housekeeping);
   srv->housekeeping = NULL;
   http_client_close(srv->env.http);
   srv->d.engine = NULL;
   srv->d.outbox = NULL;
+  srv->d.node = NULL;
   srv->env.http = NULL;
   store_stop(srv->d.store);
 }
@@ -227,6 +230,8 @@ static void on_stop_signal(uv_signal_t *h, int signum) {
   uv_timer_start(&srv->grace, on_grace_over, SHUTDOWN_GRACE_MS, 0);
   http_server_stop(srv->http, on_http_stopped, srv);
   outbox_stop(srv->d.outbox, on_handlers_idle, srv);
+  /* Issue 14: a node stopped cleanly leaves the list of nodes. */
+  node_stop(srv->d.node);
   /* Periodic tasks start no new run; those running finish. */
   lua_connect_stop(srv->lua);
   lua_connect_when_idle(on_tasks_idle, srv);
@@ -257,7 +262,9 @@ static void on_reload_signal(uv_signal_t *h, int signum) {
    * the last of them; units in flight keep the Config they started with. */
   lua_host_release(srv->lua);
   srv->lua = fresh;
-  domain_set_config(&srv->d, lua_host_config(fresh));
+  /* Issue 14: the node merges the new handlers with its peers' and
+   * publishes them. */
+  node_set_config(srv->d.node, lua_host_config(fresh));
   store_set_durability(srv->d.store, srv->d.config->options.durability);
   log_info("reload: %s loaded", path);
   lua_connect_start(fresh);
@@ -283,8 +290,10 @@ static int secret_fn(StoreTx *tx, void *arg) {
     }
     for (size_t i = 0; i < sizeof raw; i++)
       snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-    rc = store_meta_put(tx, "unsubscribe_secret", hex);
-    if (rc == 0) secret = xstrdup(hex);
+    /* Issue 14: nodes starting at once on one database each make one;
+     * the first stored is everyone's. */
+    rc = store_meta_add(tx, "unsubscribe_secret", hex);
+    if (rc == 0) rc = store_meta_get(tx, "unsubscribe_secret", &secret);
   }
   if (rc) return rc;
   token_key(secret, key);
@@ -304,14 +313,27 @@ static int load_secret(Server *srv) {
   return rc;
 }
 
+/* Issue 14: another node made deliveries due (LISTEN/NOTIFY). */
+static void on_store_wake(void *arg) {
+  Server *srv = arg;
+  if (srv->d.outbox) outbox_kick(srv->d.outbox);
+}
+
 int server_run(const ServerSettings *s) {
   Server *srv = xcalloc(1, sizeof *srv);
   srv->settings = s;
   Domain *d = &srv->d;
   char *err = NULL;
   int rc = 0;
+  /* Issue 14: the node id names this process's leases. */
+  char node[NODE_ID_MAX], why[256];
+  if (node_make_id(node, why, sizeof why)) {
+    start_error("%s", why);
+    free(srv);
+    return EXIT_USAGE;
+  }
   StoreOptions so = {.role = STORE_ROLE_SERVER, .readers = -1,
-                     .durability = DURABILITY_PROCESS, .node_id = "local"};
+                     .durability = DURABILITY_PROCESS, .node_id = node};
   int orc = store_open(s->db, &so, &d->store, &err);
   if (orc) {
     start_error("%s", err);
@@ -327,10 +349,13 @@ int server_run(const ServerSettings *s) {
     goto close_store;
   }
   if (pending) {
+    /* A PostgreSQL URI may hold a password: never in a log line. */
+    char *shown = store_display_uri(s->db);
     start_error(
         "the database %s has %zu pending migration%s; "
         "run `restockd migrations run` first",
-        s->db, pending, pending == 1 ? "" : "s");
+        shown, pending, pending == 1 ? "" : "s");
+    free(shown);
     rc = EXIT_USAGE;
     goto close_store;
   }
@@ -354,8 +379,16 @@ int server_run(const ServerSettings *s) {
   log_warnings(&warnings);
   d->config = lua_host_config(srv->lua);
   store_set_durability(d->store, d->config->options.durability);
+  /* Issue 14: registered (and knowing the other nodes' handlers) before it
+   * listens. */
+  d->node = node_new(d, node, lua_host_config(srv->lua));
+  if (node_register(d->node)) {
+    start_error("cannot register node %s in the database", node);
+    rc = EXIT_RUNTIME;
+    goto out;
+  }
   long long released = 0;
-  if (outbox_recover(d->store, &released) == 0 && released > 0)
+  if (outbox_recover(d->store, node, &released) == 0 && released > 0)
     log_info("%lld deliveries left running by the previous run are due again",
              released);
 
@@ -375,6 +408,7 @@ int server_run(const ServerSettings *s) {
   uv_prepare_start(&srv->logs, on_logs);
   uv_unref((uv_handle_t *)&srv->logs); /* it does not keep the loop running */
   log_set_buffered(true);
+  store_set_wake(d->store, on_store_wake, srv);
   if (store_start(d->store, &srv->loop, &err)) {
     start_error("%s", err ? err : "cannot start the storage threads");
     free(err);
@@ -383,6 +417,7 @@ int server_run(const ServerSettings *s) {
   }
   d->engine = engine_new(d);
   d->outbox = outbox_new(d, (OutboxRunner){run_delivery, srv});
+  outbox_set_lease_max(d->outbox, s->lease_ms);
   d->subscribe_hook = run_subscribe_hook;
   d->hook_ctx = srv;
   HttpConfig hc;
@@ -419,15 +454,19 @@ int server_run(const ServerSettings *s) {
   /* Work left by the previous run: checks due, deliveries pending. */
   engine_start(d->engine);
   outbox_kick(d->outbox);
+  node_start(d->node);
   lua_connect_start(srv->lua);
   outbox_set_retention(d->outbox, s->retention_ms);
   srv->housekeeping = subscriptions_housekeeping(d);
 
   printf("restockd listening on http://%s\n", http_server_address(srv->http));
   fflush(stdout);
-  log_info("restockd %s listening on http://%s (database %s, plugin %s)",
-           RESTOCKD_VERSION, http_server_address(srv->http), s->db,
-           s->config);
+  char *shown = store_display_uri(s->db);
+  log_info("restockd %s listening on http://%s (database %s, plugin %s, "
+           "node %s)",
+           RESTOCKD_VERSION, http_server_address(srv->http), shown, s->config,
+           node);
+  free(shown);
   uv_run(&srv->loop, UV_RUN_DEFAULT);
 
 out:
@@ -437,11 +476,13 @@ out:
   lua_host_abort_all("aborted: the server is stopping");
   engine_close(d->engine);
   outbox_close(d->outbox);
+  node_close(d->node);
   subscriptions_housekeeping_close(srv->housekeeping);
   srv->housekeeping = NULL;
   http_client_close(srv->env.http);
   d->engine = NULL;
   d->outbox = NULL;
+  d->node = NULL;
   srv->env.http = NULL;
   watchdog_stop(srv->watchdog);
   srv->watchdog = NULL;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_text.h"
 #include "log.h"
 #include "store_driver.h"
 #include "xmalloc.h"
@@ -16,6 +17,12 @@
 /* Most write units one transaction holds: a group that large already
  * amortizes the commit, and a bound keeps the first unit's wait short. */
 #define GROUP_MAX 512
+/* Most ids a batch reserves ahead for the next one, and how old they may
+ * be when it takes them: the ids give subscription order, so those
+ * reserved long before would put a late subscriber before earlier ones of
+ * other nodes. */
+#define ID_POOL_MAX 256
+#define ID_POOL_FRESH_NS (1000ULL * 1000000)
 /* Reader connections of a server, for listings and other read units. */
 #define DEFAULT_READERS 2
 
@@ -30,7 +37,13 @@ struct StoreTx {
   const StoreDriver *drv;
   StoreConn *conn;
   StoreStmt *stmt[SQL_COUNT_];
-  int depth; /* store_tx_begin levels open */
+  int depth;   /* store_tx_begin levels open */
+  bool writes; /* the writer's (or the CLI's): its reads may lock rows */
+  /* Issue 14: ids the last store_subscribe_many reserved for the next
+   * batch, so that it needs no round trip of its own for them. */
+  long long pool_sub[ID_POOL_MAX];
+  size_t pool_n, pool_used;
+  uint64_t pool_at_ns;
 };
 
 typedef struct {
@@ -63,6 +76,15 @@ struct Store {
   int applied;     /* what the writer last set */
   unsigned long long wal_bytes; /* the writer's; copied into stats */
   StoreStats stats;
+  /* Issue 14: whether the last transaction reached the database (atomic;
+   * /health answers 503 while it is false), and the listener that wakes
+   * this node when another one made deliveries due. */
+  int healthy;
+  void *listener;
+  void (*wake)(void *);
+  void *wake_arg;
+  uv_async_t wake_async;
+  bool wake_open;
 };
 
 static void queue_push(Queue *q, StoreWork *w) {
@@ -275,9 +297,11 @@ static int exec_id(StoreTx *tx, StmtId id) {
 /* ---- opening, running, closing ------------------------------------------- */
 
 static const StoreDriver *driver_for(const char *uri) {
-  /* PostgreSQL URIs get their backend in a later issue; until then every
-   * other name is a SQLite file. */
-  (void)uri;
+  /* libpq's URI schemes select PostgreSQL; every other name is a SQLite
+   * file. */
+  if (strncmp(uri, "postgresql://", 13) == 0 ||
+      strncmp(uri, "postgres://", 11) == 0)
+    return &store_pg_driver;
   return &store_sqlite_driver;
 }
 
@@ -298,7 +322,9 @@ int store_open(const char *uri, const StoreOptions *o, Store **out,
   if (o->role == STORE_ROLE_SERVER && drv->server_open)
     rc = drv->server_open(uri, &s->server, err);
   StoreConn *conn = NULL;
-  if (rc == 0) rc = drv->connect(uri, CONN_WRITER, &conn, err);
+  if (rc == 0)
+    rc = drv->connect(uri, o->role == STORE_ROLE_CLI ? CONN_CLI : CONN_WRITER,
+                      &conn, err);
   if (rc) {
     if (s->server) drv->server_close(s->server);
     free(s->uri);
@@ -307,6 +333,9 @@ int store_open(const char *uri, const StoreOptions *o, Store **out,
     return rc;
   }
   tx_init(&s->writer, s, conn);
+  s->writer.writes = true;
+  if (drv->set_node) drv->set_node(conn, s->node_id);
+  s->healthy = 1;
   if (o->durability != DURABILITY_PROCESS && drv->set_durability)
     drv->set_durability(conn, o->durability);
   uv_mutex_init(&s->mu);
@@ -338,10 +367,91 @@ int store_run(Store *s, StoreFn fn, void *arg) {
   return rc;
 }
 
+/* Issue 14: a database that can be unreachable (PostgreSQL). Before a
+ * transaction, the driver makes its connection usable again if it was lost;
+ * while it cannot, the units fail at once with RESTOCK_EUNAVAIL (503)
+ * instead of waiting. Returns false then. */
+static bool tx_ensure(StoreTx *tx) {
+  if (!tx->drv->ensure) return true;
+  char *err = NULL;
+  int rc = tx->drv->ensure(tx->conn, &err);
+  if (rc) log_debug("store: %s", err ? err : "the database is unreachable");
+  free(err);
+  return rc == 0;
+}
+
+/* A unit that failed because of the database's state (a lost connection,
+ * a deadlock with another node) is answered 503, as a failed commit is. */
+static int unit_status(StoreTx *tx, int status) {
+  if (status == RESTOCK_ESTORE && tx->drv->transient &&
+      tx->drv->transient(tx->conn))
+    return RESTOCK_EUNAVAIL;
+  return status;
+}
+
+static void set_healthy(Store *s, bool up) {
+  __atomic_store_n(&s->healthy, up ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+/* Most units one batch call takes. */
+#define BATCH_MAX 256
+
+/* Issue 14: runs `first` and the neighbours that share its batch function
+ * in one call of it, in a savepoint. Returns the last unit it ran, or NULL
+ * when the batch failed (undone, the units' outputs untouched) and the
+ * units must run one by one; *n gets how many it took. */
+static StoreWork *run_batch(StoreTx *tx, StoreWork *first, size_t *n) {
+  void *args[BATCH_MAX];
+  int statuses[BATCH_MAX];
+  StoreWork *last = first;
+  size_t count = 1;
+  args[0] = first->arg;
+  while (last->next && last->next->batch == first->batch &&
+         count < BATCH_MAX) {
+    last = last->next;
+    args[count++] = last->arg;
+  }
+  *n = count;
+  if (exec_id(tx, SQL_SAVEPOINT)) return NULL;
+  tx->depth = 0;
+  for (size_t i = 0; i < count; i++) statuses[i] = 0;
+  int rc = first->batch(tx, args, statuses, count);
+  while (tx->depth > 0) store_tx_rollback(tx);
+  if (rc == 0 && exec_id(tx, SQL_RELEASE) == 0) {
+    StoreWork *w = first;
+    for (size_t i = 0; i < count; i++, w = w->next)
+      w->status = unit_status(tx, statuses[i]);
+    return last;
+  }
+  if (rc == 0) {
+    /* Released nothing: the batch's outputs are set, so its units are not
+     * run again; they fail. */
+    for (StoreWork *w = first;; w = w->next) {
+      w->status = RESTOCK_ESTORE;
+      if (w == last) break;
+    }
+    return last;
+  }
+  if (tx->drv->in_transaction(tx->conn) && exec_id(tx, SQL_ROLLBACK_TO) == 0)
+    exec_id(tx, SQL_RELEASE);
+  return NULL;
+}
+
 /* Runs one group of write units in one transaction (the writer thread). */
 static void run_group(Store *s, StoreWork *first) {
   StoreTx *tx = &s->writer;
   const StoreDriver *d = s->drv;
+  if (!tx_ensure(tx)) {
+    set_healthy(s, false);
+    unsigned long long n = 0;
+    for (StoreWork *w = first; w; w = w->next, n++)
+      w->status = RESTOCK_EUNAVAIL;
+    uv_mutex_lock(&s->mu);
+    s->stats.failed_commits++;
+    s->stats.units += n;
+    uv_mutex_unlock(&s->mu);
+    return;
+  }
   int wanted = __atomic_load_n(&s->durability, __ATOMIC_RELAXED);
   if (wanted != s->applied && d->set_durability) {
     d->set_durability(tx->conn, (Durability)wanted);
@@ -349,12 +459,31 @@ static void run_group(Store *s, StoreWork *first) {
   }
   bool open = exec_id(tx, SQL_BEGIN) == 0;
   StoreWork *w = first;
+  size_t solo = 0; /* units left of a batch that failed, to run alone */
   for (; w && open; w = w->next) {
+    if (w->batch && d->batches && solo == 0) {
+      size_t n = 0;
+      StoreWork *last = run_batch(tx, w, &n);
+      if (!last) {
+        solo = n; /* and run this one alone, below */
+      } else if (d->in_transaction(tx->conn)) {
+        w = last;
+        continue;
+      } else {
+        /* The batch lost the transaction: as below. */
+        open = false;
+        for (StoreWork *v = first; v != last->next; v = v->next)
+          if (v->status >= 0) v->status = RESTOCK_ECOMMIT;
+        w = last->next;
+        break;
+      }
+    }
+    if (solo > 0) solo--;
     if (exec_id(tx, SQL_SAVEPOINT)) {
-      w->status = RESTOCK_ESTORE;
+      w->status = unit_status(tx, RESTOCK_ESTORE);
     } else {
       tx->depth = 0;
-      int st = w->fn(tx, w->arg);
+      int st = unit_status(tx, w->fn(tx, w->arg));
       while (tx->depth > 0) store_tx_rollback(tx); /* a unit's leftover */
       if (st >= 0 && exec_id(tx, SQL_RELEASE) != 0) st = RESTOCK_ESTORE;
       if (st < 0 && d->in_transaction(tx->conn) &&
@@ -385,6 +514,9 @@ static void run_group(Store *s, StoreWork *first) {
   bool failed = false;
   for (StoreWork *v = first; v; v = v->next)
     if (v->status == RESTOCK_ECOMMIT) failed = true;
+  /* A transaction lost with its connection: the database is down (a
+   * failed commit on a working connection, a full disk, is not). */
+  set_healthy(s, !failed || !d->transient || !d->transient(tx->conn));
   if (failed)
     log_error(
         "store: a group commit failed; its writes were not stored and each "
@@ -439,11 +571,15 @@ static void writer_main(void *arg) {
 }
 
 static void run_read(StoreTx *tx, StoreWork *w) {
-  if (exec_id(tx, SQL_BEGIN_READ)) {
-    w->status = RESTOCK_ESTORE;
+  if (!tx_ensure(tx)) {
+    w->status = RESTOCK_EUNAVAIL;
     return;
   }
-  w->status = w->fn(tx, w->arg);
+  if (exec_id(tx, SQL_BEGIN_READ)) {
+    w->status = unit_status(tx, RESTOCK_ESTORE);
+    return;
+  }
+  w->status = unit_status(tx, w->fn(tx, w->arg));
   while (tx->depth > 0) store_tx_rollback(tx);
   if (exec_id(tx, SQL_COMMIT) && tx->drv->in_transaction(tx->conn))
     exec_id(tx, SQL_ROLLBACK);
@@ -474,6 +610,17 @@ static void reader_main(void *arg) {
 }
 
 static void on_async_closed(uv_handle_t *h) {}
+
+/* The listener thread: another node made deliveries due. */
+static void listener_notify(void *arg) {
+  Store *s = arg;
+  uv_async_send(&s->wake_async);
+}
+
+static void on_wake(uv_async_t *a) {
+  Store *s = a->data;
+  if (s->wake && !s->stopping) s->wake(s->wake_arg);
+}
 
 /* On the loop: runs the completions the storage threads posted. */
 static void on_async(uv_async_t *a) {
@@ -527,6 +674,19 @@ int store_start(Store *s, uv_loop_t *loop, char **err) {
   uv_async_init(loop, &s->async, on_async);
   s->async.data = s;
   uv_unref((uv_handle_t *)&s->async);
+  if (s->wake && s->drv->listen) {
+    uv_async_init(loop, &s->wake_async, on_wake);
+    s->wake_async.data = s;
+    uv_unref((uv_handle_t *)&s->wake_async);
+    s->wake_open = true;
+    if (s->drv->listen(s->uri, s->node_id, listener_notify, s, &s->listener,
+                       err)) {
+      uv_close((uv_handle_t *)&s->wake_async, NULL);
+      s->wake_open = false;
+      uv_close((uv_handle_t *)&s->async, NULL);
+      return RESTOCK_ESTORE;
+    }
+  }
   s->threads_running = 1 + s->nreaders;
   s->started = true;
   uv_thread_options_t o = {UV_THREAD_HAS_STACK_SIZE, 1 << 20};
@@ -554,8 +714,10 @@ int store_start(Store *s, uv_loop_t *loop, char **err) {
   return RESTOCK_ESTORE;
 }
 
-static void submit(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
-                   void *arg, bool write) {
+static void submit(Store *s, StoreWork *w, StoreFn fn, StoreBatchFn batch,
+                   StoreDone done, void *arg, bool write) {
+  /* Set before the unit is queued (under the mutex): the writer sees it. */
+  w->batch = batch;
   w->fn = fn;
   w->done = done;
   w->arg = arg;
@@ -584,12 +746,17 @@ static void submit(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
 
 void store_write(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
                  void *arg) {
-  submit(s, w, fn, done, arg, true);
+  submit(s, w, fn, NULL, done, arg, true);
 }
 
 void store_read(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
                 void *arg) {
-  submit(s, w, fn, done, arg, false);
+  submit(s, w, fn, NULL, done, arg, false);
+}
+
+void store_write_batched(Store *s, StoreWork *w, StoreFn fn,
+                         StoreBatchFn batch, StoreDone done, void *arg) {
+  submit(s, w, fn, batch, done, arg, true);
 }
 
 int store_write_sync(Store *s, StoreFn fn, void *arg, uint64_t timeout_ms) {
@@ -631,6 +798,13 @@ void store_set_durability(Store *s, Durability d) {
 
 void store_stop(Store *s) {
   if (!s || !s->started || s->stopping) return;
+  /* The listener's thread is joined here: it is in poll(), woken at once,
+   * or at most in one connection attempt (libpq's connect_timeout) while
+   * the database is unreachable. Only then may its async handle close. */
+  if (s->listener) s->drv->unlisten(s->listener);
+  s->listener = NULL;
+  if (s->wake_open) uv_close((uv_handle_t *)&s->wake_async, NULL);
+  s->wake_open = false;
   uv_mutex_lock(&s->mu);
   s->stopping = true;
   uv_cond_broadcast(&s->wcond);
@@ -662,6 +836,29 @@ void store_stats(Store *s, StoreStats *out) {
   uv_mutex_lock(&s->mu);
   *out = s->stats;
   uv_mutex_unlock(&s->mu);
+  /* The connections count their own round trips. */
+  if (s->drv->round_trips) {
+    if (s->writer.conn) out->round_trips += s->drv->round_trips(s->writer.conn);
+    for (int i = 0; s->readers && i < s->nreaders; i++)
+      if (s->readers[i].conn)
+        out->round_trips += s->drv->round_trips(s->readers[i].conn);
+  }
+}
+
+bool store_shared(const Store *s) { return s->drv->shared; }
+
+bool store_healthy(const Store *s) {
+  return __atomic_load_n(&s->healthy, __ATOMIC_RELAXED) != 0;
+}
+
+void store_set_wake(Store *s, void (*fn)(void *arg), void *arg) {
+  s->wake = fn;
+  s->wake_arg = arg;
+}
+
+char *store_display_uri(const char *uri) {
+  const StoreDriver *d = driver_for(uri);
+  return d->display_uri ? d->display_uri(uri) : xstrdup(uri);
 }
 
 int store_tx_begin(StoreTx *tx) {
@@ -800,7 +997,12 @@ static void read_variant(Q *q, Variant *out) {
 
 int store_variant_get(StoreTx *tx, const char *id, Variant *out) {
   Q q;
-  if (q_open(&q, tx, SQL_VARIANT_GET, "s", id)) return RESTOCK_ESTORE;
+  /* Issue 14: with several writers, a write locks the variant it reads
+   * (SQL_VARIANT_LOCK): what it decides from the row (in stock, changed)
+   * stays true until it commits. */
+  StmtId sid =
+      tx->writes && tx->drv->shared ? SQL_VARIANT_LOCK : SQL_VARIANT_GET;
+  if (q_open(&q, tx, sid, "s", id)) return RESTOCK_ESTORE;
   int rc = q_step(&q);
   if (rc == 1) read_variant(&q, out);
   q_close(&q);
@@ -1181,11 +1383,14 @@ int store_subscription_take(StoreTx *tx, const char *variant_id,
                             long long limit, const char *now,
                             TakenList *taken, bool *more) {
   Q q;
-  if (q_open(&q, tx, SQL_SUB_TAKE, "ssii", variant_id, channel, quantity,
-             limit))
+  /* Issue 14: a backend whose take moves the rows itself gets the time
+   * too, and says in each row whether more remain (SQLite binds four). */
+  if (q_open(&q, tx, SQL_SUB_TAKE, "ssiis", variant_id, channel, quantity,
+             limit, now))
     return RESTOCK_ESTORE;
   long long last = -1;
   int rc;
+  bool remain = false;
   while ((rc = q_step(&q)) == 1) {
     if (taken->n == taken->cap) {
       taken->cap = taken->cap ? taken->cap * 2 : 64;
@@ -1197,9 +1402,14 @@ int store_subscription_take(StoreTx *tx, const char *variant_id,
     q_copy(&q, 2, t->created_at, ISOTIME_LEN);
     t->locale = q_dup(&q, 3);
     t->quantity = q_int(&q, 4);
+    if (tx->drv->take_moves) remain = q_int(&q, 5) != 0;
   }
   q_close(&q);
   if (rc < 0) return rc;
+  if (tx->drv->take_moves) {
+    *more = remain;
+    return 0;
+  }
   /* Subscriptions are taken oldest first among those the stock can serve,
    * so they are exactly those of the scope up to the last one read that
    * want no more than the quantity. */
@@ -1354,11 +1564,17 @@ void due_delivery_clear(DueDelivery *d) {
 }
 
 int store_delivery_claim(StoreTx *tx, long long now, long long max,
-                         long long lease_until, DueDelivery **out, size_t *n) {
+                         long long lease_until, const char *handlers,
+                         DueDelivery **out, size_t *n) {
   Q q;
   *out = NULL;
   *n = 0;
-  if (q_open(&q, tx, SQL_DELIVERY_DUE, "ii", now, max)) return RESTOCK_ESTORE;
+  const char *node = store_tx_node(tx);
+  /* Issue 14: a backend whose claim leases in the same statement takes
+   * the lease and the handlers too (SQLite binds only the first two). */
+  if (q_open(&q, tx, SQL_DELIVERY_DUE, "iiiss", now, max, lease_until, node,
+             handlers))
+    return RESTOCK_ESTORE;
   DueDelivery *items = NULL;
   size_t count = 0, cap = 0;
   int rc;
@@ -1378,8 +1594,7 @@ int store_delivery_claim(StoreTx *tx, long long now, long long max,
     d->data = q_dup(&q, 6);
   }
   q_close(&q);
-  const char *node = store_tx_node(tx);
-  for (size_t i = 0; rc == 0 && i < count; i++)
+  for (size_t i = 0; rc == 0 && !tx->drv->claim_leases && i < count; i++)
     rc = q_exec(tx, NULL, SQL_DELIVERY_LEASE, "issis", items[i].event_id,
                 items[i].handler, items[i].subscriber, lease_until, node);
   if (rc < 0) {
@@ -1405,11 +1620,27 @@ int store_delivery_finish(StoreTx *tx, long long event_id, const char *handler,
 }
 
 int store_event_refresh(StoreTx *tx, long long event_id, const char *error) {
+  /* Issue 14: with several writers, the deliveries of one event may finish
+   * on several nodes at once. The event's row is locked first, so that its
+   * status is computed in a statement that sees every delivery finished by
+   * a node that held the row before. */
+  if (tx->drv->shared && q_exec(tx, NULL, SQL_EVENT_LOCK, "i", event_id))
+    return RESTOCK_ESTORE;
   return q_exec(tx, NULL, SQL_EVENT_REFRESH, "is", event_id, error);
 }
 
-int store_delivery_next(StoreTx *tx, long long *next_at, bool *any) {
-  return q_scalar(tx, next_at, any, SQL_DELIVERY_NEXT, "");
+int store_delivery_next(StoreTx *tx, const char *handlers, long long *next_at,
+                        bool *any) {
+  return q_scalar(tx, next_at, any, SQL_DELIVERY_NEXT, "s", handlers);
+}
+
+int store_delivery_renew(StoreTx *tx, long long until, long long *renewed) {
+  return q_exec(tx, renewed, SQL_DELIVERY_RENEW, "si", store_tx_node(tx),
+                until);
+}
+
+int store_delivery_owners(StoreTx *tx, StrList *owners) {
+  return q_strings(tx, owners, SQL_DELIVERY_OWNERS, "");
 }
 
 int store_delivery_release(StoreTx *tx, const char *node, long long now,
@@ -1423,23 +1654,45 @@ int store_delivery_pending_count(StoreTx *tx, long long *count) {
   return q_scalar(tx, count, NULL, SQL_DELIVERY_PENDING, "");
 }
 
-/* The deliveries of one event, to the visitor. */
-static int event_deliveries(StoreTx *tx, long long id, const EventVisitor *v) {
+/* The events `rows` (ascending ids) to the visitor, each followed by its
+ * deliveries, which one statement reads for the whole page (not one per
+ * event: on PostgreSQL that is a round trip each, 1,000 for a page). */
+static int visit_events(StoreTx *tx, const EventRow *const *rows, size_t n,
+                        const EventVisitor *v) {
+  if (n == 0) return 0;
+  Buf ids = {0};
+  buf_puts(&ids, "[");
+  for (size_t i = 0; i < n; i++)
+    buf_printf(&ids, "%s%lld", i ? "," : "", rows[i]->id);
+  buf_puts(&ids, "]");
   Q q;
-  if (q_open(&q, tx, SQL_EVENT_DELIVERIES, "i", id)) return RESTOCK_ESTORE;
-  int rc;
-  while ((rc = q_step(&q)) == 1) {
-    const char *sub = q_text(&q, 1);
-    DeliveryRow d = {
-        .handler = q_text(&q, 0),
-        .subscriber = sub ? sub : "",
-        .status = q_text(&q, 2),
-        .attempts = q_int(&q, 3),
-        .max_attempts = q_int(&q, 4),
-        .last_error = q_text(&q, 5),
-        .updated_at = q_text(&q, 6),
-    };
-    int stop = v->delivery(v->ctx, &d);
+  int rc = q_open(&q, tx, SQL_EVENT_DELIVERIES, "s", ids.data);
+  buf_free(&ids);
+  if (rc) return RESTOCK_ESTORE;
+  rc = q_step(&q);
+  for (size_t i = 0; rc >= 0 && i < n; i++) {
+    int stop = v->event(v->ctx, rows[i]);
+    if (stop) {
+      rc = stop;
+      break;
+    }
+    /* Both come in ascending event id. */
+    while (rc == 1 && q_int(&q, 0) < rows[i]->id) rc = q_step(&q);
+    while (rc == 1 && q_int(&q, 0) == rows[i]->id) {
+      const char *sub = q_text(&q, 2);
+      DeliveryRow d = {
+          .handler = q_text(&q, 1),
+          .subscriber = sub ? sub : "",
+          .status = q_text(&q, 3),
+          .attempts = q_int(&q, 4),
+          .max_attempts = q_int(&q, 5),
+          .last_error = q_text(&q, 6),
+          .updated_at = q_text(&q, 7),
+      };
+      stop = v->delivery(v->ctx, &d);
+      if (stop) break;
+      rc = q_step(&q);
+    }
     if (stop) {
       rc = stop;
       break;
@@ -1510,9 +1763,11 @@ static int event_list_with(StoreTx *tx, StmtId count_id, StmtId list_id,
                         .created_at = h->strings[4]};
   }
   q_close(&q);
-  for (size_t i = 0; rc == 0 && i < n; i++) {
-    rc = v->event(v->ctx, &held[i].row);
-    if (rc == 0) rc = event_deliveries(tx, held[i].row.id, v);
+  if (rc == 0) {
+    const EventRow **rows = xcalloc(n ? n : 1, sizeof *rows);
+    for (size_t i = 0; i < n; i++) rows[i] = &held[i].row;
+    rc = visit_events(tx, rows, n, v);
+    free(rows);
   }
   for (size_t i = 0; i < n; i++)
     for (int k = 0; k < 5; k++) free(held[i].strings[k]);
@@ -1858,6 +2113,10 @@ int store_meta_put(StoreTx *tx, const char *key, const char *value) {
   return q_exec(tx, NULL, SQL_META_PUT, "ss", key, value);
 }
 
+int store_meta_add(StoreTx *tx, const char *key, const char *value) {
+  return q_exec(tx, NULL, SQL_META_ADD, "ss", key, value);
+}
+
 /* ---- shop connectors (issue 16) ------------------------------------------ */
 
 /* Expired rows a set deletes, at most. */
@@ -1957,6 +2216,104 @@ int store_conversion_revenue(StoreTx *tx, const ConversionFilter *f,
   }
   q_close(&q);
   return rc < 0 ? rc : 0;
+}
+
+/* ---- nodes -------------------------------------------------------------------- */
+
+int store_node_beat(StoreTx *tx, const char *started_at, const char *version,
+                    const char *handlers) {
+  return q_exec(tx, NULL, SQL_NODE_BEAT, "ssss", store_tx_node(tx),
+                started_at, version, handlers);
+}
+
+int store_node_list(StoreTx *tx, NodeRowFn fn, void *ctx) {
+  Q q;
+  if (q_open(&q, tx, SQL_NODE_LIST, "")) return RESTOCK_ESTORE;
+  int rc;
+  while ((rc = q_step(&q)) == 1) {
+    NodeRow row = {.id = q_text(&q, 0),
+                   .started_at = q_text(&q, 1),
+                   .last_seen_at = q_text(&q, 2),
+                   .version = q_text(&q, 3)};
+    int stop = fn(ctx, &row);
+    if (stop) {
+      rc = stop;
+      break;
+    }
+  }
+  q_close(&q);
+  return rc < 0 ? rc : 0;
+}
+
+int store_node_peers(StoreTx *tx, StrList *handlers) {
+  return q_strings(tx, handlers, SQL_NODE_PEERS, "s", store_tx_node(tx));
+}
+
+int store_node_delete(StoreTx *tx) {
+  return q_exec(tx, NULL, SQL_NODE_DELETE, "s", store_tx_node(tx));
+}
+
+
+/* ---- batches (issue 14) -------------------------------------------------------- */
+
+int store_ids_reserve(StoreTx *tx, size_t n, long long *subscription_ids) {
+  /* Those the last batch reserved ahead, if there are enough, fresh. */
+  if (tx->pool_n - tx->pool_used >= n &&
+      uv_hrtime() - tx->pool_at_ns < ID_POOL_FRESH_NS) {
+    memcpy(subscription_ids, tx->pool_sub + tx->pool_used, n * sizeof(long long));
+    tx->pool_used += n;
+    return 0;
+  }
+  tx->pool_n = tx->pool_used = 0;
+  Q q;
+  if (q_open(&q, tx, SQL_IDS_RESERVE, "i", (long long)n))
+    return RESTOCK_ESTORE;
+  size_t got = 0;
+  int rc;
+  while ((rc = q_step(&q)) == 1 && got < n) {
+    subscription_ids[got++] = q_int(&q, 0);
+  }
+  q_close(&q);
+  return rc < 0 ? rc : got == n ? 0 : RESTOCK_ESTORE;
+}
+
+int store_subscribe_many(StoreTx *tx, const SubscribeRow *rows, size_t n,
+                         long long next_at, SubscribeResult *out) {
+  /* The rows go as one JSON parameter: one statement, one round trip. */
+  json_t *list = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(
+        list, json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s}", "i",
+                        (json_int_t)i, "id", (json_int_t)rows[i].id, "v",
+                        rows[i].variant_id,
+                        "e", rows[i].email, "now", rows[i].now, "data",
+                        rows[i].data, "h", rows[i].handlers));
+  char *text = json_text(list);
+  json_decref(list);
+  if (!text) return RESTOCK_ESTORE;
+  /* The statement also reserves ids for the next batch (rows with i = -1):
+   * under load, each batch then costs one round trip fewer. */
+  long long ahead = (long long)(2 * n > ID_POOL_MAX ? ID_POOL_MAX : 2 * n);
+  Q q;
+  int rc = q_open(&q, tx, SQL_SUBSCRIBE_MANY, "sii", text, next_at, ahead);
+  free(text);
+  if (rc) return RESTOCK_ESTORE;
+  size_t got = 0;
+  tx->pool_n = tx->pool_used = 0;
+  tx->pool_at_ns = uv_hrtime();
+  while ((rc = q_step(&q)) == 1) {
+    long long i = q_int(&q, 0);
+    if (i == -1 && tx->pool_n < ID_POOL_MAX) {
+      tx->pool_sub[tx->pool_n++] = q_int(&q, 3);
+      continue;
+    }
+    if (i < 0 || (size_t)i >= n) continue;
+    out[i].verdict = (SubscribeVerdict)q_int(&q, 1);
+    q_copy(&q, 2, out[i].created_at, sizeof out[i].created_at);
+    got++;
+  }
+  q_close(&q);
+  return rc < 0 ? rc : got == n ? 0 : RESTOCK_ESTORE;
 }
 
 int store_conversion_variants(StoreTx *tx, const ConversionFilter *f,

@@ -45,6 +45,12 @@ typedef int (*StoreFn)(StoreTx *tx, void *arg);
  * RESTOCK_ECOMMIT when the group's commit failed, or RESTOCK_EUNAVAIL when
  * the store was stopping. */
 typedef void (*StoreDone)(void *arg, int status);
+/* Issue 14: runs the work of `n` write units at once (their args), setting
+ * statuses[i] as the unit's own StoreFn would have returned. Returns 0, or a
+ * negative code having changed none of the units' outputs: the store then
+ * undoes what it did and runs each unit's StoreFn instead. */
+typedef int (*StoreBatchFn)(StoreTx *tx, void *const *args, int *statuses,
+                            size_t n);
 
 /* A unit of work. The caller owns the memory (usually embedded in its own
  * context) and must keep it until `done` has run. */
@@ -55,6 +61,7 @@ typedef struct StoreWork {
   void *arg;
   int status; /* private until done runs */
   uint64_t queued_ns;
+  StoreBatchFn batch; /* private: store_write_batched's */
   bool sync;      /* private: store_write_sync's */
   bool sync_done; /* private */
 } StoreWork;
@@ -71,15 +78,28 @@ typedef struct {
   const char *node_id;   /* names this process's leases; copied */
 } StoreOptions;
 
-/* Opens the database named by `uri` (a SQLite file path; ":memory:" keeps
- * it in memory, readers then run on the writer). With STORE_ROLE_SERVER a
- * SQLite file is locked for this process: a second server on it gets
- * RESTOCK_EBUSY with the holder's PID in *err. Returns 0, or a negative code
+/* Opens the database named by `uri`: a postgresql:// or postgres:// URI
+ * (libpq's syntax) selects PostgreSQL, any other name is a SQLite file
+ * path (":memory:" keeps it in memory, readers then run on the writer).
+ * With STORE_ROLE_SERVER a SQLite file is locked for this process: a second
+ * server on it gets RESTOCK_EBUSY with the holder's PID in *err; any number
+ * of servers may share a PostgreSQL database. Returns 0, or a negative code
  * with a message in *err (free it). */
 int store_open(const char *uri, const StoreOptions *o, Store **out,
                char **err);
-/* The backend's name ("sqlite"). */
+/* The backend's name ("sqlite", "postgres"). */
 const char *store_backend(const Store *s);
+/* True when other servers may share the database (PostgreSQL): the server
+ * then runs its node machinery (heartbeat, registry, polling). */
+bool store_shared(const Store *s);
+/* False while the database is unreachable: the last transaction was lost
+ * with its connection (any thread). */
+bool store_healthy(const Store *s);
+/* Before store_start: `fn(arg)` runs on the loop whenever another server
+ * made deliveries due (PostgreSQL's LISTEN/NOTIFY); never on SQLite. */
+void store_set_wake(Store *s, void (*fn)(void *arg), void *arg);
+/* `uri` as logs may show it, its password masked (malloc'd). */
+char *store_display_uri(const char *uri);
 /* Runs `fn` now, on the calling thread, in a transaction of its own:
  * committed when it returns 0, rolled back otherwise. Only before
  * store_start (start-up, the CLI). Returns fn's status, or RESTOCK_ECOMMIT. */
@@ -97,6 +117,13 @@ int store_start(Store *s, uv_loop_t *loop, char **err);
 /* Queues a write unit (loop thread only). */
 void store_write(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
                  void *arg);
+/* Issue 14: queues a write unit that the writer may run together with the
+ * neighbours of its group queued with the same `batch`, in one call of it
+ * (a backend with round trips to save: PostgreSQL runs 64 subscribes in one
+ * statement); else, and whenever the batch fails, it runs `fn`. Loop thread
+ * only. */
+void store_write_batched(Store *s, StoreWork *w, StoreFn fn,
+                         StoreBatchFn batch, StoreDone done, void *arg);
 /* Queues a read unit (loop thread only). */
 void store_read(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
                 void *arg);
@@ -134,6 +161,7 @@ typedef struct {
   unsigned long long units;   /* write units they held */
   unsigned long long failed_commits;
   unsigned long long wal_max_bytes; /* SQLite: the WAL's largest size */
+  unsigned long long round_trips;   /* to a database server, all connections */
 } StoreStats;
 void store_stats(Store *s, StoreStats *out);
 
@@ -228,6 +256,41 @@ typedef struct {
  * Call once per new row, and insert it in the same unit. */
 int store_subscription_next_id(StoreTx *tx, long long *id);
 int store_event_next_id(StoreTx *tx, long long *id);
+
+/* Issue 14: reserves `n` subscription ids, in order, for the rows a batch
+ * writes (store_subscribe_many). */
+int store_ids_reserve(StoreTx *tx, size_t n, long long *subscription_ids);
+
+typedef struct {
+  long long id; /* from store_ids_reserve; its event's comes with the row */
+  const char *variant_id;
+  const char *email;
+  const char *now;
+  const char *data;     /* the subscribed event's data (JSON text) */
+  const char *handlers; /* its deliveries: JSON [[handler, max_attempts]] */
+} SubscribeRow;
+
+typedef enum {
+  SUBSCRIBE_ADDED = 0,
+  SUBSCRIBE_NO_VARIANT = 1,
+  SUBSCRIBE_IN_STOCK = 2,
+  SUBSCRIBE_EXISTS = 3,
+  SUBSCRIBE_PENDING = 4, /* the email's subscription waits for a confirm */
+} SubscribeVerdict;
+
+typedef struct {
+  SubscribeVerdict verdict;
+  char created_at[ISOTIME_LEN]; /* ADDED, EXISTS */
+} SubscribeResult;
+
+/* Unscoped subscribes, each as the subscribe use-case does it, all in one
+ * statement where the backend has one (PostgreSQL): a row whose variant is
+ * missing or in stock is judged and written nowhere; the others are added
+ * unless the email is subscribed already, each new one with its
+ * restock-notification.subscribed event (id, data) and one delivery per
+ * handler due at `next_at`. out[i] is row i's verdict. */
+int store_subscribe_many(StoreTx *tx, const SubscribeRow *rows, size_t n,
+                         long long next_at, SubscribeResult *out);
 
 /* A subscription to store (store_subscription_put). */
 typedef struct {
@@ -426,10 +489,13 @@ typedef struct {
 
 void due_delivery_clear(DueDelivery *d);
 /* Claims up to `max` pending deliveries due at `now`, oldest due first: each
- * gets a lease until `lease_until` in this store's node's name. Fills a new
- * array *out of *n entries (clear each, then free the array). */
+ * gets a lease until `lease_until` in this store's node's name. `handlers`
+ * (JSON [[event, handler], ...]) names those this node can run: on a shared
+ * database it claims only theirs, and those no live node can run. Fills a
+ * new array *out of *n entries (clear each, then free the array). */
 int store_delivery_claim(StoreTx *tx, long long now, long long max,
-                         long long lease_until, DueDelivery **out, size_t *n);
+                         long long lease_until, const char *handlers,
+                         DueDelivery **out, size_t *n);
 /* Records a claimed delivery's outcome, if this node still holds its lease
  * (*kept false otherwise). `error` may be NULL. */
 int store_delivery_finish(StoreTx *tx, long long event_id, const char *handler,
@@ -439,8 +505,15 @@ int store_delivery_finish(StoreTx *tx, long long event_id, const char *handler,
 /* Recomputes an event's status and attempts from its deliveries; a non-NULL
  * `error` becomes its last_error. */
 int store_event_refresh(StoreTx *tx, long long event_id, const char *error);
-/* The earliest next_at of a pending delivery, *any false if there is none. */
-int store_delivery_next(StoreTx *tx, long long *next_at, bool *any);
+/* The earliest next_at of a pending delivery this node could claim (see
+ * store_delivery_claim), *any false if there is none. */
+int store_delivery_next(StoreTx *tx, const char *handlers, long long *next_at,
+                        bool *any);
+/* Pushes the lease of every delivery this node runs to `until`. */
+int store_delivery_renew(StoreTx *tx, long long until, long long *renewed);
+/* The nodes named in leases (for a start-up that releases those of its
+ * own dead predecessors). */
+int store_delivery_owners(StoreTx *tx, StrList *owners);
 /* Makes the leased deliveries of `node` (NULL: of any node) due at `now`.
  * *released gets how many. */
 int store_delivery_release(StoreTx *tx, const char *node, long long now,
@@ -574,6 +647,28 @@ int store_named_list(StoreTx *tx, NamedKind kind, long long limit,
 /* Reads a meta value into a new string (*out), or RESTOCK_ENOTFOUND. */
 int store_meta_get(StoreTx *tx, const char *key, char **out);
 int store_meta_put(StoreTx *tx, const char *key, const char *value);
+/* Stores `value` unless the key has one already (several nodes starting at
+ * once keep the first). */
+int store_meta_add(StoreTx *tx, const char *key, const char *value);
+
+/* ---- nodes (a shared database; no-ops on SQLite) --------------------------- */
+
+/* This node's heartbeat: its row, with the handlers its script subscribed
+ * (JSON [[event, handler, max_attempts, each], ...]). */
+int store_node_beat(StoreTx *tx, const char *started_at, const char *version,
+                    const char *handlers);
+typedef struct {
+  const char *id;
+  const char *started_at;
+  const char *last_seen_at;
+  const char *version;
+} NodeRow;
+typedef int (*NodeRowFn)(void *ctx, const NodeRow *row);
+int store_node_list(StoreTx *tx, NodeRowFn fn, void *ctx);
+/* The handlers (JSON, one entry per node) of the other live nodes. */
+int store_node_peers(StoreTx *tx, StrList *handlers);
+/* Removes this node's row (a clean stop). */
+int store_node_delete(StoreTx *tx);
 
 /* ---- shop connectors (issue 16) ------------------------------------------ */
 

@@ -17,8 +17,9 @@ typedef struct StoreConn StoreConn;
 typedef struct StoreStmt StoreStmt;
 
 typedef enum {
-  CONN_WRITER, /* the server's writer (or the CLI's only connection) */
+  CONN_WRITER, /* the server's writer */
   CONN_READER, /* read-only, for read units */
+  CONN_CLI,    /* the CLI's only connection: writes, waits as long as needed */
 } ConnRole;
 
 typedef struct StoreDriver {
@@ -74,8 +75,52 @@ typedef struct StoreDriver {
   /* True when the uri names a database readers cannot share (SQLite's
    * :memory:): reads then run on the writer. */
   bool (*private_uri)(const char *uri);
+
+  /* ---- several servers on one database (PostgreSQL; all optional) ---- */
+
+  /* Several servers may write the database at once. store.c then reads
+   * the rows a write will change with a lock (SQL_VARIANT_LOCK,
+   * SQL_EVENT_LOCK), and the server runs its node machinery (heartbeat,
+   * handler registry, polling). */
+  bool shared;
+  /* Batches save round trips: the writer runs a store_write_batched unit
+   * with its neighbours through their batch function (SQL_IDS_RESERVE and
+   * SQL_SUBSCRIBE_MANY are then its statements). */
+  bool batches;
+  /* SQL_DELIVERY_DUE leases the rows it returns itself, in one statement
+   * (?3 the lease's end, ?4 the node, ?5 the handlers this node runs, as
+   * JSON); otherwise store.c runs SQL_DELIVERY_LEASE for each. */
+  bool claim_leases;
+  /* SQL_SUB_TAKE moves the rows it returns to the history itself (?4 the
+   * time they are notified at) and says in a third column whether more
+   * remain in the scope: one statement a chunk, not four. */
+  bool take_moves;
+  /* Before each transaction: makes `c` usable again after it was lost,
+   * reconnecting at most as often as its backoff allows. Returns 0, or
+   * RESTOCK_EUNAVAIL with why in *err. */
+  int (*ensure)(StoreConn *c, char **err);
+  /* True when the last failure on `c` may pass if tried again (the
+   * connection was lost, a deadlock, a serialization failure): the unit
+   * is then answered 503, not 500. */
+  bool (*transient)(StoreConn *c);
+  /* Round trips to the server made on `c` so far (read from any thread). */
+  unsigned long long (*round_trips)(StoreConn *c);
+  /* Starts a thread of its own that calls notify(arg) whenever another
+   * server than `node` made deliveries due (LISTEN/NOTIFY), reconnecting
+   * by itself.
+   * Returns 0 or a negative code with *err. */
+  int (*listen)(const char *uri, const char *node, void (*notify)(void *arg),
+                void *arg, void **state, char **err);
+  /* Names the node whose writes the writer's connection makes, so that
+   * the notifications its own commits raise do not wake it. */
+  void (*set_node)(StoreConn *c, const char *node);
+  /* Stops and frees what listen started. */
+  void (*unlisten)(void *state);
+  /* `uri` as a log line may show it, its password masked (malloc'd). */
+  char *(*display_uri)(const char *uri);
 } StoreDriver;
 
 extern const StoreDriver store_sqlite_driver;
+extern const StoreDriver store_pg_driver;
 
 #endif

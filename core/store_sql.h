@@ -65,7 +65,14 @@
   X(SESSION_INSERT) X(SESSION_GET) X(SESSION_DELETE) X(SESSION_PRUNE)         \
   X(DEMAND_LIST) X(DEMAND_COUNT) X(DEMAND_LIST_CHANNEL)                       \
   X(DEMAND_COUNT_CHANNEL)                                                     \
-  X(EVENT_LIST_VARIANT) X(EVENT_COUNT_VARIANT)
+  X(EVENT_LIST_VARIANT) X(EVENT_COUNT_VARIANT)                               \
+  /* Several nodes on one database (issue 14): the locks a write takes on  \
+   * PostgreSQL (no-ops on SQLite's single writer), lease renewal, and the  \
+   * node registry (no-ops on SQLite, one node). */                         \
+  X(VARIANT_LOCK) X(EVENT_LOCK) X(DELIVERY_RENEW) X(DELIVERY_OWNERS)        \
+  X(META_ADD) X(NODE_BEAT) X(NODE_LIST) X(NODE_PEERS) X(NODE_DELETE)        \
+  /* Batches (StoreDriver.batches): a group's subscribes in one statement. */ \
+  X(IDS_RESERVE) X(SUBSCRIBE_MANY)
 
 typedef enum {
 #define STORE_SQL_ENUM(name) SQL_##name,

@@ -331,10 +331,13 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_EVENT_COUNT_NAMED] =
         "SELECT count(*) FROM events WHERE name = ?1 AND name "
         "!= " SUBSCRIBED_SQL " AND (?2 IS NULL OR status = ?2)",
+    /* The deliveries of the events whose ids ?1 lists (JSON), by event,
+     * each event's in the order they were written. */
     [SQL_EVENT_DELIVERIES] =
-        "SELECT handler, subscriber, status, attempts, max_attempts,"
-        " last_error, updated_at FROM deliveries WHERE event_id = ?1"
-        " ORDER BY rowid",
+        "SELECT event_id, handler, subscriber, status, attempts, max_attempts,"
+        " last_error, updated_at FROM deliveries"
+        " WHERE event_id IN (SELECT value FROM json_each(?1))"
+        " ORDER BY event_id, rowid",
     [SQL_EVENT_EXISTS] = "SELECT 1 FROM events WHERE id = ?1",
     [SQL_EVENT_RETRY] =
         "UPDATE deliveries SET status = 'pending', attempts = 0,"
@@ -437,6 +440,28 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_KEY_COUNT] = "SELECT count(*) FROM publishable_api_keys",
     [SQL_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [SQL_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+    [SQL_META_ADD] = "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+    /* One writer: what a write reads cannot change under it, so the
+     * locking read is the plain one and the event needs no lock. */
+    [SQL_VARIANT_LOCK] = "SELECT " VARIANT_COLUMNS
+                         " FROM variants v WHERE id = ?1",
+    [SQL_EVENT_LOCK] = "SELECT 1 FROM events WHERE id = ?1",
+    [SQL_DELIVERY_RENEW] =
+        "UPDATE deliveries SET next_at = ?2"
+        " WHERE lease_owner = ?1 AND status = 'pending'",
+    [SQL_DELIVERY_OWNERS] =
+        "SELECT DISTINCT lease_owner FROM deliveries"
+        " WHERE lease_owner IS NOT NULL",
+    /* A SQLite file serves one node (the store is not shared): the node
+     * registry is never read or written. */
+    [SQL_NODE_BEAT] = "SELECT 1",
+    [SQL_NODE_LIST] = "SELECT NULL, NULL, NULL, NULL WHERE 0",
+    [SQL_NODE_PEERS] = "SELECT NULL WHERE 0",
+    [SQL_NODE_DELETE] = "SELECT 1",
+    /* Not run: a statement costs SQLite microseconds, not a round trip, so
+     * the writer runs each subscribe on its own (batches is false). */
+    [SQL_IDS_RESERVE] = "SELECT NULL, NULL WHERE 0",
+    [SQL_SUBSCRIBE_MANY] = "SELECT NULL, NULL, NULL WHERE 0",
     [SQL_SUB_FIND] =
         "SELECT id, created_at FROM restock_subscriptions"
         " WHERE email = ?3 AND variant_id = ?1 AND sales_channel_id = ?2",
@@ -664,7 +689,7 @@ static int sq_connect(const char *uri, ConnRole role, StoreConn **out,
   }
   /* Storage threads may wait: nobody else waits for them. */
   sqlite3_busy_timeout(db, role == CONN_READER ? 5000 : 2000);
-  if (role == CONN_WRITER) {
+  if (role != CONN_READER) {
     if (sqlite3_db_readonly(db, "main") == 1) {
       *err = xasprintf(
           "cannot write to database %s: the file is read-only (check its "
@@ -695,7 +720,7 @@ static int sq_connect(const char *uri, ConnRole role, StoreConn **out,
   StoreConn *c = xcalloc(1, sizeof *c);
   c->db = db;
   c->role = role;
-  if (role == CONN_WRITER) sqlite3_wal_hook(db, on_wal_commit, c);
+  if (role != CONN_READER) sqlite3_wal_hook(db, on_wal_commit, c);
   *out = c;
   return 0;
 }

@@ -219,6 +219,139 @@ static int subscribe_fn(StoreTx *tx, void *arg) {
   return rc;
 }
 
+/* ---- subscribes in batches (issue 14) ---------------------------------- */
+
+/* The subscribes a batch takes: active, unscoped ones without a wish (no
+ * quantity, no locale), every step of which (variant, stock, ids, row,
+ * event, deliveries) store_subscribe_many makes in one statement, as
+ * subscribe_fn and store_subscription_put do them for such a subscribe.
+ * Whatever else a subscribe may carry (a key, a channel, a wish, double
+ * opt-in) runs subscribe_fn; a new input of the subscribe must be handled
+ * here too, or make it unbatchable. */
+static bool batchable(const SubscribeCall *c) {
+  return !c->publishable_key && !c->sales_channel_id && c->quantity == 0 &&
+         !c->locale[0] && !c->unit.cfg->options.double_opt_in;
+}
+
+/* The handlers of the subscribed event as store_subscribe_many takes them:
+ * one whole-event delivery each (the event has no emails to split). */
+static char *subscribed_handlers(const Config *cfg, size_t *n) {
+  const HandlerSpec *h[64];
+  size_t count = config_handlers(cfg, SUBSCRIBED, h, 64);
+  if (count > 64) count = 64;
+  json_t *list = json_array();
+  for (size_t i = 0; i < count; i++)
+    json_array_append_new(list, json_pack("[sI]", h[i]->name,
+                                          (json_int_t)h[i]->max_attempts));
+  char *text = json_text(list);
+  json_decref(list);
+  *n = count;
+  return text;
+}
+
+static int subscribe_batch(StoreTx *tx, void *const *args, int *statuses,
+                           size_t n) {
+  /* A unit of the batch the statement cannot take as it is (its domain
+   * is blocked): the others go, and it is answered as subscribe_fn
+   * would. */
+  size_t *row_of = xcalloc(n, sizeof *row_of);
+  size_t rows_n = 0;
+  for (size_t i = 0; i < n; i++) {
+    const SubscribeCall *c = args[i];
+    row_of[i] = email_domain_listed(&c->unit.cfg->blocked_domains, c->email)
+                    ? (size_t)-1
+                    : rows_n++;
+    if (c->unit.cfg->options.double_opt_in) {
+      free(row_of);
+      return RESTOCK_EINVAL; /* a reload in between: each runs its fn */
+    }
+  }
+  long long *ids = xcalloc(rows_n ? rows_n : 1, sizeof *ids);
+  SubscribeRow *rows = xcalloc(rows_n ? rows_n : 1, sizeof *rows);
+  SubscribeResult *res = xcalloc(rows_n ? rows_n : 1, sizeof *res);
+  char **texts = xcalloc(2 * (rows_n ? rows_n : 1), sizeof *texts);
+  size_t *handlers = xcalloc(rows_n ? rows_n : 1, sizeof *handlers);
+  char now[ISOTIME_LEN];
+  isotime_now(now);
+  int rc = rows_n ? store_ids_reserve(tx, rows_n, ids) : 0;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    if (row_of[i] == (size_t)-1) continue;
+    size_t r = row_of[i];
+    const SubscribeCall *c = args[i];
+    char unsubscribe[TOKEN_LEN + 1], manage[TOKEN_MANAGE_MAX];
+    token_make(c->unit.d->token_key, TOKEN_UNSUBSCRIBE, ids[r], unsubscribe);
+    token_make_manage(c->unit.d->token_key, c->email, manage);
+    /* The same data as emit_subscribed's, key for key. */
+    json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "variant_id",
+                             c->variant_id, "email", c->email,
+                             "unsubscribe_token", unsubscribe, "manage_token",
+                             manage);
+    texts[2 * r] = json_text(data);
+    json_decref(data);
+    texts[2 * r + 1] = subscribed_handlers(c->unit.cfg, &handlers[r]);
+    if (!texts[2 * r] || !texts[2 * r + 1]) rc = RESTOCK_ESTORE;
+    rows[r] = (SubscribeRow){.id = ids[r],
+                             .variant_id = c->variant_id,
+                             .email = c->email,
+                             .now = now,
+                             .data = texts[2 * r],
+                             .handlers = texts[2 * r + 1]};
+  }
+  if (rc == 0 && rows_n)
+    rc = store_subscribe_many(tx, rows, rows_n, isotime_now_ms(), res);
+  /* An email with a pending subscription of the variant (double opt-in
+   * was on when it subscribed): subscribe_fn asks it to confirm again. */
+  for (size_t r = 0; rc == 0 && r < rows_n; r++)
+    if (res[r].verdict == SUBSCRIBE_PENDING) rc = RESTOCK_EINVAL;
+  /* Only now, all or nothing, the units' outputs. */
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    SubscribeCall *c = args[i];
+    if (row_of[i] == (size_t)-1) {
+      snprintf(c->message, sizeof c->message,
+               "Subscriptions from %.200s are not accepted",
+               strrchr(c->email, '@') + 1);
+      statuses[i] = RESTOCK_ENOTALLOWED;
+      continue;
+    }
+    size_t r = row_of[i];
+    switch (res[r].verdict) {
+      case SUBSCRIBE_ADDED:
+        c->created = true;
+        snprintf(c->created_at, sizeof c->created_at, "%s",
+                 res[r].created_at);
+        effects_event(&c->unit.fx, SUBSCRIBED, handlers[r]);
+        statuses[i] = 0;
+        break;
+      case SUBSCRIBE_EXISTS:
+        snprintf(c->created_at, sizeof c->created_at, "%s",
+                 res[r].created_at);
+        statuses[i] = 0;
+        break;
+      case SUBSCRIBE_NO_VARIANT:
+        snprintf(c->message, sizeof c->message,
+                 "Variant with id: %.300s was not found", c->variant_id);
+        statuses[i] = RESTOCK_ENOTFOUND;
+        break;
+      case SUBSCRIBE_IN_STOCK:
+        snprintf(c->message, sizeof c->message,
+                 "You cannot sign up for restock notifications on a product "
+                 "that is not sold out");
+        statuses[i] = RESTOCK_ENOTALLOWED;
+        break;
+      case SUBSCRIBE_PENDING:
+        break; /* not reached: the batch gave way above */
+    }
+  }
+  for (size_t i = 0; i < 2 * (rows_n ? rows_n : 1); i++) free(texts[i]);
+  free(texts);
+  free(handlers);
+  free(res);
+  free(rows);
+  free(ids);
+  free(row_of);
+  return rc;
+}
+
 static void subscribe_finish(Unit *u, int status) {
   SubscribeCall *c = (SubscribeCall *)u;
   c->done(c, status);
@@ -243,11 +376,13 @@ static json_t *hook_argument(const SubscribeCall *c) {
   return a;
 }
 
+static void subscribe_write(Domain *d, SubscribeCall *c);
+
 static void hook_done(void *arg, HookOutcome outcome, const char *message) {
   SubscribeCall *c = arg;
   Domain *d = c->unit.d;
   if (outcome == HOOK_ALLOW) {
-    unit_write(d, &c->unit, subscribe_fn, subscribe_finish);
+    subscribe_write(d, c);
   } else if (outcome == HOOK_REFUSE) {
     snprintf(c->message, sizeof c->message, "%s", message);
     c->done(c, RESTOCK_ENOTALLOWED);
@@ -260,6 +395,17 @@ static void hook_done(void *arg, HookOutcome outcome, const char *message) {
   }
 }
 
+/* Queues the subscribe's unit: batched with its neighbours when it can be
+ * (issue 14). The Config it runs with is the Domain's now. */
+static void subscribe_write(Domain *d, SubscribeCall *c) {
+  c->unit.cfg = d->config; /* for batchable(); unit_write takes its ref */
+  if (batchable(c))
+    unit_write_batched(d, &c->unit, subscribe_fn, subscribe_batch,
+                       subscribe_finish);
+  else
+    unit_write(d, &c->unit, subscribe_fn, subscribe_finish);
+}
+
 void subscriptions_subscribe(Domain *d, SubscribeCall *c) {
   c->message[0] = '\0';
   c->created = false;
@@ -270,7 +416,7 @@ void subscriptions_subscribe(Domain *d, SubscribeCall *c) {
     json_decref(arg);
     if (rc == 0) return;
   }
-  unit_write(d, &c->unit, subscribe_fn, subscribe_finish);
+  subscribe_write(d, c);
 }
 
 /* ---- unsubscribe ------------------------------------------------------------ */

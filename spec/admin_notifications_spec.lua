@@ -224,6 +224,8 @@ describe("/admin/restock-notifications", function()
     -- is written afterwards: forgetting the email still finds the event.
     it("forgets the subscribed event whose id was not the one predicted",
       function()
+        if helpers.sqlite_only("PostgreSQL gives event ids from a sequence, "
+          .. "never a random one") then return end
         local dir = helpers.tmpdir()
         local db = dir .. "/restock.db"
         local rc, _, stderr = helpers.run({ "migrations", "run", "--db", db })

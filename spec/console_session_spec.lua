@@ -45,11 +45,7 @@ local function with_cookie(server, method, path, cookie, opts)
 end
 
 local function sql(db, statement)
-  local p = assert(io.popen("sqlite3 " .. helpers.shquote(db) .. " "
-    .. helpers.shquote(statement)))
-  local out = p:read("a")
-  p:close()
-  return out
+  return helpers.sql(db, statement) or ""
 end
 
 describe("the console's session", function()
@@ -201,7 +197,8 @@ restock.options { trust_proxy = true }
     assert.truthy(rows:find(selector, 1, true), rows)
     assert.falsy(rows:find(validator, 1, true), "the validator is stored as is")
     server:stop()
-    local again = helpers.start({ dir = dir, no_migrate = true })
+    local again = helpers.start({ dir = dir, db = server.db,
+      no_migrate = true })
     local res = with_cookie(again, "GET", "/admin/session", cookie)
     helpers.assert_status(res, 200)
   end)

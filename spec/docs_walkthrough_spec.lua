@@ -281,7 +281,13 @@ local function walk(blocks, where)
             socket.sleep(0.05)
             out = shell:run(cmd)
             ok, got = decodes(out)
-            why = ok and differ(step.expected, got) or "no JSON: " .. out
+            -- Not `ok and differ(...) or ...`: a match (nil) would read as
+            -- a failure.
+            if ok then
+              why = differ(step.expected, got)
+            else
+              why = "no JSON: " .. out
+            end
           end
         end
         assert(not why, what .. "\n" .. tostring(why) .. "\nthe whole answer: "

@@ -19,18 +19,9 @@ local function set_quantity(server, variant_id, q)
     .. helpers.urlencode(variant_id), { inventory_quantity = q }), 200)
 end
 
--- Runs one SQL query on a database with the sqlite3 shell, if there is
--- one, and returns its output trimmed, or nil without the shell.
-local function sql(db, query)
-  if not os.execute("command -v sqlite3 >/dev/null 2>&1") then
-    return nil
-  end
-  local p = assert(io.popen(string.format("sqlite3 %s %s 2>&1",
-    helpers.shquote(db), helpers.shquote(query))))
-  local out = p:read("a")
-  p:close()
-  return (out:gsub("%s+$", ""))
-end
+-- Runs one SQL query on the server's database (SQLite's shell, if there is
+-- one, or psql) and returns its output trimmed, or nil without the shell.
+local sql = helpers.sql
 
 local function recording_plugin(path, options)
   return helpers.recorder_plugin(path) .. "restock.options " .. options

@@ -112,10 +112,20 @@ end)
 -- A server whose outbox holds 1,000,000 delivered subscribed events,
 -- written straight into SQLite before it starts.
 local function big_outbox_server()
-    local dir = helpers.tmpdir()
-  local db = dir .. "/restock.db"
+  local dir = helpers.tmpdir()
+  local db = helpers.fresh_db(dir)
   local rc, _, stderr = helpers.run({ "migrations", "run", "--db", db })
   assert.equals(0, rc, stderr)
+  if helpers.pg then
+    helpers.psql(db, string.format([[
+INSERT INTO events (name, data, status, created_at)
+  SELECT 'restock-notification.subscribed', ('{"variant_id":"v",'
+    || '"email":"someone@example.com","unsubscribe_token":"%s"}')::jsonb,
+    'delivered', '2026-01-01T00:00:00.000Z'
+  FROM generate_series(1, 1000000);
+]], string.rep("x", 120)))
+    return helpers.start { dir = dir, db = db, no_migrate = true }
+  end
   -- 1,000,000 delivered subscribed events, written straight into SQLite.
   local fill = string.format([[python3 -c '
 import sqlite3

@@ -60,7 +60,21 @@ local function parse_csv(text)
   return rows
 end
 
-local function sqlite(db, sql)
+-- Writes n more active subscriptions of variant v straight into the
+-- database (SQLite's shell, or psql).
+local function bulk(db, n)
+  if helpers.pg then
+    helpers.psql(db, string.format("INSERT INTO restock_subscriptions"
+      .. " (id, variant_id, email, created_at) SELECT"
+      .. " nextval('restock_subscription_ids'), 'v', 'bulk' || i"
+      .. " || '@example.com', '2026-01-01T00:00:00.000Z'"
+      .. " FROM generate_series(1, %d) AS i", n))
+    return
+  end
+  local sql = string.format("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL"
+    .. " SELECT i + 1 FROM n WHERE i < %d) INSERT INTO restock_subscriptions"
+    .. " (variant_id, email, created_at) SELECT 'v', 'bulk' || i ||"
+    .. " '@example.com', '2026-01-01T00:00:00.000Z' FROM n", n)
   local rc = os.execute(string.format("sqlite3 %q %q >/dev/null", db, sql))
   assert(rc == true or rc == 0, "sqlite3 failed: " .. sql)
 end
@@ -186,10 +200,7 @@ describe("the export", function()
     function()
       local server = setup()
       -- 200,000 more rows, written straight into the database.
-      sqlite(server.db, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
-        .. "i + 1 FROM n WHERE i < 200000) INSERT INTO restock_subscriptions "
-        .. "(variant_id, email, created_at) SELECT 'v', 'bulk' || i || "
-        .. "'@example.com', '2026-01-01T00:00:00.000Z' FROM n")
+      bulk(server.db, 200000)
       local conn = helpers.connect(server, 30)
       assert(conn:send_request("GET", "/admin/restock-notifications/export",
         { headers = { Authorization = "Bearer " .. helpers.ADMIN_TOKEN } }))
@@ -232,10 +243,7 @@ describe("the export", function()
 
   it("lets go of a client that leaves mid-way", function()
     local server = setup()
-    sqlite(server.db, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
-      .. "i + 1 FROM n WHERE i < 100000) INSERT INTO restock_subscriptions "
-      .. "(variant_id, email, created_at) SELECT 'v', 'bulk' || i || "
-      .. "'@example.com', '2026-01-01T00:00:00.000Z' FROM n")
+    bulk(server.db, 100000)
     local conn = helpers.connect(server, 10)
     assert(conn:send_request("GET", "/admin/restock-notifications/export",
       { headers = { Authorization = "Bearer " .. helpers.ADMIN_TOKEN } }))

@@ -26,7 +26,7 @@ describe("migrations", function()
 
   local db
   before_each(function()
-    db = helpers.tmpdir() .. "/restock.db"
+    db = helpers.fresh_db(helpers.tmpdir())
   end)
 
   it("run applies the pending migrations and prints each one", function()
@@ -74,7 +74,7 @@ describe("migrations", function()
   end)
 
   it("prefers --db to RESTOCK_DB", function()
-    local other = helpers.tmpdir() .. "/other.db"
+    local other = helpers.fresh_db(helpers.tmpdir())
     local rc, _, stderr = helpers.run({ "migrations", "run", "--db", db },
       { RESTOCK_DB = other })
     assert.equals(0, rc, stderr)
@@ -85,6 +85,9 @@ describe("migrations", function()
   end)
 
   it("defaults to ./restock.db", function()
+    if helpers.sqlite_only("the default database is a SQLite file") then
+      return
+    end
     local dir = helpers.tmpdir()
     local rc, stdout, stderr = helpers.run({ "migrations", "run" }, nil,
       { cwd = dir })

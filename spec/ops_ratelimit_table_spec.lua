@@ -98,6 +98,11 @@ describe("the subscribe rate limiter's table", function()
 
   it("lets a new client in after 65,600 distinct addresses filled it",
     function()
+      -- 65,600 requests, each a write unit answered 404: on PostgreSQL that
+      -- is 65,600 transactions for a table that lives in memory, before the
+      -- database; the other two tests here run on both backends.
+      if helpers.sqlite_only("the limiter's table is in memory, before the "
+        .. "database") then return end
       local server = helpers.start {
         plugin = plugin("subscribe_rate_limit = 2, trust_proxy = true"),
         args = { "--log-level", "warn" },

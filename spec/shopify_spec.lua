@@ -33,12 +33,10 @@ local function wait_variant(server, id, pred)
   return v
 end
 
+-- One query's output, as the sqlite3 shell prints it (psql on
+-- PostgreSQL).
 local function sqlite(db, sql)
-  local p = io.popen(string.format("sqlite3 %s %s", helpers.shquote(db),
-    helpers.shquote(sql)))
-  local out = p:read("a")
-  p:close()
-  return out
+  return (helpers.sql(db, sql) or "") .. "\n"
 end
 
 local function blue_shirt(quantity, updated_at)

@@ -19,10 +19,15 @@ local function set_quantity(server, variant_id, q)
     .. helpers.urlencode(variant_id), { inventory_quantity = q }), 200)
 end
 
--- Runs a python3 snippet with the database path as its argument.
-local function python(db, code)
+-- Fills a migrated database before its server starts: a python3 snippet
+-- given the SQLite file's path, or SQL run with psql on PostgreSQL.
+local function fill(db, sqlite_python, pg_sql)
+  if helpers.pg then
+    helpers.psql(db, pg_sql)
+    return true
+  end
   local f = assert(io.open(db .. ".py", "w"))
-  f:write(code)
+  f:write(sqlite_python)
   f:close()
   return os.execute(string.format("python3 %s %s",
     helpers.shquote(db .. ".py"), helpers.shquote(db)))
@@ -33,6 +38,8 @@ describe("one SQLite file, one server", function()
 
   it("refuses a second server on the same file with exit 1 and the PID",
     function()
+      if helpers.sqlite_only("several servers share a PostgreSQL database "
+        .. "(multinode_spec.lua)") then return end
       local first = helpers.start()
       local rc, _, stderr = helpers.run({ "start", "--db", first.db,
         "--config", first.plugin_path, "--port", "0" },
@@ -47,6 +54,7 @@ describe("one SQLite file, one server", function()
 
   it("lets a server start on the file once the first one is gone, even "
     .. "killed", function()
+      if helpers.sqlite_only("no lock file on PostgreSQL") then return end
       local first = helpers.start()
       first:kill9()
       local second = helpers.start { dir = first.dir, db = first.db,
@@ -107,16 +115,24 @@ describe("the loop while the storage works", function()
   it("answers /health while the writer notifies 200,000 subscribers",
     function()
       local dir = helpers.tmpdir()
-      local db = dir .. "/restock.db"
+      local db = helpers.fresh_db(dir)
       local rc, _, stderr = helpers.run({ "migrations", "run", "--db", db })
       assert.equals(0, rc, stderr)
-      assert.is_true(python(db, [[
+      assert.is_true(fill(db, [[
 import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
 c.execute("INSERT INTO variants (id, inventory_quantity, created_at, updated_at) VALUES ('big', 0, 'x', 'x')")
 c.executemany("INSERT INTO restock_subscriptions (variant_id, sales_channel_id, email, created_at) VALUES ('big', '', ?, '2026-01-01T00:00:00.000Z')",
   (("s%d@example.com" % i,) for i in range(200000)))
 c.commit()
+]], [[
+INSERT INTO variants (id, inventory_quantity, created_at, updated_at)
+  VALUES ('big', 0, now(), now());
+INSERT INTO restock_subscriptions (id, variant_id, sales_channel_id, email,
+    created_at)
+  SELECT nextval('restock_subscription_ids'), 'big', '', 's' || i
+    || '@example.com', '2026-01-01T00:00:00.000Z'
+  FROM generate_series(0, 199999) AS i;
 ]]))
       local server = helpers.start { dir = dir, db = db, no_migrate = true,
         plugin = 'local restock = require "restock"\n'
@@ -146,15 +162,18 @@ describe("the loop while a write is long", function()
 
   it("answers /health while a batch of 10,000 updates is written", function()
     local dir = helpers.tmpdir()
-    local db = dir .. "/restock.db"
+    local db = helpers.fresh_db(dir)
     local rc, _, stderr = helpers.run({ "migrations", "run", "--db", db })
     assert.equals(0, rc, stderr)
-    assert.is_true(python(db, [[
+    assert.is_true(fill(db, [[
 import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
 c.executemany("INSERT INTO variants (id, inventory_quantity, created_at, updated_at) VALUES (?, 0, 'x', 'x')",
   (("v%d" % i,) for i in range(10000)))
 c.commit()
+]], [[
+INSERT INTO variants (id, inventory_quantity, created_at, updated_at)
+  SELECT 'v' || i, 0, now(), now() FROM generate_series(0, 9999) AS i;
 ]]))
     local server = helpers.start { dir = dir, db = db, no_migrate = true }
     local updates = {}
@@ -213,6 +232,8 @@ describe("a full disk", function()
 
   it("answers 503 JSON and keeps the connection, runs no handler for what "
     .. "was not stored, and recovers once there is room", function()
+      if helpers.sqlite_only("the database's disk is PostgreSQL's server's; "
+        .. "multinode_spec.lua stops the server instead") then return end
       mnt = mount_small_disk()
       if not mnt then
         pending("mounting a tmpfs needs root")

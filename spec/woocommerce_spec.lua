@@ -28,12 +28,10 @@ local function variant(server, id)
   return res.status == 200 and res.json.variant or nil
 end
 
+-- One query's output, as the sqlite3 shell prints it (psql on
+-- PostgreSQL).
 local function sqlite(db, sql)
-  local p = io.popen(string.format("sqlite3 %s %s", helpers.shquote(db),
-    helpers.shquote(sql)))
-  local out = p:read("a")
-  p:close()
-  return out
+  return (helpers.sql(db, sql) or "") .. "\n"
 end
 
 local function active(server, id)
