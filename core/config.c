@@ -224,6 +224,9 @@ Config *config_with_peers(const Config *own, const HandlerSpec *peers,
   Config *c = config_new();
   config_options_clear(&c->options);
   config_options_copy(&c->options, &own->options);
+  /* Everything the script set besides its options and handlers. */
+  c->on_subscribe = own->on_subscribe;
+  strlist_copy(&c->blocked_domains, &own->blocked_domains);
   for (size_t i = 0; i < own->nhandlers; i++) {
     const HandlerSpec *h = &own->handlers[i];
     config_add_handler(c, h->event, h->name, h->max_attempts, h->each);

@@ -124,7 +124,8 @@ Config *config_ref(Config *c);
 /* Drops one reference, freeing the Config with the last (any thread). NULL
  * is a no-op. */
 void config_unref(Config *c);
-/* A new Config (one reference) with `own`'s options and handlers, then
+/* A new Config (one reference) with `own`'s options, handlers, hook and
+ * blocked domains (every field but the references), then
  * each of the `n` handlers of `peers` that `own` has not (same event and
  * name), marked as a peer's. */
 Config *config_with_peers(const Config *own, const HandlerSpec *peers,

@@ -75,6 +75,25 @@ TEST(config_with_peers_adds_what_the_script_lacks) {
   config_unref(own);
 }
 
+/* The merged Config is the one the node serves with: everything the
+ * script set carries over, not only its options and handlers (the hook and
+ * the blocked domains were lost on PostgreSQL once). */
+TEST(config_with_peers_keeps_the_hook_and_the_blocked_domains) {
+  Config *own = config_new();
+  own->on_subscribe = true;
+  strlist_push(&own->blocked_domains, "mailinator.com");
+  strlist_push(&own->blocked_domains, "spam.example");
+  Config *c = config_with_peers(own, NULL, 0);
+  CHECK(c->on_subscribe);
+  CHECK(c->blocked_domains.n == 2);
+  CHECK_STR(c->blocked_domains.items[0], "mailinator.com");
+  CHECK_STR(c->blocked_domains.items[1], "spam.example");
+  config_unref(own);
+  /* A copy: it outlives the script's own Config. */
+  CHECK_STR(c->blocked_domains.items[1], "spam.example");
+  config_unref(c);
+}
+
 TEST(display_uri_masks_the_password) {
   char *a = store_display_uri("postgresql://shop:s3cret@db:5432/x?sslmode=require");
   CHECK_STR(a, "postgresql://shop:***@db:5432/x?sslmode=require");
