@@ -353,3 +353,79 @@ describe("the documentation's walk-throughs", function()
       walk(blocks, "docs/multi-warehouse.md")
     end)
 end)
+
+-- docs/subscribers.md's per-shopper subscriber (a Mailgun-style handler,
+-- `each = "subscriber"`), run as written against a fake mail API: only its
+-- URL becomes the fake's. The fake refuses the first request with a 400 (a
+-- bad address): that shopper's delivery is dead, every other shopper gets
+-- exactly one mail, and nobody gets a second.
+describe("docs/subscribers.md's per-shopper subscriber", function()
+  local fake_http = require "spec.support.fake_http"
+  after_each(function()
+    local ok, err = pcall(fake_http.cleanup)
+    helpers.cleanup()
+    assert(ok, err)
+  end)
+
+  it("sends each shopper one mail, and a refused address to nobody else",
+    function()
+      local doc = assert(read_file("docs/subscribers.md"))
+      local part = section(doc,
+        'One delivery per shopper: `each = "subscriber"`')
+      local code = assert(part and part:match("\n```lua\n(.-\n)```"),
+        "no lua block in the section")
+      assert.truthy(code:find('each = "subscriber"', 1, true), code)
+      local fake = fake_http.start { "--fail-first", 1, "--fail-status", 400 }
+      local n
+      code, n = code:gsub("https://api%.mailgun%.net", fake.url)
+      assert.equals(1, n, "the example's URL moved: " .. code)
+      local server = helpers.start {
+        plugin = 'local restock = require "restock"\n' .. code,
+        env = { MAILGUN_AUTH = "YXBpOmtleS0x" } }
+      helpers.assert_status(helpers.admin(server, "POST", "/admin/variants",
+        { id = "v", title = "Red shoes", inventory_quantity = 0 }), 200)
+      local emails = { "a@example.com", "b@example.com", "c@example.com" }
+      for _, e in ipairs(emails) do
+        helpers.assert_status(helpers.request(server, "POST",
+          "/restock-notifications/variants/v", { json = { email = e } }), 201)
+      end
+      helpers.assert_status(helpers.admin(server, "POST", "/admin/variants/v",
+        { inventory_quantity = 5 }), 200)
+      local reqs = fake:wait_requests(3)
+      -- The event's deliveries settle: two delivered, one dead.
+      local deliveries = helpers.wait_for(function()
+        local r = helpers.admin(server, "GET",
+          "/admin/events?name=restock-notification.restocked")
+        local ev = r.json.events and r.json.events[1]
+        if not ev or ev.status == "pending" then return nil end
+        return ev.deliveries
+      end)
+      assert.truthy(deliveries, "the restocked event never settled")
+      local by_status, dead = {}, nil
+      for _, d in ipairs(deliveries) do
+        assert.equals("mailgun", d.handler)
+        by_status[d.status] = (by_status[d.status] or 0) + 1
+        if d.status == "dead" then dead = d.subscriber end
+      end
+      assert.same({ delivered = 2, dead = 1 }, by_status)
+      -- No second mail to anyone (nothing is pending: no retry is coming):
+      -- three requests, one per shopper, each with the Basic auth and the
+      -- form the example builds.
+      reqs = fake:requests()
+      assert.equals(3, #reqs)
+      local seen = {}
+      for _, r in ipairs(reqs) do
+        assert.equals("Basic YXBpOmtleS0x", r.headers["Authorization"]
+          or r.headers["authorization"])
+        local to = r.body:match("^to=([^&]+)&")
+        assert.truthy(to, r.body)
+        assert.truthy(r.body:find("text=Red shoes", 1, true), r.body)
+        assert.is_nil(seen[to], "a second mail to " .. to)
+        seen[to] = true
+      end
+      for _, e in ipairs(emails) do
+        assert.truthy(seen[e], "no mail to " .. e)
+      end
+      assert.truthy(seen[dead])
+    end)
+end)

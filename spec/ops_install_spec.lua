@@ -495,3 +495,66 @@ f:close()
     assert.same({ "ann@example.com" }, reqs[1].recipients)
   end)
 end)
+
+-- What `make run` and `make test` install (issue 11): running needs the
+-- build's packages only; the test runner, the browsers and the PostgreSQL
+-- server come with `make test`. Read from what make would run (`-n`), with
+-- every target considered out of date (`-B`), so nothing is installed or
+-- built here.
+describe("the packages make installs", function()
+  -- The package names of every install_missing loop in make's plan.
+  local function packages(target)
+    local out = capture("make -s -n -B " .. target .. " 2>&1")
+    local set = {}
+    for list in out:gmatch("for p in ([^;]+); do") do
+      for p in list:gmatch("%S+") do
+        set[p] = true
+      end
+    end
+    return set, out
+  end
+
+  it("are the build's only for make run, and the tests' too for make test",
+    function()
+      local run, out = packages("run")
+      for _, p in ipairs({ "build-essential", "pkg-config", "liblua5.4-dev",
+        "libuv1-dev", "libsqlite3-dev", "libjansson-dev", "libssl-dev",
+        "node-llhttp", "libpq-dev" }) do
+        assert.truthy(run[p], p .. " is not installed by make run:\n" .. out)
+      end
+      local test_only = { "lua-busted", "lua-socket", "chromium",
+        "chromium-driver", "python3-selenium", "postgresql",
+        "python3-aiosmtpd" }
+      for _, p in ipairs(test_only) do
+        assert.is_nil(run[p], "make run installs the test package " .. p)
+      end
+      local test, tout = packages("test")
+      for _, p in ipairs(test_only) do
+        assert.truthy(test[p], p .. " is not installed by make test:\n"
+          .. tout)
+      end
+      assert.truthy(test["libuv1-dev"])
+    end)
+end)
+
+-- The admin token has one home (issue 11): /etc/restockd/env, read by the
+-- unit's EnvironmentFile=; neither the unit nor the docs send the operator
+-- to `systemctl edit` for it.
+describe("the admin token's place", function()
+  it("is /etc/restockd/env, in the unit and in docs/operations.md alone",
+    function()
+      local unit = assert(read_file("docs/restockd.service"))
+      local ops = assert(read_file("docs/operations.md"))
+      assert.truthy(unit:find("\nEnvironmentFile=-/etc/restockd/env\n", 1,
+        true))
+      assert.is_nil(unit:find("Environment=RESTOCK_ADMIN_TOKEN", 1, true))
+      for name, text in pairs({ ["docs/restockd.service"] = unit,
+        ["docs/operations.md"] = ops, ["README.md"] =
+        assert(read_file("README.md")) }) do
+        assert.is_nil(text:find("systemctl edit", 1, true),
+          name .. " still mentions systemctl edit")
+      end
+      assert.truthy(ops:find("RESTOCK_ADMIN_TOKEN=%s\\n' \"$(head -c 24 "
+        .. "/dev/urandom | base64)\" > /etc/restockd/env", 1, true))
+    end)
+end)
