@@ -750,7 +750,12 @@ static void conn_feed(HttpConn *c, const char *data, size_t len) {
       data += used;
       len -= used;
       /* A request answered later, or enough answers waiting: the rest is
-       * parsed once that answer is given, or they are written. */
+       * parsed once that answer is given, or they are written. A deferred
+       * request with nothing after it (the usual case: a client waits for
+       * its answer) goes on being read: stopping and starting the socket
+       * would cost two epoll_ctl calls a request, and on_read keeps what
+       * arrives meanwhile. */
+      if (c->deferred && len == 0) return;
       if (c->deferred || (len > 0 && output_waiting(c) >= WRITE_HIGH_WATER &&
                           !c->close_after_write && !c->closing)) {
         buf_append(&c->in, data, len);
@@ -785,7 +790,13 @@ static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   HttpConn *c = s->data;
   if (nread < 0) {
-    /* The client is done sending. Responses already queued still go out. */
+    /* The client is done sending. Responses already queued still go out,
+     * and so does the answer of a request being worked on. */
+    if (nread == UV_EOF && c->deferred && !c->lingering) {
+      c->close_after_write = true;
+      uv_read_stop(s);
+      return;
+    }
     if (c->lingering || nread != UV_EOF || c->writes_pending == 0) {
       conn_close(c);
     } else {
@@ -797,6 +808,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->lingering) return; /* dropped */
   if (nread == 0) return;
   uv_timer_again(&c->timer);
+  if (c->deferred) {
+    /* Pipelined behind a request still being worked on: kept, unparsed,
+     * until its answer is given (then on_resume parses it). */
+    buf_append(&c->in, buf->base, (size_t)nread);
+    pause_reading(c);
+    return;
+  }
   /* Bytes between requests start the next one's head deadline even when
    * llhttp skips them (the empty lines it allows before a request), so
    * that a client cannot hold its connection with a trickle of them. */
