@@ -172,7 +172,8 @@ run: build/restockd plugin.lua
 	./build/restockd migrations run
 	exec ./build/restockd start
 
-test: build/asan/restockd build/asan/unit_tests test-deps fuzz-build
+test: build/asan/restockd build/asan/unit_tests build/test/fail_threads.so \
+      test-deps fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/run.sh
 
 # The benchmark suite (bench/run.py) against the release build; wrk comes
@@ -182,12 +183,18 @@ bench: build/restockd
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 	python3 bench/run.py
 
+# A process out of threads, for the specs: an LD_PRELOAD shim that fails
+# pthread_create past a count (spec/support/fail_threads.c says why).
+build/test/fail_threads.so: spec/support/fail_threads.c | deps
+	mkdir -p build/test
+	$(CC) -shared -fPIC -O1 -Wall -Wextra -Werror -o $@ $< -ldl
+
 unit: build/asan/unit_tests
 	./build/asan/unit_tests
 
 # The unit tests and every spec against the ThreadSanitizer build; a data
 # race report fails the test it happened in.
-tsan: build/tsan/restockd build/tsan/unit_tests
+tsan: build/tsan/restockd build/tsan/unit_tests build/test/fail_threads.so
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/unit_tests
 	RESTOCKD=build/tsan/restockd TSAN_OPTIONS="halt_on_error=0" \
 	  sh spec/run.sh --specs-only

@@ -6,6 +6,7 @@
 local helpers = require "spec.support.helpers"
 local socket = require "socket"
 local cjson = require "cjson"
+local lfs = require "lfs"
 
 local admin = helpers.admin
 local RESTOCKED = "restock-notification.restocked"
@@ -259,4 +260,62 @@ describe("a read-only database", function()
       or stderr:find("readonly", 1, true), stderr)
     assert.falsy((helpers.read_file(dir .. "/out") or ""):find("listening"))
   end)
+end)
+
+-- Out of threads at start-up (issue 13): a process that cannot create a
+-- thread it needs exits 1 saying so, with its log written; it never
+-- aborts. spec/support/fail_threads.c (LD_PRELOAD) lets the first N
+-- pthread_create calls through and fails the rest with EAGAIN, as the
+-- kernel does at a thread limit; every N up to the one that starts is
+-- tried, so each thread start-up makes on its way is failed once.
+describe("a process out of threads", function()
+  after_each(helpers.cleanup)
+
+  it("exits 1 saying which threads it could not start, never aborting",
+    function()
+      local shim = lfs.currentdir() .. "/build/test/fail_threads.so"
+      if not lfs.attributes(shim) then
+        pending("build/test/fail_threads.so is built by make test")
+        return
+      end
+      local dir = helpers.tmpdir()
+      local db = dir .. "/restock.db"
+      local rc, _, err = helpers.run({ "migrations", "run", "--db", db })
+      assert.equals(0, rc, err)
+      helpers.write_file(dir .. "/plugin.lua", 'require("restock")\n')
+      local asan = (os.getenv("ASAN_OPTIONS")
+        or "detect_leaks=1:abort_on_error=0:halt_on_error=1")
+        .. ":verify_asan_link_order=0"
+      local storage_refused, started = false, false
+      for n = 0, 12 do
+        local out = dir .. "/out" .. n
+        os.execute(string.format(
+          "cd %s && env -u RESTOCK_DB ASAN_OPTIONS=%s LD_PRELOAD=%s "
+          .. "RESTOCK_TEST_THREADS=%d RESTOCK_ADMIN_TOKEN=t0123456789abcdef "
+          .. "timeout -s TERM 4 %s start --db %s --config plugin.lua "
+          .. "--port 0 >%s 2>&1 </dev/null; echo $? >%s.rc",
+          helpers.shquote(dir), helpers.shquote(asan), helpers.shquote(shim),
+          n, helpers.shquote(helpers.binary():sub(1, 1) == "/"
+            and helpers.binary()
+            or (lfs.currentdir() .. "/" .. helpers.binary())),
+          helpers.shquote(db), helpers.shquote(out), helpers.shquote(out)))
+        local code = tonumber(helpers.read_file(out .. ".rc"))
+        local text = helpers.read_file(out) or ""
+        assert.is_nil(text:find("Sanitizer", 1, true), text)
+        if code == 124 or text:find("listening", 1, true) then
+          -- Enough threads: it served (and TERM stopped it).
+          started = true
+          break
+        end
+        assert.equals(1, code, "with " .. n .. " threads:\n" .. text)
+        assert.truthy(text:find("thread", 1, true),
+          "with " .. n .. " threads it did not say why:\n" .. text)
+        if text:find("cannot start the storage threads", 1, true) then
+          storage_refused = true
+        end
+      end
+      assert.truthy(storage_refused,
+        "no thread count reached the storage threads")
+      assert.truthy(started, "it never started, even with 12 threads")
+    end)
 end)
