@@ -329,6 +329,10 @@ static void on_timer(uv_timer_t *t) {
       c->unsent_at_tick = unsent; /* the timer repeats */
       return;
     }
+    /* The client took every answer and the server has its next requests
+     * still to parse (kept while those answers drained): the delay is the
+     * server's, as when a loop turn ran long. */
+    if (unsent == 0 && (c->resuming || c->in.len > 0)) return;
   }
   conn_close(c);
 }

@@ -118,6 +118,11 @@ static StoreStmt *stmt(StoreTx *tx, StmtId id) {
   StoreStmt *st = tx->stmt[id];
   if (!st) {
     char *err = NULL;
+    if (!tx->drv->sql[id]) {
+      /* A statement of the other backend's path only. */
+      log_error("store: %s has no SQL on this backend", stmt_names[id]);
+      return NULL;
+    }
     st = tx->drv->prepare(tx->conn, tx->drv->sql[id], &err);
     if (!st) {
       log_error("store: cannot prepare %s: %s", stmt_names[id], err);
@@ -1413,12 +1418,20 @@ int store_subscription_take(StoreTx *tx, const char *variant_id,
   /* Subscriptions are taken oldest first among those the stock can serve,
    * so they are exactly those of the scope up to the last one read that
    * want no more than the quantity. */
-  if (last >= 0 &&
-      (q_exec(tx, NULL, SQL_SUB_TO_HISTORY, "ssisi", variant_id, channel, last,
-              now, quantity) ||
-       q_exec(tx, NULL, SQL_SUB_DELETE_UPTO, "ssii", variant_id, channel,
-              last, quantity)))
-    return RESTOCK_ESTORE;
+  /* The rows move in two statements, and their scope's demand counts in
+   * one: the per-row triggers skip while demand_bulk has its row (all in
+   * this transaction: a failure undoes the three together). */
+  if (last >= 0) {
+    long long moved = 0;
+    if (q_exec(tx, NULL, SQL_DEMAND_BULK_ON, "") ||
+        q_exec(tx, NULL, SQL_SUB_TO_HISTORY, "ssisi", variant_id, channel,
+               last, now, quantity) ||
+        q_exec(tx, &moved, SQL_SUB_DELETE_UPTO, "ssii", variant_id, channel,
+               last, quantity) ||
+        q_exec(tx, NULL, SQL_DEMAND_BULK_OFF, "") ||
+        q_exec(tx, NULL, SQL_DEMAND_TAKEN, "ssi", variant_id, channel, moved))
+      return RESTOCK_ESTORE;
+  }
   return q_scalar(tx, NULL, more, SQL_SUB_SCOPE_ANY, "ssi", variant_id,
                   channel, quantity);
 }

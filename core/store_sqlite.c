@@ -183,6 +183,14 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         "DELETE FROM restock_subscriptions"
         " WHERE variant_id = ?1 AND sales_channel_id = ?2 AND id <= ?3"
         " AND (quantity IS NULL OR quantity <= ?4)",
+    /* The take's own demand counts (migration 014): the row triggers skip
+     * while demand_bulk has a row, and the chunk's count moves at once. */
+    [SQL_DEMAND_BULK_ON] = "INSERT INTO demand_bulk (taking) VALUES (1)",
+    [SQL_DEMAND_BULK_OFF] = "DELETE FROM demand_bulk",
+    [SQL_DEMAND_TAKEN] =
+        "UPDATE demand_counts SET waiting = waiting - ?3,"
+        " notified = notified + ?3"
+        " WHERE variant_id = ?1 AND sales_channel_id = ?2",
     [SQL_SUB_SCOPE_ANY] =
         "SELECT 1 FROM restock_subscriptions"
         " WHERE variant_id = ?1 AND sales_channel_id = ?2"

@@ -119,6 +119,41 @@ describe("the demand report", function()
     assert.equals(1, r.count)
   end)
 
+  it("keeps the counts of a restock taken in chunks, and of the shoppers "
+    .. "it leaves waiting", function()
+    -- batch_size 2: five shoppers who want one or two move in three chunks;
+    -- two who want ten stay, waiting.
+    local server = helpers.start({ plugin = [[
+local restock = require "restock"
+restock.options { batch_size = 2 }
+]] })
+    variant(server, "v1", { title = "One" })
+    variant(server, "v2", { title = "Two" })
+    for i = 1, 7 do
+      local res = helpers.request(server, "POST",
+        "/restock-notifications/variants/v1", { json = {
+          email = "s" .. i .. "@example.com", quantity = i <= 5 and 1 or 10 } })
+      helpers.assert_status(res, 201)
+    end
+    subscribe(server, "v2", "x@example.com")
+    assert.equals("v1=7 v2=1", ids(demand(server)))
+    helpers.assert_status(admin(server, "POST", "/admin/variants/v1",
+      { inventory_quantity = 5 }), 200)
+    local r = helpers.wait_for(function()
+      local d = demand(server)
+      return ids(d) == "v1=2 v2=1" and d.variants[1].notified == 5 and d
+    end)
+    assert.truthy(r, ids(demand(server)))
+    assert.equals(0, r.variants[2].notified)
+    -- The counts agree with the subscriptions themselves.
+    local res = admin(server, "GET",
+      "/admin/restock-notifications?variant_id=v1")
+    assert.equals(2, res.json.count)
+    res = admin(server, "GET",
+      "/admin/restock-notifications?variant_id=v1&status=notified")
+    assert.equals(5, res.json.count)
+  end)
+
   it("counts a double opt-in subscription once it is confirmed", function()
     local server = helpers.start({ plugin = [[
 local restock = require "restock"
