@@ -99,6 +99,14 @@ end, { name = "mailer" })
         "the handler never ran; stderr:\n" .. server:stderr())
       assert.truthy(helpers.wait_stderr(server, "smtp is down"),
         "the failure was not logged:\n" .. server:stderr())
+      -- The failed attempt is stored by the writer's next commit, after the
+      -- log line: killed before it, the attempt would not count (and run
+      -- again, as at-least-once allows). Wait until it is stored.
+      assert.truthy(helpers.wait_for(function()
+        local j = helpers.events(server, { name = RESTOCKED })
+        local d = j.events[1] and j.events[1].deliveries[1]
+        return d and d.attempts == 1
+      end), "the failed attempt was never stored")
       server:kill9()
       local ev = sql(server.db, "SELECT status FROM events WHERE name = '"
         .. RESTOCKED .. "'")
