@@ -17,7 +17,8 @@
 #include "url.h"
 #include "xmalloc.h"
 
-/* ---- variants: writes ------------------------------------------------------ */
+/* ---- variants: writes ------------------------------------------------------
+ */
 
 typedef struct {
   UpsertCall call;
@@ -35,17 +36,17 @@ static void upserted(UpsertCall *c, int status) {
       json_array_append_new(out, api_variant_json(&c->out[i]));
     http_respond_json(r->req, 200, json_pack("{s:o}", "variants", out));
   } else {
-    http_respond_json(r->req, 200,
-                      json_pack("{s:o}", "variant",
-                                api_variant_json(&c->out[0])));
+    http_respond_json(
+        r->req, 200,
+        json_pack("{s:o}", "variant", api_variant_json(&c->out[0])));
   }
   upsert_call_clear(c);
   free(r);
 }
 
 /* Starts an upsert of the variants in `list` (taken). */
-static void start_upsert(Api *api, HttpRequest *req, json_t *list,
-                         bool wrapped, bool answer_list, const char *id,
+static void start_upsert(Api *api, HttpRequest *req, json_t *list, bool wrapped,
+                         bool answer_list, const char *id,
                          const char *product_id) {
   UpsertReq *r = xcalloc(1, sizeof *r);
   r->call.variants = list;
@@ -139,7 +140,8 @@ void api_admin_variant_delete(HttpRequest *req, void *data) {
   inventory_variant_delete(api->d, &r->call);
 }
 
-/* ---- variants: reads --------------------------------------------------------- */
+/* ---- variants: reads
+ * --------------------------------------------------------- */
 
 static int render_variant(StoreTx *tx, ApiRead *r) {
   Variant v;
@@ -233,7 +235,8 @@ void api_admin_variants_get(HttpRequest *req, void *data) {
   api_read(data, req, render_variants, l, free);
 }
 
-/* ---- subscriptions ------------------------------------------------------------ */
+/* ---- subscriptions
+ * ------------------------------------------------------------ */
 
 typedef struct {
   SubscriptionFilter f;
@@ -269,10 +272,10 @@ static int render_notifications(StoreTx *tx, ApiRead *r) {
   l->rows = json_array();
   int rc = store_subscription_list(tx, &l->f, notification_row, l, &count);
   if (rc == 0) {
-    json_t *j = json_pack("{s:O, s:I, s:I, s:I}", "restock_notifications",
-                          l->rows, "count", (json_int_t)count, "limit",
-                          (json_int_t)l->f.limit, "offset",
-                          (json_int_t)l->f.offset);
+    json_t *j =
+        json_pack("{s:O, s:I, s:I, s:I}", "restock_notifications", l->rows,
+                  "count", (json_int_t)count, "limit", (json_int_t)l->f.limit,
+                  "offset", (json_int_t)l->f.offset);
     json_text_append(&r->out, j);
     json_decref(j);
   }
@@ -380,7 +383,8 @@ void api_admin_notifications_delete(HttpRequest *req, void *data) {
   subscriptions_erase(api->d, &r->call);
 }
 
-/* ---- events ----------------------------------------------------------------- */
+/* ---- events -----------------------------------------------------------------
+ */
 
 typedef struct {
   char name[256];
@@ -406,12 +410,12 @@ static int event_row(void *ctx, const EventRow *e) {
 
 static int delivery_row(void *ctx, const DeliveryRow *d) {
   EventsList *l = ctx;
-  json_t *j = json_pack(
-      "{s:s, s:s, s:I, s:I, s:o, s:s}", "handler", d->handler, "status",
-      d->status, "attempts", (json_int_t)d->attempts, "max_attempts",
-      (json_int_t)d->max_attempts, "last_error",
-      d->last_error ? json_string(d->last_error) : json_null(), "updated_at",
-      d->updated_at);
+  json_t *j =
+      json_pack("{s:s, s:s, s:I, s:I, s:o, s:s}", "handler", d->handler,
+                "status", d->status, "attempts", (json_int_t)d->attempts,
+                "max_attempts", (json_int_t)d->max_attempts, "last_error",
+                d->last_error ? json_string(d->last_error) : json_null(),
+                "updated_at", d->updated_at);
   if (d->subscriber && *d->subscriber)
     json_object_set_new(j, "subscriber", json_string(d->subscriber));
   json_array_append_new(json_object_get(l->current, "deliveries"), j);
@@ -455,9 +459,9 @@ void api_admin_events_get(HttpRequest *req, void *data) {
   }
   /* The read keeps copies of what it uses, not pointers into the
    * request. */
-  l->status = status ? (strcmp(status, "pending") == 0   ? "pending"
-                        : strcmp(status, "dead") == 0    ? "dead"
-                                                         : "delivered")
+  l->status = status ? (strcmp(status, "pending") == 0 ? "pending"
+                        : strcmp(status, "dead") == 0  ? "dead"
+                                                       : "delivered")
                      : NULL;
   /* A variant's restocked events (the console's variant page). */
   const char *variant = url_pairs_get(&req->params, "variant_id");
@@ -510,7 +514,8 @@ void api_admin_event_retry(HttpRequest *req, void *data) {
   outbox_retry(api->d, &r->call);
 }
 
-/* ---- GET /admin/nodes (issue 14) ------------------------------------------- */
+/* ---- GET /admin/nodes (issue 14) -------------------------------------------
+ */
 
 static int node_row(void *ctx, const NodeRow *row) {
   json_array_append_new(
@@ -544,10 +549,9 @@ void api_admin_nodes_get(HttpRequest *req, void *data) {
   char now[ISOTIME_LEN];
   isotime_now(now);
   const Node *n = api->d->node;
-  http_respond_json(
-      req, 200,
-      json_pack("{s:[{s:s, s:s, s:s, s:s}]}", "nodes", "id",
-                n ? node_id(n) : "local", "started_at",
-                n ? node_started_at(n) : now, "last_seen_at", now, "version",
-                RESTOCKD_VERSION));
+  http_respond_json(req, 200,
+                    json_pack("{s:[{s:s, s:s, s:s, s:s}]}", "nodes", "id",
+                              n ? node_id(n) : "local", "started_at",
+                              n ? node_started_at(n) : now, "last_seen_at", now,
+                              "version", RESTOCKD_VERSION));
 }

@@ -34,8 +34,8 @@ const OptionSpec config_options[] = {
      "if > 0, notify at most ceil(quantity * this) subscribers per check"},
     {"notify_interval", OPT_INT, FIELD(notify_interval), 1, MONTH_MS, NULL,
      "ms between throttled checks"},
-    {"subscribe_rate_limit", OPT_INT, FIELD(subscribe_rate_limit), 0, 1e6,
-     NULL, "subscribe requests per minute per client address; 0 = off"},
+    {"subscribe_rate_limit", OPT_INT, FIELD(subscribe_rate_limit), 0, 1e6, NULL,
+     "subscribe requests per minute per client address; 0 = off"},
     {"trust_proxy", OPT_BOOL, FIELD(trust_proxy), 0, 0, NULL,
      "take the client address from X-Forwarded-For"},
     {"store_cors", OPT_STRING, FIELD(store_cors), 0, 4096, NULL,
@@ -116,8 +116,7 @@ int config_apply(Options *o, const OptionSpec *s, const OptionValue *v,
   switch (s->type) {
     case OPT_INT:
       bounds_text(s, want, sizeof want);
-      if (v->type != OV_INT ||
-          (double)v->i < s->min || (double)v->i > s->max) {
+      if (v->type != OV_INT || (double)v->i < s->min || (double)v->i > s->max) {
         snprintf(err, errlen, "option '%s' must be %s", s->name, want);
         return RESTOCK_EINVAL;
       }
@@ -145,8 +144,8 @@ int config_apply(Options *o, const OptionSpec *s, const OptionValue *v,
       if (v->type != OV_STRING || (double)v->len > s->max ||
           strlen(v->s) != v->len) {
         snprintf(err, errlen,
-                 "option '%s' must be a string of at most %.0f bytes",
-                 s->name, s->max);
+                 "option '%s' must be a string of at most %.0f bytes", s->name,
+                 s->max);
         return RESTOCK_EINVAL;
       }
       free(*(char **)field);
@@ -162,8 +161,8 @@ int config_apply(Options *o, const OptionSpec *s, const OptionValue *v,
       {
         char list[128] = "";
         for (int i = 0; s->choices[i]; i++)
-          snprintf(list + strlen(list), sizeof list - strlen(list),
-                   "%s\"%s\"", i ? " or " : "", s->choices[i]);
+          snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"",
+                   i ? " or " : "", s->choices[i]);
         snprintf(err, errlen, "option '%s' must be %s", s->name, list);
       }
       return RESTOCK_EINVAL;

@@ -28,23 +28,17 @@ typedef struct {
   long long notify_interval;
   long long subscribe_rate_limit;
   bool trust_proxy;
-  char *store_cors; /* NULL when unset */
-  int durability;   /* a Durability */
+  char *store_cors;           /* NULL when unset */
+  int durability;             /* a Durability */
   long long lua_memory_limit; /* MiB the Lua state may hold */
   bool double_opt_in;
-  long long confirm_ttl;      /* ms a pending subscription waits */
-  long long subscription_ttl; /* ms; 0: active ones never expire */
+  long long confirm_ttl;       /* ms a pending subscription waits */
+  long long subscription_ttl;  /* ms; 0: active ones never expire */
   char *blocked_email_domains; /* comma-separated; NULL when unset */
   long long conversion_window; /* ms after a notification an order counts */
 } Options;
 
-typedef enum {
-  OPT_INT,
-  OPT_NUMBER,
-  OPT_BOOL,
-  OPT_STRING,
-  OPT_ENUM
-} OptionType;
+typedef enum { OPT_INT, OPT_NUMBER, OPT_BOOL, OPT_STRING, OPT_ENUM } OptionType;
 
 typedef struct {
   const char *name;

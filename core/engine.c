@@ -89,7 +89,8 @@ static void arm(Engine *e, long long due) {
 
 void engine_note_check(Engine *e, long long due_ms) { arm(e, due_ms); }
 
-/* ---- inside units --------------------------------------------------------- */
+/* ---- inside units ---------------------------------------------------------
+ */
 
 int engine_schedule_check(StoreTx *tx, Unit *u, const char *variant_id) {
   bool any = false;
@@ -224,10 +225,10 @@ static int run_check(StoreTx *tx, Unit *u, const char *variant_id,
     long long sent = 0;
     bool more = false;
     if (allowed > 0)
-      rc = notify_scope(tx, u, &v, channel,
-                        v.manage_inventory && !v.allow_backorder ? quantity
-                                                                  : LLONG_MAX,
-                        allowed, now, &sent, &more);
+      rc = notify_scope(
+          tx, u, &v, channel,
+          v.manage_inventory && !v.allow_backorder ? quantity : LLONG_MAX,
+          allowed, now, &sent, &more);
     else
       more = true;
     *notified += sent;
@@ -355,7 +356,8 @@ static void run_due(Engine *e) {
   unit_write(e->d, &du->unit, due_fn, due_done);
 }
 
-/* ---- start ------------------------------------------------------------------ */
+/* ---- start ------------------------------------------------------------------
+ */
 
 typedef struct {
   Unit unit;

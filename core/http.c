@@ -84,7 +84,7 @@ struct HttpConn {
   bool stream_waiting;
   HttpStreamDrain drain;
   void *drain_arg;
-  bool resuming;         /* on the server's list of connections to read again */
+  bool resuming; /* on the server's list of connections to read again */
   HttpConn *next_resuming;
   bool closing;
   int open_handles;
@@ -476,8 +476,8 @@ static void conn_flush(HttpConn *c) {
 /* Appends a complete response to the connection's output; with `chunked`,
  * only its head, the body following in chunks. */
 static void conn_queue(HttpConn *c, int status, const char *content_type,
-                       const char *extra_headers, const char *body,
-                       size_t len, bool chunked) {
+                       const char *extra_headers, const char *body, size_t len,
+                       bool chunked) {
   if (!c->keep_alive || c->srv->stopping) c->close_after_write = true;
   c->since = ++c->srv->seq; /* idle from now on, unless more is pipelined */
   buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, status_text(status));

@@ -463,8 +463,7 @@ HttpClientRequest *http_client_smtp(HttpClient *c, const SmtpOptions *o,
   curl_dl.easy_setopt(e, CURLOPT_UPLOAD, 1L);
   curl_dl.easy_setopt(e, CURLOPT_READFUNCTION, on_smtp_read);
   curl_dl.easy_setopt(e, CURLOPT_READDATA, r);
-  curl_dl.easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
-                      (curl_off_t)o->message_len);
+  curl_dl.easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)o->message_len);
   if (o->username) curl_dl.easy_setopt(e, CURLOPT_USERNAME, o->username);
   if (o->password) curl_dl.easy_setopt(e, CURLOPT_PASSWORD, o->password);
   if (c->ca_file) curl_dl.easy_setopt(e, CURLOPT_CAINFO, c->ca_file);

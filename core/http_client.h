@@ -1,6 +1,6 @@
-/* Outbound HTTP(S) and SMTP for Lua handlers: libcurl's multi-socket interface driven
- * by the libuv loop. No thread per request and no blocking call: curl tells
- * us which sockets to watch and when to wake it, and the loop does the
+/* Outbound HTTP(S) and SMTP for Lua handlers: libcurl's multi-socket interface
+ * driven by the libuv loop. No thread per request and no blocking call: curl
+ * tells us which sockets to watch and when to wake it, and the loop does the
  * waiting. Connections are reused through the multi handle's cache. */
 #ifndef RESTOCKD_HTTP_CLIENT_H
 #define RESTOCKD_HTTP_CLIENT_H
@@ -66,8 +66,8 @@ typedef struct {
   const char *username; /* NULL: no AUTH */
   const char *password;
   bool require_tls; /* smtp://: fail unless STARTTLS works (else: try it) */
-  const char *mail_from;      /* the envelope sender, "<addr>" */
-  const char *const *rcpt;    /* envelope recipients, "<addr>", `nrcpt` */
+  const char *mail_from;   /* the envelope sender, "<addr>" */
+  const char *const *rcpt; /* envelope recipients, "<addr>", `nrcpt` */
   size_t nrcpt;
   const char *message;
   size_t message_len;

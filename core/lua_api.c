@@ -116,10 +116,11 @@ static int l_subscribe(lua_State *L) {
     while (lua_next(L, 3)) {
       const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
       if (strcmp(k, "name") && strcmp(k, "max_attempts") && strcmp(k, "each"))
-        return luaL_error(L,
-                          "restock.subscribe: unknown option '%s' (the "
-                          "options are name, max_attempts and each)",
-                          lua_type(L, -2) == LUA_TSTRING ? k : "(not a string)");
+        return luaL_error(
+            L,
+            "restock.subscribe: unknown option '%s' (the "
+            "options are name, max_attempts and each)",
+            lua_type(L, -2) == LUA_TSTRING ? k : "(not a string)");
       lua_pop(L, 1);
     }
     if (lua_getfield(L, 3, "name") != LUA_TNIL) {
@@ -621,8 +622,7 @@ static int l_http_request(lua_State *L) {
     o.body_borrowed = true;
   }
   char err[256];
-  w->req =
-      http_client_request(env->http, &o, http_done, w, err, sizeof err);
+  w->req = http_client_request(env->http, &o, http_done, w, err, sizeof err);
   for (size_t i = 0; i < n; i++) free(lines[i]);
   if (!w->req) {
     http_wait_free(w);

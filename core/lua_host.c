@@ -27,7 +27,7 @@
 
 struct LuaHost {
   lua_State *L;
-  size_t mem_used; /* bytes the state holds (its allocator counts them) */
+  size_t mem_used;  /* bytes the state holds (its allocator counts them) */
   Config *config;   /* the options and handlers the script set */
   int handlers_ref; /* registry: event name -> array of {fn=, name=, ...} */
   int hook_ref;     /* registry: restock.on_subscribe's function, or
@@ -273,13 +273,12 @@ static size_t quoted_count(const char *text, size_t len, const char *name) {
  * sources are plugin.lua and every module it required from a file; an
  * event a module names at all is the module's own (sendgrid.lua names its
  * part event once, in a constant it both subscribes and emits with). */
-static void check_event_names(LuaHost *h, const char *path,
-                              StrList *warnings) {
+static void check_event_names(LuaHost *h, const char *path, StrList *warnings) {
   lua_State *L = h->L;
   Buf src = {0}, modules = {0};
   append_file(&src, path);
-  lua_getglobal(L, "package");      /* [package] */
-  lua_getfield(L, -1, "loaded");    /* [package, loaded] */
+  lua_getglobal(L, "package");       /* [package] */
+  lua_getfield(L, -1, "loaded");     /* [package, loaded] */
   lua_getfield(L, -2, "searchpath"); /* [package, loaded, searchpath] */
   lua_getfield(L, -3, "path");       /* [.., searchpath, path] */
   lua_pushnil(L);
@@ -419,9 +418,7 @@ void lua_host_release(LuaHost *h) {
 Config *lua_host_config(LuaHost *h) { return config_ref(h->config); }
 Config *lua_host_config_mut(LuaHost *h) { return h->config; }
 LuaEnv *lua_host_env(LuaHost *h) { return h->env; }
-LuaHost *lua_host_of(lua_State *L) {
-  return *(LuaHost **)lua_getextraspace(L);
-}
+LuaHost *lua_host_of(lua_State *L) { return *(LuaHost **)lua_getextraspace(L); }
 size_t lua_host_running(const LuaHost *h) { return h->running; }
 
 void lua_host_push_handlers(LuaHost *h) {
@@ -546,9 +543,9 @@ static void task_step_outcome(LuaTask *t, int st, int nres) {
     if ((nres >= 2 || (t->hook && refused)) &&
         (lua_isnil(t->co, -nres) || refused)) {
       const char *why = lua_tostring(t->co, -nres + 1);
-      char *msg = xasprintf("%s", why                ? why
-                                  : t->hook          ? "Not allowed"
-                                                     : "the handler returned nil");
+      char *msg = xasprintf("%s", why       ? why
+                                  : t->hook ? "Not allowed"
+                                            : "the handler returned nil");
       /* A hook's `false, message` is its answer, not its failure. */
       bool retry = !t->hook;
       if (!t->hook && nres >= 3 && lua_istable(t->co, -nres + 2)) {

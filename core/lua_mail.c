@@ -20,7 +20,8 @@
 /* Most extra header fields of one mail. */
 #define MAX_HEADERS 50
 
-/* ---- restock.smtp.send ---------------------------------------------------- */
+/* ---- restock.smtp.send ----------------------------------------------------
+ */
 
 typedef struct {
   LuaTask *task;
@@ -101,8 +102,7 @@ static void random_hex(char *out, size_t bytes) {
       r[i] = (unsigned char)((now >> (8 * (i % 8))) ^ (counter + i));
     counter++;
   }
-  for (size_t i = 0; i < bytes; i++)
-    snprintf(out + 2 * i, 3, "%02x", r[i]);
+  for (size_t i = 0; i < bytes; i++) snprintf(out + 2 * i, 3, "%02x", r[i]);
 }
 
 typedef struct {
@@ -111,7 +111,7 @@ typedef struct {
   size_t nto;
   char *rcpt[LUA_MAIL_MAX_RCPT];
   const char *names[MAX_HEADERS]; /* anchored by the headers table */
-  char *values[MAX_HEADERS];       /* copies: a number becomes a string */
+  char *values[MAX_HEADERS];      /* copies: a number becomes a string */
   size_t nheaders;
 } SendArgs;
 
@@ -126,8 +126,7 @@ static void send_args_clear(SendArgs *a) {
 }
 
 /* Parses one recipient into a->to; false with *why set if it is bad. */
-static bool add_rcpt(SendArgs *a, const char *s, size_t len,
-                     const char **why) {
+static bool add_rcpt(SendArgs *a, const char *s, size_t len, const char **why) {
   if (a->nto == LUA_MAIL_MAX_RCPT) {
     *why = "at most 100 recipients";
     return false;
@@ -178,9 +177,9 @@ static int l_smtp_send(lua_State *L) {
     lua_Integer ms = lua_tointegerx(L, -1, &isint);
     if (!isint || ms <= 0)
       return luaL_argerror(L, 1, "timeout must be a positive integer (ms)");
-    o.timeout_ms = (long)(ms < HTTP_CLIENT_MAX_TIMEOUT_MS
-                              ? ms
-                              : HTTP_CLIENT_MAX_TIMEOUT_MS);
+    o.timeout_ms =
+        (long)(ms < HTTP_CLIENT_MAX_TIMEOUT_MS ? ms
+                                               : HTTP_CLIENT_MAX_TIMEOUT_MS);
   }
   MailMessage m;
   memset(&m, 0, sizeof m);
@@ -344,7 +343,8 @@ static int l_smtp_send(lua_State *L) {
   return lua_yield(L, 0);
 }
 
-/* ---- restock.url ---------------------------------------------------------- */
+/* ---- restock.url ----------------------------------------------------------
+ */
 
 /* restock.url.encode(s): s percent-encoded (RFC 3986 unreserved bytes
  * stay, a space is %20). */
@@ -424,8 +424,10 @@ static int l_url_form(lua_State *L) {
     if (!ok) {
       const char *bad = keys[i];
       buf_free(&b);
-      lua_pushfstring(L, "the value of %s must be a string, number, boolean "
-                         "or a list of them", bad);
+      lua_pushfstring(L,
+                      "the value of %s must be a string, number, boolean "
+                      "or a list of them",
+                      bad);
       free(keys);
       return luaL_argerror(L, 1, lua_tostring(L, -1));
     }

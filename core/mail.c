@@ -41,15 +41,17 @@ static bool addr_ok(const char *a, size_t len, const char **why) {
   }
   size_t local = (size_t)(at - a), domain = len - local - 1;
   if (local == 0 || local > 64 || domain == 0) {
-    *why = "the address needs a local part (at most 64 characters) and a "
-           "domain";
+    *why =
+        "the address needs a local part (at most 64 characters) and a "
+        "domain";
     return false;
   }
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)a[i];
     if (i != local && (!addr_char(c) || c == '@')) {
-      *why = "the address has a space, a control character, a special "
-             "character or a second @ (non-ASCII domains go as A-labels)";
+      *why =
+          "the address has a space, a control character, a special "
+          "character or a second @ (non-ASCII domains go as A-labels)";
       return false;
     }
   }
@@ -141,7 +143,8 @@ void mail_address_clear(MailAddress *a) {
   a->name = a->addr = NULL;
 }
 
-/* ---- header fields -------------------------------------------------------- */
+/* ---- header fields --------------------------------------------------------
+ */
 
 /* The tokens of one field body: written joined by single spaces, a fold
  * (CRLF and the space) only ever before a non-empty token. */
@@ -167,8 +170,7 @@ static void tokens_free(Tokens *t) {
 /* Appends "=?UTF-8?B?...?=" words for `len` bytes of UTF-8, each holding
  * whole characters (RFC 2047 5: an encoded word never splits one), the
  * first at most `first` bytes (so that it fits beside the field's name). */
-static void encoded_words(const char *s, size_t len, size_t first,
-                          Tokens *t) {
+static void encoded_words(const char *s, size_t len, size_t first, Tokens *t) {
   size_t i = 0;
   while (i < len) {
     size_t n = 0, most = i == 0 && first >= 3 ? first : WORD_BYTES;
@@ -249,8 +251,9 @@ int mail_header(Buf *out, const char *name, const char *value, int encode,
    * word (RFC 2047 6.1), so such a value is encoded too. */
   if (memmem(value, len, "=?", 2)) plain = false;
   if (!plain && !encode) {
-    *why = "a header value is not printable ASCII (or has a word of more "
-           "than 900 octets)";
+    *why =
+        "a header value is not printable ASCII (or has a word of more "
+        "than 900 octets)";
     return RESTOCK_EINVAL;
   }
   Tokens t = {0};
@@ -283,8 +286,7 @@ static bool atext(unsigned char c) {
 
 /* Adds the tokens of one address: its display name (as atoms, one quoted
  * string, or encoded words) and "<addr>", with `tail` (a comma) after. */
-static void address_tokens(const MailAddress *a, const char *tail,
-                           Tokens *t) {
+static void address_tokens(const MailAddress *a, const char *tail, Tokens *t) {
   if (!a->name) {
     tokens_add(t, xasprintf("%s%s", a->addr, tail));
     return;
@@ -324,16 +326,17 @@ static void address_tokens(const MailAddress *a, const char *tail,
 static int address_field(Buf *out, const char *name, const MailAddress *a,
                          size_t n, const char **why) {
   Tokens t = {0};
-  for (size_t i = 0; i < n; i++) address_tokens(&a[i], i + 1 < n ? "," : "", &t);
+  for (size_t i = 0; i < n; i++)
+    address_tokens(&a[i], i + 1 < n ? "," : "", &t);
   int rc = write_tokens(out, name, &t, why);
   tokens_free(&t);
   return rc;
 }
 
 int mail_header_name_ok(const char *name) {
-  static const char *const own[] = {
-      "from", "to",           "cc",   "bcc", "subject", "date",
-      "message-id", "mime-version", NULL};
+  static const char *const own[] = {"from",       "to",           "cc",
+                                    "bcc",        "subject",      "date",
+                                    "message-id", "mime-version", NULL};
   size_t len = strlen(name);
   if (len == 0 || len > 76) return 0;
   for (size_t i = 0; i < len; i++)
@@ -347,9 +350,8 @@ int mail_header_name_ok(const char *name) {
 void mail_date(long long ms, char *out, size_t len) {
   static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
                                   "Thu", "Fri", "Sat"};
-  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
-                                     "May", "Jun", "Jul", "Aug",
-                                     "Sep", "Oct", "Nov", "Dec"};
+  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   time_t secs = (time_t)(ms / 1000);
   struct tm tm;
   gmtime_r(&secs, &tm);
@@ -389,7 +391,8 @@ void mail_qp_encode(const char *s, size_t len, Buf *out) {
      * it unstuffed, and one starting with "From " gets a ">" in mbox
      * files: both are encoded. */
     if (col == 0 && literal &&
-        (c == '.' || (c == 'F' && len - i >= 5 && memcmp(s + i, "From ", 5) == 0)))
+        (c == '.' ||
+         (c == 'F' && len - i >= 5 && memcmp(s + i, "From ", 5) == 0)))
       literal = false, width = 3;
     if (literal) {
       buf_append(out, s + i, 1);
@@ -457,9 +460,10 @@ int mail_build(const MailMessage *m, Buf *out, const char **why) {
   buf_printf(out, "Message-ID: %s\r\nMIME-Version: 1.0\r\n", m->message_id);
   for (size_t i = 0; i < m->nheaders; i++) {
     if (!mail_header_name_ok(m->header_names[i])) {
-      *why = "a header name is not allowed (restock.smtp.send writes From, "
-             "To, Subject, Date, Message-ID, MIME-Version and Content-* "
-             "itself; names are printable ASCII without ':')";
+      *why =
+          "a header name is not allowed (restock.smtp.send writes From, "
+          "To, Subject, Date, Message-ID, MIME-Version and Content-* "
+          "itself; names are printable ASCII without ':')";
       return RESTOCK_EINVAL;
     }
     if (mail_header(out, m->header_names[i], m->header_values[i], 1, why))

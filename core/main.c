@@ -338,8 +338,8 @@ static int cmd_check(const Settings *s) {
     for (size_t k = i; k < c->nhandlers; k++) {
       const HandlerSpec *x = &c->handlers[k];
       if (strcmp(x->event, h->event) != 0) continue;
-      fprintf(stderr, "  handler '%s' (max_attempts %lld, each %s)\n",
-              x->name, x->max_attempts,
+      fprintf(stderr, "  handler '%s' (max_attempts %lld, each %s)\n", x->name,
+              x->max_attempts,
               x->each == EACH_SUBSCRIBER ? "subscriber" : "event");
     }
   }

@@ -30,7 +30,8 @@ struct Node {
   int units; /* in flight */
 };
 
-/* ---- ids -------------------------------------------------------------------- */
+/* ---- ids --------------------------------------------------------------------
+ */
 
 /* When process `pid` started, in ms since the epoch, from /proc (the boot
  * time plus the process's start in clock ticks); 0 if it is not running.
@@ -73,8 +74,7 @@ int node_make_id(char out[NODE_ID_MAX], char *err, size_t err_len) {
   if (env && *env) {
     size_t len = strlen(env);
     bool ok = len < NODE_ID_MAX;
-    for (size_t i = 0; ok && i < len; i++)
-      ok = env[i] > 0x20 && env[i] < 0x7f;
+    for (size_t i = 0; ok && i < len; i++) ok = env[i] > 0x20 && env[i] < 0x7f;
     if (!ok) {
       snprintf(err, err_len,
                "RESTOCK_NODE_ID must be 1 to %d printable ASCII characters "
@@ -144,8 +144,7 @@ static void apply_peers(Node *n, const StrList *peers) {
     }
     json_decref(list);
   }
-  if (count)
-    log_debug("node: %zu handlers of other nodes", count);
+  if (count) log_debug("node: %zu handlers of other nodes", count);
   domain_set_config(n->d, config_with_peers(n->own, specs, count));
   for (size_t i = 0; i < count; i++) {
     free(specs[i].event);
@@ -179,7 +178,8 @@ static void take_peers(Node *n, const StrList *peers) {
   apply_peers(n, peers);
 }
 
-/* ---- the heartbeat ---------------------------------------------------------- */
+/* ---- the heartbeat ----------------------------------------------------------
+ */
 
 typedef struct {
   Unit unit;
@@ -199,8 +199,7 @@ static int beat_fn(StoreTx *tx, void *arg) {
   if (rc == 0) rc = store_node_peers(tx, &b->peers);
   if (rc == 0) rc = store_check_next(tx, &b->check_due, &b->any_check);
   if (rc == 0)
-    rc = store_delivery_next(tx, claimable, &b->delivery_due,
-                             &b->any_delivery);
+    rc = store_delivery_next(tx, claimable, &b->delivery_due, &b->any_delivery);
   free(mine);
   free(claimable);
   return rc;
@@ -259,7 +258,8 @@ static void on_beat_timer(uv_timer_t *t) {
   unit_write(n->d, &b->unit, beat_fn, beat_done);
 }
 
-/* ---- life -------------------------------------------------------------------- */
+/* ---- life
+ * -------------------------------------------------------------------- */
 
 Node *node_new(Domain *d, const char *id, Config *own) {
   Node *n = xcalloc(1, sizeof *n);

@@ -71,8 +71,8 @@ Outbox *outbox_new(Domain *d, OutboxRunner runner) {
 }
 
 static void maybe_free(Outbox *o) {
-  if (o->closing && o->open_handles == 0 && !o->claiming &&
-      o->recording == 0 && !o->pruning && !o->renewing)
+  if (o->closing && o->open_handles == 0 && !o->claiming && o->recording == 0 &&
+      !o->pruning && !o->renewing)
     free(o);
 }
 
@@ -129,7 +129,8 @@ int outbox_recover(Store *s, const char *node, long long *released) {
   return rc;
 }
 
-/* ---- writing events (storage side) ---------------------------------------- */
+/* ---- writing events (storage side) ----------------------------------------
+ */
 
 /* The event's data less emails and subscribers (its values shared). */
 static json_t *data_rest(json_t *data) {
@@ -145,8 +146,7 @@ static json_t *data_rest(json_t *data) {
 
 /* `rest` plus email and subscriber: `entry` when it is the email's, else
  * {email = ...}. */
-static json_t *with_subscriber(json_t *rest, const char *email,
-                               json_t *entry) {
+static json_t *with_subscriber(json_t *rest, const char *email, json_t *entry) {
   json_t *out = json_copy(rest);
   json_t *e = json_object_get(entry, "email");
   json_object_set_new(out, "email", json_string(email));
@@ -220,8 +220,8 @@ int outbox_write(StoreTx *tx, Unit *u, const char *name, json_t *data,
         json_t *email = json_array_get(emails, k);
         if (json_is_string(email))
           rc = store_delivery_insert(tx, event_id, h->name,
-                                     json_string_value(email),
-                                     h->max_attempts, due, now, shares[k]);
+                                     json_string_value(email), h->max_attempts,
+                                     due, now, shares[k]);
       }
     } else {
       rc = store_delivery_insert(tx, event_id, h->name, "", h->max_attempts,
@@ -237,7 +237,8 @@ int outbox_write(StoreTx *tx, Unit *u, const char *name, json_t *data,
   return rc;
 }
 
-/* ---- retrying a dead event ------------------------------------------------ */
+/* ---- retrying a dead event ------------------------------------------------
+ */
 
 static int retry_fn(StoreTx *tx, void *arg) {
   RetryCall *c = arg;
@@ -256,7 +257,8 @@ void outbox_retry(Domain *d, RetryCall *c) {
   unit_write(d, &c->unit, retry_fn, retry_finish);
 }
 
-/* ---- retention ---------------------------------------------------------------- */
+/* ---- retention
+ * ---------------------------------------------------------------- */
 
 typedef struct {
   Unit unit;
@@ -285,8 +287,7 @@ static int prune_fn(StoreTx *tx, void *arg) {
   if (store_shared(p->o->d->store)) {
     long long now = isotime_now_ms();
     bool held = false;
-    int lrc =
-        store_lease_claim(tx, PRUNE_LEASE, now, now + p->lease_ms, &held);
+    int lrc = store_lease_claim(tx, PRUNE_LEASE, now, now + p->lease_ms, &held);
     if (lrc || !held) {
       p->reached = true;
       return lrc;
@@ -322,7 +323,10 @@ static void prune_done(Unit *u, int status) {
   if (o->stopping || o->retention_ms <= 0) return;
   /* More to walk: go on soon, after what else waits for the store. */
   uv_timer_start(&o->prune, on_prune,
-                 status ? RETRY_MS : reached ? prune_interval(o) : 10, 0);
+                 status    ? RETRY_MS
+                 : reached ? prune_interval(o)
+                           : 10,
+                 0);
 }
 
 static void on_prune(uv_timer_t *t) {
@@ -348,7 +352,8 @@ void outbox_set_retention(Outbox *o, long long ms) {
   uv_unref((uv_handle_t *)&o->prune);
 }
 
-/* ---- claiming and running -------------------------------------------------- */
+/* ---- claiming and running --------------------------------------------------
+ */
 
 void outbox_kick(Outbox *o) {
   if (o->stopping || o->closing) return;
@@ -591,7 +596,8 @@ static void claim_done(Unit *u, int status) {
         uv_timer_start(&o->timer, on_timer, (uint64_t)delay, 0);
     }
     if (o->running > 0 && !uv_is_active((uv_handle_t *)&o->renew)) {
-      uint64_t every = (uint64_t)(c->lease_ms / 3 > 100 ? c->lease_ms / 3 : 100);
+      uint64_t every =
+          (uint64_t)(c->lease_ms / 3 > 100 ? c->lease_ms / 3 : 100);
       uv_timer_start(&o->renew, on_renew, every, every);
     }
     /* A full claim may have left more due: each completion kicks. */
@@ -609,7 +615,8 @@ static void claim_done(Unit *u, int status) {
   }
 }
 
-/* ---- renewing leases --------------------------------------------------------- */
+/* ---- renewing leases
+ * --------------------------------------------------------- */
 
 typedef struct {
   Unit unit;
@@ -646,8 +653,8 @@ static void on_renew(uv_timer_t *t) {
   if (o->renewing) return;
   RenewUnit *r = xcalloc(1, sizeof *r);
   r->o = o;
-  r->until = isotime_now_ms() +
-             lease_ms(o, o->d->config->options.handler_timeout);
+  r->until =
+      isotime_now_ms() + lease_ms(o, o->d->config->options.handler_timeout);
   o->renewing = true;
   unit_write(o->d, &r->unit, renew_fn, renew_done);
 }

@@ -40,8 +40,7 @@ typedef struct {
   uint64_t timeout_ms;
 } OutboxRun;
 
-typedef void (*OutboxRunDone)(void *arg, bool ok, bool retry,
-                              const char *err);
+typedef void (*OutboxRunDone)(void *arg, bool ok, bool retry, const char *err);
 
 /* What runs a delivery (the Lua host, in the server; a fake in the unit
  * tests). `run` returns 0 once it started the run, and then calls `done`

@@ -63,7 +63,8 @@ __attribute__((format(printf, 1, 2))) static void start_error(const char *fmt,
     fprintf(stderr, "restockd: %s\n", msg);
 }
 
-/* ---- running deliveries on the Lua host ------------------------------------ */
+/* ---- running deliveries on the Lua host ------------------------------------
+ */
 
 static int run_delivery(void *ctx, const OutboxRun *r, OutboxRunDone done,
                         void *arg) {
@@ -78,7 +79,8 @@ static int run_delivery(void *ctx, const OutboxRun *r, OutboxRunDone done,
   return lua_host_run(srv->lua, &run, done, arg);
 }
 
-/* ---- the subscribe hook ----------------------------------------------------- */
+/* ---- the subscribe hook -----------------------------------------------------
+ */
 
 /* restock.on_subscribe runs at most this long (contract section 3). */
 #define HOOK_TIMEOUT_MS 5000
@@ -102,8 +104,8 @@ static int run_subscribe_hook(void *ctx, json_t *arg, HookDone done,
   HookRun *run = xmalloc(sizeof *run);
   run->done = done;
   run->arg = darg;
-  int rc = lua_host_run_subscribe_hook(srv->lua, arg, HOOK_TIMEOUT_MS,
-                                       hook_ran, run);
+  int rc = lua_host_run_subscribe_hook(srv->lua, arg, HOOK_TIMEOUT_MS, hook_ran,
+                                       run);
   if (rc) free(run);
   return rc;
 }
@@ -117,7 +119,8 @@ static int serve_hook(void *ctx, HttpRequest *req, const char *client,
   return lua_connect_route(srv->lua, req, client, allow, allow_len);
 }
 
-/* ---- the watchdog --------------------------------------------------------- */
+/* ---- the watchdog ---------------------------------------------------------
+ */
 
 typedef struct {
   WatchdogCulprit c;
@@ -155,7 +158,8 @@ static void on_hang(void *arg, const WatchdogCulprit *c) {
               restock_strerror(rc));
 }
 
-/* ---- stopping --------------------------------------------------------------- */
+/* ---- stopping ---------------------------------------------------------------
+ */
 
 static void close_handle(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -237,7 +241,8 @@ static void on_stop_signal(uv_signal_t *h, int signum) {
   lua_connect_when_idle(on_tasks_idle, srv);
 }
 
-/* ---- reloading ---------------------------------------------------------------- */
+/* ---- reloading
+ * ---------------------------------------------------------------- */
 
 static void log_warnings(StrList *w) {
   for (size_t i = 0; i < w->n; i++) log_warn("%s", w->items[i]);
@@ -273,7 +278,8 @@ static void on_reload_signal(uv_signal_t *h, int signum) {
 
 static void on_logs(uv_prepare_t *p) { log_flush(); }
 
-/* ---- start-up ---------------------------------------------------------------- */
+/* ---- start-up
+ * ---------------------------------------------------------------- */
 
 /* The token key: from RESTOCK_SECRET, or from a secret generated once and
  * kept in the database. */
@@ -308,8 +314,9 @@ static int load_secret(Server *srv) {
     return 0;
   }
   int rc = store_run(srv->d.store, secret_fn, srv->d.token_key);
-  if (rc) start_error("cannot read or store the token secret: %s",
-                      restock_strerror(rc));
+  if (rc)
+    start_error("cannot read or store the token secret: %s",
+                restock_strerror(rc));
   return rc;
 }
 
@@ -332,8 +339,10 @@ int server_run(const ServerSettings *s) {
     free(srv);
     return EXIT_USAGE;
   }
-  StoreOptions so = {.role = STORE_ROLE_SERVER, .readers = -1,
-                     .durability = DURABILITY_PROCESS, .node_id = node};
+  StoreOptions so = {.role = STORE_ROLE_SERVER,
+                     .readers = -1,
+                     .durability = DURABILITY_PROCESS,
+                     .node_id = node};
   int orc = store_open(s->db, &so, &d->store, &err);
   if (orc) {
     start_error("%s", err);
@@ -462,10 +471,10 @@ int server_run(const ServerSettings *s) {
   printf("restockd listening on http://%s\n", http_server_address(srv->http));
   fflush(stdout);
   char *shown = store_display_uri(s->db);
-  log_info("restockd %s listening on http://%s (database %s, plugin %s, "
-           "node %s)",
-           RESTOCKD_VERSION, http_server_address(srv->http), shown, s->config,
-           node);
+  log_info(
+      "restockd %s listening on http://%s (database %s, plugin %s, "
+      "node %s)",
+      RESTOCKD_VERSION, http_server_address(srv->http), shown, s->config, node);
   free(shown);
   uv_run(&srv->loop, UV_RUN_DEFAULT);
 

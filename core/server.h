@@ -15,7 +15,8 @@ typedef struct {
   uint64_t header_timeout_ms;
   uint64_t body_timeout_ms;
   unsigned max_connections;
-  long long lease_ms; /* RESTOCK_LEASE_MS: a delivery's longest lease; 0: 15 s */
+  long long
+      lease_ms; /* RESTOCK_LEASE_MS: a delivery's longest lease; 0: 15 s */
   uint64_t watchdog_ms; /* how long Lua may hold the loop at a stretch */
 } ServerSettings;
 

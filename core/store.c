@@ -71,9 +71,9 @@ struct Store {
   Queue wq, rq, dq;
   uv_async_t async;
   uv_loop_t *loop;
-  size_t inflight; /* loop thread only */
-  int durability;  /* wanted; atomic */
-  int applied;     /* what the writer last set */
+  size_t inflight;              /* loop thread only */
+  int durability;               /* wanted; atomic */
+  int applied;                  /* what the writer last set */
   unsigned long long wal_bytes; /* the writer's; copied into stats */
   StoreStats stats;
   /* Issue 14: whether the last transaction reached the database (atomic;
@@ -96,7 +96,8 @@ static void queue_push(Queue *q, StoreWork *w) {
   q->tail = w;
 }
 
-/* ---- statements ------------------------------------------------------------ */
+/* ---- statements ------------------------------------------------------------
+ */
 
 static void tx_init(StoreTx *tx, Store *s, StoreConn *conn) {
   memset(tx, 0, sizeof *tx);
@@ -231,8 +232,8 @@ static void q_copy(Q *q, int col, char *out, size_t len) {
 
 /* Runs a statement to its end; *changes (if not NULL) gets the rows it
  * changed. */
-static int q_exec(StoreTx *tx, long long *changes, StmtId id,
-                  const char *types, ...) {
+static int q_exec(StoreTx *tx, long long *changes, StmtId id, const char *types,
+                  ...) {
   StoreStmt *st = stmt(tx, id);
   if (!st) return RESTOCK_ESTORE;
   va_list ap;
@@ -295,9 +296,7 @@ static int q_strings(StoreTx *tx, StrList *out, StmtId id, const char *types,
   return rc < 0 ? RESTOCK_ESTORE : 0;
 }
 
-static int exec_id(StoreTx *tx, StmtId id) {
-  return q_exec(tx, NULL, id, "");
-}
+static int exec_id(StoreTx *tx, StmtId id) { return q_exec(tx, NULL, id, ""); }
 
 /* ---- opening, running, closing ------------------------------------------- */
 
@@ -411,8 +410,7 @@ static StoreWork *run_batch(StoreTx *tx, StoreWork *first, size_t *n) {
   StoreWork *last = first;
   size_t count = 1;
   args[0] = first->arg;
-  while (last->next && last->next->batch == first->batch &&
-         count < BATCH_MAX) {
+  while (last->next && last->next->batch == first->batch && count < BATCH_MAX) {
     last = last->next;
     args[count++] = last->arg;
   }
@@ -661,12 +659,12 @@ static void on_async(uv_async_t *a) {
 
 int store_start(Store *s, uv_loop_t *loop, char **err) {
   s->loop = loop;
-  if (s->drv->server_start && s->server &&
-      s->drv->server_start(s->server, err))
+  if (s->drv->server_start && s->server && s->drv->server_start(s->server, err))
     return RESTOCK_ESTORE;
-  s->readers = xcalloc((size_t)(s->nreaders ? s->nreaders : 1), sizeof *s->readers);
-  s->reader_threads =
-      xcalloc((size_t)(s->nreaders ? s->nreaders : 1), sizeof *s->reader_threads);
+  s->readers =
+      xcalloc((size_t)(s->nreaders ? s->nreaders : 1), sizeof *s->readers);
+  s->reader_threads = xcalloc((size_t)(s->nreaders ? s->nreaders : 1),
+                              sizeof *s->reader_threads);
   for (int i = 0; i < s->nreaders; i++) {
     StoreConn *c = NULL;
     if (s->drv->connect(s->uri, CONN_READER, &c, err)) {
@@ -729,8 +727,7 @@ static void submit(Store *s, StoreWork *w, StoreFn fn, StoreBatchFn batch,
   w->status = 0;
   w->next = NULL;
   w->queued_ns = uv_hrtime();
-  if (s->inflight++ == 0 && !s->closed_async)
-    uv_ref((uv_handle_t *)&s->async);
+  if (s->inflight++ == 0 && !s->closed_async) uv_ref((uv_handle_t *)&s->async);
   uv_mutex_lock(&s->mu);
   if (s->stopping || !s->started) {
     w->status = RESTOCK_EUNAVAIL;
@@ -754,13 +751,12 @@ void store_write(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
   submit(s, w, fn, NULL, done, arg, true);
 }
 
-void store_read(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
-                void *arg) {
+void store_read(Store *s, StoreWork *w, StoreFn fn, StoreDone done, void *arg) {
   submit(s, w, fn, NULL, done, arg, false);
 }
 
-void store_write_batched(Store *s, StoreWork *w, StoreFn fn,
-                         StoreBatchFn batch, StoreDone done, void *arg) {
+void store_write_batched(Store *s, StoreWork *w, StoreFn fn, StoreBatchFn batch,
+                         StoreDone done, void *arg) {
   submit(s, w, fn, batch, done, arg, true);
 }
 
@@ -889,7 +885,8 @@ void store_tx_rollback(StoreTx *tx) {
 
 const char *store_tx_node(const StoreTx *tx) { return tx->s->node_id; }
 
-/* ---- migrations ------------------------------------------------------------- */
+/* ---- migrations -------------------------------------------------------------
+ */
 
 const Migration *store_migrations(const StoreTx *tx, size_t *count) {
   size_t n = 0;
@@ -929,8 +926,8 @@ int store_migrations_applied(StoreTx *tx, char (*applied_at)[ISOTIME_LEN],
 int store_migration_apply(StoreTx *tx, const Migration *m, char **err) {
   char *msg = NULL;
   if (exec_id(tx, SQL_BEGIN)) {
-    *err = xasprintf("%s: cannot begin: %s", m->name,
-                     tx->drv->errmsg(tx->conn));
+    *err =
+        xasprintf("%s: cannot begin: %s", m->name, tx->drv->errmsg(tx->conn));
     return RESTOCK_ESTORE;
   }
   /* The migration's SQL is our own, compiled in; it has no parameters. */
@@ -944,8 +941,8 @@ int store_migration_apply(StoreTx *tx, const Migration *m, char **err) {
   isotime_now(now);
   if (q_exec(tx, NULL, SQL_MIG_RECORD, "ss", m->name, now) ||
       exec_id(tx, SQL_COMMIT)) {
-    *err = xasprintf("%s: cannot record: %s", m->name,
-                     tx->drv->errmsg(tx->conn));
+    *err =
+        xasprintf("%s: cannot record: %s", m->name, tx->drv->errmsg(tx->conn));
     if (tx->drv->in_transaction(tx->conn)) exec_id(tx, SQL_ROLLBACK);
     return RESTOCK_ESTORE;
   }
@@ -959,14 +956,15 @@ int store_migration_apply(StoreTx *tx, const Migration *m, char **err) {
 
 int store_migrations_lock(StoreTx *tx, bool lock, char **err) {
   if (exec_id(tx, lock ? SQL_MIG_LOCK : SQL_MIG_UNLOCK)) {
-    *err = xasprintf("cannot %s the migrations: %s",
-                     lock ? "lock" : "unlock", tx->drv->errmsg(tx->conn));
+    *err = xasprintf("cannot %s the migrations: %s", lock ? "lock" : "unlock",
+                     tx->drv->errmsg(tx->conn));
     return RESTOCK_ESTORE;
   }
   return 0;
 }
 
-/* ---- variants ----------------------------------------------------------------- */
+/* ---- variants
+ * ----------------------------------------------------------------- */
 
 void variant_clear(Variant *v) {
   free(v->id);
@@ -1022,8 +1020,7 @@ int store_variant_put(StoreTx *tx, const Variant *v) {
 
 int store_variant_set_quantity(StoreTx *tx, const char *id, long long quantity,
                                const char *updated_at) {
-  return q_exec(tx, NULL, SQL_VARIANT_SET_QTY, "sis", id, quantity,
-                updated_at);
+  return q_exec(tx, NULL, SQL_VARIANT_SET_QTY, "sis", id, quantity, updated_at);
 }
 
 int store_variant_delete(StoreTx *tx, const char *id) {
@@ -1064,7 +1061,8 @@ int store_variant_list(StoreTx *tx, const VariantFilter *f, VariantRowFn fn,
   return rc < 0 ? rc : 0;
 }
 
-/* ---- subscriptions --------------------------------------------------------------- */
+/* ---- subscriptions
+ * --------------------------------------------------------------- */
 
 int store_subscription_next_id(StoreTx *tx, long long *id) {
   bool any = false;
@@ -1184,16 +1182,15 @@ int store_pending_confirm(StoreTx *tx, long long id, const char *now,
     out->was_active = found;
     return found ? 0 : RESTOCK_ENOTFOUND;
   }
-  rc = q_exec(tx, NULL, SQL_PEND_ACTIVATE, "isI", id, now,
-              subscribed_event_id);
+  rc = q_exec(tx, NULL, SQL_PEND_ACTIVATE, "isI", id, now, subscribed_event_id);
   return rc ? rc : q_exec(tx, NULL, SQL_PEND_DELETE, "i", id);
 }
 
 /* Walks the oldest rows of a table (SUB_SCAN or PEND_SCAN) created before
  * `cutoff`: up to `max` ids into `ids`, *reached when the walk met a
  * younger row or the end. */
-static int scan_old(StoreTx *tx, StmtId scan, const char *cutoff,
-                    long long max, long long *ids, size_t *n, bool *reached) {
+static int scan_old(StoreTx *tx, StmtId scan, const char *cutoff, long long max,
+                    long long *ids, size_t *n, bool *reached) {
   Q q;
   *n = 0;
   *reached = false;
@@ -1228,9 +1225,8 @@ int store_pending_purge(StoreTx *tx, const char *cutoff, long long max,
   return rc;
 }
 
-int store_subscription_expire(StoreTx *tx, const char *cutoff,
-                              const char *now, long long max,
-                              long long *moved, bool *reached) {
+int store_subscription_expire(StoreTx *tx, const char *cutoff, const char *now,
+                              long long max, long long *moved, bool *reached) {
   long long ids[WALK_MAX];
   size_t n = 0;
   *moved = 0;
@@ -1259,9 +1255,8 @@ int store_subscription_remove(StoreTx *tx, long long id, bool *removed) {
   return rc;
 }
 
-static const char *const status_names[] = {"active", "notified",
-                                           "cancelled", "expired",
-                                           "pending"};
+static const char *const status_names[] = {"active", "notified", "cancelled",
+                                           "expired", "pending"};
 
 const char *subscription_status_name(SubscriptionStatus s) {
   return (unsigned)s < 5 ? status_names[s] : "active";
@@ -1290,23 +1285,22 @@ static void read_subscription(Q *q, SubscriptionRow *row) {
 }
 
 int store_subscription_list(StoreTx *tx, const SubscriptionFilter *f,
-                            SubscriptionRowFn fn, void *ctx,
-                            long long *count) {
+                            SubscriptionRowFn fn, void *ctx, long long *count) {
   /* Which form of a listing fits the filter: 0 any, 1 by email, 2 by
    * variant (the email's index is the more selective). */
   int form = f->email ? 1 : f->variant_id ? 2 : 0;
   bool history = f->status != SUB_ACTIVE && f->status != SUB_PENDING;
   const char *status = history ? status_names[f->status] : NULL;
-  StmtId count_id = (history                 ? SQL_HIST_COUNT
+  StmtId count_id = (history                    ? SQL_HIST_COUNT
                      : f->status == SUB_PENDING ? SQL_PEND_COUNT
                                                 : SQL_SUB_COUNT) +
                     form;
-  StmtId list_id = (history                 ? SQL_HIST_LIST
+  StmtId list_id = (history                    ? SQL_HIST_LIST
                     : f->status == SUB_PENDING ? SQL_PEND_LIST
                                                : SQL_SUB_LIST) +
                    form;
-  int rc = q_scalar(tx, count, NULL, count_id, "ssss", f->variant_id,
-                    f->email, f->sales_channel_id, status);
+  int rc = q_scalar(tx, count, NULL, count_id, "ssss", f->variant_id, f->email,
+                    f->sales_channel_id, status);
   if (rc) return rc;
   Q q;
   if (q_open(&q, tx, list_id, "ssssii", f->variant_id, f->email,
@@ -1385,8 +1379,8 @@ void taken_list_clear(TakenList *l) {
 
 int store_subscription_take(StoreTx *tx, const char *variant_id,
                             const char *channel, long long quantity,
-                            long long limit, const char *now,
-                            TakenList *taken, bool *more) {
+                            long long limit, const char *now, TakenList *taken,
+                            bool *more) {
   Q q;
   /* Issue 14: a backend whose take moves the rows itself gets the time
    * too, and says in each row whether more remain (SQLite binds four). */
@@ -1424,24 +1418,24 @@ int store_subscription_take(StoreTx *tx, const char *variant_id,
   if (last >= 0) {
     long long moved = 0;
     if (q_exec(tx, NULL, SQL_DEMAND_BULK_ON, "") ||
-        q_exec(tx, NULL, SQL_SUB_TO_HISTORY, "ssisi", variant_id, channel,
-               last, now, quantity) ||
+        q_exec(tx, NULL, SQL_SUB_TO_HISTORY, "ssisi", variant_id, channel, last,
+               now, quantity) ||
         q_exec(tx, &moved, SQL_SUB_DELETE_UPTO, "ssii", variant_id, channel,
                last, quantity) ||
         q_exec(tx, NULL, SQL_DEMAND_BULK_OFF, "") ||
         q_exec(tx, NULL, SQL_DEMAND_TAKEN, "ssi", variant_id, channel, moved))
       return RESTOCK_ESTORE;
   }
-  return q_scalar(tx, NULL, more, SQL_SUB_SCOPE_ANY, "ssi", variant_id,
-                  channel, quantity);
+  return q_scalar(tx, NULL, more, SQL_SUB_SCOPE_ANY, "ssi", variant_id, channel,
+                  quantity);
 }
 
 int store_subscription_cancel(StoreTx *tx, const char *variant_id,
                               const char *channel, const char *now,
                               long long *moved) {
   const char *key = variant_id ? variant_id : channel;
-  StmtId hist = variant_id ? SQL_SUB_CANCEL_VARIANT_HIST
-                           : SQL_SUB_CANCEL_CHANNEL_HIST;
+  StmtId hist =
+      variant_id ? SQL_SUB_CANCEL_VARIANT_HIST : SQL_SUB_CANCEL_CHANNEL_HIST;
   StmtId del = variant_id ? SQL_SUB_CANCEL_VARIANT_DELETE
                           : SQL_SUB_CANCEL_CHANNEL_DELETE;
   int rc = q_exec(tx, NULL, hist, "ss", key, now);
@@ -1487,8 +1481,7 @@ int store_event_erase_subscribed(StoreTx *tx, const char *email,
 int store_events_emitted_with(StoreTx *tx, const char *email, EventDataFn fn,
                               void *ctx) {
   Q q;
-  if (q_open(&q, tx, SQL_EVENT_EMITTED_WITH, "s", email))
-    return RESTOCK_ESTORE;
+  if (q_open(&q, tx, SQL_EVENT_EMITTED_WITH, "s", email)) return RESTOCK_ESTORE;
   int rc;
   while ((rc = q_step(&q)) == 1) {
     int stop = fn(ctx, q_int(&q, 0), q_text(&q, 1));
@@ -1515,7 +1508,8 @@ int store_subscription_erase(StoreTx *tx, const char *email,
   return rc;
 }
 
-/* ---- checks ----------------------------------------------------------------- */
+/* ---- checks -----------------------------------------------------------------
+ */
 
 int store_check_schedule(StoreTx *tx, const char *variant_id, long long due_at,
                          bool replace) {
@@ -1539,7 +1533,8 @@ int store_check_count(StoreTx *tx, long long *count) {
   return q_scalar(tx, count, NULL, SQL_CHECK_COUNT, "");
 }
 
-/* ---- the outbox ---------------------------------------------------------------- */
+/* ---- the outbox
+ * ---------------------------------------------------------------- */
 
 int store_event_insert(StoreTx *tx, long long id, const char *name,
                        const char *data, const char *status,
@@ -1550,8 +1545,8 @@ int store_event_insert(StoreTx *tx, long long id, const char *name,
                   created_at);
   }
   bool any = false;
-  int rc = q_scalar(tx, out_id, &any, SQL_EVENT_INSERT_AUTO, "ssss", name,
-                    data, status, created_at);
+  int rc = q_scalar(tx, out_id, &any, SQL_EVENT_INSERT_AUTO, "ssss", name, data,
+                    status, created_at);
   return rc ? rc : any ? 0 : RESTOCK_ESTORE;
 }
 
@@ -1658,8 +1653,7 @@ int store_delivery_owners(StoreTx *tx, StrList *owners) {
 
 int store_delivery_release(StoreTx *tx, const char *node, long long now,
                            long long *released) {
-  if (node)
-    return q_exec(tx, released, SQL_DELIVERY_RELEASE, "si", node, now);
+  if (node) return q_exec(tx, released, SQL_DELIVERY_RELEASE, "si", node, now);
   return q_exec(tx, released, SQL_DELIVERY_RELEASE_ALL, "i", now);
 }
 
@@ -1735,8 +1729,8 @@ int store_event_list(StoreTx *tx, const char *name, const char *status,
     count_id = SQL_EVENT_COUNT_NAMED;
     list_id = SQL_EVENT_LIST_NAMED;
   }
-  return event_list_with(tx, count_id, list_id, name, status, limit, offset,
-                         v, count);
+  return event_list_with(tx, count_id, list_id, name, status, limit, offset, v,
+                         count);
 }
 
 static int event_list_with(StoreTx *tx, StmtId count_id, StmtId list_id,
@@ -1836,7 +1830,8 @@ int store_event_prune(StoreTx *tx, long long after_id, const char *cutoff,
   return 0;
 }
 
-/* ---- multi-warehouse ---------------------------------------------------------- */
+/* ---- multi-warehouse
+ * ---------------------------------------------------------- */
 
 void named_row_clear(NamedRow *r) {
   free(r->name);
@@ -1898,16 +1893,14 @@ int store_channel_exists(StoreTx *tx, const char *id, bool *exists) {
 }
 
 int store_channel_put(StoreTx *tx, const char *id, const char *name,
-                      const StrList *locations, NamedRow *out,
-                      StrList *added) {
+                      const StrList *locations, NamedRow *out, StrList *added) {
   int rc = upsert_named(tx, SQL_CHANNEL_UPSERT, id, name);
   if (rc == 0 && locations) {
     StrList before = {0};
     rc = q_strings(tx, &before, SQL_CHANNEL_LOCATIONS, "s", id);
     if (rc == 0) rc = q_exec(tx, NULL, SQL_CHANNEL_LOC_CLEAR, "s", id);
     for (size_t i = 0; rc == 0 && i < locations->n; i++) {
-      rc = q_exec(tx, NULL, SQL_CHANNEL_LOC_ADD, "ss", id,
-                  locations->items[i]);
+      rc = q_exec(tx, NULL, SQL_CHANNEL_LOC_ADD, "ss", id, locations->items[i]);
       if (!strlist_has(&before, locations->items[i]) &&
           !strlist_has(added, locations->items[i]))
         strlist_push(added, locations->items[i]);
@@ -1981,8 +1974,8 @@ int store_level_put(StoreTx *tx, const char *variant_id,
                     long long reserved, const char *now, long long *before,
                     LevelRowFn fn, void *ctx) {
   long long old_stocked = 0, old_reserved = 0;
-  int rc = store_level_get(tx, variant_id, location_id, &old_stocked,
-                           &old_reserved);
+  int rc =
+      store_level_get(tx, variant_id, location_id, &old_stocked, &old_reserved);
   if (rc != 0 && rc != RESTOCK_ENOTFOUND) return rc;
   *before = old_stocked - old_reserved;
   Q q;
@@ -2111,7 +2104,8 @@ int store_named_list(StoreTx *tx, NamedKind kind, long long limit,
   return rc < 0 ? rc : 0;
 }
 
-/* ---- meta ------------------------------------------------------------------- */
+/* ---- meta -------------------------------------------------------------------
+ */
 
 int store_meta_get(StoreTx *tx, const char *key, char **out) {
   Q q;
@@ -2231,12 +2225,13 @@ int store_conversion_revenue(StoreTx *tx, const ConversionFilter *f,
   return rc < 0 ? rc : 0;
 }
 
-/* ---- nodes -------------------------------------------------------------------- */
+/* ---- nodes
+ * -------------------------------------------------------------------- */
 
 int store_node_beat(StoreTx *tx, const char *started_at, const char *version,
                     const char *handlers) {
-  return q_exec(tx, NULL, SQL_NODE_BEAT, "ssss", store_tx_node(tx),
-                started_at, version, handlers);
+  return q_exec(tx, NULL, SQL_NODE_BEAT, "ssss", store_tx_node(tx), started_at,
+                version, handlers);
 }
 
 int store_node_list(StoreTx *tx, NodeRowFn fn, void *ctx) {
@@ -2266,21 +2261,21 @@ int store_node_delete(StoreTx *tx) {
   return q_exec(tx, NULL, SQL_NODE_DELETE, "s", store_tx_node(tx));
 }
 
-
-/* ---- batches (issue 14) -------------------------------------------------------- */
+/* ---- batches (issue 14)
+ * -------------------------------------------------------- */
 
 int store_ids_reserve(StoreTx *tx, size_t n, long long *subscription_ids) {
   /* Those the last batch reserved ahead, if there are enough, fresh. */
   if (tx->pool_n - tx->pool_used >= n &&
       uv_hrtime() - tx->pool_at_ns < ID_POOL_FRESH_NS) {
-    memcpy(subscription_ids, tx->pool_sub + tx->pool_used, n * sizeof(long long));
+    memcpy(subscription_ids, tx->pool_sub + tx->pool_used,
+           n * sizeof(long long));
     tx->pool_used += n;
     return 0;
   }
   tx->pool_n = tx->pool_used = 0;
   Q q;
-  if (q_open(&q, tx, SQL_IDS_RESERVE, "i", (long long)n))
-    return RESTOCK_ESTORE;
+  if (q_open(&q, tx, SQL_IDS_RESERVE, "i", (long long)n)) return RESTOCK_ESTORE;
   size_t got = 0;
   int rc;
   while ((rc = q_step(&q)) == 1 && got < n) {
@@ -2296,11 +2291,11 @@ int store_subscribe_many(StoreTx *tx, const SubscribeRow *rows, size_t n,
   json_t *list = json_array();
   for (size_t i = 0; i < n; i++)
     json_array_append_new(
-        list, json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s}", "i",
-                        (json_int_t)i, "id", (json_int_t)rows[i].id, "v",
-                        rows[i].variant_id,
-                        "e", rows[i].email, "now", rows[i].now, "data",
-                        rows[i].data, "h", rows[i].handlers));
+        list,
+        json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s}", "i", (json_int_t)i,
+                  "id", (json_int_t)rows[i].id, "v", rows[i].variant_id, "e",
+                  rows[i].email, "now", rows[i].now, "data", rows[i].data, "h",
+                  rows[i].handlers));
   char *text = json_text(list);
   json_decref(list);
   if (!text) return RESTOCK_ESTORE;
@@ -2357,7 +2352,8 @@ int store_conversion_variants(StoreTx *tx, const ConversionFilter *f,
   return rc < 0 ? rc : 0;
 }
 
-/* ---- the web console (issue 17) ------------------------------------------- */
+/* ---- the web console (issue 17) -------------------------------------------
+ */
 
 int store_session_put(StoreTx *tx, const char *selector,
                       const char *validator_hash, const char *created_at,
@@ -2396,8 +2392,8 @@ int store_demand_list(StoreTx *tx, const char *channel, long long limit,
                    : q_scalar(tx, count, NULL, SQL_DEMAND_COUNT, "");
   if (rc) return rc;
   Q q;
-  rc = channel ? q_open(&q, tx, SQL_DEMAND_LIST_CHANNEL, "sii", channel,
-                        limit, offset)
+  rc = channel ? q_open(&q, tx, SQL_DEMAND_LIST_CHANNEL, "sii", channel, limit,
+                        offset)
                : q_open(&q, tx, SQL_DEMAND_LIST, "ii", limit, offset);
   if (rc) return RESTOCK_ESTORE;
   /* Every row is read before `fn` runs, so that it may run statements of

@@ -62,8 +62,8 @@ typedef struct StoreWork {
   int status; /* private until done runs */
   uint64_t queued_ns;
   StoreBatchFn batch; /* private: store_write_batched's */
-  bool sync;      /* private: store_write_sync's */
-  bool sync_done; /* private */
+  bool sync;          /* private: store_write_sync's */
+  bool sync_done;     /* private */
 } StoreWork;
 
 typedef enum {
@@ -85,8 +85,7 @@ typedef struct {
  * server on it gets RESTOCK_EBUSY with the holder's PID in *err; any number
  * of servers may share a PostgreSQL database. Returns 0, or a negative code
  * with a message in *err (free it). */
-int store_open(const char *uri, const StoreOptions *o, Store **out,
-               char **err);
+int store_open(const char *uri, const StoreOptions *o, Store **out, char **err);
 /* The backend's name ("sqlite", "postgres"). */
 const char *store_backend(const Store *s);
 /* True when other servers may share the database (PostgreSQL): the server
@@ -115,18 +114,16 @@ int store_prepare_all(StoreTx *tx, char *failed, size_t len);
  * RESTOCK_ESTORE (with a message in *err). */
 int store_start(Store *s, uv_loop_t *loop, char **err);
 /* Queues a write unit (loop thread only). */
-void store_write(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
-                 void *arg);
+void store_write(Store *s, StoreWork *w, StoreFn fn, StoreDone done, void *arg);
 /* Issue 14: queues a write unit that the writer may run together with the
  * neighbours of its group queued with the same `batch`, in one call of it
  * (a backend with round trips to save: PostgreSQL runs 64 subscribes in one
  * statement); else, and whenever the batch fails, it runs `fn`. Loop thread
  * only. */
-void store_write_batched(Store *s, StoreWork *w, StoreFn fn,
-                         StoreBatchFn batch, StoreDone done, void *arg);
+void store_write_batched(Store *s, StoreWork *w, StoreFn fn, StoreBatchFn batch,
+                         StoreDone done, void *arg);
 /* Queues a read unit (loop thread only). */
-void store_read(Store *s, StoreWork *w, StoreFn fn, StoreDone done,
-                void *arg);
+void store_read(Store *s, StoreWork *w, StoreFn fn, StoreDone done, void *arg);
 /* From a thread other than the loop's (the watchdog): runs `fn` as a write
  * unit and waits, at most `timeout_ms`, for its group to commit. Returns
  * fn's status, RESTOCK_ECOMMIT, RESTOCK_EUNAVAIL (not started, or
@@ -157,8 +154,8 @@ const char *store_tx_node(const StoreTx *tx);
 
 /* Counters of the storage side, for the bench and /metrics. */
 typedef struct {
-  unsigned long long groups;  /* transactions the writer committed */
-  unsigned long long units;   /* write units they held */
+  unsigned long long groups; /* transactions the writer committed */
+  unsigned long long units;  /* write units they held */
   unsigned long long failed_commits;
   unsigned long long wal_max_bytes; /* SQLite: the WAL's largest size */
   unsigned long long round_trips;   /* to a database server, all connections */
@@ -209,8 +206,8 @@ int store_variant_get(StoreTx *tx, const char *id, Variant *out);
 /* Inserts or replaces the whole row of `v`. */
 int store_variant_put(StoreTx *tx, const Variant *v);
 /* Sets only inventory_quantity and updated_at. */
-int store_variant_set_quantity(StoreTx *tx, const char *id,
-                               long long quantity, const char *updated_at);
+int store_variant_set_quantity(StoreTx *tx, const char *id, long long quantity,
+                               const char *updated_at);
 /* Deletes variant `id` with its levels and scheduled check. 0 or
  * RESTOCK_ENOTFOUND. */
 int store_variant_delete(StoreTx *tx, const char *id);
@@ -226,7 +223,8 @@ typedef int (*VariantRowFn)(void *ctx, const Variant *v, long long waiting);
 int store_variant_list(StoreTx *tx, const VariantFilter *f, VariantRowFn fn,
                        void *ctx, long long *count);
 
-/* ---- subscriptions -------------------------------------------------------- */
+/* ---- subscriptions --------------------------------------------------------
+ */
 
 typedef enum {
   SUB_ACTIVE = 0,
@@ -247,8 +245,8 @@ typedef struct {
   const char *created_at;
   const char *notified_at; /* history only (when it ended), else NULL */
   SubscriptionStatus status;
-  long long quantity;  /* units wanted; 0 when not given */
-  const char *locale;  /* NULL when not given */
+  long long quantity; /* units wanted; 0 when not given */
+  const char *locale; /* NULL when not given */
 } SubscriptionRow;
 
 /* The next id a new subscription (or event) will get, for a caller that
@@ -300,16 +298,16 @@ typedef struct {
   const char *email;
   const char *now;
   long long now_ms;
-  long long quantity; /* 0: none */
-  const char *locale; /* NULL: none */
-  bool pending;       /* a new one waits for its confirmation */
+  long long quantity;            /* 0: none */
+  const char *locale;            /* NULL: none */
+  bool pending;                  /* a new one waits for its confirmation */
   long long subscribed_event_id; /* for a new active one, or 0 */
 } NewSubscription;
 
 typedef struct {
-  long long id;     /* the stored row's */
-  bool created;     /* false: it was there already (its wish updated) */
-  bool pending;     /* the stored row is pending */
+  long long id; /* the stored row's */
+  bool created; /* false: it was there already (its wish updated) */
+  bool pending; /* the stored row is pending */
   long long confirm_sent_at; /* a pending row's last confirmation (ms) */
   char created_at[ISOTIME_LEN];
 } StoredSubscription;
@@ -328,7 +326,7 @@ typedef struct {
   char variant_id[256];
   char sales_channel_id[256]; /* "" when unscoped */
   char email[256];
-  char locale[64];   /* "" when none */
+  char locale[64];    /* "" when none */
   long long quantity; /* 0 when none */
   bool was_active;    /* it was confirmed already */
 } ConfirmedSubscription;
@@ -343,17 +341,15 @@ int store_pending_purge(StoreTx *tx, const char *cutoff, long long max,
                         long long *deleted, bool *reached);
 /* Moves up to `max` active subscriptions created before `cutoff` to the
  * history as expired, oldest first; *reached when none older is left. */
-int store_subscription_expire(StoreTx *tx, const char *cutoff,
-                              const char *now, long long max,
-                              long long *moved, bool *reached);
+int store_subscription_expire(StoreTx *tx, const char *cutoff, const char *now,
+                              long long max, long long *moved, bool *reached);
 /* True in *any when `email` has a subscription, pending one or history
  * row (a manage token of a forgotten email names nothing). */
 int store_email_known(StoreTx *tx, const char *email, bool *any);
 
 /* Links subscription `id` to its subscribed event, when the event's id
  * could not be known before (store_event_next_id gave RESTOCK_ERANGE). */
-int store_subscription_set_event(StoreTx *tx, long long id,
-                                 long long event_id);
+int store_subscription_set_event(StoreTx *tx, long long id, long long event_id);
 /* Removes subscription `id`, active or pending; *removed says whether it
  * was there. */
 int store_subscription_remove(StoreTx *tx, long long id, bool *removed);
@@ -402,8 +398,8 @@ void taken_list_clear(TakenList *l);
  * stay, whatever their age. */
 int store_subscription_take(StoreTx *tx, const char *variant_id,
                             const char *channel, long long quantity,
-                            long long limit, const char *now,
-                            TakenList *taken, bool *more);
+                            long long limit, const char *now, TakenList *taken,
+                            bool *more);
 /* Moves the active subscriptions of a variant (`channel` NULL: every
  * scope), or of a channel (`variant_id` NULL), to the history as
  * cancelled, and drops their pending ones. *moved gets how many. */
@@ -461,7 +457,8 @@ int store_check_due(StoreTx *tx, long long now, long long max, StrList *ids);
 int store_check_delete(StoreTx *tx, const char *variant_id);
 int store_check_count(StoreTx *tx, long long *count);
 
-/* ---- the outbox ------------------------------------------------------------ */
+/* ---- the outbox ------------------------------------------------------------
+ */
 
 /* Inserts event `id` (from store_event_next_id, or 0 for any) with its data
  * (JSON text); *out_id gets its id. */
@@ -474,8 +471,7 @@ int store_event_insert(StoreTx *tx, long long id, const char *name,
  * claim reads that row's share, not the whole event, each time. */
 int store_delivery_insert(StoreTx *tx, long long event_id, const char *handler,
                           const char *subscriber, long long max_attempts,
-                          long long next_at, const char *now,
-                          const char *data);
+                          long long next_at, const char *now, const char *data);
 
 typedef struct {
   long long event_id;
@@ -563,7 +559,8 @@ int store_event_prune(StoreTx *tx, long long after_id, const char *cutoff,
                       long long max, long long *last_id, long long *deleted,
                       bool *reached);
 
-/* ---- multi-warehouse --------------------------------------------------------- */
+/* ---- multi-warehouse
+ * --------------------------------------------------------- */
 
 typedef struct {
   char id[256];
@@ -642,7 +639,8 @@ int store_named_list(StoreTx *tx, NamedKind kind, long long limit,
                      long long offset, NamedRowFn fn, void *ctx,
                      long long *count);
 
-/* ---- meta ------------------------------------------------------------------ */
+/* ---- meta ------------------------------------------------------------------
+ */
 
 /* Reads a meta value into a new string (*out), or RESTOCK_ENOTFOUND. */
 int store_meta_get(StoreTx *tx, const char *key, char **out);
@@ -651,7 +649,8 @@ int store_meta_put(StoreTx *tx, const char *key, const char *value);
  * once keep the first). */
 int store_meta_add(StoreTx *tx, const char *key, const char *value);
 
-/* ---- nodes (a shared database; no-ops on SQLite) --------------------------- */
+/* ---- nodes (a shared database; no-ops on SQLite) ---------------------------
+ */
 
 /* This node's heartbeat: its row, with the handlers its script subscribed
  * (JSON [[event, handler, max_attempts, each], ...]). */
@@ -733,7 +732,8 @@ int store_conversion_variants(StoreTx *tx, const ConversionFilter *f,
                               ConversionVariant **out, size_t *n,
                               long long *count);
 
-/* ---- the web console (issue 17) ------------------------------------------- */
+/* ---- the web console (issue 17) -------------------------------------------
+ */
 
 /* Stores a console session: `selector` names it, `validator_hash` is the
  * hex SHA-256 of its secret half; it ends at `expires_at` (ms). */

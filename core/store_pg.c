@@ -48,13 +48,14 @@ extern const Migration postgres_migrations[];
 #define MIG_LOCK_KEY "hashtext('restockd migrations ' || current_schema())"
 /* LISTENs on the channel the deliveries triggers of this schema notify
  * (migration 002): restockd_SCHEMA. */
-#define LISTEN_SQL                                                          \
+#define LISTEN_SQL                                                            \
   "DO $$ BEGIN EXECUTE format('LISTEN %I', 'restockd_' || current_schema());" \
   " END $$"
 /* How long a node's heartbeat keeps it alive for the others. */
 #define LIVE "interval '10 seconds'"
 
-/* ---- SQL ------------------------------------------------------------------ */
+/* ---- SQL ------------------------------------------------------------------
+ */
 
 /* Parameters are $1..$N, in the order store.c binds them (the same as
  * SQLite's ?1..?N), each cast where PostgreSQL could not infer its type.
@@ -68,51 +69,52 @@ extern const Migration postgres_migrations[];
  * NULL for any. PostgreSQL plans each execution with its values (a custom
  * plan) while that is cheaper than a generic one, so one form serves every
  * filter. */
-#define SUB_FILTER                                 \
-  " WHERE ($1::text IS NULL OR variant_id = $1)"   \
-  " AND ($2::text IS NULL OR email = $2)"          \
+#define SUB_FILTER                               \
+  " WHERE ($1::text IS NULL OR variant_id = $1)" \
+  " AND ($2::text IS NULL OR email = $2)"        \
   " AND ($3::text IS NULL OR sales_channel_id = $3)"
 /* Columns: id, variant_id, sales_channel_id, email, created_at, notified_at,
  * status, quantity, locale. */
 #define SUB_LIST                                                             \
   "SELECT id, variant_id, sales_channel_id, email, restock_iso(created_at)," \
-  " NULL::text, 'active', quantity, locale FROM restock_subscriptions"       \
-  SUB_FILTER " AND $4::text IS NULL ORDER BY id LIMIT $5 OFFSET $6"
+  " NULL::text, 'active', quantity, locale FROM "                            \
+  "restock_subscriptions" SUB_FILTER                                         \
+  " AND $4::text IS NULL ORDER BY id LIMIT $5 OFFSET $6"
 #define PEND_LIST                                                            \
   "SELECT id, variant_id, sales_channel_id, email, restock_iso(created_at)," \
-  " NULL::text, 'pending', quantity, locale FROM restock_pending"            \
-  SUB_FILTER " AND $4::text IS NULL ORDER BY id LIMIT $5 OFFSET $6"
-#define PEND_COUNT                                                    \
-  "SELECT count(*) FROM restock_pending" SUB_FILTER                  \
-  " AND $4::text IS NULL"
+  " NULL::text, 'pending', quantity, locale FROM restock_pending" SUB_FILTER \
+  " AND $4::text IS NULL ORDER BY id LIMIT $5 OFFSET $6"
+#define PEND_COUNT \
+  "SELECT count(*) FROM restock_pending" SUB_FILTER " AND $4::text IS NULL"
 #define HIST_LIST                                                            \
   "SELECT id, variant_id, sales_channel_id, email, restock_iso(created_at)," \
-  " restock_iso(notified_at), status, quantity, locale FROM restock_history" \
-  SUB_FILTER " AND status = $4::text ORDER BY id LIMIT $5 OFFSET $6"
-#define SUB_COUNT                                                      \
-  "SELECT count(*) FROM restock_subscriptions" SUB_FILTER            \
+  " restock_iso(notified_at), status, quantity, locale FROM "                \
+  "restock_history" SUB_FILTER                                               \
+  " AND status = $4::text ORDER BY id LIMIT $5 OFFSET $6"
+#define SUB_COUNT                                         \
+  "SELECT count(*) FROM restock_subscriptions" SUB_FILTER \
   " AND $4::text IS NULL"
 #define HIST_COUNT \
   "SELECT count(*) FROM restock_history" SUB_FILTER " AND status = $4::text"
 
-#define VARIANT_COLUMNS                                                    \
-  "id, product_id, sku, title, inventory_quantity, allow_backorder,"       \
-  " manage_inventory, restock_iso(created_at), restock_iso(updated_at),"  \
+#define VARIANT_COLUMNS                                                  \
+  "id, product_id, sku, title, inventory_quantity, allow_backorder,"     \
+  " manage_inventory, restock_iso(created_at), restock_iso(updated_at)," \
   " EXISTS (SELECT 1 FROM inventory_levels l WHERE l.variant_id = v.id)"
 /* $1 a prefix of id, sku or title (ASCII letters in any case: the columns
  * sort as "C"), $2 sold out (1) or in stock (0), each NULL for any. */
-#define VARIANT_FILTER                                                     \
-  " WHERE ($1::text IS NULL OR starts_with(lower(id), lower($1))"          \
-  " OR starts_with(lower(coalesce(sku, '')), lower($1))"                   \
-  " OR starts_with(lower(coalesce(title, '')), lower($1)))"                \
-  " AND ($2::bigint IS NULL OR (CASE WHEN NOT manage_inventory OR"         \
+#define VARIANT_FILTER                                             \
+  " WHERE ($1::text IS NULL OR starts_with(lower(id), lower($1))"  \
+  " OR starts_with(lower(coalesce(sku, '')), lower($1))"           \
+  " OR starts_with(lower(coalesce(title, '')), lower($1)))"        \
+  " AND ($2::bigint IS NULL OR (CASE WHEN NOT manage_inventory OR" \
   " allow_backorder OR inventory_quantity > 0 THEN 0 ELSE 1 END) = $2)"
 
-#define EVENT_COLUMNS                                              \
-  "id, name, data::text, status, attempts, last_error,"            \
+#define EVENT_COLUMNS                                   \
+  "id, name, data::text, status, attempts, last_error," \
   " restock_iso(created_at)"
 
-#define HISTORY_INSERT                                             \
+#define HISTORY_INSERT                                                \
   "INSERT INTO restock_history (variant_id, sales_channel_id, email," \
   " created_at, notified_at, subscribed_event_id, status, quantity,"  \
   " locale)"
@@ -123,8 +125,9 @@ extern const Migration postgres_migrations[];
 /* The export's pages: $2 the status ('active', 'pending', a history status,
  * or NULL for any), $3 the variant or NULL, $1 the last id read, $4 the
  * page's size. */
-#define EXPORT_FILTER(status_test)                                        \
-  " WHERE id > $1 AND ($2::text IS NULL OR " status_test ") AND"          \
+#define EXPORT_FILTER(status_test)                       \
+  " WHERE id > $1 AND ($2::text IS NULL OR " status_test \
+  ") AND"                                                \
   " ($3::text IS NULL OR variant_id = $3) ORDER BY id LIMIT $4"
 #define EXPORT_COLUMNS \
   "id, variant_id, sales_channel_id, email, restock_iso(created_at)"
@@ -133,21 +136,22 @@ extern const Migration postgres_migrations[];
  * any). */
 /* The route passes "" and "~" for a bound it was not given (every stored
  * time sorts between them in SQLite's text); here they are open bounds. */
-#define REPORT_FILTER                                                       \
-  " FROM restock_history WHERE status = 'notified'"                         \
-  " AND notified_at >= coalesce(nullif($1::text, '')::timestamptz,"         \
-  " '-infinity') AND notified_at < coalesce(nullif($2::text, '~')"          \
+#define REPORT_FILTER                                               \
+  " FROM restock_history WHERE status = 'notified'"                 \
+  " AND notified_at >= coalesce(nullif($1::text, '')::timestamptz," \
+  " '-infinity') AND notified_at < coalesce(nullif($2::text, '~')"  \
   "::timestamptz, 'infinity') AND ($3::text IS NULL OR variant_id = $3)"
 
 /* The deliveries this node may claim: those of a handler its plugin has
  * (parameter P, [[event, handler], ...]), and those of a handler no live
  * node has (they fail as on one node, "no handler of that name"), so that
  * none waits for ever. */
-#define CLAIMABLE(P)                                                        \
-  " AND ((e.name, d.handler) IN (SELECT x ->> 0, x ->> 1"                   \
-  " FROM jsonb_array_elements(" P "::jsonb) x)"                             \
-  " OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.last_seen_at > now() - "   \
-  LIVE " AND n.handlers @> jsonb_build_array(jsonb_build_array(e.name,"     \
+#define CLAIMABLE(P)                                                           \
+  " AND ((e.name, d.handler) IN (SELECT x ->> 0, x ->> 1"                      \
+  " FROM jsonb_array_elements(" P                                              \
+  "::jsonb) x)"                                                                \
+  " OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.last_seen_at > now() - " LIVE \
+  " AND n.handlers @> jsonb_build_array(jsonb_build_array(e.name,"             \
   " d.handler))))"
 
 static const char *const pg_sql[SQL_COUNT_] = {
@@ -811,22 +815,23 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " AND ($2::text IS NULL OR status = $2)",
 };
 
-/* ---- connections ------------------------------------------------------------ */
+/* ---- connections ------------------------------------------------------------
+ */
 
 struct StoreConn {
   PGconn *pg; /* NULL while lost */
   char *uri;
   ConnRole role;
-  const char *app; /* application_name, as pg_stat_activity shows it */
+  const char *app;     /* application_name, as pg_stat_activity shows it */
   int timeout_ms;      /* per answer; 0 waits for ever (the CLI) */
   unsigned generation; /* sessions so far: statements prepare per session */
   unsigned next_name;
   Durability durability;
   uint64_t retry_at_ns; /* no reconnection before */
   int backoff_ms;
-  bool was_lost; /* logged; "reconnected" is logged once it is back */
+  bool was_lost;  /* logged; "reconnected" is logged once it is back */
   char node[160]; /* the writer's node (restockd.node), "" for none */
-  int deferred;  /* statements sent in pipeline mode, answers not read */
+  int deferred;   /* statements sent in pipeline mode, answers not read */
   bool transient; /* the last failure may pass if tried again */
   char sqlstate[6];
   char err[512];
@@ -1083,8 +1088,8 @@ static int run_simple(StoreConn *c, const char *sql) {
 static int set_session_node(StoreConn *c) {
   const char *values[1] = {c->node};
   if (!pq_dl.sendQueryParams(c->pg,
-                             "SELECT set_config('restockd.node', $1, false)",
-                             1, NULL, values, NULL, NULL, 0)) {
+                             "SELECT set_config('restockd.node', $1, false)", 1,
+                             NULL, values, NULL, NULL, 0)) {
     set_err(c, pq_dl.errorMessage(c->pg));
     return RESTOCK_ESTORE;
   }
@@ -1113,8 +1118,7 @@ static const char *durability_sql(Durability d) {
 static int open_session(StoreConn *c) {
   /* Defaults come first: a key the URI sets itself wins (libpq takes the
    * last value of a key, and dbname's URI expands in its place). */
-  const char *keys[] = {"connect_timeout", "application_name", "dbname",
-                        NULL};
+  const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
   const char *values[] = {CONNECT_TIMEOUT_S, c->app, c->uri, NULL};
   PGconn *pg = pq_dl.connectdbParams(keys, values, 1);
   if (!pg || pq_dl.status(pg) != CONNECTION_OK) {
@@ -1187,9 +1191,10 @@ static int pg_ensure(StoreConn *c, char **err) {
   }
   if (open_session(c)) {
     if (!c->was_lost)
-      log_error("postgresql: the connection is lost and cannot be made "
-                "again yet: %s",
-                c->err);
+      log_error(
+          "postgresql: the connection is lost and cannot be made "
+          "again yet: %s",
+          c->err);
     c->was_lost = true;
     c->retry_at_ns = uv_hrtime() + (uint64_t)c->backoff_ms * 1000000;
     c->backoff_ms =
@@ -1220,7 +1225,8 @@ static int pg_exec(StoreConn *c, const char *script, char **err) {
   return rc;
 }
 
-/* ---- statements ------------------------------------------------------------ */
+/* ---- statements ------------------------------------------------------------
+ */
 
 /* The largest $N of a statement. None of our statements has a dollar
  * followed by a digit inside a literal. */
@@ -1240,10 +1246,10 @@ static StoreStmt *pg_prepare(StoreConn *c, const char *sql, char **err) {
   s->sql = xstrdup(sql);
   snprintf(s->name, sizeof s->name, "s%u", ++c->next_name);
   s->nparams = count_params(sql);
-  s->deferrable = s->nparams == 0 &&
-                  (strncmp(sql, "BEGIN", 5) == 0 ||
-                   strncmp(sql, "SAVEPOINT ", 10) == 0 ||
-                   strncmp(sql, "RELEASE SAVEPOINT ", 18) == 0);
+  s->deferrable =
+      s->nparams == 0 &&
+      (strncmp(sql, "BEGIN", 5) == 0 || strncmp(sql, "SAVEPOINT ", 10) == 0 ||
+       strncmp(sql, "RELEASE SAVEPOINT ", 18) == 0);
   s->values = xcalloc((size_t)(s->nparams ? s->nparams : 1), sizeof *s->values);
   /* Prepared on the server at its first run, in whatever session is
    * current then. */
@@ -1354,8 +1360,7 @@ static int pg_step(StoreStmt *s) {
          * a name of its own. */
         snprintf(s->name, sizeof s->name, "s%u", ++c->next_name);
     } else {
-      if (s->prepared != c->generation && prepare_now(s))
-        return RESTOCK_ESTORE;
+      if (s->prepared != c->generation && prepare_now(s)) return RESTOCK_ESTORE;
       if (!pq_dl.sendQueryPrepared(c->pg, s->name, s->nparams,
                                    (const char *const *)s->values, NULL, NULL,
                                    0)) {
@@ -1389,8 +1394,7 @@ static void pg_reset(StoreStmt *s) {
 }
 
 static bool pg_column_null(StoreStmt *s, int i) {
-  return !s->res || s->row >= s->nrows ||
-         pq_dl.getisnull(s->res, s->row, i);
+  return !s->res || s->row >= s->nrows || pq_dl.getisnull(s->res, s->row, i);
 }
 
 static long long pg_column_int(StoreStmt *s, int i) {
@@ -1430,7 +1434,8 @@ static void pg_set_durability(StoreConn *c, Durability d) {
 
 static bool pg_private_uri(const char *uri) { return false; }
 
-/* ---- masking the password ------------------------------------------------- */
+/* ---- masking the password -------------------------------------------------
+ */
 
 static char *pg_display_uri(const char *uri) {
   /* postgresql://user:password@host/db?password=...: the userinfo's
@@ -1452,15 +1457,15 @@ static char *pg_display_uri(const char *uri) {
   if (p && (p == out || p[-1] == '?' || p[-1] == '&' || p[-1] == ' ')) {
     char *end = p + 9;
     while (*end && *end != '&' && *end != ' ') end++;
-    char *masked =
-        xasprintf("%.*s***%s", (int)(p + 9 - out), out, end);
+    char *masked = xasprintf("%.*s***%s", (int)(p + 9 - out), out, end);
     free(out);
     out = masked;
   }
   return out;
 }
 
-/* ---- the listener ------------------------------------------------------------ */
+/* ---- the listener
+ * ------------------------------------------------------------ */
 
 typedef struct {
   StoreConn c;
@@ -1481,8 +1486,7 @@ static void listener_main(void *arg) {
   for (;;) {
     char *err = NULL;
     if (!c->pg || pq_dl.status(c->pg) != CONNECTION_OK) {
-      if (pg_ensure(c, &err) == 0 &&
-          run_simple(c, LISTEN_SQL) == 0) {
+      if (pg_ensure(c, &err) == 0 && run_simple(c, LISTEN_SQL) == 0) {
         l->notify(l->arg);
       } else {
         if (c->pg) drop(c, c->err);
@@ -1520,9 +1524,8 @@ static void listener_main(void *arg) {
   c->pg = NULL;
 }
 
-static int pg_listen(const char *uri, const char *node,
-                     void (*notify)(void *), void *arg, void **state,
-                     char **err) {
+static int pg_listen(const char *uri, const char *node, void (*notify)(void *),
+                     void *arg, void **state, char **err) {
   char why[512];
   if (pq_dl_load(why, sizeof why)) {
     *err = xstrdup(why);

@@ -18,7 +18,8 @@
 
 extern const Migration sqlite_migrations[];
 
-/* ---- SQL ------------------------------------------------------------------ */
+/* ---- SQL ------------------------------------------------------------------
+ */
 
 /* The event no partial index of events_named covers. */
 #define SUBSCRIBED_SQL "'restock-notification.subscribed'"
@@ -43,13 +44,13 @@ extern const Migration sqlite_migrations[];
 /* Columns: id, variant_id, sales_channel_id, email, created_at, notified_at,
  * status, quantity, locale. ?4 is the history's status (NULL for the
  * active and pending ones), ?5 the limit, ?6 the offset. */
-#define SUB_LIST(filter)                                                 \
-  "SELECT id, variant_id, sales_channel_id, email, created_at, NULL,"   \
-  " 'active', quantity, locale FROM restock_subscriptions" filter       \
+#define SUB_LIST(filter)                                              \
+  "SELECT id, variant_id, sales_channel_id, email, created_at, NULL," \
+  " 'active', quantity, locale FROM restock_subscriptions" filter     \
   " AND ?4 IS NULL ORDER BY id LIMIT ?5 OFFSET ?6"
-#define PEND_LIST(filter)                                                \
-  "SELECT id, variant_id, sales_channel_id, email, created_at, NULL,"   \
-  " 'pending', quantity, locale FROM restock_pending" filter            \
+#define PEND_LIST(filter)                                             \
+  "SELECT id, variant_id, sales_channel_id, email, created_at, NULL," \
+  " 'pending', quantity, locale FROM restock_pending" filter          \
   " AND ?4 IS NULL ORDER BY id LIMIT ?5 OFFSET ?6"
 #define HIST_LIST(filter)                                                    \
   "SELECT id, variant_id, sales_channel_id, email, created_at, notified_at," \
@@ -63,24 +64,24 @@ extern const Migration sqlite_migrations[];
   "SELECT count(*) FROM restock_history" filter " AND status = ?4"
 /* ?2 the status ('active', 'pending', a history status, or NULL for any),
  * ?3 the variant or NULL, ?1 the last id read, ?4 the page's size. */
-#define EXPORT_COLUMNS                                                    \
-  "id, variant_id, sales_channel_id, email, created_at"
-#define EXPORT_FILTER(status_test)                                        \
-  " WHERE id > ?1 AND (?2 IS NULL OR " status_test ") AND"                \
+#define EXPORT_COLUMNS "id, variant_id, sales_channel_id, email, created_at"
+#define EXPORT_FILTER(status_test)                 \
+  " WHERE id > ?1 AND (?2 IS NULL OR " status_test \
+  ") AND"                                          \
   " (?3 IS NULL OR variant_id = ?3) ORDER BY id LIMIT ?4"
 
 /* Variant columns, as store.c reads them (read_variant). */
-#define VARIANT_COLUMNS                                                     \
-  "id, product_id, sku, title, inventory_quantity, allow_backorder,"        \
-  " manage_inventory, created_at, updated_at,"                              \
+#define VARIANT_COLUMNS                                              \
+  "id, product_id, sku, title, inventory_quantity, allow_backorder," \
+  " manage_inventory, created_at, updated_at,"                       \
   " EXISTS (SELECT 1 FROM inventory_levels l WHERE l.variant_id = v.id)"
 /* ?1 a prefix of id, sku or title (any letter case), ?2 sold out (1) or in
  * stock (0), each NULL for any. */
-#define VARIANT_FILTER                                                      \
-  " WHERE (?1 IS NULL OR substr(lower(id), 1, length(?1)) = lower(?1)"     \
-  " OR substr(lower(coalesce(sku, '')), 1, length(?1)) = lower(?1)"        \
-  " OR substr(lower(coalesce(title, '')), 1, length(?1)) = lower(?1))"     \
-  " AND (?2 IS NULL OR (CASE WHEN manage_inventory = 0 OR"                 \
+#define VARIANT_FILTER                                                 \
+  " WHERE (?1 IS NULL OR substr(lower(id), 1, length(?1)) = lower(?1)" \
+  " OR substr(lower(coalesce(sku, '')), 1, length(?1)) = lower(?1)"    \
+  " OR substr(lower(coalesce(title, '')), 1, length(?1)) = lower(?1))" \
+  " AND (?2 IS NULL OR (CASE WHEN manage_inventory = 0 OR"             \
   " allow_backorder = 1 OR inventory_quantity > 0 THEN 0 ELSE 1 END) = ?2)"
 
 /* The notifications of a report: sent in [?1, ?2), of variant ?3 (NULL:
@@ -89,8 +90,7 @@ extern const Migration sqlite_migrations[];
   " FROM restock_history WHERE status = 'notified' AND notified_at >= ?1" \
   " AND notified_at < ?2 AND (?3 IS NULL OR variant_id = ?3)"
 
-#define EVENT_COLUMNS \
-  "id, name, data, status, attempts, last_error, created_at"
+#define EVENT_COLUMNS "id, name, data, status, attempts, last_error, created_at"
 
 static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_BEGIN] = "BEGIN IMMEDIATE",
@@ -110,8 +110,8 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
      * migration is the lock. */
     [SQL_MIG_LOCK] = "SELECT 1",
     [SQL_MIG_UNLOCK] = "SELECT 1",
-    [SQL_VARIANT_GET] = "SELECT " VARIANT_COLUMNS
-                        " FROM variants v WHERE id = ?1",
+    [SQL_VARIANT_GET] =
+        "SELECT " VARIANT_COLUMNS " FROM variants v WHERE id = ?1",
     [SQL_VARIANT_PUT] =
         "INSERT OR REPLACE INTO variants (id, product_id, sku, title,"
         " inventory_quantity, allow_backorder, manage_inventory, created_at,"
@@ -279,11 +279,11 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_DELIVERY_DUE] =
         /* A per-subscriber row's own share of the data; the event's
          * (large, for a restock) is then never read. */
-        "SELECT d.event_id, d.handler, d.subscriber, d.attempts,"
-        " d.max_attempts, e.name, COALESCE(d.data, e.data)"
-        " FROM deliveries d JOIN events e ON e.id = d.event_id"
-        " WHERE d.status = 'pending' AND d.next_at <= ?1"
-        " ORDER BY d.next_at, d.event_id LIMIT ?2",
+    "SELECT d.event_id, d.handler, d.subscriber, d.attempts,"
+    " d.max_attempts, e.name, COALESCE(d.data, e.data)"
+    " FROM deliveries d JOIN events e ON e.id = d.event_id"
+    " WHERE d.status = 'pending' AND d.next_at <= ?1"
+    " ORDER BY d.next_at, d.event_id LIMIT ?2",
     [SQL_DELIVERY_LEASE] =
         "UPDATE deliveries SET next_at = ?4, lease_owner = ?5"
         " WHERE event_id = ?1 AND handler = ?2 AND subscriber = ?3",
@@ -316,25 +316,26 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_DELIVERY_PENDING] =
         "SELECT count(*) FROM deliveries WHERE status = 'pending'",
     [SQL_EVENT_LIST] =
-        "SELECT " EVENT_COLUMNS " FROM events WHERE (?1 IS NULL OR name = ?1)"
+        "SELECT " EVENT_COLUMNS
+        " FROM events WHERE (?1 IS NULL OR name = ?1)"
         " AND (?2 IS NULL OR status = ?2) ORDER BY id LIMIT ?3 OFFSET ?4",
     [SQL_EVENT_COUNT] =
         "SELECT count(*) FROM events WHERE (?1 IS NULL OR name = ?1)"
         " AND (?2 IS NULL OR status = ?2)",
     /* The same for a status other than delivered: the literal condition
      * lets SQLite use the partial index events_open. */
-    [SQL_EVENT_LIST_OPEN] =
-        "SELECT " EVENT_COLUMNS " FROM events WHERE (?1 IS NULL OR name = ?1)"
-        " AND status = ?2 AND status != 'delivered'"
-        " ORDER BY id LIMIT ?3 OFFSET ?4",
+    [SQL_EVENT_LIST_OPEN] = "SELECT " EVENT_COLUMNS
+                            " FROM events WHERE (?1 IS NULL OR name = ?1)"
+                            " AND status = ?2 AND status != 'delivered'"
+                            " ORDER BY id LIMIT ?3 OFFSET ?4",
     [SQL_EVENT_COUNT_OPEN] =
         "SELECT count(*) FROM events WHERE (?1 IS NULL OR name = ?1)"
         " AND status = ?2 AND status != 'delivered'",
     /* Any other name: the literal condition lets SQLite use the partial
      * index events_named (migration 007). */
     [SQL_EVENT_LIST_NAMED] =
-        "SELECT " EVENT_COLUMNS " FROM events WHERE name = ?1 AND name != "
-        SUBSCRIBED_SQL
+        "SELECT " EVENT_COLUMNS
+        " FROM events WHERE name = ?1 AND name != " SUBSCRIBED_SQL
         " AND (?2 IS NULL OR status = ?2) ORDER BY id LIMIT ?3 OFFSET ?4",
     [SQL_EVENT_COUNT_NAMED] =
         "SELECT count(*) FROM events WHERE name = ?1 AND name "
@@ -451,8 +452,8 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_META_ADD] = "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
     /* One writer: what a write reads cannot change under it, so the
      * locking read is the plain one and the event needs no lock. */
-    [SQL_VARIANT_LOCK] = "SELECT " VARIANT_COLUMNS
-                         " FROM variants v WHERE id = ?1",
+    [SQL_VARIANT_LOCK] =
+        "SELECT " VARIANT_COLUMNS " FROM variants v WHERE id = ?1",
     [SQL_EVENT_LOCK] = "SELECT 1 FROM events WHERE id = ?1",
     [SQL_DELIVERY_RENEW] =
         "UPDATE deliveries SET next_at = ?2"
@@ -538,14 +539,16 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         " OR EXISTS (SELECT 1 FROM restock_pending WHERE email = ?1)"
         " OR EXISTS (SELECT 1 FROM restock_history WHERE email = ?1)",
     [SQL_EXPORT_ACTIVE] =
-        "SELECT " EXPORT_COLUMNS ", NULL, 'active', quantity, locale"
+        "SELECT " EXPORT_COLUMNS
+        ", NULL, 'active', quantity, locale"
         " FROM restock_subscriptions" EXPORT_FILTER("?2 = 'active'"),
     [SQL_EXPORT_PENDING] =
-        "SELECT " EXPORT_COLUMNS ", NULL, 'pending', quantity, locale"
+        "SELECT " EXPORT_COLUMNS
+        ", NULL, 'pending', quantity, locale"
         " FROM restock_pending" EXPORT_FILTER("?2 = 'pending'"),
-    [SQL_EXPORT_HIST] =
-        "SELECT " EXPORT_COLUMNS ", notified_at, status, quantity, locale"
-        " FROM restock_history" EXPORT_FILTER("status = ?2"),
+    [SQL_EXPORT_HIST] = "SELECT " EXPORT_COLUMNS
+                        ", notified_at, status, quantity, locale"
+                        " FROM restock_history" EXPORT_FILTER("status = ?2"),
     /* Shop connectors (issue 16). */
     [SQL_KV_GET] =
         "SELECT value FROM script_kv WHERE key = ?1"
@@ -611,7 +614,8 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
      * first entry of restock_subscriptions_scope for it. Columns: the
      * variant's, then waiting, notified, oldest. */
     [SQL_DEMAND_LIST] =
-        "SELECT " VARIANT_COLUMNS ", d.waiting, d.notified,"
+        "SELECT " VARIANT_COLUMNS
+        ", d.waiting, d.notified,"
         " (SELECT min((SELECT s.created_at FROM restock_subscriptions s"
         "   WHERE s.variant_id = c.variant_id"
         "   AND s.sales_channel_id = c.sales_channel_id"
@@ -629,7 +633,8 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         "SELECT count(DISTINCT variant_id) FROM demand_counts"
         " WHERE waiting > 0",
     [SQL_DEMAND_LIST_CHANNEL] =
-        "SELECT " VARIANT_COLUMNS ", d.waiting, d.notified,"
+        "SELECT " VARIANT_COLUMNS
+        ", d.waiting, d.notified,"
         " (SELECT s.created_at FROM restock_subscriptions s"
         "  WHERE s.variant_id = d.variant_id"
         "  AND s.sales_channel_id = d.sales_channel_id"
@@ -668,8 +673,7 @@ struct StoreStmt {
   StoreConn *c;
 };
 
-static int on_wal_commit(void *arg, sqlite3 *db, const char *name,
-                         int frames) {
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames) {
   ((StoreConn *)arg)->wal_frames = frames;
   return SQLITE_OK;
 }
@@ -687,8 +691,8 @@ static int sq_connect(const char *uri, ConnRole role, StoreConn **out,
   int flags = role == CONN_READER ? SQLITE_OPEN_READONLY
                                   : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
   sqlite3 *db = NULL;
-  int rc = sqlite3_open_v2(uri, &db, flags | SQLITE_OPEN_NOMUTEX |
-                                         SQLITE_OPEN_URI, NULL);
+  int rc = sqlite3_open_v2(uri, &db,
+                           flags | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, NULL);
   if (rc != SQLITE_OK) {
     *err = xasprintf("cannot open database %s: %s", uri,
                      db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -820,7 +824,8 @@ static void sq_set_durability(StoreConn *c, Durability d) {
 
 static bool sq_private_uri(const char *uri) { return memory_uri(uri); }
 
-/* ---- the server's lock and checkpoints ------------------------------------ */
+/* ---- the server's lock and checkpoints ------------------------------------
+ */
 
 /* WAL frames written since the last checkpoint pass past which the writer
  * wakes the checkpoint thread (SQLite's own default threshold). A pass over
@@ -845,8 +850,8 @@ typedef struct {
   uv_mutex_t mu;
   uv_cond_t cond;
   bool stop;
-  bool wanted;          /* the writer asked for a pass */
-  int backfilled_at;    /* WAL frames when the last pass was asked for */
+  bool wanted;       /* the writer asked for a pass */
+  int backfilled_at; /* WAL frames when the last pass was asked for */
   int page_size;
 } SqliteServer;
 
@@ -871,8 +876,8 @@ static int sq_server_open(const char *uri, void **state, char **err) {
     char *lock = xasprintf("%s.lock", uri);
     int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-      *err = xasprintf("cannot open the lock file %s: %s", lock,
-                       strerror(errno));
+      *err =
+          xasprintf("cannot open the lock file %s: %s", lock, strerror(errno));
       free(lock);
       free(s->path);
       free(s);
@@ -1000,8 +1005,8 @@ static void sq_after_commit(StoreConn *c, void *state,
     /* SQLITE_BUSY while the checkpoint thread holds the checkpoint lock:
      * the next commit tries again. */
     int log = 0, done = 0;
-    if (sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-                                  &log, &done) == SQLITE_OK &&
+    if (sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
+                                  &done) == SQLITE_OK &&
         log == done)
       c->wal_frames = 0;
   }

@@ -113,8 +113,10 @@ static int emit_subscribed(StoreTx *tx, Unit *u, long long id,
                            "manage_token", manage);
   if (channel && *channel)
     json_object_set_new(data, "sales_channel_id", json_string(channel));
-  if (locale && *locale) json_object_set_new(data, "locale", json_string(locale));
-  if (quantity > 0) json_object_set_new(data, "quantity", json_integer(quantity));
+  if (locale && *locale)
+    json_object_set_new(data, "locale", json_string(locale));
+  if (quantity > 0)
+    json_object_set_new(data, "quantity", json_integer(quantity));
   int rc = outbox_write(tx, u, SUBSCRIBED, data, event_id, written);
   json_decref(data);
   return rc;
@@ -129,14 +131,13 @@ static int emit_confirmation(StoreTx *tx, SubscribeCall *c, long long id,
   token_make(u->d->token_key, TOKEN_CONFIRM, id, confirm);
   token_make(u->d->token_key, TOKEN_UNSUBSCRIBE, id, unsubscribe);
   token_make_manage(u->d->token_key, c->email, manage);
-  json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s}", "variant_id",
-                           c->variant_id, "email", c->email, "confirm_token",
-                           confirm, "unsubscribe_token", unsubscribe,
-                           "manage_token", manage);
+  json_t *data =
+      json_pack("{s:s, s:s, s:s, s:s, s:s}", "variant_id", c->variant_id,
+                "email", c->email, "confirm_token", confirm,
+                "unsubscribe_token", unsubscribe, "manage_token", manage);
   if (c->channel)
     json_object_set_new(data, "sales_channel_id", json_string(c->channel));
-  if (c->locale[0])
-    json_object_set_new(data, "locale", json_string(c->locale));
+  if (c->locale[0]) json_object_set_new(data, "locale", json_string(c->locale));
   if (c->quantity > 0)
     json_object_set_new(data, "quantity", json_integer(c->quantity));
   int rc = outbox_write(tx, u, CONFIRMATION, data, 0, NULL);
@@ -214,8 +215,7 @@ static int subscribe_fn(StoreTx *tx, void *arg) {
   long long written = 0;
   rc = emit_subscribed(tx, &c->unit, id, event_id, c->variant_id, c->channel,
                        c->email, c->quantity, c->locale, &written);
-  if (rc == 0 && link_later)
-    rc = store_subscription_set_event(tx, id, written);
+  if (rc == 0 && link_later) rc = store_subscription_set_event(tx, id, written);
   return rc;
 }
 
@@ -241,8 +241,8 @@ static char *subscribed_handlers(const Config *cfg, size_t *n) {
   if (count > 64) count = 64;
   json_t *list = json_array();
   for (size_t i = 0; i < count; i++)
-    json_array_append_new(list, json_pack("[sI]", h[i]->name,
-                                          (json_int_t)h[i]->max_attempts));
+    json_array_append_new(
+        list, json_pack("[sI]", h[i]->name, (json_int_t)h[i]->max_attempts));
   char *text = json_text(list);
   json_decref(list);
   *n = count;
@@ -282,10 +282,9 @@ static int subscribe_batch(StoreTx *tx, void *const *args, int *statuses,
     token_make(c->unit.d->token_key, TOKEN_UNSUBSCRIBE, ids[r], unsubscribe);
     token_make_manage(c->unit.d->token_key, c->email, manage);
     /* The same data as emit_subscribed's, key for key. */
-    json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "variant_id",
-                             c->variant_id, "email", c->email,
-                             "unsubscribe_token", unsubscribe, "manage_token",
-                             manage);
+    json_t *data = json_pack(
+        "{s:s, s:s, s:s, s:s}", "variant_id", c->variant_id, "email", c->email,
+        "unsubscribe_token", unsubscribe, "manage_token", manage);
     texts[2 * r] = json_text(data);
     json_decref(data);
     texts[2 * r + 1] = subscribed_handlers(c->unit.cfg, &handlers[r]);
@@ -317,14 +316,12 @@ static int subscribe_batch(StoreTx *tx, void *const *args, int *statuses,
     switch (res[r].verdict) {
       case SUBSCRIBE_ADDED:
         c->created = true;
-        snprintf(c->created_at, sizeof c->created_at, "%s",
-                 res[r].created_at);
+        snprintf(c->created_at, sizeof c->created_at, "%s", res[r].created_at);
         effects_event(&c->unit.fx, SUBSCRIBED, handlers[r]);
         statuses[i] = 0;
         break;
       case SUBSCRIBE_EXISTS:
-        snprintf(c->created_at, sizeof c->created_at, "%s",
-                 res[r].created_at);
+        snprintf(c->created_at, sizeof c->created_at, "%s", res[r].created_at);
         statuses[i] = 0;
         break;
       case SUBSCRIBE_NO_VARIANT:
@@ -419,7 +416,8 @@ void subscriptions_subscribe(Domain *d, SubscribeCall *c) {
   subscribe_write(d, c);
 }
 
-/* ---- unsubscribe ------------------------------------------------------------ */
+/* ---- unsubscribe ------------------------------------------------------------
+ */
 
 static int unsubscribe_fn(StoreTx *tx, void *arg) {
   UnsubscribeCall *c = arg;
@@ -439,7 +437,8 @@ void subscriptions_unsubscribe(Domain *d, UnsubscribeCall *c) {
   unit_write(d, &c->unit, unsubscribe_fn, unsubscribe_finish);
 }
 
-/* ---- forgetting an email -------------------------------------------------- */
+/* ---- forgetting an email --------------------------------------------------
+ */
 
 /* Takes `email` out of a plugin's event data: a string value equal to it
  * becomes null in an object and leaves an array, and a key equal to it goes
@@ -486,9 +485,8 @@ static int collect_emitted(void *ctx, long long id, const char *data) {
   EmittedScan *s = ctx;
   json_t *j = json_loads(data, 0, NULL);
   if (j && scrub_email(j, s->email))
-    json_array_append_new(s->found,
-                          json_pack("{s:I, s:o}", "id", (json_int_t)id, "data",
-                                    j));
+    json_array_append_new(
+        s->found, json_pack("{s:I, s:o}", "id", (json_int_t)id, "data", j));
   else
     json_decref(j);
   return 0;
@@ -506,8 +504,8 @@ static int erase_fn(StoreTx *tx, void *arg) {
                                      &c->scrubbed);
   strlist_clear(&variants);
   if (rc == 0)
-    rc = store_event_erase_subscribed(tx, c->email, c->variant_id,
-                                      &c->scrubbed);
+    rc =
+        store_event_erase_subscribed(tx, c->email, c->variant_id, &c->scrubbed);
   /* A plugin's events cannot be told apart by variant: only forgetting the
    * whole email scrubs them. The walk ends before any write. */
   if (rc == 0 && !c->variant_id) {
@@ -561,9 +559,9 @@ static int confirm_fn(StoreTx *tx, void *arg) {
   snprintf(c->email, sizeof c->email, "%s", s.email);
   if (s.was_active) return 0;
   long long written = 0;
-  rc = emit_subscribed(tx, &c->unit, c->subscription_id, event_id,
-                       s.variant_id, s.sales_channel_id, s.email, s.quantity,
-                       s.locale, &written);
+  rc = emit_subscribed(tx, &c->unit, c->subscription_id, event_id, s.variant_id,
+                       s.sales_channel_id, s.email, s.quantity, s.locale,
+                       &written);
   if (rc == 0 && link_later)
     rc = store_subscription_set_event(tx, c->subscription_id, written);
   return rc;

@@ -66,9 +66,8 @@ static void keys_init(void) {
 static EVP_MAC_CTX *mac_new(const unsigned char key[32]) {
   EVP_MAC_CTX *c = EVP_MAC_CTX_new(hmac_alg);
   char digest[] = "SHA256";
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string("digest", digest, 0),
-      OSSL_PARAM_construct_end()};
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+                         OSSL_PARAM_construct_end()};
   if (!c || !EVP_MAC_init(c, key, 32, params)) abort();
   return c;
 }
@@ -110,8 +109,7 @@ static Keys *keys_for(const unsigned char key[TOKEN_KEY_LEN]) {
     if (!k->ecb_enc || !k->ecb_dec ||
         !EVP_EncryptInit_ex(k->ecb_enc, EVP_aes_256_ecb(), NULL, k->enc,
                             NULL) ||
-        !EVP_DecryptInit_ex(k->ecb_dec, EVP_aes_256_ecb(), NULL, k->enc,
-                            NULL))
+        !EVP_DecryptInit_ex(k->ecb_dec, EVP_aes_256_ecb(), NULL, k->enc, NULL))
       abort();
     EVP_CIPHER_CTX_set_padding(k->ecb_enc, 0);
     EVP_CIPHER_CTX_set_padding(k->ecb_dec, 0);
@@ -126,8 +124,7 @@ static Keys *keys_for(const unsigned char key[TOKEN_KEY_LEN]) {
     if (!k->gcm_enc || !k->gcm_dec ||
         !EVP_EncryptInit_ex(k->gcm_enc, EVP_aes_256_gcm(), NULL, k->enc,
                             NULL) ||
-        !EVP_DecryptInit_ex(k->gcm_dec, EVP_aes_256_gcm(), NULL, k->enc,
-                            NULL))
+        !EVP_DecryptInit_ex(k->gcm_dec, EVP_aes_256_gcm(), NULL, k->enc, NULL))
       abort();
     k->set = true;
   }
@@ -135,8 +132,8 @@ static Keys *keys_for(const unsigned char key[TOKEN_KEY_LEN]) {
 }
 
 /* AES-256 of one block, either way. Returns 0 or -1. */
-static int aes_block(Keys *k, const unsigned char in[16],
-                     unsigned char out[16], int encrypt) {
+static int aes_block(Keys *k, const unsigned char in[16], unsigned char out[16],
+                     int encrypt) {
   int len = 0;
   EVP_CIPHER_CTX *ctx = encrypt ? k->ecb_enc : k->ecb_dec;
   return EVP_CipherUpdate(ctx, out, &len, in, BLOCK) && len == BLOCK ? 0 : -1;
@@ -207,7 +204,8 @@ int token_parse(const unsigned char key[TOKEN_KEY_LEN], const char *token,
   return 0;
 }
 
-/* ---- manage tokens --------------------------------------------------------- */
+/* ---- manage tokens ---------------------------------------------------------
+ */
 
 #define GCM_NONCE 12
 #define GCM_TAG 16
@@ -222,7 +220,8 @@ static size_t b64_encode(const unsigned char *in, size_t len, char *out) {
     if (i + 1 < len) v |= (uint32_t)in[i + 1] << 8;
     if (i + 2 < len) v |= in[i + 2];
     size_t chars = len - i >= 3 ? 4 : len - i + 1;
-    for (size_t c = 0; c < chars; c++) out[o++] = b64url[(v >> (18 - 6 * c)) & 63];
+    for (size_t c = 0; c < chars; c++)
+      out[o++] = b64url[(v >> (18 - 6 * c)) & 63];
   }
   out[o] = '\0';
   return o;
@@ -238,17 +237,16 @@ void token_make_manage(const unsigned char key[TOKEN_KEY_LEN],
   memcpy(raw + 1, digest, GCM_NONCE);
   /* The key was set once; each token sets only its nonce. */
   EVP_CIPHER_CTX *ctx = k->gcm_enc;
-  int outl = 0, ok = EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, raw + 1) &&
-                     EVP_EncryptUpdate(ctx, NULL, &outl,
-                                       (const unsigned char *)MANAGE_AAD,
-                                       (int)strlen(MANAGE_AAD)) &&
-                     EVP_EncryptUpdate(ctx, raw + 1 + GCM_NONCE, &outl,
-                                       (const unsigned char *)email,
-                                       (int)len) &&
-                     EVP_EncryptFinal_ex(ctx, raw + 1 + GCM_NONCE + len,
-                                         &outl) &&
-                     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GCM_TAG,
-                                         raw + 1 + GCM_NONCE + len);
+  int outl = 0,
+      ok =
+          EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, raw + 1) &&
+          EVP_EncryptUpdate(ctx, NULL, &outl, (const unsigned char *)MANAGE_AAD,
+                            (int)strlen(MANAGE_AAD)) &&
+          EVP_EncryptUpdate(ctx, raw + 1 + GCM_NONCE, &outl,
+                            (const unsigned char *)email, (int)len) &&
+          EVP_EncryptFinal_ex(ctx, raw + 1 + GCM_NONCE + len, &outl) &&
+          EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GCM_TAG,
+                              raw + 1 + GCM_NONCE + len);
   if (!ok) abort();
   b64_encode(raw, 1 + GCM_NONCE + len + GCM_TAG, out);
 }
@@ -282,15 +280,15 @@ int token_parse_manage(const unsigned char key[TOKEN_KEY_LEN],
   Keys *k = keys_for(key);
   EVP_CIPHER_CTX *ctx = k->gcm_dec;
   int outl = 0,
-      ok = EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, raw + 1) &&
-           EVP_DecryptUpdate(ctx, NULL, &outl,
-                             (const unsigned char *)MANAGE_AAD,
-                             (int)strlen(MANAGE_AAD)) &&
-           EVP_DecryptUpdate(ctx, (unsigned char *)email, &outl,
-                             raw + 1 + GCM_NONCE, (int)len) &&
-           EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GCM_TAG,
-                               raw + 1 + GCM_NONCE + len) &&
-           EVP_DecryptFinal_ex(ctx, (unsigned char *)email + len, &outl);
+      ok =
+          EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, raw + 1) &&
+          EVP_DecryptUpdate(ctx, NULL, &outl, (const unsigned char *)MANAGE_AAD,
+                            (int)strlen(MANAGE_AAD)) &&
+          EVP_DecryptUpdate(ctx, (unsigned char *)email, &outl,
+                            raw + 1 + GCM_NONCE, (int)len) &&
+          EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GCM_TAG,
+                              raw + 1 + GCM_NONCE + len) &&
+          EVP_DecryptFinal_ex(ctx, (unsigned char *)email + len, &outl);
   if (!ok) return RESTOCK_EINVAL;
   email[len] = '\0';
   if (strlen(email) != len) return RESTOCK_EINVAL;

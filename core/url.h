@@ -24,8 +24,8 @@ typedef struct {
 
 /* Parses "a=1&b=2" (a query string or form body) into `out`, which must be
  * zeroed or freshly freed. A key without '=' gets the empty value; empty
- * pairs are skipped. Returns 0, or RESTOCK_EINVAL (out left empty) on a bad escape or on
- * more than `max_pairs` pairs. */
+ * pairs are skipped. Returns 0, or RESTOCK_EINVAL (out left empty) on a bad
+ * escape or on more than `max_pairs` pairs. */
 int url_parse_pairs(const char *s, size_t len, size_t max_pairs,
                     KeyValueList *out);
 /* The value of the first pair named `key`, or NULL. */
