@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void append_string(Buf *b, const char *s, size_t len) {
+void json_text_string(Buf *b, const char *s, size_t len) {
   static const char hex[] = "0123456789ABCDEF";
   buf_reserve(b, len + 2);
   buf_append(b, "\"", 1);
@@ -45,7 +45,7 @@ static int append(Buf *b, const json_t *v, int depth) {
       json_object_keylen_foreach((json_t *)v, key, key_len, value) {
         if (!first) buf_append(b, ",", 1);
         first = false;
-        append_string(b, key, key_len);
+        json_text_string(b, key, key_len);
         buf_append(b, ":", 1);
         if (append(b, value, depth + 1)) return RESTOCK_EINVAL;
       }
@@ -63,7 +63,7 @@ static int append(Buf *b, const json_t *v, int depth) {
       return 0;
     }
     case JSON_STRING:
-      append_string(b, json_string_value(v), json_string_length(v));
+      json_text_string(b, json_string_value(v), json_string_length(v));
       return 0;
     case JSON_INTEGER: {
       char num[24];

@@ -20,6 +20,9 @@
  * JSON_TEXT_MAX_DEPTH or holds an unprintable number (b is then partial). */
 int json_text_append(Buf *b, const json_t *v);
 
+/* Appends the JSON string of s's first len bytes (quoted, escaped). */
+void json_text_string(Buf *b, const char *s, size_t len);
+
 /* v's text in a new string (free it), or NULL as above. */
 char *json_text(const json_t *v);
 

@@ -174,66 +174,83 @@ json_t *outbox_subscriber_data(json_t *data, const char *email) {
   return out;
 }
 
-int outbox_write(StoreTx *tx, Unit *u, const char *name, json_t *data,
-                 long long id, long long *out_id) {
+bool outbox_per_subscriber(const Unit *u, const char *name) {
   const HandlerSpec *handlers[MAX_HANDLERS];
   size_t n = config_handlers(u->cfg, name, handlers, MAX_HANDLERS);
   if (n > MAX_HANDLERS) n = MAX_HANDLERS;
-  char *text = json_text(data);
-  if (!text) {
-    log_error("%s: the event's data cannot be encoded as JSON", name);
-    return RESTOCK_EINVAL;
-  }
+  for (size_t i = 0; i < n; i++)
+    if (handlers[i]->each == EACH_SUBSCRIBER) return true;
+  return false;
+}
+
+int outbox_write_text(StoreTx *tx, Unit *u, const char *name, const char *text,
+                      size_t nemails, const char *const *emails,
+                      char *const *shares, long long id, long long *out_id) {
+  const HandlerSpec *handlers[MAX_HANDLERS];
+  size_t n = config_handlers(u->cfg, name, handlers, MAX_HANDLERS);
+  if (n > MAX_HANDLERS) n = MAX_HANDLERS;
   char now[ISOTIME_LEN];
   isotime_now(now);
   long long event_id = 0;
   int rc = store_event_insert(tx, id, name, text, n ? "pending" : "delivered",
                               now, &event_id);
-  free(text);
   long long due = isotime_now_ms();
-  json_t *emails = json_object_get(data, "emails");
-  json_t *subs = json_object_get(data, "subscribers");
-  bool per_subscriber = false;
-  for (size_t i = 0; i < n; i++)
-    if (handlers[i]->each == EACH_SUBSCRIBER) per_subscriber = true;
-  /* Each shopper's share of the data, made once for every per-subscriber
-   * handler: subscribers[k] is emails[k]'s entry. */
-  size_t nemails = json_is_array(emails) ? json_array_size(emails) : 0;
-  char **shares = NULL;
-  if (rc == 0 && per_subscriber && nemails) {
-    shares = xcalloc(nemails, sizeof *shares);
-    json_t *rest = data_rest(data);
-    for (size_t k = 0; k < nemails; k++) {
-      json_t *email = json_array_get(emails, k);
-      if (!json_is_string(email)) continue;
-      json_t *share = with_subscriber(rest, json_string_value(email),
-                                      json_array_get(subs, k));
-      shares[k] = json_text(share);
-      json_decref(share);
-    }
-    json_decref(rest);
-  }
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const HandlerSpec *h = handlers[i];
-    if (h->each == EACH_SUBSCRIBER && json_is_array(emails)) {
-      for (size_t k = 0; rc == 0 && k < nemails; k++) {
-        json_t *email = json_array_get(emails, k);
-        if (json_is_string(email))
-          rc = store_delivery_insert(tx, event_id, h->name,
-                                     json_string_value(email), h->max_attempts,
-                                     due, now, shares[k]);
-      }
+    if (h->each == EACH_SUBSCRIBER && emails) {
+      for (size_t k = 0; rc == 0 && k < nemails; k++)
+        if (emails[k])
+          rc = store_delivery_insert(tx, event_id, h->name, emails[k],
+                                     h->max_attempts, due, now,
+                                     shares ? shares[k] : NULL);
     } else {
       rc = store_delivery_insert(tx, event_id, h->name, "", h->max_attempts,
                                  due, now, NULL);
     }
   }
-  for (size_t k = 0; shares && k < nemails; k++) free(shares[k]);
-  free(shares);
   if (rc == 0) {
     effects_event(&u->fx, name, n);
     if (out_id) *out_id = event_id;
   }
+  return rc;
+}
+
+int outbox_write(StoreTx *tx, Unit *u, const char *name, json_t *data,
+                 long long id, long long *out_id) {
+  char *text = json_text(data);
+  if (!text) {
+    log_error("%s: the event's data cannot be encoded as JSON", name);
+    return RESTOCK_EINVAL;
+  }
+  json_t *emails = json_object_get(data, "emails");
+  json_t *subs = json_object_get(data, "subscribers");
+  /* Each shopper's share of the data, made once for every per-subscriber
+   * handler: subscribers[k] is emails[k]'s entry. */
+  size_t nemails = json_is_array(emails) ? json_array_size(emails) : 0;
+  const char **list = NULL;
+  char **shares = NULL;
+  if (json_is_array(emails)) { /* an empty list: no per-subscriber runs */
+    list = xcalloc(nemails ? nemails : 1, sizeof *list);
+    for (size_t k = 0; k < nemails; k++)
+      list[k] = json_string_value(json_array_get(emails, k));
+  }
+  if (nemails && outbox_per_subscriber(u, name)) {
+    shares = xcalloc(nemails, sizeof *shares);
+    json_t *rest = data_rest(data);
+    for (size_t k = 0; k < nemails; k++) {
+      if (!list[k]) continue;
+      json_t *share = with_subscriber(rest, list[k], json_array_get(subs, k));
+      shares[k] = json_text(share);
+      json_decref(share);
+    }
+    json_decref(rest);
+  }
+  int rc =
+      outbox_write_text(tx, u, name, text, nemails, list, shares, id, out_id);
+  for (size_t k = 0; shares && k < nemails; k++) free(shares[k]);
+  free(shares);
+  free(list);
+  free(text);
   return rc;
 }
 

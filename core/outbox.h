@@ -72,6 +72,21 @@ int outbox_recover(Store *s, const char *node, long long *released);
 int outbox_write(StoreTx *tx, Unit *u, const char *name, json_t *data,
                  long long id, long long *out_id);
 
+/* Whether the unit's Config has a handler of `name` subscribed with
+ * each = "subscriber". */
+bool outbox_per_subscriber(const Unit *u, const char *name);
+
+/* outbox_write for data its caller has as JSON text already: `text` the
+ * event's data, `emails[k]` (k < nemails) its emails (an entry NULL: none;
+ * `emails` NULL: the data has no list of emails, and a per-subscriber
+ * handler gets one delivery of the whole event),
+ * and `shares[k]` the data of emails[k]'s per-subscriber deliveries (as
+ * outbox_subscriber_data makes it; `shares` may be NULL when
+ * outbox_per_subscriber is false). Nothing is consumed. */
+int outbox_write_text(StoreTx *tx, Unit *u, const char *name, const char *text,
+                      size_t nemails, const char *const *emails,
+                      char *const *shares, long long id, long long *out_id);
+
 typedef struct RetryCall RetryCall;
 struct RetryCall {
   Unit unit;

@@ -1067,7 +1067,11 @@ int store_variant_list(StoreTx *tx, const VariantFilter *f, VariantRowFn fn,
 int store_subscription_next_id(StoreTx *tx, long long *id) {
   bool any = false;
   int rc = q_scalar(tx, id, &any, SQL_SUB_NEXT_ID, "");
-  return rc ? rc : any ? 0 : RESTOCK_ESTORE;
+  if (rc == 0 && !any) rc = RESTOCK_ESTORE;
+  /* A backend without RETURNING (see last_insert_id) records it apart. */
+  if (rc == 0 && tx->drv->last_insert_id)
+    rc = q_exec(tx, NULL, SQL_SUB_ID_TAKEN, "i", *id);
+  return rc;
 }
 
 int store_event_next_id(StoreTx *tx, long long *id) {
@@ -1543,6 +1547,12 @@ int store_event_insert(StoreTx *tx, long long id, const char *name,
     *out_id = id;
     return q_exec(tx, NULL, SQL_EVENT_INSERT, "issss", id, name, data, status,
                   created_at);
+  }
+  if (tx->drv->last_insert_id) {
+    int rc = q_exec(tx, NULL, SQL_EVENT_INSERT_AUTO, "ssss", name, data, status,
+                    created_at);
+    if (rc == 0) *out_id = tx->drv->last_insert_id(tx->conn);
+    return rc;
   }
   bool any = false;
   int rc = q_scalar(tx, out_id, &any, SQL_EVENT_INSERT_AUTO, "ssss", name, data,

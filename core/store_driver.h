@@ -95,6 +95,12 @@ typedef struct StoreDriver {
    * time they are notified at) and says in a third column whether more
    * remain in the scope: one statement a chunk, not four. */
   bool take_moves;
+  /* The rowid of the last row `c` inserted. A backend where RETURNING
+   * costs a temporary table for each run (SQLite: about 5 us a statement)
+   * sets it: its SQL_EVENT_INSERT_AUTO then returns no row, and its
+   * SQL_SUB_NEXT_ID only reads the next id, which SQL_SUB_ID_TAKEN (?1)
+   * records. NULL: both return the id themselves. */
+  long long (*last_insert_id)(StoreConn *c);
   /* Before each transaction: makes `c` usable again after it was lost,
    * reconnecting at most as often as its backoff allows. Returns 0, or
    * RESTOCK_EUNAVAIL with why in *err. */

@@ -212,6 +212,8 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " FROM variants v" VARIANT_FILTER " ORDER BY id LIMIT $3 OFFSET $4",
     [SQL_VARIANT_COUNT] = "SELECT count(*) FROM variants v" VARIANT_FILTER,
     [SQL_SUB_NEXT_ID] = "SELECT nextval('restock_subscription_ids')",
+    /* Never run: nextval records the id it gives (last_insert_id NULL). */
+    [SQL_SUB_ID_TAKEN] = "SELECT 1 WHERE $1::bigint IS NULL",
     [SQL_EVENT_NEXT_ID] = "SELECT nextval('event_ids')",
     [SQL_SUB_INSERT] =
         "INSERT INTO restock_subscriptions"

@@ -7,9 +7,10 @@
 
 #define STORE_STATEMENTS(X)                                                                                                                 \
   X(BEGIN)                                                                                                                                  \
-  X(BEGIN_READ) X(COMMIT) X(ROLLBACK) X(SAVEPOINT) X(RELEASE) X(ROLLBACK_TO) X(                                                             \
-      MIG_CREATE) X(MIG_GET) X(MIG_RECORD) X(MIG_LOCK) X(MIG_UNLOCK) X(VARIANT_GET) X(VARIANT_PUT)                                          \
-      X(VARIANT_SET_QTY) X(VARIANT_DELETE) X(VARIANT_LIST) X(VARIANT_COUNT) X(SUB_NEXT_ID) X(                                               \
+  X(BEGIN_READ)                                                                                                                             \
+  X(COMMIT) X(ROLLBACK) X(SAVEPOINT) X(RELEASE) X(ROLLBACK_TO) X(MIG_CREATE) X(MIG_GET) X(                                                  \
+      MIG_RECORD) X(MIG_LOCK) X(MIG_UNLOCK) X(VARIANT_GET) X(VARIANT_PUT) X(VARIANT_SET_QTY)                                                \
+      X(VARIANT_DELETE) X(VARIANT_LIST) X(VARIANT_COUNT) X(SUB_NEXT_ID) X(SUB_ID_TAKEN) X(                                                  \
           EVENT_NEXT_ID) X(SUB_INSERT) X(SUB_CREATED) X(SUB_REMOVE_ID) X(SUB_LIST)                                                          \
           X(SUB_LIST_BY_EMAIL) X(SUB_LIST_BY_VARIANT) X(SUB_COUNT) X(SUB_COUNT_BY_EMAIL) X(                                                 \
               SUB_COUNT_BY_VARIANT) X(HIST_LIST) X(HIST_LIST_BY_EMAIL) X(HIST_LIST_BY_VARIANT)                                              \
@@ -60,7 +61,7 @@
                           X(EXPORT_PENDING)                                                                                                 \
                               X(EXPORT_HIST) /* Shop connectors (issue 16):                                                                 \
                                               * restock.kv, task leases,                                                                    \
-                                              * orders and conversions. */                                                                                                                            \
+                                              * orders and conversions. */                                                                  \
       X(KV_GET) X(KV_PUT) X(KV_DELETE) X(KV_SWEEP) X(LEASE_CLAIM)                                                                           \
           X(LEASE_RELEASE) X(ORDER_INSERT) X(CONVERSION_CANDIDATE)                                                                          \
               X(CONVERSION_MARK) X(REPORT_TOTALS) X(REPORT_REVENUE)                                                                         \
@@ -73,9 +74,9 @@
               X(DEMAND_COUNT_CHANNEL) X(EVENT_LIST_VARIANT)                                                                                 \
                   X(EVENT_COUNT_VARIANT) /* Several nodes on one database                                                                   \
                                           * (issue 14): the locks a write                                                                   \
-                                          * takes on PostgreSQL (no-ops on                                                                                                                      \
+                                          * takes on PostgreSQL (no-ops on                                                                  \
                                           * SQLite's single writer), lease                                                                  \
-                                          * renewal, and the node registry                                                                                                                              \
+                                          * renewal, and the node registry                                                                  \
                                           * (no-ops on SQLite, one node). */                                                                \
       X(VARIANT_LOCK) X(EVENT_LOCK) X(DELIVERY_RENEW) X(DELIVERY_OWNERS)                                                                    \
           X(META_ADD) X(NODE_BEAT) X(NODE_LIST) X(NODE_PEERS)                                                                               \

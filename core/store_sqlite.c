@@ -129,9 +129,11 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     /* Never below the largest id: rows written by other means (an import
      * straight into the file) cannot collide with the next one. */
     [SQL_SUB_NEXT_ID] =
-        "UPDATE sequences SET value = max(value, (SELECT coalesce(max(id), 0)"
+        "SELECT max(value, (SELECT coalesce(max(id), 0)"
         " FROM restock_subscriptions)) + 1"
-        " WHERE name = 'restock_subscriptions' RETURNING value",
+        " FROM sequences WHERE name = 'restock_subscriptions'",
+    [SQL_SUB_ID_TAKEN] =
+        "UPDATE sequences SET value = ?1 WHERE name = 'restock_subscriptions'",
     /* One writer: the next rowid is exactly the largest plus one. */
     [SQL_EVENT_NEXT_ID] =
         "SELECT CASE WHEN max(id) >= 9223372036854775807 THEN NULL"
@@ -269,7 +271,7 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         " VALUES (?1, ?2, ?3, ?4, ?5)",
     [SQL_EVENT_INSERT_AUTO] =
         "INSERT INTO events (name, data, status, created_at)"
-        " VALUES (?1, ?2, ?3, ?4) RETURNING id",
+        " VALUES (?1, ?2, ?3, ?4)",
     [SQL_SUB_SET_EVENT] =
         "UPDATE restock_subscriptions SET subscribed_event_id = ?2"
         " WHERE id = ?1",
@@ -716,7 +718,8 @@ static int sq_connect(const char *uri, ConnRole role, StoreConn **out,
     const char *setup =
         "PRAGMA journal_mode=WAL;"
         "PRAGMA synchronous=NORMAL;"
-        "PRAGMA foreign_keys=ON;";
+        "PRAGMA foreign_keys=ON;"
+        "PRAGMA cache_size=-16384;";
     char *msg = NULL;
     if (sqlite3_exec(db, setup, NULL, NULL, &msg) != SQLITE_OK) {
       *err = xasprintf("cannot set up database %s: %s", uri,
@@ -813,6 +816,9 @@ static long long sq_changes(StoreConn *c, StoreStmt *s) {
 static const char *sq_errmsg(StoreConn *c) { return sqlite3_errmsg(c->db); }
 static bool sq_in_transaction(StoreConn *c) {
   return sqlite3_get_autocommit(c->db) == 0;
+}
+static long long sq_last_insert_id(StoreConn *c) {
+  return sqlite3_last_insert_rowid(c->db);
 }
 
 static void sq_set_durability(StoreConn *c, Durability d) {
@@ -1034,6 +1040,7 @@ const StoreDriver store_sqlite_driver = {
     .changes = sq_changes,
     .errmsg = sq_errmsg,
     .in_transaction = sq_in_transaction,
+    .last_insert_id = sq_last_insert_id,
     .server_open = sq_server_open,
     .server_start = sq_server_start,
     .server_stop = sq_server_stop,
