@@ -718,8 +718,7 @@ static int sq_connect(const char *uri, ConnRole role, StoreConn **out,
     const char *setup =
         "PRAGMA journal_mode=WAL;"
         "PRAGMA synchronous=NORMAL;"
-        "PRAGMA foreign_keys=ON;"
-        "PRAGMA cache_size=-16384;";
+        "PRAGMA foreign_keys=ON;";
     char *msg = NULL;
     if (sqlite3_exec(db, setup, NULL, NULL, &msg) != SQLITE_OK) {
       *err = xasprintf("cannot set up database %s: %s", uri,
