@@ -40,7 +40,12 @@ struct Outbox {
   long long retention_ms;
   long long lease_max_ms;
   int open_handles;
-  size_t running;   /* handler runs in progress */
+  size_t running;   /* claimed handler runs not finished (waiting too) */
+  size_t bytes;     /* the data of the runs started and not finished */
+  /* Claimed runs waiting for room under OUTBOX_MAX_INFLIGHT_BYTES, oldest
+   * first (their leases are renewed with the running ones). */
+  struct Run *wait_head, *wait_tail;
+  bool starting; /* start_waiting is on the stack */
   size_t recording; /* outcomes being written */
   bool claiming;    /* a claim unit is in flight */
   bool again;       /* kicked while it was */
@@ -54,6 +59,8 @@ struct Outbox {
 
 static void on_timer(uv_timer_t *t);
 static void on_soon(uv_idle_t *idle);
+static void start_waiting(Outbox *o);
+static void drop_waiting(Outbox *o);
 static void on_renew(uv_timer_t *t);
 
 Outbox *outbox_new(Domain *d, OutboxRunner runner) {
@@ -86,6 +93,7 @@ void outbox_close(Outbox *o) {
   if (!o) return;
   o->closing = true;
   o->stopping = true;
+  drop_waiting(o);
   uv_close((uv_handle_t *)&o->timer, on_closed);
   uv_close((uv_handle_t *)&o->soon, on_closed);
   uv_close((uv_handle_t *)&o->prune, on_closed);
@@ -423,7 +431,7 @@ static int claim_fn(StoreTx *tx, void *arg) {
 }
 
 /* One delivery being run. */
-typedef struct {
+typedef struct Run {
   Unit unit; /* the outcome's write */
   Outbox *o;
   long long event_id;
@@ -443,15 +451,33 @@ typedef struct {
    * (issue 14), so that no two nodes count one. */
   const char *outcome; /* "delivered", "failed", "dead" or NULL */
   bool kept;
+  /* Before it starts: its data and timeout, while it waits for room. */
+  char *data;
+  uint64_t timeout_ms;
+  size_t bytes; /* of its data, counted in Outbox.bytes once started */
+  struct Run *next_waiting;
 } Run;
 
 static void run_free(Run *r) {
+  free(r->data);
   free(r->event);
   free(r->handler);
   free(r->subscriber);
   free(r->error);
   free(r->status);
   free(r);
+}
+
+/* Claimed runs still waiting when the outbox closes never ran: their leases
+ * are released at the next start. */
+static void drop_waiting(Outbox *o) {
+  while (o->wait_head) {
+    Run *r = o->wait_head;
+    o->wait_head = r->next_waiting;
+    o->running--;
+    run_free(r);
+  }
+  o->wait_tail = NULL;
 }
 
 static void maybe_idle(Outbox *o) {
@@ -511,6 +537,55 @@ static void subscriber_note(const Run *r, char *out, size_t len) {
     out[0] = '\0';
 }
 
+static void on_run_done(void *arg, bool ok, bool retry, const char *err);
+
+/* Hands one claimed delivery to the runner. */
+static void start_run(Outbox *o, Run *r) {
+  r->started_ns = uv_hrtime();
+  r->bytes = r->data ? strlen(r->data) : 0;
+  o->bytes += r->bytes;
+  OutboxRun run = {.event = r->event,
+                   .handler = r->handler,
+                   .subscriber = r->subscriber,
+                   .data = r->data ? r->data : "null",
+                   .event_id = r->event_id,
+                   .attempts = r->attempts,
+                   .timeout_ms = r->timeout_ms};
+  int rc = o->stopping ? RESTOCK_EUNAVAIL
+                       : o->runner.run(o->runner.ctx, &run, on_run_done, r);
+  /* The runner copied what it keeps. */
+  free(r->data);
+  r->data = NULL;
+  if (rc == RESTOCK_ENOTFOUND)
+    on_run_done(r, false, true,
+                "no handler of that name is subscribed to the event "
+                "(was plugin.lua changed?)");
+  else if (rc == RESTOCK_EUNAVAIL)
+    on_run_done(r, false, true, "the server is stopping");
+  else if (rc)
+    on_run_done(r, false, false, "the event's data is not valid JSON");
+}
+
+/* Starts the waiting deliveries, oldest first, while the data of those
+ * running stays under OUTBOX_MAX_INFLIGHT_BYTES (one may always run); a
+ * server that stops ends them all without running them. */
+static void start_waiting(Outbox *o) {
+  if (o->starting) return; /* the outer call goes on */
+  o->starting = true;
+  while (o->wait_head) {
+    Run *r = o->wait_head;
+    size_t need = r->data ? strlen(r->data) : 0;
+    if (!o->stopping && o->bytes > 0 &&
+        o->bytes + need > OUTBOX_MAX_INFLIGHT_BYTES)
+      break;
+    o->wait_head = r->next_waiting;
+    if (!o->wait_head) o->wait_tail = NULL;
+    r->next_waiting = NULL;
+    start_run(o, r);
+  }
+  o->starting = false;
+}
+
 static void on_run_done(void *arg, bool ok, bool retry, const char *err) {
   Run *r = arg;
   Outbox *o = r->o;
@@ -551,8 +626,11 @@ static void on_run_done(void *arg, bool ok, bool retry, const char *err) {
   r->status = xstrdup(status);
   r->error = err ? xstrdup(err) : NULL;
   o->running--;
+  o->bytes -= r->bytes;
+  r->bytes = 0;
   o->recording++;
   unit_write(o->d, &r->unit, record_fn, record_done);
+  start_waiting(o);
 }
 
 static void claim_done(Unit *u, int status) {
@@ -580,27 +658,17 @@ static void claim_done(Unit *u, int status) {
       r->subscriber = d->subscriber;
       r->attempts = d->attempts;
       r->max_attempts = d->max_attempts;
-      r->started_ns = uv_hrtime();
-      d->event = d->handler = d->subscriber = NULL;
+      r->data = d->data;
+      r->timeout_ms = (uint64_t)c->timeout_ms;
+      d->event = d->handler = d->subscriber = d->data = NULL;
       o->running++;
-      OutboxRun run = {.event = r->event,
-                       .handler = r->handler,
-                       .subscriber = r->subscriber,
-                       .data = d->data,
-                       .event_id = r->event_id,
-                       .attempts = r->attempts,
-                       .timeout_ms = (uint64_t)c->timeout_ms};
-      int rc = o->stopping ? RESTOCK_EUNAVAIL
-                           : o->runner.run(o->runner.ctx, &run, on_run_done, r);
-      if (rc == RESTOCK_ENOTFOUND)
-        on_run_done(r, false, true,
-                    "no handler of that name is subscribed to the event "
-                    "(was plugin.lua changed?)");
-      else if (rc == RESTOCK_EUNAVAIL)
-        on_run_done(r, false, true, "the server is stopping");
-      else if (rc)
-        on_run_done(r, false, false, "the event's data is not valid JSON");
+      if (o->wait_tail)
+        o->wait_tail->next_waiting = r;
+      else
+        o->wait_head = r;
+      o->wait_tail = r;
     }
+    start_waiting(o);
     if (!o->stopping && c->any_next && (long long)c->n < c->room) {
       long long delay = c->next_at - isotime_now_ms();
       /* Issue 14: due rows this claim did not get were being claimed by
@@ -716,5 +784,6 @@ void outbox_stop(Outbox *o, void (*idle)(void *), void *arg) {
   uv_timer_stop(&o->prune);
   o->idle = idle;
   o->idle_arg = arg;
+  start_waiting(o); /* ends those waiting: they never ran */
   maybe_idle(o);
 }

@@ -28,6 +28,12 @@ typedef struct Outbox Outbox;
 
 /* Most handler runs in flight at once. */
 #define OUTBOX_MAX_INFLIGHT 32
+/* Most bytes of event data (JSON text) handed to the handlers running at
+ * once: a handler holds its data decoded, several times its text, while it
+ * waits on a mail API. Past it, claimed deliveries wait their turn (one
+ * always runs), so that events of 10,000 subscribers each (2.5 MB apiece)
+ * run two at a time, not 32. */
+#define OUTBOX_MAX_INFLIGHT_BYTES (4u << 20)
 
 /* One delivery to run: the handler, and the event's data as JSON text. */
 typedef struct {
