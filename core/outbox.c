@@ -499,7 +499,8 @@ static int record_fn(StoreTx *tx, void *arg) {
                                  r->error, now, &kept);
   /* A lease another node took over after ours ran out: its outcome is
    * that node's to record. */
-  if (rc == 0 && kept) rc = store_event_refresh(tx, r->event_id, r->error);
+  if (rc == 0 && kept)
+    rc = store_event_finish(tx, r->event_id, r->new_attempts, r->error);
   r->kept = kept;
   return rc;
 }

@@ -1647,6 +1647,13 @@ int store_event_refresh(StoreTx *tx, long long event_id, const char *error) {
   return q_exec(tx, NULL, SQL_EVENT_REFRESH, "is", event_id, error);
 }
 
+int store_event_finish(StoreTx *tx, long long event_id, long long attempts,
+                       const char *error) {
+  if (tx->drv->shared && q_exec(tx, NULL, SQL_EVENT_LOCK, "i", event_id))
+    return RESTOCK_ESTORE;
+  return q_exec(tx, NULL, SQL_EVENT_FINISH, "isi", event_id, error, attempts);
+}
+
 int store_delivery_next(StoreTx *tx, const char *handlers, long long *next_at,
                         bool *any) {
   return q_scalar(tx, next_at, any, SQL_DELIVERY_NEXT, "s", handlers);

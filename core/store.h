@@ -501,6 +501,12 @@ int store_delivery_finish(StoreTx *tx, long long event_id, const char *handler,
 /* Recomputes an event's status and attempts from its deliveries; a non-NULL
  * `error` becomes its last_error. */
 int store_event_refresh(StoreTx *tx, long long event_id, const char *error);
+/* The same after one delivery of the event finished with `attempts`
+ * attempts, cheaply: with no full refresh since, the event's attempts are
+ * the larger of its own and these, and its row is left as it is when
+ * nothing about it changed. */
+int store_event_finish(StoreTx *tx, long long event_id, long long attempts,
+                       const char *error);
 /* The earliest next_at of a pending delivery this node could claim (see
  * store_delivery_claim), *any false if there is none. */
 int store_delivery_next(StoreTx *tx, const char *handlers, long long *next_at,

@@ -404,6 +404,21 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " last_error = coalesce($2::text, last_error)"
         " WHERE id = $1",
     [SQL_EVENT_LOCK] = "SELECT 1 FROM events WHERE id = $1 FOR UPDATE",
+    /* As SQLite's (migration 008 has the index); the row is locked first
+     * (SQL_EVENT_LOCK), so two nodes' outcomes are counted in turn. */
+    [SQL_EVENT_FINISH] =
+        "UPDATE events SET status = n.status,"
+        " attempts = GREATEST(events.attempts, $3::bigint),"
+        " last_error = coalesce($2::text, last_error)"
+        " FROM (SELECT CASE"
+        "  WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = $1"
+        "               AND status = 'pending') THEN 'pending'"
+        "  WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = $1"
+        "               AND status = 'dead') THEN 'dead'"
+        "  ELSE 'delivered' END AS status) AS n"
+        " WHERE events.id = $1 AND (events.status IS DISTINCT FROM n.status"
+        " OR events.attempts < $3::bigint OR $2::text IS NOT NULL)",
+
     /* The earliest delivery this node could claim: one it cannot run is
      * another node's to wait for. In due order on deliveries_due, so that
      * the walk stops at the first (not min() over every pending row). */

@@ -23,7 +23,7 @@
                           X(EVENT_SET_DATA) X(SUB_ERASE) X(HIST_ERASE) X(CHECK_INSERT) X(CHECK_REPLACE) X(                                  \
                               CHECK_NEXT) X(CHECK_DUE) X(CHECK_DELETE) X(CHECK_COUNT) X(EVENT_INSERT)                                       \
                               X(EVENT_INSERT_AUTO) X(SUB_SET_EVENT) X(DELIVERY_INSERT) X(DELIVERY_DUE) X(                                   \
-                                  DELIVERY_LEASE) X(DELIVERY_FINISH) X(EVENT_REFRESH)                                                       \
+                                  DELIVERY_LEASE) X(DELIVERY_FINISH) X(EVENT_REFRESH) X(EVENT_FINISH)                                                       \
                                   X(DELIVERY_NEXT) X(DELIVERY_RELEASE) X(DELIVERY_RELEASE_ALL) X(                                           \
                                       DELIVERY_PENDING) X(EVENT_LIST)                                                                       \
                                       X(EVENT_COUNT) X(EVENT_LIST_OPEN) X(EVENT_COUNT_OPEN) X(EVENT_LIST_NAMED) X(                          \

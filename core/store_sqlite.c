@@ -307,6 +307,24 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         "             WHERE event_id = ?1),"
         " last_error = coalesce(?2, last_error)"
         " WHERE id = ?1",
+    /* After one delivery finished with ?3 attempts (store_event_finish):
+     * a delivery's attempts only grow between full refreshes, so the
+     * event's are the larger of its own and ?3; a pending one is found in
+     * deliveries_pending_event (migration 015). An event whose status and
+     * attempts stay, and no error to note, is not rewritten: SQLite writes
+     * a whole row on any update, a restock's 250 KB of data included. */
+    [SQL_EVENT_FINISH] =
+        "UPDATE events SET status = n.status,"
+        " attempts = max(events.attempts, ?3),"
+        " last_error = coalesce(?2, last_error)"
+        " FROM (SELECT CASE"
+        "  WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1"
+        "               AND status = 'pending') THEN 'pending'"
+        "  WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1"
+        "               AND status = 'dead') THEN 'dead'"
+        "  ELSE 'delivered' END AS status) AS n"
+        " WHERE events.id = ?1 AND (events.status IS NOT n.status"
+        " OR events.attempts < ?3 OR ?2 IS NOT NULL)",
     [SQL_DELIVERY_NEXT] =
         "SELECT min(next_at) FROM deliveries WHERE status = 'pending'",
     [SQL_DELIVERY_RELEASE] =
