@@ -40,12 +40,12 @@ struct Outbox {
   long long retention_ms;
   long long lease_max_ms;
   int open_handles;
-  size_t running;   /* claimed handler runs not finished (waiting too) */
-  size_t bytes;     /* the data of the runs started and not finished */
+  size_t running; /* claimed handler runs not finished (waiting too) */
+  size_t bytes;   /* the data of the runs started and not finished */
   /* Claimed runs waiting for room under OUTBOX_MAX_INFLIGHT_BYTES, oldest
    * first (their leases are renewed with the running ones). */
   struct Run *wait_head, *wait_tail;
-  bool starting; /* start_waiting is on the stack */
+  bool starting;    /* start_waiting is on the stack */
   size_t recording; /* outcomes being written */
   bool claiming;    /* a claim unit is in flight */
   bool again;       /* kicked while it was */
