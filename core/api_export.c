@@ -61,17 +61,20 @@ static int export_row(void *ctx, const SubscriptionRow *row) {
   char quantity[24] = "";
   if (row->quantity > 0)
     snprintf(quantity, sizeof quantity, "%lld", row->quantity);
-  const char *values[NCOLUMNS] = {
-      row->variant_id, row->sales_channel_id,
-      row->email,      subscription_status_name(row->status),
-      quantity[0] ? quantity : NULL, row->locale,
-      row->created_at, row->notified_at};
+  const char *values[NCOLUMNS] = {row->variant_id,
+                                  row->sales_channel_id,
+                                  row->email,
+                                  subscription_status_name(row->status),
+                                  quantity[0] ? quantity : NULL,
+                                  row->locale,
+                                  row->created_at,
+                                  row->notified_at};
   if (x->ndjson) {
     json_t *j = json_object();
     for (size_t i = 0; i < NCOLUMNS; i++) {
-      json_t *v = !values[i]         ? json_null()
-                  : i == 4           ? json_integer(row->quantity)
-                                     : json_string(values[i]);
+      json_t *v = !values[i] ? json_null()
+                  : i == 4   ? json_integer(row->quantity)
+                             : json_string(values[i]);
       json_object_set_new(j, columns[i], v ? v : json_null());
     }
     int rc = json_text_append(b, j);
@@ -128,10 +131,10 @@ static void export_done(ReadCall *c, int status) {
   }
   if (!x->begun) {
     x->begun = true;
-    if (http_stream_begin(req, 200,
-                          x->ndjson ? "application/x-ndjson"
-                                    : "text/csv; charset=utf-8",
-                          export_drained, x)) {
+    if (http_stream_begin(
+            req, 200,
+            x->ndjson ? "application/x-ndjson" : "text/csv; charset=utf-8",
+            export_drained, x)) {
       http_stream_end(req, false);
       export_free(x);
       return;
@@ -197,8 +200,9 @@ void api_admin_export(HttpRequest *req, void *data) {
     buf_puts(&x->page, "\r\n");
   }
   http_add_header(req, "Content-Disposition",
-                  ndjson ? "attachment; filename=\"restock-notifications.ndjson\""
-                         : "attachment; filename=\"restock-notifications.csv\"");
+                  ndjson
+                      ? "attachment; filename=\"restock-notifications.ndjson\""
+                      : "attachment; filename=\"restock-notifications.csv\"");
   http_add_header(req, "Cache-Control", "no-store");
   x->start_ms = uv_now(api->loop);
   x->req = http_defer(req);

@@ -125,10 +125,10 @@ static json_t *named_json(NamedPutKind kind, const NamedRow *r) {
   if (kind == NAMED_PUT_KEY)
     return json_pack("{s:s, s:o}", "id", r->id, "sales_channel_ids",
                      ids_json(&r->ids));
-  json_t *j = json_pack("{s:s, s:o, s:s, s:s}", "id", r->id, "name",
-                        r->name ? json_string(r->name) : json_null(),
-                        "created_at", r->created_at, "updated_at",
-                        r->updated_at);
+  json_t *j =
+      json_pack("{s:s, s:o, s:s, s:s}", "id", r->id, "name",
+                r->name ? json_string(r->name) : json_null(), "created_at",
+                r->created_at, "updated_at", r->updated_at);
   if (kind == NAMED_PUT_CHANNEL)
     json_object_set_new(j, "location_ids", ids_json(&r->ids));
   return j;
@@ -144,15 +144,15 @@ static void named_done(NamedCall *c, int status) {
   else if (c->remove)
     http_respond_json(r->req, 200, json_pack("{s:b}", "deleted", 1));
   else
-    http_respond_json(r->req, 200,
-                      json_pack("{s:o}", named_keys[c->kind],
-                                named_json(c->kind, &c->out)));
+    http_respond_json(
+        r->req, 200,
+        json_pack("{s:o}", named_keys[c->kind], named_json(c->kind, &c->out)));
   named_call_clear(c);
   free(r);
 }
 
-static void start_named(Api *api, HttpRequest *req, NamedPutKind kind,
-                        char *id, char *name, StrList *ids, bool remove) {
+static void start_named(Api *api, HttpRequest *req, NamedPutKind kind, char *id,
+                        char *name, StrList *ids, bool remove) {
   NamedReq *r = xcalloc(1, sizeof *r);
   r->call.kind = kind;
   r->call.id = id;
@@ -266,13 +266,13 @@ static int render_named(StoreTx *tx, ApiRead *r) {
   NamedList *l = r->arg;
   long long count = 0;
   l->rows = json_array();
-  int rc = store_named_list(tx, l->kind, l->limit, l->offset, named_row_json,
-                            l, &count);
+  int rc = store_named_list(tx, l->kind, l->limit, l->offset, named_row_json, l,
+                            &count);
   if (rc == 0) {
-    json_t *j = json_pack("{s:O, s:I, s:I, s:I}", keys[l->kind], l->rows,
-                          "count", (json_int_t)count, "limit",
-                          (json_int_t)l->limit, "offset",
-                          (json_int_t)l->offset);
+    json_t *j =
+        json_pack("{s:O, s:I, s:I, s:I}", keys[l->kind], l->rows, "count",
+                  (json_int_t)count, "limit", (json_int_t)l->limit, "offset",
+                  (json_int_t)l->offset);
     json_text_append(&r->out, j);
     json_decref(j);
   }
@@ -301,7 +301,8 @@ void api_admin_keys_get(HttpRequest *req, void *api) {
   list_named(req, api, NAMED_KEYS);
 }
 
-/* ---- inventory levels and batches ------------------------------------------ */
+/* ---- inventory levels and batches ------------------------------------------
+ */
 
 static json_t *level_json(const char *variant_id, const char *location_id,
                           long long stocked, long long reserved,
@@ -412,9 +413,9 @@ static int level_row(void *ctx, const LevelRow *row) {
 static int render_levels(StoreTx *tx, ApiRead *r) {
   LevelsList *l = r->arg;
   l->rows = json_array();
-  int rc = store_level_list(tx, l->variant_id[0] ? l->variant_id : NULL,
-                            l->variant_id[0] ? NULL : l->location_id,
-                            level_row, l);
+  int rc =
+      store_level_list(tx, l->variant_id[0] ? l->variant_id : NULL,
+                       l->variant_id[0] ? NULL : l->location_id, level_row, l);
   if (rc == 0) {
     json_t *j = json_pack("{s:O}", "inventory_levels", l->rows);
     json_text_append(&r->out, j);

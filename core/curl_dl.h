@@ -36,8 +36,8 @@ typedef struct {
 extern CurlApi curl_dl;
 
 /* Loads libcurl (the soname of Debian's libcurl4) and resolves every
- * function. Returns 0, also when already loaded, or RESTOCK_EUNAVAIL with why in
- * err. */
+ * function. Returns 0, also when already loaded, or RESTOCK_EUNAVAIL with why
+ * in err. */
 int curl_dl_load(char *err, size_t err_len);
 
 #endif

@@ -34,9 +34,9 @@
  * dot-separated labels of at most 63 bytes, at most EMAIL_MAX bytes in all,
  * well-formed UTF-8, and no spaces, control characters or NUL bytes. On
  * success writes the address into `out` (at least EMAIL_MAX + 1 bytes) and
- * returns 0. On failure returns RESTOCK_EINVAL and, if `why` is not NULL, points it at
- * a static sentence saying what is wrong. Normalizing a normalized address
- * gives it back unchanged. */
+ * returns 0. On failure returns RESTOCK_EINVAL and, if `why` is not NULL,
+ * points it at a static sentence saying what is wrong. Normalizing a normalized
+ * address gives it back unchanged. */
 int email_normalize(const char *in, size_t len, char *out, const char **why);
 
 /* A list of domains (blocked_email_domains): `list` is comma-separated,

@@ -8,8 +8,8 @@
 /* The values sit far below errno's range so that a libuv code (a negated
  * errno) passed through by mistake is never read as one of ours. */
 enum {
-  RESTOCK_ENOTFOUND = -4001, /* the named row does not exist */
-  RESTOCK_EINVAL = -4002,    /* the input is refused; a message says why */
+  RESTOCK_ENOTFOUND = -4001,   /* the named row does not exist */
+  RESTOCK_EINVAL = -4002,      /* the input is refused; a message says why */
   RESTOCK_ENOTALLOWED = -4003, /* valid input the rules refuse (in stock) */
   RESTOCK_ESTORE = -4004,      /* the database failed (logged where it did) */
   RESTOCK_ECOMMIT = -4005,     /* the group's commit failed: nothing kept */

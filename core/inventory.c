@@ -14,12 +14,16 @@
 
 #define UPDATED "product-variant.updated"
 
-/* ---- variants -------------------------------------------------------------- */
+/* ---- variants --------------------------------------------------------------
+ */
 
-static const char *const variant_fields[] = {
-    "id",    "product_id",         "sku",
-    "title", "inventory_quantity", "allow_backorder",
-    "manage_inventory"};
+static const char *const variant_fields[] = {"id",
+                                             "product_id",
+                                             "sku",
+                                             "title",
+                                             "inventory_quantity",
+                                             "allow_backorder",
+                                             "manage_inventory"};
 
 /* Sets a nullable text field of the variant from JSON. Returns 0 or -1. */
 static int set_text(char **field, json_t *value) {
@@ -216,13 +220,14 @@ static int upsert_fn(StoreTx *tx, void *arg) {
   c->out = xcalloc(n ? n : 1, sizeof *c->out);
   char err[512] = "";
   for (size_t i = 0; i < n; i++) {
-    int rc = upsert_one(tx, &c->unit, c->id, c->product_id,
-                        json_array_get(c->variants, i), &c->out[i], err,
-                        sizeof err);
+    int rc =
+        upsert_one(tx, &c->unit, c->id, c->product_id,
+                   json_array_get(c->variants, i), &c->out[i], err, sizeof err);
     c->nout = i + 1;
     if (rc) {
       if (c->wrapped)
-        snprintf(c->message, sizeof c->message, "variants[%zu]: %.480s", i, err);
+        snprintf(c->message, sizeof c->message, "variants[%zu]: %.480s", i,
+                 err);
       else
         snprintf(c->message, sizeof c->message, "%s", err);
       return rc;
@@ -243,9 +248,8 @@ void inventory_upsert(Domain *d, UpsertCall *c) {
 
 /* ---- inventory updates --------------------------------------------------- */
 
-static const char *const level_fields[] = {"variant_id", "location_id",
-                                           "stocked_quantity",
-                                           "reserved_quantity", NULL};
+static const char *const level_fields[] = {
+    "variant_id", "location_id", "stocked_quantity", "reserved_quantity", NULL};
 static const char *const quantity_fields[] = {"variant_id",
                                               "inventory_quantity", NULL};
 
@@ -312,8 +316,8 @@ static int level_update(StoreTx *tx, InventoryCall *c, json_t *obj, char *err,
   int rc = quantity_field(obj, "stocked_quantity", &stocked, &has_stocked, err,
                           errlen);
   if (rc == 0)
-    rc = quantity_field(obj, "reserved_quantity", &reserved, &has_reserved,
-                        err, errlen);
+    rc = quantity_field(obj, "reserved_quantity", &reserved, &has_reserved, err,
+                        errlen);
   if (rc) return rc;
   Variant v;
   memset(&v, 0, sizeof v);
@@ -341,8 +345,8 @@ static int level_update(StoreTx *tx, InventoryCall *c, json_t *obj, char *err,
     return RESTOCK_EINVAL;
   }
   long long old_stocked = 0, old_reserved = 0;
-  rc = store_level_get(tx, variant_id, location_id, &old_stocked,
-                       &old_reserved);
+  rc =
+      store_level_get(tx, variant_id, location_id, &old_stocked, &old_reserved);
   if (rc != 0 && rc != RESTOCK_ENOTFOUND) return rc;
   if (!has_stocked) stocked = old_stocked;
   if (!has_reserved) reserved = old_reserved;
@@ -428,8 +432,7 @@ static int update_fn(StoreTx *tx, void *arg) {
     const char *const *allowed = is_level ? level_fields : quantity_fields;
     const char *key;
     json_t *value;
-    if (rc == 0)
-      json_object_foreach(u, key, value) {
+    if (rc == 0) json_object_foreach(u, key, value) {
         size_t k = 0;
         while (allowed[k] && strcmp(allowed[k], key) != 0) k++;
         if (!allowed[k] && rc == 0) {
@@ -467,7 +470,8 @@ void inventory_call_clear(InventoryCall *c) {
   c->updates = NULL;
 }
 
-/* ---- locations, channels, keys ---------------------------------------------- */
+/* ---- locations, channels, keys ----------------------------------------------
+ */
 
 /* Checks that every id names an existing row. */
 static int check_ids(StoreTx *tx, NamedCall *c, const char *field,
@@ -554,8 +558,8 @@ static int named_fn(StoreTx *tx, void *arg) {
     if (rc == RESTOCK_ENOTFOUND) {
       static const char *const what[] = {"Stock location", "Sales channel",
                                          "Publishable API key"};
-      snprintf(c->message, sizeof c->message, "%s with id: %.200s was not found",
-               what[c->kind], c->id);
+      snprintf(c->message, sizeof c->message,
+               "%s with id: %.200s was not found", what[c->kind], c->id);
     }
     return rc;
   }
@@ -610,7 +614,8 @@ void named_call_clear(NamedCall *c) {
   c->ids = NULL;
 }
 
-/* ---- deleting a variant ----------------------------------------------------- */
+/* ---- deleting a variant -----------------------------------------------------
+ */
 
 static int variant_delete_fn(StoreTx *tx, void *arg) {
   VariantDeleteCall *c = arg;

@@ -28,10 +28,10 @@ typedef struct UpsertCall UpsertCall;
 struct UpsertCall {
   Unit unit;
   /* In: variant objects (the fields of POST /admin/variants). */
-  json_t *variants;     /* an array; owned by the call */
-  bool wrapped;         /* errors name variants[N] */
-  char *id;             /* the path's id (one variant), or NULL */
-  char *product_id;     /* Medusa's path: the variant must be of it */
+  json_t *variants; /* an array; owned by the call */
+  bool wrapped;     /* errors name variants[N] */
+  char *id;         /* the path's id (one variant), or NULL */
+  char *product_id; /* Medusa's path: the variant must be of it */
   void (*done)(UpsertCall *c, int status);
   /* Out: the variants as stored, in order. */
   Variant *out;
@@ -54,8 +54,8 @@ struct InventoryCall {
   Unit unit;
   /* In: updates, each {variant_id, inventory_quantity} or {variant_id,
    * location_id, stocked_quantity, reserved_quantity}. */
-  json_t *updates; /* an array; owned by the call */
-  bool wrapped;    /* errors name updates[N] */
+  json_t *updates;       /* an array; owned by the call */
+  bool wrapped;          /* errors name updates[N] */
   bool create_locations; /* an unknown location is created (Lua) */
   void (*done)(InventoryCall *c, int status);
   /* Out. */
@@ -77,10 +77,10 @@ struct NamedCall {
   Unit unit;
   NamedPutKind kind;
   char *id;
-  char *name;     /* NULL keeps the stored one */
-  StrList *ids;   /* a channel's location_ids, a key's sales_channel_ids;
-                     NULL keeps the stored ones */
-  bool remove;    /* delete instead of upsert */
+  char *name;   /* NULL keeps the stored one */
+  StrList *ids; /* a channel's location_ids, a key's sales_channel_ids;
+                   NULL keeps the stored ones */
+  bool remove;  /* delete instead of upsert */
   void (*done)(NamedCall *c, int status);
   NamedRow out;
   char message[512];

@@ -39,9 +39,9 @@ typedef struct LuaHost LuaHost;
 typedef struct LuaTask LuaTask;
 
 /* Creates a state, preloads `restock`, and runs the script at `path`.
- * Returns 0, or RESTOCK_EINVAL with a message in *err (free it). Warnings about the
- * script (a handler for an event nothing emits) are appended to
- * *warnings, if not NULL. */
+ * Returns 0, or RESTOCK_EINVAL with a message in *err (free it). Warnings about
+ * the script (a handler for an event nothing emits) are appended to *warnings,
+ * if not NULL. */
 int lua_host_load(const char *path, LuaEnv *env, LuaHost **out, char **err,
                   StrList *warnings);
 /* Frees the host now if no handler is running, else once the last one ends

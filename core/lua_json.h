@@ -11,8 +11,8 @@
 #define LUA_JSON_MAX_DEPTH 64
 
 /* Pushes `v` as a Lua value: objects and arrays become tables, null becomes
- * the light userdata NULL (restock.json.null). Returns 0, or RESTOCK_EINVAL (pushing
- * nothing) if the value is nested deeper than LUA_JSON_MAX_DEPTH. */
+ * the light userdata NULL (restock.json.null). Returns 0, or RESTOCK_EINVAL
+ * (pushing nothing) if the value is nested deeper than LUA_JSON_MAX_DEPTH. */
 int lua_json_push(lua_State *L, const json_t *v);
 /* Converts the Lua value at `idx`. A table whose keys are exactly 1..n (n >
  * 0) becomes an array, any other table an object (integer keys turned into

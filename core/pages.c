@@ -154,9 +154,12 @@ static void text_with(Buf *b, const char *text, const char *value) {
 }
 
 static const char *const page_keys[] = {
-    [PAGE_SUBSCRIBED] = "subscribed",   [PAGE_PENDING] = "pending",
-    [PAGE_CONFIRMED] = "confirmed",     [PAGE_CONFIRM_GONE] = "confirm_gone",
-    [PAGE_UNSUBSCRIBED] = "unsubscribed", [PAGE_BAD_TOKEN] = "bad_token",
+    [PAGE_SUBSCRIBED] = "subscribed",
+    [PAGE_PENDING] = "pending",
+    [PAGE_CONFIRMED] = "confirmed",
+    [PAGE_CONFIRM_GONE] = "confirm_gone",
+    [PAGE_UNSUBSCRIBED] = "unsubscribed",
+    [PAGE_BAD_TOKEN] = "bad_token",
     [PAGE_FAILED] = "failed",
 };
 
@@ -216,11 +219,10 @@ void pages_respond(HttpRequest *req, int status, PageKind kind,
 void pages_respond_failure(HttpRequest *req, int status, const char *message) {
   const char *type;
   int code = domain_http_status(status, &type);
-  pages_respond(req, code, PAGE_FAILED,
-                message && *message
-                    ? message
-                    : pages_text(pages_lang(req), "try_later"),
-                NULL);
+  pages_respond(
+      req, code, PAGE_FAILED,
+      message && *message ? message : pages_text(pages_lang(req), "try_later"),
+      NULL);
 }
 
 void pages_mine_begin(MinePage *p, const HttpRequest *req, const char *email) {

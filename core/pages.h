@@ -13,8 +13,8 @@
 #include "http.h"
 
 typedef enum {
-  PAGE_SUBSCRIBED,   /* detail: the email */
-  PAGE_PENDING,      /* detail: the email */
+  PAGE_SUBSCRIBED, /* detail: the email */
+  PAGE_PENDING,    /* detail: the email */
   PAGE_CONFIRMED,
   PAGE_CONFIRM_GONE,
   PAGE_UNSUBSCRIBED,
@@ -41,8 +41,8 @@ typedef struct {
   int rows;
 } MinePage;
 void pages_mine_begin(MinePage *p, const HttpRequest *req, const char *email);
-void pages_mine_row(MinePage *p, const char *variant_title,
-                    const char *since, long long quantity, bool pending,
+void pages_mine_row(MinePage *p, const char *variant_title, const char *since,
+                    long long quantity, bool pending,
                     const char *unsubscribe_token, const char *manage_token);
 void pages_mine_end(MinePage *p, HttpRequest *req);
 /* Frees a page not answered. */

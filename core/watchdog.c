@@ -42,9 +42,8 @@ void watchdog_leave(void) {
   if (--busy_depth == 0) __atomic_store_n(&busy_since, 0, __ATOMIC_RELEASE);
 }
 
-void watchdog_running(const char *what, long long event_id,
-                      const char *handler, const char *subscriber,
-                      long long attempts) {
+void watchdog_running(const char *what, long long event_id, const char *handler,
+                      const char *subscriber, long long attempts) {
   pthread_mutex_lock(&run_mu);
   if (!what) {
     running.what[0] = '\0';

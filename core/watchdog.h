@@ -22,11 +22,11 @@ typedef struct Watchdog Watchdog;
 
 /* What the loop was doing when the watchdog fired. */
 typedef struct {
-  char what[512];       /* "delivery of EVENT #ID to HANDLER", or "" */
-  long long event_id;   /* 0 when no delivery was running */
+  char what[512];     /* "delivery of EVENT #ID to HANDLER", or "" */
+  long long event_id; /* 0 when no delivery was running */
   char handler[256];
   char subscriber[256];
-  long long attempts;   /* before the run */
+  long long attempts; /* before the run */
   uint64_t held_ms;
 } WatchdogCulprit;
 
@@ -47,9 +47,8 @@ void watchdog_enter(void);
 void watchdog_leave(void);
 /* Records the delivery the loop is about to run Lua for (NULL `what`: none
  * any more). Loop thread. */
-void watchdog_running(const char *what, long long event_id,
-                      const char *handler, const char *subscriber,
-                      long long attempts);
+void watchdog_running(const char *what, long long event_id, const char *handler,
+                      const char *subscriber, long long attempts);
 /* Notes a SIGTERM or SIGINT; async-signal-safe. */
 void watchdog_note_stop_signal(void);
 /* Chains a handler in front of the one libuv installed for `signum` that
