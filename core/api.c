@@ -576,3 +576,25 @@ json_t *api_variant_json(const Variant *v) {
                    (json_int_t)stock_quantity(v), "created_at", v->created_at,
                    "updated_at", v->updated_at);
 }
+
+json_t *api_event_json(const EventRow *e) {
+  json_t *data = json_loads(e->data ? e->data : "null", JSON_DECODE_ANY, NULL);
+  return json_pack("{s:I, s:s, s:o, s:s, s:I, s:o, s:s, s:[]}", "id",
+                   (json_int_t)e->id, "name", e->name, "data",
+                   data ? data : json_null(), "status", e->status, "attempts",
+                   (json_int_t)e->attempts, "last_error",
+                   e->last_error ? json_string(e->last_error) : json_null(),
+                   "created_at", e->created_at, "deliveries");
+}
+
+json_t *api_delivery_json(const DeliveryRow *d) {
+  json_t *j =
+      json_pack("{s:s, s:s, s:I, s:I, s:o, s:s}", "handler", d->handler,
+                "status", d->status, "attempts", (json_int_t)d->attempts,
+                "max_attempts", (json_int_t)d->max_attempts, "last_error",
+                d->last_error ? json_string(d->last_error) : json_null(),
+                "updated_at", d->updated_at);
+  if (d->subscriber && *d->subscriber)
+    json_object_set_new(j, "subscriber", json_string(d->subscriber));
+  return j;
+}

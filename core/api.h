@@ -59,6 +59,12 @@ bool api_is_form(const HttpRequest *req);
 void api_fail(HttpRequest *req, int status, const char *message);
 /* The variant as the API shows it, quantity included. */
 json_t *api_variant_json(const Variant *v);
+/* An event of the outbox as the admin API lists it (GET /admin/events, a
+ * variant's events), with an empty "deliveries" array for
+ * api_delivery_json's entries. */
+json_t *api_event_json(const EventRow *e);
+/* One delivery of such an event. */
+json_t *api_delivery_json(const DeliveryRow *d);
 /* Parses a non-negative decimal query parameter no greater than `max`.
  * Returns 0 (with *out, or `dflt` when absent) or RESTOCK_EINVAL. */
 int api_param_count(const HttpRequest *req, const char *name, long long dflt,

@@ -341,28 +341,15 @@ typedef struct {
 
 static int variant_event_row(void *ctx, const EventRow *e) {
   VariantEvents *l = ctx;
-  json_t *data = json_loads(e->data ? e->data : "null", JSON_DECODE_ANY, NULL);
-  l->current = json_pack(
-      "{s:I, s:s, s:o, s:s, s:I, s:o, s:s, s:[]}", "id", (json_int_t)e->id,
-      "name", e->name, "data", data ? data : json_null(), "status", e->status,
-      "attempts", (json_int_t)e->attempts, "last_error",
-      e->last_error ? json_string(e->last_error) : json_null(), "created_at",
-      e->created_at, "deliveries");
+  l->current = api_event_json(e);
   json_array_append_new(l->rows, l->current);
   return 0;
 }
 
 static int variant_delivery_row(void *ctx, const DeliveryRow *d) {
   VariantEvents *l = ctx;
-  json_t *j =
-      json_pack("{s:s, s:s, s:I, s:I, s:o, s:s}", "handler", d->handler,
-                "status", d->status, "attempts", (json_int_t)d->attempts,
-                "max_attempts", (json_int_t)d->max_attempts, "last_error",
-                d->last_error ? json_string(d->last_error) : json_null(),
-                "updated_at", d->updated_at);
-  if (d->subscriber && *d->subscriber)
-    json_object_set_new(j, "subscriber", json_string(d->subscriber));
-  json_array_append_new(json_object_get(l->current, "deliveries"), j);
+  json_array_append_new(json_object_get(l->current, "deliveries"),
+                        api_delivery_json(d));
   return 0;
 }
 

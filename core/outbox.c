@@ -454,7 +454,7 @@ typedef struct Run {
   /* Before it starts: its data and timeout, while it waits for room. */
   char *data;
   uint64_t timeout_ms;
-  size_t bytes; /* of its data, counted in Outbox.bytes once started */
+  size_t bytes; /* of its data; in Outbox.bytes while it runs */
   struct Run *next_waiting;
 } Run;
 
@@ -543,7 +543,6 @@ static void on_run_done(void *arg, bool ok, bool retry, const char *err);
 /* Hands one claimed delivery to the runner. */
 static void start_run(Outbox *o, Run *r) {
   r->started_ns = uv_hrtime();
-  r->bytes = r->data ? strlen(r->data) : 0;
   o->bytes += r->bytes;
   OutboxRun run = {.event = r->event,
                    .handler = r->handler,
@@ -575,7 +574,7 @@ static void start_waiting(Outbox *o) {
   o->starting = true;
   while (o->wait_head) {
     Run *r = o->wait_head;
-    size_t need = r->data ? strlen(r->data) : 0;
+    size_t need = r->bytes;
     if (!o->stopping && o->bytes > 0 &&
         o->bytes + need > OUTBOX_MAX_INFLIGHT_BYTES)
       break;
@@ -660,6 +659,7 @@ static void claim_done(Unit *u, int status) {
       r->attempts = d->attempts;
       r->max_attempts = d->max_attempts;
       r->data = d->data;
+      r->bytes = d->data ? strlen(d->data) : 0;
       r->timeout_ms = (uint64_t)c->timeout_ms;
       d->event = d->handler = d->subscriber = d->data = NULL;
       o->running++;
