@@ -3,6 +3,7 @@
  * written once over the backend's driver (store_driver.h). */
 #include "store.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,6 +45,16 @@ struct StoreTx {
   long long pool_sub[ID_POOL_MAX];
   size_t pool_n, pool_used;
   uint64_t pool_at_ns;
+  /* A backend without RETURNING (SQLite, last_insert_id) inside one group
+   * transaction of the writer: the ids its units take are read once a
+   * group and recorded once, before the commit, not once a subscribe.
+   * Only this writer inserts, so within the transaction nothing else can
+   * take them. A unit rolled back leaves a gap, never a reuse. */
+  bool grouped;
+  long long sub_next;  /* the next subscription id to give; 0: not read */
+  long long sub_given; /* the largest given, recorded at the commit */
+  bool event_known;    /* event_max holds the largest event id */
+  long long event_max;
 };
 
 typedef struct {
@@ -461,6 +472,9 @@ static void run_group(Store *s, StoreWork *first) {
     s->applied = wanted;
   }
   bool open = exec_id(tx, SQL_BEGIN) == 0;
+  tx->grouped = open && d->last_insert_id;
+  tx->sub_next = tx->sub_given = 0;
+  tx->event_known = false;
   StoreWork *w = first;
   size_t solo = 0; /* units left of a batch that failed, to run alone */
   for (; w && open; w = w->next) {
@@ -507,6 +521,15 @@ static void run_group(Store *s, StoreWork *first) {
   }
   /* Units never run: the transaction could not begin or was lost. */
   for (; w; w = w->next) w->status = RESTOCK_ECOMMIT;
+  /* The subscription ids the group's units took (store_subscription_next_id),
+   * recorded outside their savepoints: a unit undone keeps its gap. */
+  if (open && tx->sub_given > 0 &&
+      q_exec(tx, NULL, SQL_SUB_ID_TAKEN, "i", tx->sub_given) != 0) {
+    if (d->in_transaction(tx->conn)) exec_id(tx, SQL_ROLLBACK);
+    open = false;
+    for (StoreWork *v = first; v; v = v->next) v->status = RESTOCK_ECOMMIT;
+  }
+  tx->grouped = false;
   if (open) {
     if (exec_id(tx, SQL_COMMIT) != 0) {
       if (d->in_transaction(tx->conn)) exec_id(tx, SQL_ROLLBACK);
@@ -1065,22 +1088,45 @@ int store_variant_list(StoreTx *tx, const VariantFilter *f, VariantRowFn fn,
  * --------------------------------------------------------------- */
 
 int store_subscription_next_id(StoreTx *tx, long long *id) {
+  if (tx->grouped && tx->sub_next > 0) {
+    *id = tx->sub_given = tx->sub_next++;
+    return 0;
+  }
   bool any = false;
   int rc = q_scalar(tx, id, &any, SQL_SUB_NEXT_ID, "");
   if (rc == 0 && !any) rc = RESTOCK_ESTORE;
-  /* A backend without RETURNING (see last_insert_id) records it apart. */
-  if (rc == 0 && tx->drv->last_insert_id)
-    rc = q_exec(tx, NULL, SQL_SUB_ID_TAKEN, "i", *id);
-  return rc;
+  if (rc || !tx->drv->last_insert_id) return rc;
+  /* A backend without RETURNING (see last_insert_id) records it apart:
+   * in a group, once, before its commit (group_commit). */
+  if (tx->grouped) {
+    tx->sub_given = *id;
+    tx->sub_next = *id + 1;
+    return 0;
+  }
+  return q_exec(tx, NULL, SQL_SUB_ID_TAKEN, "i", *id);
 }
 
 int store_event_next_id(StoreTx *tx, long long *id) {
+  if (tx->grouped && tx->event_known) {
+    if (tx->event_max == LLONG_MAX) return RESTOCK_ERANGE;
+    *id = tx->event_max + 1;
+    return 0;
+  }
   bool any = false;
   int rc = q_scalar(tx, id, &any, SQL_EVENT_NEXT_ID, "");
   /* The largest rowid is taken: SQLite would pick a random free one, and
    * no id can be promised. */
   if (rc == 0 && !any) return RESTOCK_ERANGE;
+  if (rc == 0 && tx->grouped && tx->drv->last_insert_id) {
+    tx->event_known = true;
+    tx->event_max = *id - 1;
+  }
   return rc;
+}
+
+/* An event written in a group: the next id given is past it. */
+static void event_written(StoreTx *tx, long long id) {
+  if (tx->event_known && id > tx->event_max) tx->event_max = id;
 }
 
 /* Reads (id, created_at[, confirm_sent_at]) of a row found by its key;
@@ -1545,13 +1591,15 @@ int store_event_insert(StoreTx *tx, long long id, const char *name,
                        const char *created_at, long long *out_id) {
   if (id > 0) {
     *out_id = id;
-    return q_exec(tx, NULL, SQL_EVENT_INSERT, "issss", id, name, data, status,
-                  created_at);
+    int rc = q_exec(tx, NULL, SQL_EVENT_INSERT, "issss", id, name, data, status,
+                    created_at);
+    if (rc == 0) event_written(tx, id);
+    return rc;
   }
   if (tx->drv->last_insert_id) {
     int rc = q_exec(tx, NULL, SQL_EVENT_INSERT_AUTO, "ssss", name, data, status,
                     created_at);
-    if (rc == 0) *out_id = tx->drv->last_insert_id(tx->conn);
+    if (rc == 0) event_written(tx, *out_id = tx->drv->last_insert_id(tx->conn));
     return rc;
   }
   bool any = false;

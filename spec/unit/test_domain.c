@@ -220,12 +220,10 @@ static int status_fn(StoreTx *tx, ReadCall *c) {
   StatusRead *r = (StatusRead *)c;
   long long count = 0;
   EventVisitor v = {first_event_status, no_delivery, r};
-  return store_event_list(tx, "restock-notification.restocked", NULL, 1, 0,
-                          &v, &count);
+  return store_event_list(tx, "restock-notification.restocked", NULL, 1, 0, &v,
+                          &count);
 }
-static void status_done(ReadCall *c, int status) {
-  ((StatusRead *)c)->done++;
-}
+static void status_done(ReadCall *c, int status) { ((StatusRead *)c)->done++; }
 
 TEST(domain_a_failing_delivery_dies_after_its_attempts) {
   World w;
@@ -248,6 +246,89 @@ TEST(domain_a_failing_delivery_dies_after_its_attempts) {
     run_until(&w, &r.done, 1);
   }
   CHECK_STR(r.status, "dead");
+  world_close(&w);
+}
+
+/* The ids a group's subscribes take (SQLite reads and records them once a
+ * group): each new, and never one given before, even when the subscription
+ * holding the largest is gone by the next group. */
+typedef struct {
+  Unit unit;
+  long long ids[16];
+  long long events[16];
+  int nids, nevents, done;
+  bool remove_last;
+} IdsUnit;
+
+static int collect_id(void *ctx, const SubscriptionRow *row) {
+  IdsUnit *u = ctx;
+  if (u->nids < 16) u->ids[u->nids++] = row->id;
+  return 0;
+}
+static int collect_event(void *ctx, const EventRow *e) {
+  IdsUnit *u = ctx;
+  if (u->nevents < 16) u->events[u->nevents++] = e->id;
+  return 0;
+}
+static int ids_fn(StoreTx *tx, void *arg) {
+  IdsUnit *u = arg;
+  u->nids = u->nevents = 0;
+  long long count = 0;
+  SubscriptionFilter f = {.variant_id = "v", .limit = 16};
+  int rc = store_subscription_list(tx, &f, collect_id, u, &count);
+  EventVisitor v = {collect_event, no_delivery, u};
+  if (rc == 0)
+    rc = store_event_list(tx, "restock-notification.subscribed", NULL, 16, 0,
+                          &v, &count);
+  bool removed = false;
+  if (rc == 0 && u->remove_last && u->nids > 0)
+    rc = store_subscription_remove(tx, u->ids[u->nids - 1], &removed);
+  return rc;
+}
+static void ids_done(Unit *unit, int status) {
+  CHECK(status == 0);
+  ((IdsUnit *)unit)->done++;
+}
+static void read_ids(World *w, IdsUnit *u, bool remove_last) {
+  u->done = 0;
+  u->remove_last = remove_last;
+  unit_write(&w->d, &u->unit, ids_fn, ids_done);
+  run_until(w, &u->done, 1);
+}
+static bool distinct(const long long *v, int n) {
+  for (int i = 0; i < n; i++)
+    for (int j = i + 1; j < n; j++)
+      if (v[i] == v[j]) return false;
+  return true;
+}
+
+TEST(domain_subscribe_ids_are_never_given_twice) {
+  World w;
+  if (world_open(&w)) return;
+  upserted_calls = subscribed_calls = 0;
+  upsert(&w, "[{\"id\": \"v\", \"inventory_quantity\": 0}]");
+  run_until(&w, &upserted_calls, 1);
+  /* Queued together, so that the writer runs them in one group. */
+  subscribe(&w, "v", "ann@example.com");
+  subscribe(&w, "v", "ben@example.com");
+  subscribe(&w, "v", "cy@example.com");
+  run_until(&w, &subscribed_calls, 3);
+  CHECK(subscribe_status == 0);
+  IdsUnit first = {0};
+  read_ids(&w, &first, true); /* and removes the newest */
+  CHECK(first.nids == 3 && distinct(first.ids, 3));
+  CHECK(first.nevents == 3 && distinct(first.events, 3));
+  long long largest = first.ids[2];
+  subscribe(&w, "v", "dee@example.com");
+  subscribe(&w, "v", "eve@example.com");
+  run_until(&w, &subscribed_calls, 5);
+  CHECK(subscribe_status == 0);
+  IdsUnit second = {0};
+  read_ids(&w, &second, false);
+  CHECK(second.nids == 4 && distinct(second.ids, 4));
+  /* The two new ones are past the removed one, which is not given again. */
+  CHECK(second.ids[2] > largest && second.ids[3] > second.ids[2]);
+  CHECK(second.nevents == 5 && distinct(second.events, 5));
   world_close(&w);
 }
 
@@ -283,12 +364,23 @@ TEST(store_every_statement_prepares) {
 }
 
 TEST(subscriptions_locale_tags) {
-  const char *good[] = {"de", "pt-BR", "zh-Hant-TW", "en-US-x-twain",
-                        "sr-Latn-RS", "es-419", "abcdefgh",
-                        "en-aaaaaaaa-bbbbbbbb-cccccccc-abcde"};
-  const char *bad[] = {"", "d", "de-", "-de", "de--at", "de DE", "123",
-                       "abcdefghi", "de_DE", "en-aaaaaaaa-bbbbbbbb-cccccccc-abcdef",
-                       "de-abcdefghi", "é", "de\n"};
+  const char *good[] = {"de",         "pt-BR",
+                        "zh-Hant-TW", "en-US-x-twain",
+                        "sr-Latn-RS", "es-419",
+                        "abcdefgh",   "en-aaaaaaaa-bbbbbbbb-cccccccc-abcde"};
+  const char *bad[] = {"",
+                       "d",
+                       "de-",
+                       "-de",
+                       "de--at",
+                       "de DE",
+                       "123",
+                       "abcdefghi",
+                       "de_DE",
+                       "en-aaaaaaaa-bbbbbbbb-cccccccc-abcdef",
+                       "de-abcdefghi",
+                       "é",
+                       "de\n"};
   for (size_t i = 0; i < sizeof good / sizeof *good; i++)
     CHECK(subscriptions_valid_locale(good[i]));
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
@@ -308,13 +400,13 @@ TEST(outbox_subscriber_data_is_the_shoppers_share) {
   CHECK_STR(json_string_value(json_object_get(a, "variant_id")), "v");
   CHECK_STR(json_string_value(json_object_get(a, "sales_channel_id")), "web");
   CHECK_STR(json_string_value(json_object_get(a, "email")), "a@x.io");
-  CHECK_STR(json_string_value(json_object_get(
-                json_object_get(a, "subscriber"), "locale")),
+  CHECK_STR(json_string_value(
+                json_object_get(json_object_get(a, "subscriber"), "locale")),
             "de");
   /* An email without an entry gets {email}. */
   json_t *c = outbox_subscriber_data(data, "c@x.io");
-  CHECK_STR(json_string_value(json_object_get(
-                json_object_get(c, "subscriber"), "email")),
+  CHECK_STR(json_string_value(
+                json_object_get(json_object_get(c, "subscriber"), "email")),
             "c@x.io");
   CHECK(json_object_size(json_object_get(c, "subscriber")) == 1);
   /* The event itself is left as it was. */
