@@ -362,11 +362,13 @@ static void due_done(Unit *u, int status) {
   DueUnit *du = (DueUnit *)u;
   Engine *e = du->e;
   e->running = false;
+  bool failed = false;
   for (size_t i = 0; i < du->nresults; i++) {
     CheckResult *r = &du->results[i];
+    if (status == 0 && r->failed) failed = true;
     if (status == 0 && r->failed)
-      log_error("restock check of %s failed; it will be retried",
-                r->variant_id);
+      log_error("restock check of %s failed; it will be retried in %d ms",
+                r->variant_id, RETRY_MS);
     else if (status == 0 && r->notified > 0)
       log_info("restock check of %s: %lld subscriptions notified",
                r->variant_id, r->notified);
@@ -385,6 +387,10 @@ static void due_done(Unit *u, int status) {
    * server never sees this. */
   if (any && du->nresults == 0 && next <= du->now)
     next = isotime_now_ms() + CHECK_AGAIN_MS;
+  /* A check that failed stays due: it is not run again at once, or a
+   * lasting failure (a statement the database refuses) would spin. */
+  if (any && failed && next < isotime_now_ms() + RETRY_MS)
+    next = isotime_now_ms() + RETRY_MS;
   free(du);
   if (e->closing) {
     maybe_free(e);

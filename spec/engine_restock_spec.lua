@@ -316,4 +316,76 @@ describe("the restock engine", function()
         assert.equals(3, #restocks_of(rec, "v"))
       end)
   end)
+
+  describe("a check that fails", function()
+    -- Runs SQL on the server's database while it runs: psql on
+    -- PostgreSQL, Python's sqlite3 on SQLite (the sqlite3 shell is not a
+    -- dependency).
+    local function exec_sql(server, sql)
+      if helpers.pg then
+        return helpers.psql(server.db, sql)
+      end
+      local path = helpers.tmpdir() .. "/exec.py"
+      local f = assert(io.open(path, "w"))
+      f:write("import sqlite3\n",
+        string.format("c = sqlite3.connect(%q, timeout=10)\n", server.db),
+        string.format("c.executescript(%q)\nc.close()\n",
+          (sql:gsub("\n", " "))))
+      f:close()
+      local p = assert(io.popen("python3 " .. path .. " 2>&1"))
+      local out = p:read("a")
+      assert(p:close(), "sqlite3 failed: " .. out)
+      return out
+    end
+
+    local function count(text, needle)
+      local n, at = 0, 1
+      while true do
+        local i = text:find(needle, at, true)
+        if not i then return n end
+        n, at = n + 1, i + #needle
+      end
+    end
+
+    it("is retried after a pause, not at once, and runs once it can",
+      function()
+        local dir = helpers.tmpdir()
+        local rec = dir .. "/records.jsonl"
+        local server = helpers.start { dir = dir,
+          plugin = recording_plugin(rec, "{ trigger_delay = 0 }") }
+        create_variant(server, { id = "v", inventory_quantity = 0 })
+        subscribe(server, "v", "a@example.com")
+        -- The take's move to the history fails while this trigger is there.
+        if helpers.pg then
+          exec_sql(server, [[
+CREATE FUNCTION spec_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'refused by the spec'; END $$;
+CREATE TRIGGER spec_refuse BEFORE INSERT ON restock_history
+  FOR EACH ROW EXECUTE FUNCTION spec_refuse();]])
+        else
+          exec_sql(server, [[
+CREATE TRIGGER spec_refuse BEFORE INSERT ON restock_history
+BEGIN SELECT RAISE(ABORT, 'refused by the spec'); END;]])
+        end
+        set_quantity(server, "v", 3)
+        local line = "restock check of v failed; it will be retried"
+        assert.truthy(helpers.wait_stderr(server, line),
+          "the failure was not logged:\n" .. server:stderr())
+        socket.sleep(2.5)
+        -- Once a second: at most 4 tries in 2.5 s (a retry at once would
+        -- have made thousands).
+        local tries = count(server:stderr(), line)
+        assert.truthy(tries >= 2 and tries <= 4, tries .. " tries in 2.5 s")
+        assert.same({ "a@example.com" }, (list_emails(server,
+          { variant_id = "v" })))
+        assert.equals(0, #restocks_of(rec, "v"))
+
+        exec_sql(server, "DROP TRIGGER spec_refuse"
+          .. (helpers.pg and " ON restock_history" or ""))
+        local recs = wait_restocks(rec, "v", 1, 5)
+        assert.truthy(recs, "no restock after the failure ended:\n"
+          .. server:stderr())
+        assert.same({ "a@example.com" }, recs[1].emails)
+      end)
+  end)
 end)
