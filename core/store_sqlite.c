@@ -163,9 +163,16 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_SUB_TOTAL] = "SELECT count(*) FROM restock_subscriptions",
     [SQL_SUB_ANY] =
         "SELECT 1 FROM restock_subscriptions WHERE variant_id = ?1 LIMIT 1",
+    /* A variant's scopes, one index probe each (a loose index scan):
+     * DISTINCT walked every subscription of the variant, 33 ms at 100,000
+     * on PostgreSQL, for each chunk of a restock. */
     [SQL_SUB_SCOPES] =
-        "SELECT DISTINCT sales_channel_id FROM restock_subscriptions"
-        " WHERE variant_id = ?1 ORDER BY sales_channel_id",
+        "WITH RECURSIVE scope (c) AS (SELECT min(sales_channel_id)"
+        " FROM restock_subscriptions WHERE variant_id = ?1 UNION ALL"
+        " SELECT (SELECT min(s.sales_channel_id) FROM restock_subscriptions s"
+        " WHERE s.variant_id = ?1 AND s.sales_channel_id > scope.c)"
+        " FROM scope WHERE scope.c IS NOT NULL)"
+        " SELECT c FROM scope WHERE c IS NOT NULL",
     /* The scope's subscriptions that want no more than ?3 units. */
     [SQL_SUB_TAKE] =
         "SELECT id, email, created_at, locale, quantity"
