@@ -100,6 +100,14 @@ static int resolve_channel(StoreTx *tx, SubscribeCall *c) {
 /* Writes restock-notification.subscribed for subscription `id`, now
  * active, as event `event_id` (0: any; *linked false then, and the caller
  * links them). */
+static void text_field(Buf *b, const char *key, const char *value) {
+  buf_puts(b, key);
+  json_text_string(b, value, strlen(value));
+}
+
+/* The subscribed event's data is written as JSON text at once, in the
+ * order a tree would have it (the writer thread's work a subscribe: a
+ * jansson tree of it had been 4% of it). */
 static int emit_subscribed(StoreTx *tx, Unit *u, long long id,
                            long long event_id, const char *variant_id,
                            const char *channel, const char *email,
@@ -108,17 +116,19 @@ static int emit_subscribed(StoreTx *tx, Unit *u, long long id,
   char unsubscribe[TOKEN_LEN + 1], manage[TOKEN_MANAGE_MAX];
   token_make(u->d->token_key, TOKEN_UNSUBSCRIBE, id, unsubscribe);
   token_make_manage(u->d->token_key, email, manage);
-  json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "variant_id", variant_id,
-                           "email", email, "unsubscribe_token", unsubscribe,
-                           "manage_token", manage);
-  if (channel && *channel)
-    json_object_set_new(data, "sales_channel_id", json_string(channel));
-  if (locale && *locale)
-    json_object_set_new(data, "locale", json_string(locale));
-  if (quantity > 0)
-    json_object_set_new(data, "quantity", json_integer(quantity));
-  int rc = outbox_write(tx, u, SUBSCRIBED, data, event_id, written);
-  json_decref(data);
+  Buf data = {0};
+  buf_reserve(&data, 256);
+  text_field(&data, "{\"variant_id\":", variant_id);
+  text_field(&data, ",\"email\":", email);
+  text_field(&data, ",\"unsubscribe_token\":", unsubscribe);
+  text_field(&data, ",\"manage_token\":", manage);
+  if (channel && *channel) text_field(&data, ",\"sales_channel_id\":", channel);
+  if (locale && *locale) text_field(&data, ",\"locale\":", locale);
+  if (quantity > 0) buf_printf(&data, ",\"quantity\":%lld", quantity);
+  buf_puts(&data, "}");
+  int rc = outbox_write_text(tx, u, SUBSCRIBED, data.data, 0, NULL, NULL,
+                             event_id, written);
+  buf_free(&data);
   return rc;
 }
 
