@@ -133,22 +133,22 @@ static void subscribed(SubscribeCall *c, int status) {
     static Buf out; /* the loop's; http_respond copies it */
     buf_reset(&out);
     buf_puts(&out, "{\"restock_notification\":{\"variant_id\":");
-    json_text_string(&out, c->variant_id, strlen(c->variant_id));
+    json_text_cstring(&out, c->variant_id);
     buf_puts(&out, ",\"sales_channel_id\":");
     if (c->channel)
-      json_text_string(&out, c->channel, strlen(c->channel));
+      json_text_cstring(&out, c->channel);
     else
       buf_puts(&out, "null");
     buf_puts(&out, ",\"email\":");
-    json_text_string(&out, c->email, strlen(c->email));
+    json_text_cstring(&out, c->email);
     buf_puts(&out, ",\"created_at\":");
-    json_text_string(&out, c->created_at, strlen(c->created_at));
+    json_text_cstring(&out, c->created_at);
     buf_puts(&out,
              c->pending ? ",\"status\":\"pending\"" : ",\"status\":\"active\"");
     if (c->quantity > 0) buf_printf(&out, ",\"quantity\":%lld", c->quantity);
     if (c->locale[0]) {
       buf_puts(&out, ",\"locale\":");
-      json_text_string(&out, c->locale, strlen(c->locale));
+      json_text_cstring(&out, c->locale);
     }
     buf_puts(&out, "}}");
     http_respond(r->req, 201, "application/json", out.data, out.len);

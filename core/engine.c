@@ -129,10 +129,6 @@ typedef struct {
   bool any_next;
 } DueUnit;
 
-static void text_str(Buf *b, const char *s) {
-  json_text_string(b, s, strlen(s));
-}
-
 /* One taken subscription's entry of the event's `subscribers`, as JSON
  * text: what a sender needs to write to that shopper (their language, the
  * units they wanted, a link to their page and one to unsubscribe). */
@@ -142,16 +138,16 @@ static void subscriber_text(Buf *b, const Domain *d,
   token_make_manage(d->token_key, t->email, manage);
   token_make(d->token_key, TOKEN_UNSUBSCRIBE, t->id, unsubscribe);
   buf_puts(b, "{\"email\":");
-  text_str(b, t->email);
+  json_text_cstring(b, t->email);
   buf_puts(b, ",\"subscribed_at\":");
-  text_str(b, t->created_at);
+  json_text_cstring(b, t->created_at);
   buf_puts(b, ",\"manage_token\":");
-  text_str(b, manage);
+  json_text_cstring(b, manage);
   buf_puts(b, ",\"unsubscribe_token\":");
-  text_str(b, unsubscribe);
+  json_text_cstring(b, unsubscribe);
   if (t->locale) {
     buf_puts(b, ",\"locale\":");
-    text_str(b, t->locale);
+    json_text_cstring(b, t->locale);
   }
   if (t->quantity > 0) buf_printf(b, ",\"quantity\":%lld", t->quantity);
   buf_puts(b, "}");
@@ -168,16 +164,16 @@ static int write_restocked(StoreTx *tx, Unit *u, const Variant *v,
   /* `head`: the data less emails and subscribers, as a share begins. */
   Buf head = {0}, data = {0}, entry = {0};
   buf_puts(&head, "{\"variant_id\":");
-  text_str(&head, v->id);
+  json_text_cstring(&head, v->id);
   if (*channel) {
     buf_puts(&head, ",\"sales_channel_id\":");
-    text_str(&head, channel);
+    json_text_cstring(&head, channel);
   }
   buf_append(&data, head.data, head.len);
   buf_puts(&data, ",\"emails\":[");
   for (size_t i = 0; i < taken->n; i++) {
     if (i) buf_puts(&data, ",");
-    text_str(&data, taken->items[i].email);
+    json_text_cstring(&data, taken->items[i].email);
   }
   buf_puts(&data, "],\"subscribers\":[");
   const char **emails = xcalloc(taken->n ? taken->n : 1, sizeof *emails);
@@ -194,7 +190,7 @@ static int write_restocked(StoreTx *tx, Unit *u, const Variant *v,
       buf_reserve(&share, head.len + entry.len + strlen(t->email) + 32);
       buf_append(&share, head.data, head.len);
       buf_puts(&share, ",\"email\":");
-      text_str(&share, t->email);
+      json_text_cstring(&share, t->email);
       buf_puts(&share, ",\"subscriber\":");
       buf_append(&share, entry.data, entry.len);
       buf_puts(&share, "}");
@@ -365,11 +361,11 @@ static void due_done(Unit *u, int status) {
   bool failed = false;
   for (size_t i = 0; i < du->nresults; i++) {
     CheckResult *r = &du->results[i];
-    if (status == 0 && r->failed) failed = true;
-    if (status == 0 && r->failed)
+    if (status == 0 && r->failed) {
+      failed = true;
       log_error("restock check of %s failed; it will be retried in %d ms",
                 r->variant_id, RETRY_MS);
-    else if (status == 0 && r->notified > 0)
+    } else if (status == 0 && r->notified > 0)
       log_info("restock check of %s: %lld subscriptions notified",
                r->variant_id, r->notified);
     free(r->variant_id);

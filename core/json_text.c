@@ -33,6 +33,10 @@ void json_text_string(Buf *b, const char *s, size_t len) {
   buf_append(b, "\"", 1);
 }
 
+void json_text_cstring(Buf *b, const char *s) {
+  json_text_string(b, s, strlen(s));
+}
+
 static int append(Buf *b, const json_t *v, int depth) {
   switch (json_typeof(v)) {
     case JSON_OBJECT: {

@@ -22,6 +22,8 @@ int json_text_append(Buf *b, const json_t *v);
 
 /* Appends the JSON string of s's first len bytes (quoted, escaped). */
 void json_text_string(Buf *b, const char *s, size_t len);
+/* The same for a NUL-terminated s. */
+void json_text_cstring(Buf *b, const char *s);
 
 /* v's text in a new string (free it), or NULL as above. */
 char *json_text(const json_t *v);

@@ -1097,7 +1097,7 @@ int store_subscription_next_id(StoreTx *tx, long long *id) {
   if (rc == 0 && !any) rc = RESTOCK_ESTORE;
   if (rc || !tx->drv->last_insert_id) return rc;
   /* A backend without RETURNING (see last_insert_id) records it apart:
-   * in a group, once, before its commit (group_commit). */
+   * in a group, once, before its commit (run_group). */
   if (tx->grouped) {
     tx->sub_given = *id;
     tx->sub_next = *id + 1;

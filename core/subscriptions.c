@@ -97,17 +97,16 @@ static int resolve_channel(StoreTx *tx, SubscribeCall *c) {
   return 0;
 }
 
-/* Writes restock-notification.subscribed for subscription `id`, now
- * active, as event `event_id` (0: any; *linked false then, and the caller
- * links them). */
 static void text_field(Buf *b, const char *key, const char *value) {
   buf_puts(b, key);
-  json_text_string(b, value, strlen(value));
+  json_text_cstring(b, value);
 }
 
-/* The subscribed event's data is written as JSON text at once, in the
- * order a tree would have it (the writer thread's work a subscribe: a
- * jansson tree of it had been 4% of it). */
+/* Writes restock-notification.subscribed for subscription `id`, now
+ * active, as event `event_id` (0: any; *linked false then, and the caller
+ * links them). Its data is written as JSON text at once, in the order a
+ * tree would have it (a jansson tree of it had been 4% of the writer's
+ * work a subscribe). */
 static int emit_subscribed(StoreTx *tx, Unit *u, long long id,
                            long long event_id, const char *variant_id,
                            const char *channel, const char *email,

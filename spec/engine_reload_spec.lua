@@ -30,17 +30,7 @@ local function handled_by(server, rec, email)
   return found
 end
 
--- The number of times text occurs in s.
-local function occurrences(s, text)
-  local n, i = 0, 1
-  while true do
-    local j = s:find(text, i, true)
-    if not j then
-      return n
-    end
-    n, i = n + 1, j + #text
-  end
-end
+local occurrences = helpers.occurrences
 
 describe("SIGHUP", function()
   after_each(helpers.cleanup)

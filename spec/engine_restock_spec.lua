@@ -338,15 +338,6 @@ describe("the restock engine", function()
       return out
     end
 
-    local function count(text, needle)
-      local n, at = 0, 1
-      while true do
-        local i = text:find(needle, at, true)
-        if not i then return n end
-        n, at = n + 1, i + #needle
-      end
-    end
-
     it("is retried after a pause, not at once, and runs once it can",
       function()
         local dir = helpers.tmpdir()
@@ -374,7 +365,7 @@ BEGIN SELECT RAISE(ABORT, 'refused by the spec'); END;]])
         socket.sleep(2.5)
         -- Once a second: at most 4 tries in 2.5 s (a retry at once would
         -- have made thousands).
-        local tries = count(server:stderr(), line)
+        local tries = helpers.occurrences(server:stderr(), line)
         assert.truthy(tries >= 2 and tries <= 4, tries .. " tries in 2.5 s")
         assert.same({ "a@example.com" }, (list_emails(server,
           { variant_id = "v" })))

@@ -1029,6 +1029,18 @@ end
 
 -- Polls the server's stderr until it contains text (plain) and returns
 -- the stderr, or nil after timeout seconds (5 by default).
+-- The number of times text occurs in s (plain text, not a pattern).
+function helpers.occurrences(s, text)
+  local n, i = 0, 1
+  while true do
+    local j = s:find(text, i, true)
+    if not j then
+      return n
+    end
+    n, i = n + 1, j + #text
+  end
+end
+
 function helpers.wait_stderr(server, text, timeout)
   return helpers.wait_for(function()
     local s = server:stderr()
