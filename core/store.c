@@ -26,6 +26,9 @@
 #define ID_POOL_FRESH_NS (1000ULL * 1000000)
 /* Reader connections of a server, for listings and other read units. */
 #define DEFAULT_READERS 2
+/* A take of this many rows or more turns the row triggers off around its
+ * move (store_subscription_take). */
+#define TAKE_TRIGGERS_OFF 128
 
 static const char *const stmt_names[SQL_COUNT_] = {
 #define STORE_SQL_NAME(name) #name,
@@ -1463,18 +1466,31 @@ int store_subscription_take(StoreTx *tx, const char *variant_id,
    * so they are exactly those of the scope up to the last one read that
    * want no more than the quantity. */
   /* The rows move in two statements, and their scope's demand counts in
-   * one: the per-row triggers skip while demand_bulk has its row (all in
-   * this transaction: a failure undoes the three together). */
+   * one (all in this transaction: a failure undoes the three together).
+   * The per-row triggers must not count them again: a large chunk turns
+   * them off, since even a trigger that skips costs SQLite a sub-program
+   * run per row (2.7 us a row moved, 0.3 s of a restock of 100,000); a
+   * small one, where preparing the statements again would cost more, has
+   * them skip while demand_bulk has its row. */
   if (last >= 0) {
     long long moved = 0;
-    if (q_exec(tx, NULL, SQL_DEMAND_BULK_ON, "") ||
-        q_exec(tx, NULL, SQL_SUB_TO_HISTORY, "ssisi", variant_id, channel, last,
-               now, quantity) ||
-        q_exec(tx, &moved, SQL_SUB_DELETE_UPTO, "ssii", variant_id, channel,
-               last, quantity) ||
-        q_exec(tx, NULL, SQL_DEMAND_BULK_OFF, "") ||
-        q_exec(tx, NULL, SQL_DEMAND_TAKEN, "ssi", variant_id, channel, moved))
-      return RESTOCK_ESTORE;
+    bool off = tx->drv->row_triggers && taken->n >= TAKE_TRIGGERS_OFF;
+    if (off) tx->drv->row_triggers(tx->conn, false);
+    int mv = off ? 0 : q_exec(tx, NULL, SQL_DEMAND_BULK_ON, "");
+    if (mv == 0)
+      mv = q_exec(tx, NULL, SQL_SUB_TO_HISTORY, "ssisi", variant_id, channel,
+                  last, now, quantity);
+    if (mv == 0)
+      mv = q_exec(tx, &moved, SQL_SUB_DELETE_UPTO, "ssii", variant_id, channel,
+                  last, quantity);
+    if (off)
+      tx->drv->row_triggers(tx->conn, true);
+    else if (mv == 0)
+      mv = q_exec(tx, NULL, SQL_DEMAND_BULK_OFF, "");
+    if (mv == 0)
+      mv =
+          q_exec(tx, NULL, SQL_DEMAND_TAKEN, "ssi", variant_id, channel, moved);
+    if (mv) return RESTOCK_ESTORE;
   }
   return q_scalar(tx, NULL, more, SQL_SUB_SCOPE_ANY, "ssi", variant_id, channel,
                   quantity);

@@ -101,6 +101,12 @@ typedef struct StoreDriver {
    * SQL_SUB_NEXT_ID only reads the next id, which SQL_SUB_ID_TAKEN (?1)
    * records. NULL: both return the id themselves. */
   long long (*last_insert_id)(StoreConn *c);
+  /* Turns `c`'s row triggers off (false) and on again (true), for a bulk
+   * statement whose effect on the trigger-kept tables the caller writes
+   * itself. SQLite prepares each statement of `c` again after either
+   * (about 20 us a statement), so it pays off only for many rows. NULL:
+   * the backend has no row triggers to skip. */
+  void (*row_triggers)(StoreConn *c, bool on);
   /* Before each transaction: makes `c` usable again after it was lost,
    * reconnecting at most as often as its backoff allows. Returns 0, or
    * RESTOCK_EUNAVAIL with why in *err. */

@@ -841,6 +841,10 @@ static const char *sq_errmsg(StoreConn *c) { return sqlite3_errmsg(c->db); }
 static bool sq_in_transaction(StoreConn *c) {
   return sqlite3_get_autocommit(c->db) == 0;
 }
+static void sq_row_triggers(StoreConn *c, bool on) {
+  sqlite3_db_config(c->db, SQLITE_DBCONFIG_ENABLE_TRIGGER, on ? 1 : 0,
+                    (int *)NULL);
+}
 static long long sq_last_insert_id(StoreConn *c) {
   return sqlite3_last_insert_rowid(c->db);
 }
@@ -1065,6 +1069,7 @@ const StoreDriver store_sqlite_driver = {
     .errmsg = sq_errmsg,
     .in_transaction = sq_in_transaction,
     .last_insert_id = sq_last_insert_id,
+    .row_triggers = sq_row_triggers,
     .server_open = sq_server_open,
     .server_start = sq_server_start,
     .server_stop = sq_server_stop,
