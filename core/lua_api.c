@@ -372,13 +372,13 @@ static int l_variant_retrieve(lua_State *L) {
 static int l_json_encode(lua_State *L) {
   luaL_checkany(L, 1);
   char err[128] = "";
-  json_t *j = lua_json_to(L, 1, err, sizeof err);
-  if (!j) return luaL_argerror(L, 1, err);
-  char *text = json_text(j);
-  json_decref(j);
-  if (!text) return luaL_argerror(L, 1, "cannot be encoded as JSON");
-  lua_pushstring(L, text);
-  free(text);
+  Buf b = {0};
+  if (lua_json_text(L, 1, &b, err, sizeof err)) {
+    buf_free(&b);
+    return luaL_argerror(L, 1, err);
+  }
+  lua_pushlstring(L, b.data ? b.data : "", b.len);
+  buf_free(&b);
   return 1;
 }
 

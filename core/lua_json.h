@@ -7,6 +7,8 @@
 #include <lua.h>
 #include <stddef.h>
 
+#include "buf.h"
+
 /* Deepest nesting converted either way. */
 #define LUA_JSON_MAX_DEPTH 64
 
@@ -21,5 +23,10 @@ int lua_json_push(lua_State *L, const json_t *v);
  * cycle or too deep a nesting, a table with both an integer key and the
  * same number as a string key, which would give one JSON key twice). */
 json_t *lua_json_to(lua_State *L, int idx, char *err, size_t errlen);
+/* Appends the JSON text of the value at `idx` to `b`, by the rules of
+ * lua_json_to, and the same bytes as json_text of what it returns. Returns
+ * 0, or RESTOCK_EINVAL with one of the same sentences (b is then partial;
+ * a value with two faults may be refused for the other one). */
+int lua_json_text(lua_State *L, int idx, Buf *b, char *err, size_t errlen);
 
 #endif

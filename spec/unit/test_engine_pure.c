@@ -4,6 +4,7 @@
 #include <lualib.h>
 #include <stdlib.h>
 
+#include "json_text.h"
 #include "lua_json.h"
 #include "stock.h"
 #include "token.h"
@@ -236,4 +237,76 @@ TEST(lua_json_decodes_into_lua) {
   CHECK(lua_gettop(L) == top);
   json_decref(deep);
   lua_close(L);
+}
+
+/* lua_json_text writes what json_text of lua_json_to's tree would, byte for
+ * byte, and refuses what it refuses with the same sentence. */
+TEST(lua_json_text_matches_the_tree) {
+  static const char *const chunks[] = {
+      "return nil",
+      "return true",
+      "return false",
+      "return 0",
+      "return -9007199254740993",
+      "return math.maxinteger",
+      "return math.mininteger",
+      "return 1.5",
+      "return 0.1",
+      "return -0.0",
+      "return 1e300",
+      "return 2^53",
+      "return 'a\"b\\\\c\\n\\t\\0\\1\\31'",
+      "return 'caf\\u{e9} \\u{1F600} \\u{2028}'",
+      "return null",
+      "return {}",
+      "return {1, 2, 'x', true, null, {}}",
+      "return {1, nil, 3}",
+      "return {a = 1, b = {c = {d = {e = 'f'}}}, [7] = 'n'}",
+      "return {['a\\0b'] = 1, a = 2, ['\\u{e9}'] = 3}",
+      "local t = {} for i = 1, 200 do t[i] = {id = i, e = 'x' .. i} end "
+      "return t",
+      "local t = {} for i = 1, 63 do t = {t} end return t",
+      /* Refused, each with its sentence. */
+      "return {f = print}",
+      "return 0/0",
+      "return {x = 1/0}",
+      "local t = {} t.t = t return t",
+      "local t = {} for i = 1, 64 do t = {t} end return t",
+      "return '\\xff'",
+      "return {['\\xc3'] = 1}",
+      "return {[1] = 1, ['1'] = 2}",
+      "return {x = {[-7] = true, ['-7'] = false}}",
+      "return {[true] = 1}",
+      "return {[1.5] = 1}",
+      "return io.stdout",
+      "return coroutine.create(print)",
+  };
+  for (size_t i = 0; i < sizeof chunks / sizeof *chunks; i++) {
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    lua_pushlightuserdata(L, NULL);
+    lua_setglobal(L, "null");
+    CHECK(luaL_dostring(L, chunks[i]) == LUA_OK);
+    int top = lua_gettop(L);
+    char tree_err[128] = "", text_err[128] = "";
+    json_t *j = lua_json_to(L, -1, tree_err, sizeof tree_err);
+    char *want = j ? json_text(j) : NULL;
+    json_decref(j);
+    CHECK(lua_gettop(L) == top);
+    Buf b = {0};
+    int rc = lua_json_text(L, -1, &b, text_err, sizeof text_err);
+    CHECK(lua_gettop(L) == top);
+    if (want) {
+      buf_puts(&b, ""); /* data set even for an empty text */
+      CHECK(rc == 0);
+      CHECK_STR(rc == 0 ? b.data : "(refused)", want);
+    } else {
+      CHECK(rc == RESTOCK_EINVAL);
+      CHECK_STR(text_err, tree_err);
+    }
+    if (rc != (want ? 0 : RESTOCK_EINVAL)) fprintf(stderr, "  %s\n", chunks[i]);
+    free(want);
+    buf_free(&b);
+    lua_close(L);
+  }
 }
