@@ -198,8 +198,8 @@ static int write_restocked(StoreTx *tx, Unit *u, const Variant *v,
     }
   }
   buf_puts(&data, "]}");
-  int rc = outbox_write_text(tx, u, name, data.data, taken->n, emails, shares,
-                             0, NULL);
+  int rc = outbox_write_text(tx, u, name, data.data, v->id, taken->n, emails,
+                             shares, 0, NULL);
   for (size_t i = 0; shares && i < taken->n; i++) free(shares[i]);
   free(shares);
   free(emails);

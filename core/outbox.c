@@ -192,8 +192,9 @@ bool outbox_per_subscriber(const Unit *u, const char *name) {
 }
 
 int outbox_write_text(StoreTx *tx, Unit *u, const char *name, const char *text,
-                      size_t nemails, const char *const *emails,
-                      char *const *shares, long long id, long long *out_id) {
+                      const char *variant_id, size_t nemails,
+                      const char *const *emails, char *const *shares,
+                      long long id, long long *out_id) {
   const HandlerSpec *handlers[MAX_HANDLERS];
   size_t n = config_handlers(u->cfg, name, handlers, MAX_HANDLERS);
   if (n > MAX_HANDLERS) n = MAX_HANDLERS;
@@ -201,7 +202,7 @@ int outbox_write_text(StoreTx *tx, Unit *u, const char *name, const char *text,
   isotime_now(now);
   long long event_id = 0;
   int rc = store_event_insert(tx, id, name, text, n ? "pending" : "delivered",
-                              now, &event_id);
+                              now, variant_id, &event_id);
   long long due = isotime_now_ms();
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const HandlerSpec *h = handlers[i];
@@ -253,8 +254,8 @@ int outbox_write(StoreTx *tx, Unit *u, const char *name, json_t *data,
     }
     json_decref(rest);
   }
-  int rc =
-      outbox_write_text(tx, u, name, text, nemails, list, shares, id, out_id);
+  int rc = outbox_write_text(tx, u, name, text, NULL, nemails, list, shares, id,
+                             out_id);
   for (size_t k = 0; shares && k < nemails; k++) free(shares[k]);
   free(shares);
   free(list);

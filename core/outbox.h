@@ -88,10 +88,13 @@ bool outbox_per_subscriber(const Unit *u, const char *name);
  * handler gets one delivery of the whole event),
  * and `shares[k]` the data of emails[k]'s per-subscriber deliveries (as
  * outbox_subscriber_data makes it; `shares` may be NULL when
- * outbox_per_subscriber is false). Nothing is consumed. */
+ * outbox_per_subscriber is false). `variant_id`: a restocked event's
+ * variant, as store_event_insert takes it (NULL: read from `text`).
+ * Nothing is consumed. */
 int outbox_write_text(StoreTx *tx, Unit *u, const char *name, const char *text,
-                      size_t nemails, const char *const *emails,
-                      char *const *shares, long long id, long long *out_id);
+                      const char *variant_id, size_t nemails,
+                      const char *const *emails, char *const *shares,
+                      long long id, long long *out_id);
 
 typedef struct RetryCall RetryCall;
 struct RetryCall {

@@ -1604,23 +1604,24 @@ int store_check_count(StoreTx *tx, long long *count) {
 
 int store_event_insert(StoreTx *tx, long long id, const char *name,
                        const char *data, const char *status,
-                       const char *created_at, long long *out_id) {
+                       const char *created_at, const char *variant_id,
+                       long long *out_id) {
   if (id > 0) {
     *out_id = id;
-    int rc = q_exec(tx, NULL, SQL_EVENT_INSERT, "issss", id, name, data, status,
-                    created_at);
+    int rc = q_exec(tx, NULL, SQL_EVENT_INSERT, "isssss", id, name, data,
+                    status, created_at, variant_id);
     if (rc == 0) event_written(tx, id);
     return rc;
   }
   if (tx->drv->last_insert_id) {
-    int rc = q_exec(tx, NULL, SQL_EVENT_INSERT_AUTO, "ssss", name, data, status,
-                    created_at);
+    int rc = q_exec(tx, NULL, SQL_EVENT_INSERT_AUTO, "sssss", name, data,
+                    status, created_at, variant_id);
     if (rc == 0) event_written(tx, *out_id = tx->drv->last_insert_id(tx->conn));
     return rc;
   }
   bool any = false;
-  int rc = q_scalar(tx, out_id, &any, SQL_EVENT_INSERT_AUTO, "ssss", name, data,
-                    status, created_at);
+  int rc = q_scalar(tx, out_id, &any, SQL_EVENT_INSERT_AUTO, "sssss", name,
+                    data, status, created_at, variant_id);
   return rc ? rc : any ? 0 : RESTOCK_ESTORE;
 }
 

@@ -461,10 +461,13 @@ int store_check_count(StoreTx *tx, long long *count);
  */
 
 /* Inserts event `id` (from store_event_next_id, or 0 for any) with its data
- * (JSON text); *out_id gets its id. */
+ * (JSON text); *out_id gets its id. `variant_id` is a restocked event's
+ * variant, which its data holds too: given, the backend need not read it
+ * out of the data to index it (NULL: it does, for a restocked event). */
 int store_event_insert(StoreTx *tx, long long id, const char *name,
                        const char *data, const char *status,
-                       const char *created_at, long long *out_id);
+                       const char *created_at, const char *variant_id,
+                       long long *out_id);
 /* One pending delivery of an event to a handler; `subscriber` is the email
  * of a per-subscriber delivery, "" for the whole event. `data` (NULL: the
  * event's) is what a per-subscriber delivery's handler gets, so that a

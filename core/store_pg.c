@@ -64,6 +64,13 @@ extern const Migration postgres_migrations[];
 
 #define SUBSCRIBED_SQL "'restock-notification.subscribed'"
 #define RESTOCKED_SQL "'restock-notification.restocked'"
+/* The variant column of an event named N with data D (migration 011): V,
+ * which restockd passes with each restocked event it writes, else read
+ * from the data of a restocked event written by other means. */
+#define EVENT_VARIANT(N, D, V)                                 \
+  "CASE WHEN " N "::text = " RESTOCKED_SQL " THEN coalesce(" V \
+  "::text,"                                                    \
+  " " D "::json ->> 'variant_id') END"
 
 /* The filters of the admin listings: $1 variant, $2 email, $3 channel, each
  * NULL for any. PostgreSQL plans each execution with its values (a custom
@@ -304,22 +311,24 @@ static const char *const pg_sql[SQL_COUNT_] = {
         "SELECT DISTINCT variant_id FROM restock_history"
         " WHERE email = $1 AND ($2::text IS NULL OR variant_id = $2)",
     /* The email leaves the emails of the variant's restocked events
-     * (jsonb's ? is "has this string as an element"). */
+     * (jsonb's ? is "has this string as an element"; the data is json,
+     * migration 011, converted for this rare rewrite). */
     [SQL_EVENT_SCRUB_RESTOCKED] =
-        "UPDATE events SET data = jsonb_set(jsonb_set(data, '{emails}',"
+        "UPDATE events SET data = (SELECT jsonb_set(jsonb_set(d, '{emails}',"
         " coalesce((SELECT jsonb_agg(x ORDER BY n) FROM"
-        " jsonb_array_elements(data -> 'emails') WITH ORDINALITY AS t(x, n)"
+        " jsonb_array_elements(d -> 'emails') WITH ORDINALITY AS t(x, n)"
         " WHERE x <> to_jsonb($2::text)), '[]'::jsonb)), '{subscribers}',"
         " coalesce((SELECT jsonb_agg(x ORDER BY n) FROM"
-        " jsonb_array_elements(coalesce(data -> 'subscribers', '[]'::jsonb))"
+        " jsonb_array_elements(coalesce(d -> 'subscribers', '[]'::jsonb))"
         " WITH ORDINALITY AS t(x, n) WHERE x ->> 'email' IS DISTINCT FROM $2),"
-        " '[]'::jsonb), data ? 'subscribers')"
-        " WHERE name = " RESTOCKED_SQL " AND data ->> 'variant_id' = $1"
-        " AND data -> 'emails' ? $2",
+        " '[]'::jsonb), d ? 'subscribers')::json"
+        " FROM (SELECT events.data::jsonb AS d) AS j)"
+        " WHERE name = " RESTOCKED_SQL " AND variant_id = $1"
+        " AND (data -> 'emails')::jsonb ? $2",
     [SQL_DELIVERY_SCRUB_SUBSCRIBER] =
         "DELETE FROM deliveries WHERE subscriber = $2 AND event_id IN"
         " (SELECT id FROM events WHERE name = " RESTOCKED_SQL
-        " AND data ->> 'variant_id' = $1) RETURNING event_id",
+        " AND variant_id = $1) RETURNING event_id",
     [SQL_EVENT_ERASE_SUBSCRIBED] =
         "DELETE FROM events WHERE id IN ("
         " SELECT subscribed_event_id FROM restock_subscriptions"
@@ -333,7 +342,7 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " WHERE name <> " SUBSCRIBED_SQL " AND name NOT IN (" RESTOCKED_SQL
         ", 'product-variant.updated')"
         " AND strpos(lower(data::text), to_jsonb($1::text)::text) > 0",
-    [SQL_EVENT_SET_DATA] = "UPDATE events SET data = $2::jsonb WHERE id = $1",
+    [SQL_EVENT_SET_DATA] = "UPDATE events SET data = $2::json WHERE id = $1",
     [SQL_SUB_ERASE] =
         "DELETE FROM restock_subscriptions"
         " WHERE email = $1 AND ($2::text IS NULL OR variant_id = $2)",
@@ -356,18 +365,20 @@ static const char *const pg_sql[SQL_COUNT_] = {
     [SQL_CHECK_DELETE] = "DELETE FROM restock_checks WHERE variant_id = $1",
     [SQL_CHECK_COUNT] = "SELECT count(*) FROM restock_checks",
     [SQL_EVENT_INSERT] =
-        "INSERT INTO events (id, name, data, status, created_at)"
-        " VALUES ($1, $2, $3::jsonb, $4, $5)",
+        "INSERT INTO events (id, name, data, status, created_at, variant_id)"
+        " VALUES ($1, $2, $3::json, $4, $5, " EVENT_VARIANT("$2", "$3", "$6")
+        ")",
     [SQL_EVENT_INSERT_AUTO] =
-        "INSERT INTO events (name, data, status, created_at)"
-        " VALUES ($1, $2::jsonb, $3, $4) RETURNING id",
+        "INSERT INTO events (name, data, status, created_at, variant_id)"
+        " VALUES ($1, $2::json, $3, $4, " EVENT_VARIANT("$1", "$2", "$5")
+        ") RETURNING id",
     [SQL_SUB_SET_EVENT] =
         "UPDATE restock_subscriptions SET subscribed_event_id = $2"
         " WHERE id = $1",
     [SQL_DELIVERY_INSERT] =
         "INSERT INTO deliveries (event_id, handler, subscriber, max_attempts,"
         " next_at, updated_at, data)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+        " VALUES ($1, $2, $3, $4, $5, $6, $7::json)",
     /* Claims and leases in one statement: the due rows this node may run,
      * oldest due first, locked so that no other node claims them at the
      * same time (SKIP LOCKED: it takes the next ones instead), each leased
@@ -638,7 +649,7 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " judged WHERE verdict = 0 ORDER BY i) o ON CONFLICT DO NOTHING"
         " RETURNING id, subscribed_event_id AS eid),"
         " written AS (INSERT INTO events (id, name, data, status, created_at)"
-        " SELECT a.eid, " SUBSCRIBED_SQL ", j.data::jsonb,"
+        " SELECT a.eid, " SUBSCRIBED_SQL ", j.data::json,"
         " CASE WHEN jsonb_array_length(j.h::jsonb) > 0 THEN 'pending'"
         " ELSE 'delivered' END, j.now FROM judged j"
         " JOIN added a ON a.id = j.id ORDER BY j.i RETURNING id),"
@@ -830,13 +841,11 @@ static const char *const pg_sql[SQL_COUNT_] = {
     /* A variant's restocked events, through events_restocked_variant. */
     [SQL_EVENT_LIST_VARIANT] =
         "SELECT " EVENT_COLUMNS " FROM events WHERE name = " RESTOCKED_SQL
-        " AND data ->> 'variant_id' = $1"
-        " AND ($2::text IS NULL OR status = $2)"
+        " AND variant_id = $1 AND ($2::text IS NULL OR status = $2)"
         " ORDER BY id LIMIT $3 OFFSET $4",
     [SQL_EVENT_COUNT_VARIANT] =
         "SELECT count(*) FROM events WHERE name = " RESTOCKED_SQL
-        " AND data ->> 'variant_id' = $1"
-        " AND ($2::text IS NULL OR status = $2)",
+        " AND variant_id = $1 AND ($2::text IS NULL OR status = $2)",
 };
 
 /* ---- connections ------------------------------------------------------------

@@ -24,6 +24,13 @@ extern const Migration sqlite_migrations[];
 /* The event no partial index of events_named covers. */
 #define SUBSCRIBED_SQL "'restock-notification.subscribed'"
 #define RESTOCKED_SQL "'restock-notification.restocked'"
+/* The variant column of an event named N with data D (migration 016): V,
+ * which restockd passes with each restocked event it writes, else read
+ * from the data of a restocked event written by other means. */
+#define EVENT_VARIANT(N, D, V)                           \
+  "CASE WHEN " N " = " RESTOCKED_SQL " THEN coalesce(" V \
+  ","                                                    \
+  " json_extract(" D ", '$.variant_id')) END"
 
 /* The filters of the admin listings: ?1 variant, ?2 email, ?3 channel, each
  * NULL for any. "(?N IS NULL OR col = ?N)" is planned as a walk of the
@@ -225,7 +232,7 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_HIST_VARIANTS] =
         "SELECT DISTINCT variant_id FROM restock_history"
         " WHERE email = ?1 AND (?2 IS NULL OR variant_id = ?2)",
-    /* The expressions match the partial indexes of migration 004. */
+    /* Through events_restocked_variant (migration 016). */
     [SQL_EVENT_SCRUB_RESTOCKED] =
         "UPDATE events SET data = json_set(data, '$.emails',"
         " (SELECT json_group_array(value) FROM json_each(events.data,"
@@ -234,12 +241,12 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         " json_each(events.data, '$.subscribers')"
         " WHERE json_extract(value, '$.email') != ?2))"
         " WHERE name = " RESTOCKED_SQL
-        " AND json_extract(data, '$.variant_id') = ?1"
+        " AND variant_id = ?1"
         " AND instr(data, json_quote(?2)) > 0",
     [SQL_DELIVERY_SCRUB_SUBSCRIBER] =
         "DELETE FROM deliveries WHERE subscriber = ?2 AND event_id IN"
         " (SELECT id FROM events WHERE name = " RESTOCKED_SQL
-        " AND json_extract(data, '$.variant_id') = ?1) RETURNING event_id",
+        " AND variant_id = ?1) RETURNING event_id",
     [SQL_EVENT_ERASE_SUBSCRIBED] =
         "DELETE FROM events WHERE id IN ("
         " SELECT subscribed_event_id FROM restock_subscriptions"
@@ -274,11 +281,11 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_CHECK_DELETE] = "DELETE FROM restock_checks WHERE variant_id = ?1",
     [SQL_CHECK_COUNT] = "SELECT count(*) FROM restock_checks",
     [SQL_EVENT_INSERT] =
-        "INSERT INTO events (id, name, data, status, created_at)"
-        " VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO events (id, name, data, status, created_at, variant_id)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, " EVENT_VARIANT("?2", "?3", "?6") ")",
     [SQL_EVENT_INSERT_AUTO] =
-        "INSERT INTO events (name, data, status, created_at)"
-        " VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO events (name, data, status, created_at, variant_id)"
+        " VALUES (?1, ?2, ?3, ?4, " EVENT_VARIANT("?1", "?2", "?5") ")",
     [SQL_SUB_SET_EVENT] =
         "UPDATE restock_subscriptions SET subscribed_event_id = ?2"
         " WHERE id = ?1",
@@ -676,15 +683,14 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         "SELECT count(*) FROM demand_counts"
         " WHERE sales_channel_id = ?1 AND waiting > 0",
     /* A variant's restocked events, through events_restocked_variant
-     * (migration 004): ?1 the variant, ?2 a status or NULL. */
+     * (migration 016): ?1 the variant, ?2 a status or NULL. */
     [SQL_EVENT_LIST_VARIANT] =
         "SELECT " EVENT_COLUMNS " FROM events WHERE name = " RESTOCKED_SQL
-        " AND json_extract(data, '$.variant_id') = ?1"
+        " AND variant_id = ?1"
         " AND (?2 IS NULL OR status = ?2) ORDER BY id LIMIT ?3 OFFSET ?4",
     [SQL_EVENT_COUNT_VARIANT] =
         "SELECT count(*) FROM events WHERE name = " RESTOCKED_SQL
-        " AND json_extract(data, '$.variant_id') = ?1"
-        " AND (?2 IS NULL OR status = ?2)",
+        " AND variant_id = ?1 AND (?2 IS NULL OR status = ?2)",
 };
 
 /* ---- connections and statements ------------------------------------------ */

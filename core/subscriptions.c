@@ -125,7 +125,7 @@ static int emit_subscribed(StoreTx *tx, Unit *u, long long id,
   if (locale && *locale) text_field(&data, ",\"locale\":", locale);
   if (quantity > 0) buf_printf(&data, ",\"quantity\":%lld", quantity);
   buf_puts(&data, "}");
-  int rc = outbox_write_text(tx, u, SUBSCRIBED, data.data, 0, NULL, NULL,
+  int rc = outbox_write_text(tx, u, SUBSCRIBED, data.data, NULL, 0, NULL, NULL,
                              event_id, written);
   buf_free(&data);
   return rc;

@@ -124,4 +124,31 @@ describe("GET /admin/events?variant_id=", function()
     assert.equals(0, helpers.events(server, { variant_id = "c" }).count)
     assert.equals(0, helpers.events(server, { variant_id = "b", status = "dead" }).count)
   end)
+
+  it("finds a restocked event a script emitted by the variant in its data",
+    function()
+    -- restockd passes the variant of the restocked events it writes; one
+    -- written by restock.emit has the store read it from its data.
+    local server = helpers.start({ plugin = [[
+local restock = require "restock"
+restock.subscribe("restock-notification.subscribed", function(data)
+  if data.variant_id == "a" then
+    restock.emit("restock-notification.restocked",
+      { variant_id = "from-script", emails = { data.email } })
+  end
+end, { name = "emitter" })
+]] })
+    helpers.assert_status(helpers.admin(server, "POST", "/admin/variants",
+      { id = "a" }), 200)
+    helpers.assert_status(helpers.request(server, "POST",
+      "/restock-notifications/variants/a",
+      { json = { email = "x@example.com" } }), 201)
+    local j = helpers.wait_for(function()
+      local r = helpers.events(server, { variant_id = "from-script" })
+      return r.count == 1 and r
+    end)
+    assert.truthy(j, "the emitted restocked event is not listed by variant")
+    assert.same({ "x@example.com" }, j.events[1].data.emails)
+    assert.equals(0, helpers.events(server, { variant_id = "a" }).count)
+  end)
 end)
