@@ -100,6 +100,36 @@ static lua_Integer array_length(lua_State *L, int idx) {
   return count == max ? max : 0;
 }
 
+/* The JSON key of the table key below the value on top of the stack (an
+ * integer key as its decimal string, written in keybuf). Returns 0, or
+ * RESTOCK_EINVAL with `err` for a key of another type. */
+static int table_key(lua_State *L, char keybuf[32], const char **key,
+                     size_t *key_len, char *err, size_t errlen) {
+  if (lua_type(L, -2) == LUA_TSTRING) {
+    *key = lua_tolstring(L, -2, key_len); /* may hold a NUL */
+    return 0;
+  }
+  if (lua_isinteger(L, -2)) {
+    int w = snprintf(keybuf, 32, "%lld", (long long)lua_tointeger(L, -2));
+    *key = keybuf;
+    *key_len = (size_t)w;
+    return 0;
+  }
+  snprintf(err, errlen, "cannot encode a table key of type %s",
+           luaL_typename(L, -2));
+  return RESTOCK_EINVAL;
+}
+
+/* An integer key is written as a string, so {[1] = 1, ["1"] = 2} would give
+ * "1" twice and lose one value: it is refused, with this sentence. Only an
+ * integer and its decimal string can meet. */
+static void clash(const char *key, char *err, size_t errlen) {
+  snprintf(err, errlen,
+           "cannot encode a table with both the key %.24s and the key "
+           "\"%.24s\"",
+           key, key);
+}
+
 static json_t *to(lua_State *L, int idx, int depth, char *err, size_t errlen) {
   idx = lua_absindex(L, idx);
   switch (lua_type(L, idx)) {
@@ -154,28 +184,12 @@ static json_t *to(lua_State *L, int idx, int depth, char *err, size_t errlen) {
         char keybuf[32];
         const char *key;
         size_t key_len;
-        if (lua_type(L, -2) == LUA_TSTRING) {
-          key = lua_tolstring(L, -2, &key_len); /* may hold a NUL */
-        } else if (lua_isinteger(L, -2)) {
-          int w = snprintf(keybuf, sizeof keybuf, "%lld",
-                           (long long)lua_tointeger(L, -2));
-          key = keybuf;
-          key_len = (size_t)w;
-        } else {
-          snprintf(err, errlen, "cannot encode a table key of type %s",
-                   luaL_typename(L, -2));
-          lua_pop(L, 2);
-          json_decref(obj);
-          return NULL;
+        int bad = table_key(L, keybuf, &key, &key_len, err, errlen);
+        if (bad == 0 && json_object_getn(obj, key, key_len)) {
+          clash(key, err, errlen);
+          bad = RESTOCK_EINVAL;
         }
-        /* An integer key is written as a string, so {[1] = 1, ["1"] = 2}
-         * would give "1" twice and lose one value: refuse it. Only an
-         * integer and its decimal string can meet here. */
-        if (json_object_getn(obj, key, key_len)) {
-          snprintf(err, errlen,
-                   "cannot encode a table with both the key %.24s and the "
-                   "key \"%.24s\"",
-                   key, key);
+        if (bad) {
           lua_pop(L, 2);
           json_decref(obj);
           return NULL;
@@ -283,34 +297,24 @@ static int text(lua_State *L, int idx, Buf *b, int depth, char *err,
         char keybuf[32];
         const char *key;
         size_t key_len;
+        if (table_key(L, keybuf, &key, &key_len, err, errlen)) {
+          lua_pop(L, 2);
+          return RESTOCK_EINVAL;
+        }
         bool key_ok = true;
         if (lua_type(L, -2) == LUA_TSTRING) {
-          key = lua_tolstring(L, -2, &key_len); /* may hold a NUL */
           key_ok = utf8_valid((const unsigned char *)key, key_len);
-        } else if (lua_isinteger(L, -2)) {
-          int w = snprintf(keybuf, sizeof keybuf, "%lld",
-                           (long long)lua_tointeger(L, -2));
-          key = keybuf;
-          key_len = (size_t)w;
-          /* Written as a string, an integer key would meet its decimal
-           * string, if the table has that too, and one value would be
-           * lost: refuse it, as lua_json_to does. */
+        } else {
+          /* Its decimal string beside it in the table: the clash that
+           * lua_json_to meets in its tree. */
           lua_pushlstring(L, key, key_len);
           bool twice = lua_rawget(L, idx) != LUA_TNIL;
           lua_pop(L, 1);
           if (twice) {
-            snprintf(err, errlen,
-                     "cannot encode a table with both the key %.24s and the "
-                     "key \"%.24s\"",
-                     key, key);
+            clash(key, err, errlen);
             lua_pop(L, 2);
             return RESTOCK_EINVAL;
           }
-        } else {
-          snprintf(err, errlen, "cannot encode a table key of type %s",
-                   luaL_typename(L, -2));
-          lua_pop(L, 2);
-          return RESTOCK_EINVAL;
         }
         if (!first) buf_append(b, ",", 1);
         first = false;
