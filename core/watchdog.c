@@ -85,6 +85,10 @@ void watchdog_watch_signal(int signum) {
     log_warn("watchdog: cannot watch signal %d", signum);
 }
 
+uint64_t watchdog_elapsed_ns(uint64_t since, uint64_t now) {
+  return since && now > since ? now - since : 0;
+}
+
 static void *watchdog_main(void *arg) {
   Watchdog *w = arg;
   pthread_setname_np(pthread_self(), "restockd-watch");
@@ -92,17 +96,19 @@ static void *watchdog_main(void *arg) {
   while (!w->stop) {
     uv_cond_timedwait(&w->cond, &w->mu, LOOK_MS * 1000000ULL);
     if (w->stop) break;
-    uint64_t now = uv_hrtime();
+    /* The marks first, then the clock: read the other way round, a mark
+     * the loop (or a signal) set in between lies after `now`. */
     uint64_t since = __atomic_load_n(&busy_since, __ATOMIC_ACQUIRE);
-    uint64_t stopped = __atomic_load_n(&stop_signal, __ATOMIC_RELAXED);
-    bool held = since && now - since > w->stall_ns;
-    bool overdue = stopped && now - stopped > STOP_LIMIT_NS;
+    uint64_t stopped = __atomic_load_n(&stop_signal, __ATOMIC_ACQUIRE);
+    uint64_t now = uv_hrtime();
+    bool held = watchdog_elapsed_ns(since, now) > w->stall_ns;
+    bool overdue = watchdog_elapsed_ns(stopped, now) > STOP_LIMIT_NS;
     if (!held && !overdue) continue;
     WatchdogCulprit c;
     pthread_mutex_lock(&run_mu);
     c = running;
     pthread_mutex_unlock(&run_mu);
-    c.held_ms = since ? (now - since) / 1000000 : 0;
+    c.held_ms = watchdog_elapsed_ns(since, now) / 1000000;
     if (held) {
       log_error(
           "watchdog: the event loop has been held for %llu ms by %s: a "

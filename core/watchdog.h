@@ -49,6 +49,11 @@ void watchdog_leave(void);
  * any more). Loop thread. */
 void watchdog_running(const char *what, long long event_id, const char *handler,
                       const char *subscriber, long long attempts);
+/* Nanoseconds from the mark `since` (uv_hrtime; 0: none) to `now`; 0 when
+ * there is no mark or it is not before `now`. A mark set by another thread
+ * after `now` was read is no wait at all, never an unsigned wrap to 584
+ * years (which made the watchdog end a server that was not held). */
+uint64_t watchdog_elapsed_ns(uint64_t since, uint64_t now);
 /* Notes a SIGTERM or SIGINT; async-signal-safe. */
 void watchdog_note_stop_signal(void);
 /* Chains a handler in front of the one libuv installed for `signum` that
