@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "engine.h"
+#include "json_text.h"
 #include "outbox.h"
 #include "stock.h"
 #include "xmalloc.h"
@@ -259,10 +261,16 @@ static int after_quantity_change(StoreTx *tx, Unit *u, const char *variant_id,
                                  bool quantity_changed, bool rose) {
   int rc = 0;
   if (quantity_changed) {
-    json_t *data = json_pack("{s:s, s:[s]}", "id", variant_id, "fields",
-                             "inventory_quantity");
-    rc = outbox_write(tx, u, UPDATED, data, 0, NULL);
-    json_decref(data);
+    /* Written as text at once: a batch writes 10,000 of these in a unit,
+     * and a jansson tree made, printed and freed for each was a tenth of
+     * its time on the writer. */
+    Buf data = {0};
+    buf_puts(&data, "{\"id\":");
+    json_text_cstring(&data, variant_id);
+    buf_puts(&data, ",\"fields\":[\"inventory_quantity\"]}");
+    rc = outbox_write_text(tx, u, UPDATED, data.data, NULL, 0, NULL, NULL, 0,
+                           NULL);
+    buf_free(&data);
   }
   if (rc == 0 && rose) rc = engine_schedule_check(tx, u, variant_id);
   return rc;

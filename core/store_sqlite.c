@@ -749,7 +749,8 @@ static int sq_connect(const char *uri, ConnRole role, StoreConn **out,
     const char *setup =
         "PRAGMA journal_mode=WAL;"
         "PRAGMA synchronous=NORMAL;"
-        "PRAGMA foreign_keys=ON;";
+        "PRAGMA foreign_keys=ON;"
+        "PRAGMA temp_store=MEMORY;";
     char *msg = NULL;
     if (sqlite3_exec(db, setup, NULL, NULL, &msg) != SQLITE_OK) {
       *err = xasprintf("cannot set up database %s: %s", uri,
