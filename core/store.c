@@ -455,7 +455,10 @@ static StoreWork *run_batch(StoreTx *tx, StoreWork *first, size_t *n) {
 }
 
 /* Runs one group of write units in one transaction (the writer thread). */
-static void run_group(Store *s, StoreWork *first) {
+/* Runs a group of units in one transaction. Returns whether it committed:
+ * the writer then runs the backend's after_commit (writer_main), once the
+ * group's answers are on their way. */
+static bool run_group(Store *s, StoreWork *first) {
   StoreTx *tx = &s->writer;
   const StoreDriver *d = s->drv;
   if (!tx_ensure(tx)) {
@@ -467,7 +470,7 @@ static void run_group(Store *s, StoreWork *first) {
     s->stats.failed_commits++;
     s->stats.units += n;
     uv_mutex_unlock(&s->mu);
-    return;
+    return false;
   }
   int wanted = __atomic_load_n(&s->durability, __ATOMIC_RELAXED);
   if (wanted != s->applied && d->set_durability) {
@@ -550,16 +553,14 @@ static void run_group(Store *s, StoreWork *first) {
     log_error(
         "store: a group commit failed; its writes were not stored and each "
         "of them is answered 503");
-  else if (d->after_commit)
-    d->after_commit(tx->conn, s->server, &s->wal_bytes);
   uv_mutex_lock(&s->mu);
   if (failed)
     s->stats.failed_commits++;
   else
     s->stats.groups++;
   for (StoreWork *v = first; v; v = v->next) s->stats.units++;
-  s->stats.wal_max_bytes = s->wal_bytes;
   uv_mutex_unlock(&s->mu);
+  return !failed;
 }
 
 static void writer_main(void *arg) {
@@ -575,7 +576,7 @@ static void writer_main(void *arg) {
     if (!s->wq.head) s->wq.tail = NULL;
     last->next = NULL;
     uv_mutex_unlock(&s->mu);
-    run_group(s, first);
+    bool committed = run_group(s, first);
     uv_mutex_lock(&s->mu);
     /* Completions go to the loop; a sync unit's caller is woken instead. */
     bool any = false, synced = false;
@@ -592,6 +593,15 @@ static void writer_main(void *arg) {
     if (synced) uv_cond_broadcast(&s->sync_cond);
     uv_mutex_unlock(&s->mu);
     if (any) uv_async_send(&s->async);
+    /* The backend's upkeep after a commit (SQLite: the WAL's checkpoints,
+     * which can take the writer a few ms with their fsyncs) comes after
+     * the answers, so that it never delays the group just committed. */
+    if (committed && s->drv->after_commit) {
+      s->drv->after_commit(s->writer.conn, s->server, &s->wal_bytes);
+      uv_mutex_lock(&s->mu);
+      s->stats.wal_max_bytes = s->wal_bytes;
+      uv_mutex_unlock(&s->mu);
+    }
     uv_mutex_lock(&s->mu);
   }
   s->threads_running--;
