@@ -156,16 +156,24 @@ end
 -- Sends the restock mail to `emails` (at most MAX_PERSONALIZATIONS) in one
 -- request, with `group`'s template (group_of).
 local function send_restocked(config, variant, emails, subscribers, group)
-  local by_email = {}
-  for _, sub in ipairs(subscribers or {}) do
-    if type(sub) == "table" and sub.email then
-      by_email[sub.email] = sub
-    end
-  end
+  -- subscribers[i] is emails[i]'s entry (the event's order, kept by
+  -- groups); an entry out of place is looked up by email instead.
+  local by_email
   local personalizations = {}
   local all_links = true
   for i, email in ipairs(emails) do
-    local sub = by_email[email] or { email = email }
+    local sub = subscribers and subscribers[i]
+    if type(sub) ~= "table" or sub.email ~= email then
+      if subscribers and not by_email then
+        by_email = {}
+        for _, s in ipairs(subscribers) do
+          if type(s) == "table" and s.email then
+            by_email[s.email] = s
+          end
+        end
+      end
+      sub = by_email and by_email[email] or { email = email }
+    end
     local headers, unsubscribe_url, manage_url = links(config, sub)
     all_links = all_links and unsubscribe_url ~= nil and manage_url ~= nil
     personalizations[i] = {

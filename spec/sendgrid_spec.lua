@@ -382,6 +382,56 @@ describe("scripts/sendgrid.lua one-click unsubscribe", function()
   end)
 end)
 
+-- A restocked event (here a part event a script emits) whose subscribers
+-- are not in the order of its emails: each mail still gets its own
+-- shopper's links, found by email.
+describe("scripts/sendgrid.lua with subscribers out of order", function()
+  after_each(function()
+    local ok, err = pcall(fake_http.cleanup)
+    helpers.cleanup()
+    assert(ok, err)
+  end)
+
+  it("gives each personalization its own shopper's links", function()
+    local fake = fake_http.start()
+    local server = helpers.start {
+      plugin = plugin({}, { public_url = "https://shop.example" }) .. [[
+restock.subscribe("]] .. SUBSCRIBED .. [[", function(data)
+  local ok, err = restock.emit("sendgrid.restocked-part", {
+    variant_id = data.variant_id,
+    emails = { "ann@example.com", "bob@example.com", "cy@example.com" },
+    subscribers = {
+      { email = "bob@example.com", manage_token = "m-bob",
+        unsubscribe_token = "u-bob" },
+      { email = "ann@example.com", manage_token = "m-ann",
+        unsubscribe_token = "u-ann" },
+    },
+  })
+  assert(ok, err)
+end, { name = "emit-part" })
+]],
+      env = { SENDGRID_API_KEY = API_KEY, SENDGRID_API_URL = fake.url },
+    }
+    outbound.sold_out(server, "v-order")
+    helpers.assert_status(helpers.request(server, "POST",
+      "/restock-notifications/variants/v-order",
+      { json = { email = "trigger@example.com" } }), 201)
+    local reqs = fake:wait_requests(1, 10)
+    assert.truthy(reqs, server:stderr())
+    local by_email = {}
+    for _, p in ipairs(reqs[1].json.personalizations) do
+      by_email[p.to[1].email] = p.dynamic_template_data
+    end
+    assert.equals("https://shop.example/restock-notifications/mine?token=m-ann",
+      by_email["ann@example.com"].manage_url)
+    assert.equals("https://shop.example/restock-notifications/mine?token=m-bob",
+      by_email["bob@example.com"].manage_url)
+    -- No entry at all: the mail goes out without the shopper's links.
+    assert.truthy(by_email["cy@example.com"])
+    assert.is_nil(by_email["cy@example.com"].manage_url)
+  end)
+end)
+
 describe("scripts/sendgrid.lua per locale and under double opt-in", function()
   after_each(function()
     local ok, err = pcall(fake_http.cleanup)
