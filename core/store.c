@@ -454,10 +454,9 @@ static StoreWork *run_batch(StoreTx *tx, StoreWork *first, size_t *n) {
   return NULL;
 }
 
-/* Runs one group of write units in one transaction (the writer thread). */
-/* Runs a group of units in one transaction. Returns whether it committed:
- * the writer then runs the backend's after_commit (writer_main), once the
- * group's answers are on their way. */
+/* Runs one group of write units in one transaction (the writer thread).
+ * Returns whether it committed: the writer then runs the backend's
+ * after_commit (writer_main), once the group's answers are on their way. */
 static bool run_group(Store *s, StoreWork *first) {
   StoreTx *tx = &s->writer;
   const StoreDriver *d = s->drv;

@@ -26,10 +26,11 @@ local function plugin(options, setup)
     .. 'require("sendgrid").setup ' .. outbound.literal(s) .. "\n"
 end
 
--- Starts restockd with the script pointed at the fake.
-local function start(fake, options, setup)
+-- Starts restockd with the script pointed at the fake (`extra`: more of
+-- the plugin, after the setup).
+local function start(fake, options, setup, extra)
   return helpers.start {
-    plugin = plugin(options, setup),
+    plugin = plugin(options, setup) .. (extra or ""),
     env = { SENDGRID_API_KEY = API_KEY, SENDGRID_API_URL = fake.url },
   }
 end
@@ -380,22 +381,14 @@ describe("scripts/sendgrid.lua one-click unsubscribe", function()
         p.headers["List-Unsubscribe"])
     end
   end)
-end)
 
--- A restocked event (here a part event a script emits) whose subscribers
--- are not in the order of its emails: each mail still gets its own
--- shopper's links, found by email.
-describe("scripts/sendgrid.lua with subscribers out of order", function()
-  after_each(function()
-    local ok, err = pcall(fake_http.cleanup)
-    helpers.cleanup()
-    assert(ok, err)
-  end)
-
-  it("gives each personalization its own shopper's links", function()
+  -- A restocked event (here a part event a script emits) whose subscribers
+  -- are not in the order of its emails: each mail still gets its own
+  -- shopper's links, found by email.
+  it("gives each personalization its own shopper's links when the "
+    .. "subscribers are out of order", function()
     local fake = fake_http.start()
-    local server = helpers.start {
-      plugin = plugin({}, { public_url = "https://shop.example" }) .. [[
+    local server = start(fake, {}, { public_url = "https://shop.example" }, [[
 restock.subscribe("]] .. SUBSCRIBED .. [[", function(data)
   local ok, err = restock.emit("sendgrid.restocked-part", {
     variant_id = data.variant_id,
@@ -409,9 +402,7 @@ restock.subscribe("]] .. SUBSCRIBED .. [[", function(data)
   })
   assert(ok, err)
 end, { name = "emit-part" })
-]],
-      env = { SENDGRID_API_KEY = API_KEY, SENDGRID_API_URL = fake.url },
-    }
+]])
     outbound.sold_out(server, "v-order")
     helpers.assert_status(helpers.request(server, "POST",
       "/restock-notifications/variants/v-order",
