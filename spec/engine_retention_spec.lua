@@ -28,21 +28,29 @@ end, { name = "mailer", max_attempts = 1 })
         { inventory_quantity = 2 }), 200)
       -- 3 subscribed (no handler: delivered at once), 1 product-variant
       -- updated (delivered), 1 restocked (dead after its one attempt).
+      -- The pruner may already be deleting the delivered ones while the
+      -- restocked event runs (a second is short on a loaded machine), so
+      -- what it deleted is counted from its log, not from a listing taken
+      -- in between.
       assert(helpers.wait_for(function()
         return helpers.events(server, { status = "dead" }).count == 1
       end, 10), server:stderr())
-      assert.equals(5, helpers.events(server, {}).count)
 
+      local function deleted()
+        local n = 0
+        for k in server:stderr():gmatch("retention: deleted (%d+) delivered") do
+          n = n + tonumber(k)
+        end
+        return n
+      end
       local left
       assert(helpers.wait_for(function()
         left = helpers.events(server, {})
-        return left.count == 1
+        return left.count == 1 and deleted() == 4
       end, 10), "events left: " .. tostring(left and left.count)
-        .. "\n" .. server:stderr())
+        .. ", deleted: " .. deleted() .. "\n" .. server:stderr())
       assert.equals("restock-notification.restocked", left.events[1].name)
       assert.equals("dead", left.events[1].status)
-      assert.truthy(server:stderr():find("retention: deleted", 1, true),
-        server:stderr())
       -- The dead one can still be retried.
       helpers.assert_status(admin(server, "POST", string.format(
         "/admin/events/%d/retry", left.events[1].id)), 200)
