@@ -36,7 +36,10 @@ PKG_HDRS   := libcurl libpq
 # Recursively expanded so that pkg-config runs after `deps` has installed it.
 # libunistring (email local parts) ships no pkg-config file in Debian 12.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_LIBS) $(PKG_HDRS))
-PKG_LDLIBS = $(shell pkg-config --libs $(PKG_LIBS)) -lunistring -lm -ldl
+# The one symbol exported for a library that restockd loads later (see
+# _gnutls_global_init_skip in core/pq_dl.c).
+PKG_LDLIBS = $(shell pkg-config --libs $(PKG_LIBS)) -lunistring -lm -ldl \
+             -Wl,--export-dynamic-symbol=_gnutls_global_init_skip
 
 VERSION  := 0.1.0
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla \
