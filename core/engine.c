@@ -153,39 +153,50 @@ static void subscriber_text(Buf *b, const Domain *d,
   buf_puts(b, "}");
 }
 
-/* Writes one restocked event of `taken` (and, for per-subscriber handlers,
- * each shopper's share of it). Its data is written as JSON text at once,
- * not built as a tree: a chunk of 10,000 subscribers made 60,000 jansson
- * values and their frees. */
-static int write_restocked(StoreTx *tx, Unit *u, const Variant *v,
+/* One restocked event of `taken` (and, for per-subscriber handlers, each
+ * shopper's share of it), made ready to write. Its data is JSON text at
+ * once, not built as a tree: a chunk of 10,000 subscribers made 60,000
+ * jansson values and their frees. */
+typedef struct {
+  Buf data;
+  const char **emails; /* into the TakenList it was made from */
+  char **shares;       /* NULL unless per-subscriber */
+  size_t n;
+} Restocked;
+
+static const char restocked_name[] = "restock-notification.restocked";
+
+static void restocked_make(Restocked *r, Unit *u, const Variant *v,
                            const char *channel, const TakenList *taken) {
-  static const char name[] = "restock-notification.restocked";
-  bool shared = outbox_per_subscriber(u, name);
+  memset(r, 0, sizeof *r);
+  bool shared = outbox_per_subscriber(u, restocked_name);
   /* `head`: the data less emails and subscribers, as a share begins. */
-  Buf head = {0}, data = {0}, entry = {0};
+  Buf head = {0}, entry = {0};
+  Buf *data = &r->data;
   buf_puts(&head, "{\"variant_id\":");
   json_text_cstring(&head, v->id);
   if (*channel) {
     buf_puts(&head, ",\"sales_channel_id\":");
     json_text_cstring(&head, channel);
   }
-  buf_append(&data, head.data, head.len);
-  buf_puts(&data, ",\"emails\":[");
+  buf_append(data, head.data, head.len);
+  buf_puts(data, ",\"emails\":[");
   for (size_t i = 0; i < taken->n; i++) {
-    if (i) buf_puts(&data, ",");
-    json_text_cstring(&data, taken->items[i].email);
+    if (i) buf_puts(data, ",");
+    json_text_cstring(data, taken->items[i].email);
   }
-  buf_puts(&data, "],\"subscribers\":[");
-  const char **emails = xcalloc(taken->n ? taken->n : 1, sizeof *emails);
-  char **shares = shared ? xcalloc(taken->n, sizeof *shares) : NULL;
+  buf_puts(data, "],\"subscribers\":[");
+  r->n = taken->n;
+  r->emails = xcalloc(taken->n ? taken->n : 1, sizeof *r->emails);
+  r->shares = shared ? xcalloc(taken->n, sizeof *r->shares) : NULL;
   for (size_t i = 0; i < taken->n; i++) {
     const TakenSubscription *t = &taken->items[i];
-    emails[i] = t->email;
+    r->emails[i] = t->email;
     buf_reset(&entry);
     subscriber_text(&entry, u->d, t);
-    if (i) buf_puts(&data, ",");
-    buf_append(&data, entry.data, entry.len);
-    if (shares) {
+    if (i) buf_puts(data, ",");
+    buf_append(data, entry.data, entry.len);
+    if (r->shares) {
       Buf share = {0};
       buf_reserve(&share, head.len + entry.len + strlen(t->email) + 32);
       buf_append(&share, head.data, head.len);
@@ -194,18 +205,28 @@ static int write_restocked(StoreTx *tx, Unit *u, const Variant *v,
       buf_puts(&share, ",\"subscriber\":");
       buf_append(&share, entry.data, entry.len);
       buf_puts(&share, "}");
-      shares[i] = buf_steal(&share);
+      r->shares[i] = buf_steal(&share);
     }
   }
-  buf_puts(&data, "]}");
-  int rc = outbox_write_text(tx, u, name, data.data, v->id, taken->n, emails,
-                             shares, 0, NULL);
-  for (size_t i = 0; shares && i < taken->n; i++) free(shares[i]);
-  free(shares);
-  free(emails);
+  buf_puts(data, "]}");
   buf_free(&head);
-  buf_free(&data);
   buf_free(&entry);
+}
+
+static void restocked_clear(Restocked *r) {
+  for (size_t i = 0; r->shares && i < r->n; i++) free(r->shares[i]);
+  free(r->shares);
+  free(r->emails);
+  buf_free(&r->data);
+  memset(r, 0, sizeof *r);
+}
+
+/* Writes a made event, and frees it. */
+static int restocked_write(StoreTx *tx, Unit *u, const Variant *v,
+                           Restocked *r) {
+  int rc = outbox_write_text(tx, u, restocked_name, r->data.data, v->id, r->n,
+                             r->emails, r->shares, 0, NULL);
+  restocked_clear(r);
   return rc;
 }
 
@@ -219,22 +240,43 @@ static int notify_scope(StoreTx *tx, Unit *u, const Variant *v,
   const Options *o = &u->cfg->options;
   *sent = 0;
   *more = true;
-  while (*more && *sent < allowed) {
-    long long take = allowed - *sent;
-    if (take > o->batch_size) take = o->batch_size;
-    TakenList taken = {0};
-    int rc = store_subscription_take(tx, v->id, channel, quantity, take, now,
-                                     &taken, more);
-    if (rc || taken.n == 0) {
-      taken_list_clear(&taken);
+  if (allowed <= 0) return 0;
+  TakenList taken = {0};
+  long long take = allowed < o->batch_size ? allowed : o->batch_size;
+  int rc = store_subscription_take(tx, v->id, channel, quantity, take, now,
+                                   &taken, more);
+  /* Each chunk's event is made while the next chunk's take runs in the
+   * database (store_take_start; on PostgreSQL the two overlap, where they
+   * followed each other: the 1,000 tokens and the JSON of a chunk took
+   * about as long as its take), and written once that take is read. */
+  while (rc == 0 && taken.n > 0) {
+    long long after = *sent + (long long)taken.n;
+    bool again = *more && after < allowed;
+    StoreTake next;
+    if (again) {
+      take = allowed - after;
+      if (take > o->batch_size) take = o->batch_size;
+      store_take_start(tx, v->id, channel, quantity, take, now, &next);
+    }
+    Restocked r;
+    restocked_make(&r, u, v, channel, &taken);
+    TakenList next_taken = {0};
+    bool next_more = false;
+    if (again) rc = store_take_finish(tx, &next, &next_taken, &next_more);
+    if (rc == 0) rc = restocked_write(tx, u, v, &r);
+    restocked_clear(&r);
+    taken_list_clear(&taken);
+    if (rc) {
+      taken_list_clear(&next_taken);
       return rc;
     }
-    rc = write_restocked(tx, u, v, channel, &taken);
-    *sent += (long long)taken.n;
-    taken_list_clear(&taken);
-    if (rc) return rc;
+    *sent = after;
+    taken = next_taken;
+    if (!again) break;
+    *more = next_more;
   }
-  return 0;
+  taken_list_clear(&taken);
+  return rc;
 }
 
 /* One check, in the caller's savepoint. `budget` is how many subscriptions

@@ -1439,6 +1439,72 @@ void taken_list_clear(TakenList *l) {
   memset(l, 0, sizeof *l);
 }
 
+/* Reads SQL_SUB_TAKE's rows into *taken; *last gets the last id read (-1
+ * for none), *remain the "more" column of a backend whose take moves. */
+static int take_rows(Q *q, TakenList *taken, long long *last, bool *remain) {
+  int rc;
+  *last = -1;
+  *remain = false;
+  while ((rc = q_step(q)) == 1) {
+    if (taken->n == taken->cap) {
+      taken->cap = taken->cap ? taken->cap * 2 : 64;
+      taken->items = xrealloc(taken->items, taken->cap * sizeof *taken->items);
+    }
+    TakenSubscription *t = &taken->items[taken->n++];
+    t->id = *last = q_int(q, 0);
+    t->email = q_dup(q, 1);
+    q_copy(q, 2, t->created_at, ISOTIME_LEN);
+    t->locale = q_dup(q, 3);
+    t->quantity = q_int(q, 4);
+    if (q->tx->drv->take_moves) *remain = q_int(q, 5) != 0;
+  }
+  q_close(q);
+  return rc;
+}
+
+void store_take_start(StoreTx *tx, const char *variant_id, const char *channel,
+                      long long quantity, long long limit, const char *now,
+                      StoreTake *t) {
+  memset(t, 0, sizeof *t);
+  if (tx->drv->take_moves && tx->drv->send) {
+    Q q;
+    if (q_open(&q, tx, SQL_SUB_TAKE, "ssiis", variant_id, channel, quantity,
+               limit, now)) {
+      t->rc = RESTOCK_ESTORE;
+      return;
+    }
+    int rc = tx->drv->send(q.st);
+    if (rc == 0) {
+      t->pending = q.st;
+      return;
+    }
+    q_close(&q);
+    if (rc < 0) {
+      log_error("store: %s: %s", stmt_names[SQL_SUB_TAKE],
+                tx->drv->errmsg(tx->conn));
+      t->rc = RESTOCK_ESTORE;
+      return;
+    }
+  }
+  /* Not started ahead: taken now. */
+  t->rc = store_subscription_take(tx, variant_id, channel, quantity, limit, now,
+                                  &t->taken, &t->more);
+}
+
+int store_take_finish(StoreTx *tx, StoreTake *t, TakenList *taken, bool *more) {
+  if (t->pending) {
+    Q q = {.tx = tx, .st = t->pending, .id = SQL_SUB_TAKE};
+    t->pending = NULL;
+    long long last;
+    int rc = take_rows(&q, taken, &last, more);
+    return rc < 0 ? rc : 0;
+  }
+  *taken = t->taken;
+  *more = t->more;
+  memset(&t->taken, 0, sizeof t->taken);
+  return t->rc;
+}
+
 int store_subscription_take(StoreTx *tx, const char *variant_id,
                             const char *channel, long long quantity,
                             long long limit, const char *now, TakenList *taken,
@@ -1449,23 +1515,9 @@ int store_subscription_take(StoreTx *tx, const char *variant_id,
   if (q_open(&q, tx, SQL_SUB_TAKE, "ssiis", variant_id, channel, quantity,
              limit, now))
     return RESTOCK_ESTORE;
-  long long last = -1;
-  int rc;
-  bool remain = false;
-  while ((rc = q_step(&q)) == 1) {
-    if (taken->n == taken->cap) {
-      taken->cap = taken->cap ? taken->cap * 2 : 64;
-      taken->items = xrealloc(taken->items, taken->cap * sizeof *taken->items);
-    }
-    TakenSubscription *t = &taken->items[taken->n++];
-    t->id = last = q_int(&q, 0);
-    t->email = q_dup(&q, 1);
-    q_copy(&q, 2, t->created_at, ISOTIME_LEN);
-    t->locale = q_dup(&q, 3);
-    t->quantity = q_int(&q, 4);
-    if (tx->drv->take_moves) remain = q_int(&q, 5) != 0;
-  }
-  q_close(&q);
+  long long last;
+  bool remain;
+  int rc = take_rows(&q, taken, &last, &remain);
   if (rc < 0) return rc;
   if (tx->drv->take_moves) {
     *more = remain;

@@ -400,6 +400,22 @@ int store_subscription_take(StoreTx *tx, const char *variant_id,
                             const char *channel, long long quantity,
                             long long limit, const char *now, TakenList *taken,
                             bool *more);
+/* The same take started ahead: on a backend that can (PostgreSQL), the
+ * database runs it while the caller does other work (writes the event of
+ * the chunk before), and store_take_finish reads it; elsewhere it is taken
+ * at once. Nothing else may run on `tx` in between, and every start is
+ * finished, which returns what store_subscription_take would have. */
+typedef struct {
+  void *pending; /* the statement started, its answer not read */
+  int rc;
+  TakenList taken;
+  bool more;
+} StoreTake;
+
+void store_take_start(StoreTx *tx, const char *variant_id, const char *channel,
+                      long long quantity, long long limit, const char *now,
+                      StoreTake *t);
+int store_take_finish(StoreTx *tx, StoreTake *t, TakenList *taken, bool *more);
 /* Moves the active subscriptions of a variant (`channel` NULL: every
  * scope), or of a channel (`variant_id` NULL), to the history as
  * cancelled, and drops their pending ones. *moved gets how many. */

@@ -42,6 +42,13 @@ typedef struct StoreDriver {
   void (*bind_int)(StoreStmt *st, int i, long long v);
   void (*bind_double)(StoreStmt *st, int i, double v);
   void (*bind_text)(StoreStmt *st, int i, const char *v);
+  /* Optional: starts the bound statement without waiting for its answer,
+   * which the next step reads, so that the database runs it while the
+   * caller does other work. Nothing else may run on the connection until
+   * that step (or a reset, which reads the answer and drops it). Returns
+   * 0, 1 when the statement was not started (the step runs it as usual),
+   * or RESTOCK_ESTORE. */
+  int (*send)(StoreStmt *st);
   /* 1: a row is ready; 0: done; RESTOCK_ESTORE: failed (see errmsg). */
   int (*step)(StoreStmt *st);
   /* Makes the statement ready to run again, bindings cleared. */

@@ -882,6 +882,7 @@ struct StoreStmt {
   PGresult *res;
   int row, nrows;
   bool ran;
+  bool sent; /* started by pg_send: the next step reads its answer */
   long long changes;
 };
 
@@ -1358,9 +1359,47 @@ static int defer(StoreStmt *s) {
   return 0;
 }
 
+/* Starts a statement without waiting for its answer, which its next step
+ * reads: the database runs it while the writer does other work. Only
+ * outside a pipeline (nothing deferred waits to be sent before it): 1
+ * then, and the step runs it as usual. */
+static int pg_send(StoreStmt *s) {
+  StoreConn *c = s->c;
+  if (s->ran || s->sent || !c->pg || s->deferrable || c->deferred > 0) return 1;
+  c->transient = false;
+  if (s->prepared != c->generation && prepare_now(s)) return RESTOCK_ESTORE;
+  if (!pq_dl.sendQueryPrepared(c->pg, s->name, s->nparams,
+                               (const char *const *)s->values, NULL, NULL, 0)) {
+    set_err(c, pq_dl.errorMessage(c->pg));
+    return RESTOCK_ESTORE;
+  }
+  /* On its way now; what is left to write goes with the wait for the
+   * answer (await_result). */
+  if (pq_dl.flush(c->pg) < 0) {
+    set_err(c, pq_dl.errorMessage(c->pg));
+    drop(c, c->err);
+    return RESTOCK_ESTORE;
+  }
+  s->sent = true;
+  return 0;
+}
+
 static int pg_step(StoreStmt *s) {
   StoreConn *c = s->c;
-  if (!s->ran) {
+  if (!s->ran && s->sent) {
+    s->sent = false;
+    PGresult *r = await_result(c);
+    if (!result_ok(c, r)) {
+      if (r) pq_dl.clear(r);
+      return RESTOCK_ESTORE;
+    }
+    s->res = r;
+    s->ran = true;
+    s->row = 0;
+    s->nrows = pq_dl.ntuples(r);
+    const char *n = pq_dl.cmdTuples(r);
+    s->changes = n && *n ? strtoll(n, NULL, 10) : 0;
+  } else if (!s->ran) {
     c->transient = false;
     if (!c->pg) {
       c->transient = true;
@@ -1419,6 +1458,15 @@ static int pg_step(StoreStmt *s) {
 }
 
 static void pg_reset(StoreStmt *s) {
+  if (s->sent) {
+    /* Started and never read: its answer must not be taken for the next
+     * statement's. */
+    s->sent = false;
+    if (s->c->pg) {
+      PGresult *r = await_result(s->c);
+      if (r) pq_dl.clear(r);
+    }
+  }
   if (s->res) pq_dl.clear(s->res);
   s->res = NULL;
   s->ran = false;
@@ -1616,6 +1664,7 @@ const StoreDriver store_pg_driver = {
     .bind_int = pg_bind_int,
     .bind_double = pg_bind_double,
     .bind_text = pg_bind_text,
+    .send = pg_send,
     .step = pg_step,
     .reset = pg_reset,
     .column_null = pg_column_null,
