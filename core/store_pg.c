@@ -1359,6 +1359,17 @@ static int defer(StoreStmt *s) {
   return 0;
 }
 
+/* Sends a statement outside a pipeline, prepared first if need be. */
+static int send_now(StoreStmt *s) {
+  if (s->prepared != s->c->generation && prepare_now(s)) return RESTOCK_ESTORE;
+  if (!pq_dl.sendQueryPrepared(s->c->pg, s->name, s->nparams,
+                               (const char *const *)s->values, NULL, NULL, 0)) {
+    set_err(s->c, pq_dl.errorMessage(s->c->pg));
+    return RESTOCK_ESTORE;
+  }
+  return 0;
+}
+
 /* Starts a statement without waiting for its answer, which its next step
  * reads: the database runs it while the writer does other work. Only
  * outside a pipeline (nothing deferred waits to be sent before it): 1
@@ -1367,12 +1378,7 @@ static int pg_send(StoreStmt *s) {
   StoreConn *c = s->c;
   if (s->ran || s->sent || !c->pg || s->deferrable || c->deferred > 0) return 1;
   c->transient = false;
-  if (s->prepared != c->generation && prepare_now(s)) return RESTOCK_ESTORE;
-  if (!pq_dl.sendQueryPrepared(c->pg, s->name, s->nparams,
-                               (const char *const *)s->values, NULL, NULL, 0)) {
-    set_err(c, pq_dl.errorMessage(c->pg));
-    return RESTOCK_ESTORE;
-  }
+  if (send_now(s)) return RESTOCK_ESTORE;
   /* On its way now; what is left to write goes with the wait for the
    * answer (await_result). */
   if (pq_dl.flush(c->pg) < 0) {
@@ -1386,20 +1392,14 @@ static int pg_send(StoreStmt *s) {
 
 static int pg_step(StoreStmt *s) {
   StoreConn *c = s->c;
-  if (!s->ran && s->sent) {
-    s->sent = false;
-    PGresult *r = await_result(c);
-    if (!result_ok(c, r)) {
-      if (r) pq_dl.clear(r);
-      return RESTOCK_ESTORE;
+  if (!s->ran) {
+    PGresult *r;
+    if (s->sent) {
+      /* Started by pg_send: only its answer to read. */
+      s->sent = false;
+      r = await_result(c);
+      goto answered;
     }
-    s->res = r;
-    s->ran = true;
-    s->row = 0;
-    s->nrows = pq_dl.ntuples(r);
-    const char *n = pq_dl.cmdTuples(r);
-    s->changes = n && *n ? strtoll(n, NULL, 10) : 0;
-  } else if (!s->ran) {
     c->transient = false;
     if (!c->pg) {
       c->transient = true;
@@ -1409,7 +1409,6 @@ static int pg_step(StoreStmt *s) {
       int rc = defer(s);
       if (rc <= 0) return rc;
     }
-    PGresult *r;
     if (c->deferred > 0) {
       /* In the pipeline after what waits there: prepared first if need be,
        * then run, then one sync for all. */
@@ -1432,15 +1431,10 @@ static int pg_step(StoreStmt *s) {
          * a name of its own. */
         snprintf(s->name, sizeof s->name, "s%u", ++c->next_name);
     } else {
-      if (s->prepared != c->generation && prepare_now(s)) return RESTOCK_ESTORE;
-      if (!pq_dl.sendQueryPrepared(c->pg, s->name, s->nparams,
-                                   (const char *const *)s->values, NULL, NULL,
-                                   0)) {
-        set_err(c, pq_dl.errorMessage(c->pg));
-        return RESTOCK_ESTORE;
-      }
+      if (send_now(s)) return RESTOCK_ESTORE;
       r = await_result(c);
     }
+  answered:
     if (!result_ok(c, r)) {
       if (r) pq_dl.clear(r);
       return RESTOCK_ESTORE;
