@@ -117,6 +117,7 @@ typedef struct {
   char *variant_id;
   long long notified;
   bool failed;
+  bool held; /* shared: what is left, other nodes' takes hold */
 } CheckResult;
 
 typedef struct {
@@ -232,31 +233,37 @@ static int restocked_write(StoreTx *tx, Unit *u, const Variant *v,
 
 /* Notifies up to `allowed` subscribers of one scope (`channel` "" for
  * unscoped) whose quantity is `quantity`: those who want no more than it,
- * batch_size to an event. */
+ * batch_size to an event. `shared`: other nodes take chunks of the same
+ * scope at once (the takes skip each other's rows). */
 static int notify_scope(StoreTx *tx, Unit *u, const Variant *v,
                         const char *channel, long long quantity,
-                        long long allowed, const char *now, long long *sent,
-                        bool *more) {
+                        long long allowed, const char *now, bool shared,
+                        long long *sent, bool *more) {
   const Options *o = &u->cfg->options;
   *sent = 0;
   *more = true;
   if (allowed <= 0) return 0;
   TakenList taken = {0};
   long long take = allowed < o->batch_size ? allowed : o->batch_size;
-  int rc = store_subscription_take(tx, v->id, channel, quantity, take, now,
-                                   &taken, more);
+  /* Shared: each take starts after the last one this check took. */
+  long long after = shared ? 0 : -1;
+  int rc = store_take_counts_begin(tx);
+  if (rc == 0)
+    rc = store_subscription_take(tx, v->id, channel, quantity, take, now, after,
+                                 &taken, more);
   /* Each chunk's event is made while the next chunk's take runs in the
    * database (store_take_start; on PostgreSQL the two overlap, where they
    * followed each other: the 1,000 tokens and the JSON of a chunk took
    * about as long as its take), and written once that take is read. */
   while (rc == 0 && taken.n > 0) {
-    long long after = *sent + (long long)taken.n;
-    bool again = *more && after < allowed;
+    long long total = *sent + (long long)taken.n;
+    bool again = *more && total < allowed;
     StoreTake next;
+    if (shared) after = taken.items[taken.n - 1].id;
     if (again) {
-      take = allowed - after;
+      take = allowed - total;
       if (take > o->batch_size) take = o->batch_size;
-      store_take_start(tx, v->id, channel, quantity, take, now, &next);
+      store_take_start(tx, v->id, channel, quantity, take, now, after, &next);
     }
     Restocked r;
     restocked_make(&r, u, v, channel, &taken);
@@ -270,34 +277,50 @@ static int notify_scope(StoreTx *tx, Unit *u, const Variant *v,
       taken_list_clear(&next_taken);
       return rc;
     }
-    *sent = after;
+    *sent = total;
     taken = next_taken;
     if (!again) break;
     *more = next_more;
   }
   taken_list_clear(&taken);
+  if (rc == 0) rc = store_take_counts_end(tx, v->id, channel, *sent);
   return rc;
 }
 
 /* One check, in the caller's savepoint. `budget` is how many subscriptions
- * the unit may still notify; *notified gets how many this check did. */
+ * the unit may still notify; *notified gets how many this check did.
+ *
+ * `shared` (several nodes on one database, no throttle): every node that
+ * finds the check due runs it at once, taking chunks the others do not
+ * hold, and the check's row stays until one of them finds nothing left
+ * to take (store_check_finish; `due_by` the time the unit looked for due
+ * checks). *held is then set when what is left is held by the others'
+ * takes, still running: their nodes finish the check. Elsewhere the check
+ * runs on one node at a time (its row locked) and is deleted at once. */
 static int run_check(StoreTx *tx, Unit *u, const char *variant_id,
-                     long long budget, long long *notified) {
+                     long long budget, bool shared, long long due_by,
+                     long long *notified, bool *held) {
   const Options *o = &u->cfg->options;
   Variant v;
   memset(&v, 0, sizeof v);
   StrList scopes = {0};
   *notified = 0;
+  *held = false;
   /* The variant first: with several nodes on one database, a write that
    * reads a variant locks it, and a quantity change locks it before it
    * schedules a check, so taking the two in that order here too keeps two
-   * nodes from waiting on each other. */
-  int rc = store_variant_get(tx, variant_id, &v);
+   * nodes from waiting on each other. A shared check does not lock it: the
+   * nodes running it would take turns on it, and each chunk judges the
+   * stock as it was when its statement ran. */
+  int rc = shared ? store_variant_peek(tx, variant_id, &v)
+                  : store_variant_get(tx, variant_id, &v);
   if (rc == RESTOCK_ENOTFOUND) {
     variant_clear(&v);
-    return store_check_delete(tx, variant_id); /* deleted since */
+    /* deleted since */
+    return shared ? store_check_finish(tx, variant_id, due_by)
+                  : store_check_delete(tx, variant_id);
   }
-  if (rc == 0) rc = store_check_delete(tx, variant_id);
+  if (rc == 0 && !shared) rc = store_check_delete(tx, variant_id);
   if (rc == 0) rc = store_subscription_scopes(tx, variant_id, &scopes);
   char now[ISOTIME_LEN];
   isotime_now(now);
@@ -316,14 +339,22 @@ static int run_check(StoreTx *tx, Unit *u, const char *variant_id,
                             : budget - *notified;
     long long sent = 0;
     bool more = false;
+    long long wants_at_most =
+        v.manage_inventory && !v.allow_backorder ? quantity : LLONG_MAX;
     if (allowed > 0)
-      rc = notify_scope(
-          tx, u, &v, channel,
-          v.manage_inventory && !v.allow_backorder ? quantity : LLONG_MAX,
-          allowed, now, &sent, &more);
+      rc = notify_scope(tx, u, &v, channel, wants_at_most, allowed, now, shared,
+                        &sent, &more);
     else
       more = true;
     *notified += sent;
+    /* Nothing more this node could take; the others' takes may hold some
+     * (or a row an unsubscribe holds, which then stays): the check stays
+     * for them. */
+    bool others = false;
+    if (rc == 0 && shared && !more)
+      rc = store_subscription_scope_any(tx, v.id, channel, wants_at_most,
+                                        &others);
+    if (others) *held = true;
     if (rc == 0 && more && throttled) {
       /* Throttled, with shoppers still waiting: look again later. */
       long long due = isotime_now_ms() + o->notify_interval;
@@ -335,8 +366,11 @@ static int run_check(StoreTx *tx, Unit *u, const char *variant_id,
   }
   if (rc == 0 && unfinished) {
     long long due = isotime_now_ms();
-    rc = store_check_schedule(tx, variant_id, due, true);
+    /* A shared check's row is still there, due. */
+    if (!shared) rc = store_check_schedule(tx, variant_id, due, true);
     if (rc == 0) effects_check(&u->fx, due);
+  } else if (rc == 0 && shared && !*held) {
+    rc = store_check_finish(tx, variant_id, due_by);
   }
   if (rc == 0) u->fx.emails_notified += *notified;
   strlist_clear(&scopes);
@@ -349,7 +383,10 @@ static int due_fn(StoreTx *tx, void *arg) {
   Unit *u = &du->unit;
   StrList ids = {0};
   du->now = isotime_now_ms();
-  int rc = store_check_due(tx, du->now, CHECKS_PER_UNIT, &ids);
+  bool shared =
+      store_shared(u->d->store) && u->cfg->options.notify_per_unit <= 0;
+  int rc = shared ? store_check_due_shared(tx, du->now, CHECKS_PER_UNIT, &ids)
+                  : store_check_due(tx, du->now, CHECKS_PER_UNIT, &ids);
   if (rc) return rc;
   du->results = xcalloc(ids.n ? ids.n : 1, sizeof *du->results);
   long long total = 0;
@@ -369,7 +406,8 @@ static int due_fn(StoreTx *tx, void *arg) {
       continue;
     }
     long long notified = 0;
-    rc = run_check(tx, u, ids.items[i], ENGINE_CHUNK - total, &notified);
+    rc = run_check(tx, u, ids.items[i], ENGINE_CHUNK - total, shared, du->now,
+                   &notified, &r->held);
     if (rc == 0)
       rc = store_tx_commit(tx); /* which rolls back itself if it fails */
     else
@@ -400,9 +438,10 @@ static void due_done(Unit *u, int status) {
   DueUnit *du = (DueUnit *)u;
   Engine *e = du->e;
   e->running = false;
-  bool failed = false;
+  bool failed = false, others = du->nresults > 0;
   for (size_t i = 0; i < du->nresults; i++) {
     CheckResult *r = &du->results[i];
+    if (!r->held || r->notified > 0 || r->failed) others = false;
     if (status == 0 && r->failed) {
       failed = true;
       log_error("restock check of %s failed; it will be retried in %d ms",
@@ -421,9 +460,10 @@ static void due_done(Unit *u, int status) {
   bool any = status == 0 && du->any_next;
   long long next = du->next_due;
   /* Issue 14: a check that was due but not claimed is being run by another
-   * node (its row is locked): look again shortly rather than at once. One
-   * server never sees this. */
-  if (any && du->nresults == 0 && next <= du->now)
+   * node (its row is locked), or, shared, found nothing to take but what
+   * the other nodes' takes hold (theirs to finish): look again shortly
+   * rather than at once. One server never sees this. */
+  if (any && (du->nresults == 0 || others) && next <= du->now)
     next = isotime_now_ms() + CHECK_AGAIN_MS;
   /* A check that failed stays due: it is not run again at once, or a
    * lasting failure (a statement the database refuses) would spin. */
@@ -494,6 +534,10 @@ static void next_done(Unit *u, int status) {
   }
   if (noted && (!due || noted < due)) due = noted;
   if (due) arm(e, due);
+}
+
+void engine_poke(Engine *e) {
+  if (e && !e->running && !e->closing) engine_start(e);
 }
 
 void engine_start(Engine *e) {

@@ -25,6 +25,10 @@ typedef struct Engine Engine;
 Engine *engine_new(Domain *d);
 /* Reads when the first check is due and arms the timer (at start). */
 void engine_start(Engine *e);
+/* Another node wrote something (a wake-up from the store): looks for due
+ * checks again, unless a unit is already running. A restock that node
+ * started is then joined at once, not at the next heartbeat. */
+void engine_poke(Engine *e);
 /* A committed unit scheduled a check due at `due_ms`. */
 void engine_note_check(Engine *e, long long due_ms);
 /* Stops the timer and frees the engine once it has closed and no unit of

@@ -324,6 +324,7 @@ static int load_secret(Server *srv) {
 static void on_store_wake(void *arg) {
   Server *srv = arg;
   if (srv->d.outbox) outbox_kick(srv->d.outbox);
+  engine_poke(srv->d.engine);
 }
 
 int server_run(const ServerSettings *s) {

@@ -1033,18 +1033,26 @@ static void read_variant(Q *q, Variant *out) {
   out->has_levels = q_int(q, 9) != 0;
 }
 
-int store_variant_get(StoreTx *tx, const char *id, Variant *out) {
+static int variant_read(StoreTx *tx, StmtId sid, const char *id, Variant *out) {
   Q q;
-  /* Issue 14: with several writers, a write locks the variant it reads
-   * (SQL_VARIANT_LOCK): what it decides from the row (in stock, changed)
-   * stays true until it commits. */
-  StmtId sid =
-      tx->writes && tx->drv->shared ? SQL_VARIANT_LOCK : SQL_VARIANT_GET;
   if (q_open(&q, tx, sid, "s", id)) return RESTOCK_ESTORE;
   int rc = q_step(&q);
   if (rc == 1) read_variant(&q, out);
   q_close(&q);
   return rc < 0 ? rc : rc == 0 ? RESTOCK_ENOTFOUND : 0;
+}
+
+int store_variant_get(StoreTx *tx, const char *id, Variant *out) {
+  /* Issue 14: with several writers, a write locks the variant it reads
+   * (SQL_VARIANT_LOCK): what it decides from the row (in stock, changed)
+   * stays true until it commits. */
+  return variant_read(
+      tx, tx->writes && tx->drv->shared ? SQL_VARIANT_LOCK : SQL_VARIANT_GET,
+      id, out);
+}
+
+int store_variant_peek(StoreTx *tx, const char *id, Variant *out) {
+  return variant_read(tx, SQL_VARIANT_GET, id, out);
 }
 
 int store_variant_put(StoreTx *tx, const Variant *v) {
@@ -1462,38 +1470,54 @@ static int take_rows(Q *q, TakenList *taken, long long *last, bool *remain) {
   return rc;
 }
 
+/* Issue 14: a backend whose take moves the rows itself gets the time too,
+ * and says in each row whether more remain (SQLite binds four); a shared
+ * take also gets the id it starts after. */
+static int take_open(Q *q, StoreTx *tx, const char *variant_id,
+                     const char *channel, long long quantity, long long limit,
+                     const char *now, long long shared_after) {
+  if (shared_after >= 0)
+    return q_open(q, tx, SQL_SUB_TAKE_SHARED, "ssiisi", variant_id, channel,
+                  quantity, limit, now, shared_after);
+  return q_open(q, tx, SQL_SUB_TAKE, "ssiis", variant_id, channel, quantity,
+                limit, now);
+}
+
 void store_take_start(StoreTx *tx, const char *variant_id, const char *channel,
                       long long quantity, long long limit, const char *now,
-                      StoreTake *t) {
+                      long long shared_after, StoreTake *t) {
   memset(t, 0, sizeof *t);
+  StmtId sid = shared_after >= 0 ? SQL_SUB_TAKE_SHARED : SQL_SUB_TAKE;
   if (tx->drv->take_moves && tx->drv->send) {
     Q q;
-    if (q_open(&q, tx, SQL_SUB_TAKE, "ssiis", variant_id, channel, quantity,
-               limit, now)) {
+    if (take_open(&q, tx, variant_id, channel, quantity, limit, now,
+                  shared_after)) {
       t->rc = RESTOCK_ESTORE;
       return;
     }
     int rc = tx->drv->send(q.st);
     if (rc == 0) {
       t->pending = q.st;
+      t->shared = shared_after >= 0;
       return;
     }
     q_close(&q);
     if (rc < 0) {
-      log_error("store: %s: %s", stmt_names[SQL_SUB_TAKE],
-                tx->drv->errmsg(tx->conn));
+      log_error("store: %s: %s", stmt_names[sid], tx->drv->errmsg(tx->conn));
       t->rc = RESTOCK_ESTORE;
       return;
     }
   }
   /* Not started ahead: taken now. */
   t->rc = store_subscription_take(tx, variant_id, channel, quantity, limit, now,
-                                  &t->taken, &t->more);
+                                  shared_after, &t->taken, &t->more);
 }
 
 int store_take_finish(StoreTx *tx, StoreTake *t, TakenList *taken, bool *more) {
   if (t->pending) {
-    Q q = {.tx = tx, .st = t->pending, .id = SQL_SUB_TAKE};
+    Q q = {.tx = tx,
+           .st = t->pending,
+           .id = t->shared ? SQL_SUB_TAKE_SHARED : SQL_SUB_TAKE};
     t->pending = NULL;
     long long last;
     int rc = take_rows(&q, taken, &last, more);
@@ -1507,13 +1531,12 @@ int store_take_finish(StoreTx *tx, StoreTake *t, TakenList *taken, bool *more) {
 
 int store_subscription_take(StoreTx *tx, const char *variant_id,
                             const char *channel, long long quantity,
-                            long long limit, const char *now, TakenList *taken,
+                            long long limit, const char *now,
+                            long long shared_after, TakenList *taken,
                             bool *more) {
   Q q;
-  /* Issue 14: a backend whose take moves the rows itself gets the time
-   * too, and says in each row whether more remain (SQLite binds four). */
-  if (q_open(&q, tx, SQL_SUB_TAKE, "ssiis", variant_id, channel, quantity,
-             limit, now))
+  if (take_open(&q, tx, variant_id, channel, quantity, limit, now,
+                shared_after))
     return RESTOCK_ESTORE;
   long long last;
   bool remain;
@@ -1553,7 +1576,24 @@ int store_subscription_take(StoreTx *tx, const char *variant_id,
           q_exec(tx, NULL, SQL_DEMAND_TAKEN, "ssi", variant_id, channel, moved);
     if (mv) return RESTOCK_ESTORE;
   }
-  return q_scalar(tx, NULL, more, SQL_SUB_SCOPE_ANY, "ssi", variant_id, channel,
+  return store_subscription_scope_any(tx, variant_id, channel, quantity, more);
+}
+
+int store_take_counts_begin(StoreTx *tx) {
+  if (!tx->drv->take_moves) return 0;
+  return q_exec(tx, NULL, SQL_DEMAND_DEFER, "");
+}
+
+int store_take_counts_end(StoreTx *tx, const char *variant_id,
+                          const char *channel, long long taken) {
+  if (!tx->drv->take_moves) return 0;
+  return q_exec(tx, NULL, SQL_DEMAND_TAKEN, "ssi", variant_id, channel, taken);
+}
+
+int store_subscription_scope_any(StoreTx *tx, const char *variant_id,
+                                 const char *channel, long long quantity,
+                                 bool *any) {
+  return q_scalar(tx, NULL, any, SQL_SUB_SCOPE_ANY, "ssi", variant_id, channel,
                   quantity);
 }
 
@@ -1650,6 +1690,15 @@ int store_check_next(StoreTx *tx, long long *due_at, bool *any) {
 
 int store_check_due(StoreTx *tx, long long now, long long max, StrList *ids) {
   return q_strings(tx, ids, SQL_CHECK_DUE, "ii", now, max);
+}
+
+int store_check_due_shared(StoreTx *tx, long long now, long long max,
+                           StrList *ids) {
+  return q_strings(tx, ids, SQL_CHECK_DUE_SHARED, "ii", now, max);
+}
+
+int store_check_finish(StoreTx *tx, const char *variant_id, long long due_by) {
+  return q_exec(tx, NULL, SQL_CHECK_FINISH, "si", variant_id, due_by);
 }
 
 int store_check_delete(StoreTx *tx, const char *variant_id) {

@@ -203,6 +203,9 @@ void variant_copy(Variant *dst, const Variant *src);
 /* Loads variant `id` into *out (which the caller clears). 0 or
  * RESTOCK_ENOTFOUND. */
 int store_variant_get(StoreTx *tx, const char *id, Variant *out);
+/* The same, never locking the row, even in a write on a shared database:
+ * for a restock's chunks, which several nodes take at once. */
+int store_variant_peek(StoreTx *tx, const char *id, Variant *out);
 /* Inserts or replaces the whole row of `v`. */
 int store_variant_put(StoreTx *tx, const Variant *v);
 /* Sets only inventory_quantity and updated_at. */
@@ -395,11 +398,32 @@ void taken_list_clear(TakenList *l);
  * (`channel` "" for unscoped) that want no more than `quantity` units into
  * the history, notified at `now`, and appends them (oldest first) to
  * *taken; *more says whether any such remain. Subscriptions wanting more
- * stay, whatever their age. */
+ * stay, whatever their age. `shared_after` is -1, or, where several nodes
+ * take the scope at once, the id to take after (0 at first, then the last
+ * one this check took): rows another transaction holds (another node's
+ * chunk) are then passed over instead of waited for, and the check's next
+ * chunk does not walk again the rows the others hold before its last.
+ *
+ * Between store_take_counts_begin and store_take_counts_end the takes of
+ * a scope leave its demand counts alone, and the end adds the `taken` of
+ * them at once: on a shared database the counts row is then locked for
+ * the end of the check only, not from its first chunk on, so that several
+ * nodes can take chunks of one restock at once. A failure between the two
+ * must roll the caller's savepoint back. No-ops on a backend whose take
+ * counts its chunk itself. */
 int store_subscription_take(StoreTx *tx, const char *variant_id,
                             const char *channel, long long quantity,
-                            long long limit, const char *now, TakenList *taken,
+                            long long limit, const char *now,
+                            long long shared_after, TakenList *taken,
                             bool *more);
+int store_take_counts_begin(StoreTx *tx);
+int store_take_counts_end(StoreTx *tx, const char *variant_id,
+                          const char *channel, long long taken);
+/* Whether the scope has any active subscription that wants no more than
+ * `quantity` units, held by another transaction or not. */
+int store_subscription_scope_any(StoreTx *tx, const char *variant_id,
+                                 const char *channel, long long quantity,
+                                 bool *any);
 /* The same take started ahead: on a backend that can (PostgreSQL), the
  * database runs it while the caller does other work (writes the event of
  * the chunk before), and store_take_finish reads it; elsewhere it is taken
@@ -407,6 +431,7 @@ int store_subscription_take(StoreTx *tx, const char *variant_id,
  * finished, which returns what store_subscription_take would have. */
 typedef struct {
   void *pending; /* the statement started, its answer not read */
+  bool shared;   /* started with a shared_after */
   int rc;
   TakenList taken;
   bool more;
@@ -414,7 +439,7 @@ typedef struct {
 
 void store_take_start(StoreTx *tx, const char *variant_id, const char *channel,
                       long long quantity, long long limit, const char *now,
-                      StoreTake *t);
+                      long long shared_after, StoreTake *t);
 int store_take_finish(StoreTx *tx, StoreTake *t, TakenList *taken, bool *more);
 /* Moves the active subscriptions of a variant (`channel` NULL: every
  * scope), or of a channel (`variant_id` NULL), to the history as
@@ -471,6 +496,15 @@ int store_check_next(StoreTx *tx, long long *due_at, bool *any);
 /* Up to `max` variant ids whose check is due at `now`, earliest first. */
 int store_check_due(StoreTx *tx, long long now, long long max, StrList *ids);
 int store_check_delete(StoreTx *tx, const char *variant_id);
+/* Issue 14: an unthrottled check on a shared database is run by every node
+ * that finds it due, at once, each taking other chunks (skip_held). The
+ * due ones are read without a lock, the row stays while they run, and the
+ * node that finds nothing left deletes it, unless another transaction
+ * holds it (a node still taking, a quantity change scheduling it again:
+ * that one runs it again) or it was scheduled again past `due_by`. */
+int store_check_due_shared(StoreTx *tx, long long now, long long max,
+                           StrList *ids);
+int store_check_finish(StoreTx *tx, const char *variant_id, long long due_by);
 int store_check_count(StoreTx *tx, long long *count);
 
 /* ---- the outbox ------------------------------------------------------------

@@ -161,6 +161,28 @@ extern const Migration postgres_migrations[];
   " AND n.handlers @> jsonb_build_array(jsonb_build_array(e.name,"             \
   " d.handler))))"
 
+/* The oldest $4 of a scope move to the history, notified at $5, and come
+ * back oldest first, each saying whether the scope has more (rows past the
+ * last one taken: the statement's snapshot still shows those it deletes).
+ * SQL_SUB_TO_HISTORY and SQL_SUB_DELETE_UPTO are not run (take_moves). */
+// clang-format off
+#define SUB_TAKE(COLS, KEY, AFTER, LOCK) \
+  "WITH picked AS (SELECT " COLS " FROM restock_subscriptions" \
+  " WHERE variant_id = $1 AND sales_channel_id = $2" WANTS_AT_MOST("$3") \
+  AFTER " ORDER BY id LIMIT $4" LOCK ")," \
+  " moved AS (DELETE FROM restock_subscriptions" \
+  " WHERE " KEY " = ANY (ARRAY(SELECT " KEY " FROM picked)) RETURNING *)," \
+  " kept AS (" HISTORY_INSERT \
+  " SELECT variant_id, sales_channel_id, email, created_at, $5," \
+  " subscribed_event_id, 'notified', quantity, locale FROM moved" \
+  " ORDER BY id)" \
+  " SELECT id, email, restock_iso(created_at), locale, quantity," \
+  " EXISTS (SELECT 1 FROM restock_subscriptions r" \
+  " WHERE r.variant_id = $1 AND r.sales_channel_id = $2" \
+  " AND (r.quantity IS NULL OR r.quantity <= $3)" \
+  " AND r.id > (SELECT max(id) FROM picked)) FROM moved ORDER BY id"
+// clang-format on
+
 static const char *const pg_sql[SQL_COUNT_] = {
     [SQL_BEGIN] = "BEGIN",
     /* A read unit sees one snapshot for all its statements (a count and
@@ -258,26 +280,27 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " WHERE s.variant_id = $1 AND s.sales_channel_id > scope.c)"
         " FROM scope WHERE scope.c IS NOT NULL)"
         " SELECT c FROM scope WHERE c IS NOT NULL",
-    /* The oldest $3 of a scope move to the history, notified at $4, and
-     * come back oldest first, each saying whether the scope has more
-     * (rows past the last one taken: the statement's snapshot still shows
-     * those it deletes). SQL_SUB_TO_HISTORY and SQL_SUB_DELETE_UPTO are not
-     * run (take_moves). */
-    [SQL_SUB_TAKE] =
-        "WITH picked AS (SELECT id FROM restock_subscriptions"
-        " WHERE variant_id = $1 AND sales_channel_id = $2" WANTS_AT_MOST("$3")
-        " ORDER BY id LIMIT $4),"
-        " moved AS (DELETE FROM restock_subscriptions"
-        " WHERE id = ANY (ARRAY(SELECT id FROM picked)) RETURNING *),"
-        " kept AS (" HISTORY_INSERT
-        " SELECT variant_id, sales_channel_id, email, created_at, $5,"
-        " subscribed_event_id, 'notified', quantity, locale FROM moved"
-        " ORDER BY id)"
-        " SELECT id, email, restock_iso(created_at), locale, quantity,"
-        " EXISTS (SELECT 1 FROM restock_subscriptions r"
-        " WHERE r.variant_id = $1 AND r.sales_channel_id = $2"
-        " AND (r.quantity IS NULL OR r.quantity <= $3)"
-        " AND r.id > (SELECT max(id) FROM picked)) FROM moved ORDER BY id",
+    [SQL_SUB_TAKE] = SUB_TAKE("id", "id", "", ""),
+    /* A restock several nodes take at once (the engine's shared checks):
+     * rows another take holds are skipped, not waited for, and only ids
+     * past $6 (the last this check took) are looked at. The rows it picks
+     * are locked, so that they are deleted where they lie (a TID scan: the
+     * 1,000 index probes of a delete by id were an eighth of the
+     * database's CPU in a restock); a row another transaction changed
+     * before the lock is picked in its new place. */
+    [SQL_SUB_TAKE_SHARED] = SUB_TAKE("id", "id", " AND id > $6",
+                                     " FOR UPDATE SKIP LOCKED"),
+    /* While set, the triggers of a take's two tables leave the demand
+     * counts alone (migration 012): SQL_DEMAND_TAKEN adds the scope's
+     * total once, at the end, and clears it. */
+    [SQL_DEMAND_DEFER] = "SELECT set_config('restock.counts', 'deferred', true)",
+    [SQL_DEMAND_TAKEN] =
+        "WITH counted AS (SELECT set_config('restock.counts', '', true))"
+        " INSERT INTO demand_counts (variant_id, sales_channel_id, notified)"
+        " SELECT $1::text, $2::text, $3::bigint FROM counted"
+        " ON CONFLICT (variant_id, sales_channel_id) DO UPDATE"
+        " SET waiting = demand_counts.waiting - EXCLUDED.notified,"
+        " notified = demand_counts.notified + EXCLUDED.notified",
     [SQL_SUB_TO_HISTORY] =
         HISTORY_INSERT
         " SELECT variant_id, sales_channel_id, email, created_at, $4,"
@@ -363,6 +386,17 @@ static const char *const pg_sql[SQL_COUNT_] = {
         "SELECT variant_id FROM restock_checks WHERE due_at <= $1"
         " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     [SQL_CHECK_DELETE] = "DELETE FROM restock_checks WHERE variant_id = $1",
+    /* A check several nodes run at once (unthrottled, where the takes skip
+     * each other's rows): not locked, and deleted only where no other
+     * transaction holds it (a node still taking, a quantity change
+     * scheduling it again) and it is not due later than $2. */
+    [SQL_CHECK_DUE_SHARED] =
+        "SELECT variant_id FROM restock_checks WHERE due_at <= $1"
+        " ORDER BY due_at LIMIT $2",
+    [SQL_CHECK_FINISH] =
+        "DELETE FROM restock_checks WHERE variant_id IN (SELECT variant_id"
+        " FROM restock_checks WHERE variant_id = $1 AND due_at <= $2"
+        " FOR UPDATE SKIP LOCKED)",
     [SQL_CHECK_COUNT] = "SELECT count(*) FROM restock_checks",
     [SQL_EVENT_INSERT] =
         "INSERT INTO events (id, name, data, status, created_at, variant_id)"

@@ -99,6 +99,13 @@ extern const Migration sqlite_migrations[];
 
 #define EVENT_COLUMNS "id, name, data, status, attempts, last_error, created_at"
 
+/* The scope's subscriptions that want no more than ?3 units. */
+#define SUB_TAKE                                     \
+  "SELECT id, email, created_at, locale, quantity"   \
+  " FROM restock_subscriptions"                      \
+  " WHERE variant_id = ?1 AND sales_channel_id = ?2" \
+  " AND (quantity IS NULL OR quantity <= ?3) ORDER BY id LIMIT ?4"
+
 static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_BEGIN] = "BEGIN IMMEDIATE",
     [SQL_BEGIN_READ] = "BEGIN",
@@ -180,12 +187,9 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         " WHERE s.variant_id = ?1 AND s.sales_channel_id > scope.c)"
         " FROM scope WHERE scope.c IS NOT NULL)"
         " SELECT c FROM scope WHERE c IS NOT NULL",
-    /* The scope's subscriptions that want no more than ?3 units. */
-    [SQL_SUB_TAKE] =
-        "SELECT id, email, created_at, locale, quantity"
-        " FROM restock_subscriptions"
-        " WHERE variant_id = ?1 AND sales_channel_id = ?2"
-        " AND (quantity IS NULL OR quantity <= ?3) ORDER BY id LIMIT ?4",
+    [SQL_SUB_TAKE] = SUB_TAKE,
+    /* One writer: nothing else holds a row the take wants. */
+    [SQL_SUB_TAKE_SHARED] = SUB_TAKE,
     [SQL_SUB_TO_HISTORY] =
         "INSERT INTO restock_history (variant_id, sales_channel_id, email,"
         " created_at, notified_at, subscribed_event_id, status, quantity,"
@@ -203,6 +207,8 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
      * while demand_bulk has a row, and the chunk's count moves at once. */
     [SQL_DEMAND_BULK_ON] = "INSERT INTO demand_bulk (taking) VALUES (1)",
     [SQL_DEMAND_BULK_OFF] = "DELETE FROM demand_bulk",
+    /* Not run: SQLite's take counts its chunk itself (take_moves false). */
+    [SQL_DEMAND_DEFER] = "SELECT 1",
     [SQL_DEMAND_TAKEN] =
         "UPDATE demand_counts SET waiting = waiting - ?3,"
         " notified = notified + ?3"
@@ -279,6 +285,12 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
         "SELECT variant_id FROM restock_checks WHERE due_at <= ?1"
         " ORDER BY due_at LIMIT ?2",
     [SQL_CHECK_DELETE] = "DELETE FROM restock_checks WHERE variant_id = ?1",
+    /* Not run: one server takes a restock alone (store_shared). */
+    [SQL_CHECK_DUE_SHARED] =
+        "SELECT variant_id FROM restock_checks WHERE due_at <= ?1"
+        " ORDER BY due_at LIMIT ?2",
+    [SQL_CHECK_FINISH] =
+        "DELETE FROM restock_checks WHERE variant_id = ?1 AND due_at <= ?2",
     [SQL_CHECK_COUNT] = "SELECT count(*) FROM restock_checks",
     [SQL_EVENT_INSERT] =
         "INSERT INTO events (id, name, data, status, created_at, variant_id)"
