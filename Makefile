@@ -12,7 +12,7 @@
 
 PKGS := build-essential pkg-config liblua5.4-dev libuv1-dev \
         libsqlite3-dev libcurl4-openssl-dev libjansson-dev libssl-dev \
-        node-llhttp libidn2-dev libunistring-dev libpq-dev
+        node-llhttp libidn2-dev libunistring-dev libpq-dev libyajl-dev
 # The Lua interpreter and busted run the specs; lua-socket, lua-cjson and
 # lua-filesystem are the specs' own modules; python3 runs the fake HTTP
 # servers (openssl makes their certificates); curl runs the documentation's
@@ -28,7 +28,7 @@ TEST_PKGS := lua5.4 lua-busted lua-socket lua-cjson lua-filesystem python3 \
 
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
-PKG_LIBS   := lua5.4 libuv sqlite3 jansson libcrypto libidn2
+PKG_LIBS   := lua5.4 libuv sqlite3 jansson yajl libcrypto libidn2
 # libcurl's and libpq's headers only: each library is loaded with dlopen on
 # first use (core/curl_dl.h and core/pq_dl.h say why).
 PKG_HDRS   := libcurl libpq

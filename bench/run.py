@@ -671,6 +671,30 @@ def main():
         return
     if not os.path.exists(BIN):
         sys.exit("bench: build %s first (make bench does)" % BIN)
+    if os.environ.get("BENCH_ONLY") == "postgres":
+        # The PostgreSQL section alone, after the SQLite subscribe pass its
+        # ratio needs (BENCH_ONLY=postgres python3 bench/run.py).
+        base = tempfile.mkdtemp(prefix="restockd-bench-")
+        try:
+            srv = Server(os.path.join(base, "http")).start()
+            srv.call("POST", "/admin/variants", {"id": "v1"})
+            sub = load(srv, "/", SUBSCRIBE_LUA).rate
+            srv.stop()
+            seq = [0]
+
+            def pg_workdir(name):
+                seq[0] += 1
+                d = os.path.join(base, "%s%d" % (name, seq[0]))
+                os.makedirs(d)
+                return d
+            pg_rows = pg_section(pg_workdir, sub)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        print("| measure | target | result | / health |")
+        print("| --- | --- | --- | --- |")
+        for r in pg_rows:
+            print("| %s | %s | %s | %s |" % r)
+        return
     if os.environ.get("BENCH_ONLY") == "demand":
         # One scenario alone: BENCH_ONLY=demand python3 bench/run.py
         base = tempfile.mkdtemp(prefix="restockd-bench-")

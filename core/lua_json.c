@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <yajl/yajl_parse.h>
 
 /* True when `v` nests no deeper than `left` more levels. */
 static int depth_ok(const json_t *v, int left) {
@@ -77,6 +78,109 @@ int lua_json_push(lua_State *L, const json_t *v) {
   if (!depth_ok(v, LUA_JSON_MAX_DEPTH)) return RESTOCK_EINVAL;
   push(L, v);
   return 0;
+}
+
+/* The containers lua_json_push_text has open: each is a table on the
+ * stack, an object's with the key of the value being read above it. */
+typedef struct {
+  lua_State *L;
+  int depth;
+  bool too_deep;
+  bool object[LUA_JSON_MAX_DEPTH];
+  lua_Integer count[LUA_JSON_MAX_DEPTH]; /* an array's values so far */
+} Decode;
+
+/* Stores the value on top of the stack in the container below it. */
+static int decoded(Decode *d) {
+  if (d->depth > 0) {
+    int top = d->depth - 1;
+    if (d->object[top])
+      lua_rawset(d->L, -3);
+    else
+      lua_rawseti(d->L, -2, ++d->count[top]);
+  }
+  return 1;
+}
+
+static int open_container(Decode *d, bool object) {
+  if (d->depth == LUA_JSON_MAX_DEPTH || !lua_checkstack(d->L, 3)) {
+    d->too_deep = true;
+    return 0; /* stops the parse */
+  }
+  lua_createtable(d->L, 0, 0);
+  d->object[d->depth] = object;
+  d->count[d->depth] = 0;
+  d->depth++;
+  return 1;
+}
+
+static int close_container(void *ctx) {
+  Decode *d = ctx;
+  d->depth--;
+  return decoded(d);
+}
+
+static int on_null(void *ctx) {
+  Decode *d = ctx;
+  lua_pushlightuserdata(d->L, NULL);
+  return decoded(d);
+}
+static int on_boolean(void *ctx, int b) {
+  Decode *d = ctx;
+  lua_pushboolean(d->L, b);
+  return decoded(d);
+}
+static int on_integer(void *ctx, long long i) {
+  Decode *d = ctx;
+  lua_pushinteger(d->L, (lua_Integer)i);
+  return decoded(d);
+}
+static int on_double(void *ctx, double x) {
+  Decode *d = ctx;
+  lua_pushnumber(d->L, x);
+  return decoded(d);
+}
+static int on_string(void *ctx, const unsigned char *s, size_t len) {
+  Decode *d = ctx;
+  lua_pushlstring(d->L, (const char *)s, len);
+  return decoded(d);
+}
+static int on_key(void *ctx, const unsigned char *s, size_t len) {
+  Decode *d = ctx;
+  lua_pushlstring(d->L, (const char *)s, len);
+  return 1;
+}
+static int on_start_map(void *ctx) { return open_container(ctx, true); }
+static int on_start_array(void *ctx) { return open_container(ctx, false); }
+
+static const yajl_callbacks decode_callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_boolean,
+    .yajl_integer = on_integer,
+    .yajl_double = on_double,
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_map,
+    .yajl_map_key = on_key,
+    .yajl_end_map = close_container,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = close_container,
+};
+
+int lua_json_push_text(lua_State *L, const char *text, size_t len) {
+  int base = lua_gettop(L);
+  if (!lua_checkstack(L, 3)) return RESTOCK_ERANGE;
+  Decode d = {.L = L};
+  yajl_handle h = yajl_alloc(&decode_callbacks, NULL, &d);
+  if (!h) return RESTOCK_EINVAL;
+  /* Strict JSON, as jansson reads it: one value, UTF-8 checked, nothing
+   * after it (yajl's defaults). */
+  yajl_status st = yajl_parse(h, (const unsigned char *)text, len);
+  if (st == yajl_status_ok) st = yajl_complete_parse(h);
+  yajl_free(h);
+  if (st == yajl_status_ok && d.depth == 0 && lua_gettop(L) == base + 1)
+    return 0;
+  lua_settop(L, base);
+  return d.too_deep ? RESTOCK_ERANGE : RESTOCK_EINVAL;
 }
 
 /* Returns n > 0 when the table at `idx` is a sequence 1..n, else 0. */

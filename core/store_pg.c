@@ -164,7 +164,10 @@ extern const Migration postgres_migrations[];
 /* The oldest $4 of a scope move to the history, notified at $5, and come
  * back oldest first, each saying whether the scope has more (rows past the
  * last one taken: the statement's snapshot still shows those it deletes).
- * SQL_SUB_TO_HISTORY and SQL_SUB_DELETE_UPTO are not run (take_moves). */
+ * That is the first such row in index order, not an EXISTS: PostgreSQL
+ * plans an EXISTS as a scan from the table's start, which walks every row
+ * the restock's earlier chunks deleted. SQL_SUB_TO_HISTORY and
+ * SQL_SUB_DELETE_UPTO are not run (take_moves). */
 // clang-format off
 #define SUB_TAKE(COLS, KEY, AFTER, LOCK) \
   "WITH picked AS (SELECT " COLS " FROM restock_subscriptions" \
@@ -177,10 +180,12 @@ extern const Migration postgres_migrations[];
   " subscribed_event_id, 'notified', quantity, locale FROM moved" \
   " ORDER BY id)" \
   " SELECT id, email, restock_iso(created_at), locale, quantity," \
-  " EXISTS (SELECT 1 FROM restock_subscriptions r" \
+  " (SELECT r.id FROM restock_subscriptions r" \
   " WHERE r.variant_id = $1 AND r.sales_channel_id = $2" \
   " AND (r.quantity IS NULL OR r.quantity <= $3)" \
-  " AND r.id > (SELECT max(id) FROM picked)) FROM moved ORDER BY id"
+  " AND r.id > (SELECT max(id) FROM picked)" \
+  " ORDER BY r.variant_id, r.sales_channel_id, r.id LIMIT 1) IS NOT NULL" \
+  " FROM moved ORDER BY id"
 // clang-format on
 
 static const char *const pg_sql[SQL_COUNT_] = {
@@ -312,10 +317,11 @@ static const char *const pg_sql[SQL_COUNT_] = {
         "DELETE FROM restock_subscriptions"
         " WHERE variant_id = $1 AND sales_channel_id = $2 AND id <= $3"
         WANTS_AT_MOST("$4"),
+    /* In the scope index's order, for the same reason as the take's. */
     [SQL_SUB_SCOPE_ANY] =
         "SELECT 1 FROM restock_subscriptions"
-        " WHERE variant_id = $1 AND sales_channel_id = $2"
-        WANTS_AT_MOST("$3") " LIMIT 1",
+        " WHERE variant_id = $1 AND sales_channel_id = $2" WANTS_AT_MOST("$3")
+        " ORDER BY variant_id, sales_channel_id, id LIMIT 1",
     [SQL_SUB_CANCEL_VARIANT_HIST] =
         HISTORY_INSERT
         " SELECT variant_id, sales_channel_id, email, created_at, $2,"

@@ -9,7 +9,8 @@
  * leaves the Lua stack as it found it; a value it accepts keeps every
  * entry of every table under its own key (none dropped or merged), is
  * written by json_text as valid JSON that jansson reads back equal, and
- * pushed back into Lua and converted again, it gives the same JSON.
+ * pushed back into Lua and converted again, it gives the same JSON, as it
+ * does pushed from that text (lua_json_push_text).
  * lua_json_text writes the same bytes as json_text of the tree, or refuses
  * the value too. */
 #include <lauxlib.h>
@@ -236,6 +237,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fprintf(stderr, "first:  %s\nsecond: %s\n", text, again ? again : "?");
     free(again);
   }
+  FUZZ_CHECK(same(result, j));
+  json_decref(result);
+
+  /* From the text straight into Lua (lua_json_push_text, which hands
+   * handlers their event): the same JSON again. */
+  lua_settop(T, 0);
+  FUZZ_CHECK(lua_json_push_text(T, text, strlen(text)) == 0);
+  FUZZ_CHECK(lua_gettop(T) == 1);
+  lua_pushcfunction(T, convert);
+  lua_pushvalue(T, 1);
+  result = NULL;
+  FUZZ_CHECK(lua_pcall(T, 1, 0, 0) == LUA_OK && result != NULL);
   FUZZ_CHECK(same(result, j));
   json_decref(result);
   json_decref(j);

@@ -519,7 +519,7 @@ describe("the packages make installs", function()
       local run, out = packages("run")
       for _, p in ipairs({ "build-essential", "pkg-config", "liblua5.4-dev",
         "libuv1-dev", "libsqlite3-dev", "libjansson-dev", "libssl-dev",
-        "node-llhttp", "libpq-dev" }) do
+        "node-llhttp", "libpq-dev", "libyajl-dev" }) do
         assert.truthy(run[p], p .. " is not installed by make run:\n" .. out)
       end
       local test_only = { "lua-busted", "lua-socket", "chromium",

@@ -310,3 +310,91 @@ TEST(lua_json_text_matches_the_tree) {
     lua_close(L);
   }
 }
+
+/* The JSON of the Lua value on top (popped), keys sorted, or NULL. */
+static char *top_as_json(lua_State *L) {
+  char err[128];
+  json_t *j = lua_json_to(L, -1, err, sizeof err);
+  lua_pop(L, 1);
+  if (!j) return NULL;
+  char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+  json_decref(j);
+  return text;
+}
+
+/* lua_json_push_text gives handlers what jansson and lua_json_push gave
+ * them: the same tables, integers kept integers, null the light userdata
+ * NULL, and the same refusals. */
+TEST(lua_json_push_text_matches_jansson) {
+  static const char *const docs[] = {
+      "{\"variant_id\":\"v1\",\"emails\":[\"a@b.co\",\"c@d.co\"],"
+      "\"subscribers\":[{\"email\":\"a@b.co\",\"quantity\":2},"
+      "{\"email\":\"c@d.co\",\"locale\":\"de\"}]}",
+      "[]",
+      "{}",
+      "[[],{},[[]]]",
+      "0",
+      "-7",
+      "9223372036854775807",
+      "1.5",
+      "1e2",
+      "-0.25",
+      "true",
+      "false",
+      "null",
+      "\"\\u00e9\\n\\\"x\"",
+      "{\"a\":1,\"a\":2}",
+      "[1,\"two\",null,true,{\"k\":[3.25]}]",
+      " { \"sp\" : [ 1 , 2 ] } ",
+  };
+  lua_State *L = luaL_newstate();
+  for (size_t i = 0; i < sizeof docs / sizeof *docs; i++) {
+    json_t *j = json_loads(docs[i], JSON_DECODE_ANY, NULL);
+    CHECK(j != NULL);
+    CHECK(lua_json_push(L, j) == 0);
+    json_decref(j);
+    char *want = top_as_json(L);
+    CHECK(lua_json_push_text(L, docs[i], strlen(docs[i])) == 0);
+    CHECK(lua_gettop(L) == 1);
+    char *got = top_as_json(L);
+    CHECK_STR(got, want);
+    free(want);
+    free(got);
+  }
+  /* Integers stay integers, others floats, null the light userdata. */
+  const char *typed = "[3,3.0,1e2,null]";
+  CHECK(lua_json_push_text(L, typed, strlen(typed)) == 0);
+  lua_rawgeti(L, -1, 1);
+  CHECK(lua_isinteger(L, -1) && lua_tointeger(L, -1) == 3);
+  lua_rawgeti(L, -2, 2);
+  CHECK(lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1));
+  lua_rawgeti(L, -3, 3);
+  CHECK(!lua_isinteger(L, -1) && lua_tonumber(L, -1) == 100.0);
+  lua_rawgeti(L, -4, 4);
+  CHECK(lua_islightuserdata(L, -1) && lua_touserdata(L, -1) == NULL);
+  lua_settop(L, 0);
+  /* Not one JSON value: refused, nothing pushed. */
+  static const char *const bad[] = {
+      "",    "{",          "[1,]",       "{\"a\":}", "[1] [2]",
+      "nul", "[\"\xff\"]", "{\"a\":1}x", "[1,2",     "99999999999999999999",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    CHECK(lua_json_push_text(L, bad[i], strlen(bad[i])) == RESTOCK_EINVAL);
+    CHECK(lua_gettop(L) == 0);
+  }
+  /* As deep as lua_json_push takes, and one level more refused. */
+  char deep[2 * (LUA_JSON_MAX_DEPTH + 1) + 1];
+  for (int n = LUA_JSON_MAX_DEPTH; n <= LUA_JSON_MAX_DEPTH + 1; n++) {
+    memset(deep, '[', (size_t)n);
+    memset(deep + n, ']', (size_t)n);
+    deep[2 * n] = '\0';
+    int rc = lua_json_push_text(L, deep, (size_t)(2 * n));
+    json_t *j = json_loads(deep, 0, NULL);
+    int want = lua_json_push(L, j);
+    json_decref(j);
+    lua_settop(L, 0);
+    CHECK(rc == (n == LUA_JSON_MAX_DEPTH ? 0 : RESTOCK_ERANGE));
+    CHECK(want == (n == LUA_JSON_MAX_DEPTH ? 0 : RESTOCK_EINVAL));
+  }
+  lua_close(L);
+}
