@@ -430,6 +430,16 @@ class PgCluster:
             env=dict(os.environ, PG_DURABLE="1"))
         self.uri = out.stdout.strip()
         self.count = 0
+        # A database in service writes its WAL into segments it recycles; a
+        # new cluster creates and zero-fills each 16 MB segment the first
+        # time, in the backend that needs it (XLogFileInit in perf: a
+        # commit that waits for it stalls, and about 0.4 s of a 3-node
+        # restock went there). 200 MB of WAL written and checkpointed here
+        # leave the cluster with segments to recycle, as one in service has.
+        self.psql(self.uri, "CREATE TABLE bench_warm AS SELECT g,"
+                  " repeat('x', 120) AS t FROM generate_series(1, 1000000) g")
+        self.psql(self.uri, "DROP TABLE bench_warm")
+        self.psql(self.uri, "CHECKPOINT")
 
     def schema(self):
         """A fresh schema of the cluster's database, as a URI."""
@@ -521,10 +531,8 @@ def pg_section(workdir, sqlite_sub):
                 " || '@example.com', now() FROM generate_series(1, 100000) i")
         # As on a database that has been running: the statistics current
         # (autovacuum would otherwise analyze the new rows in the middle
-        # of the restock) and the fill checkpointed, so that the restock's
-        # WAL goes to recycled segments. A fresh cluster creates and
-        # zero-fills each 16 MB segment the first time (about 0.4 s of
-        # the restock on the 2026-12-02 machine, in perf: XLogFileInit).
+        # of the restock) and the fill checkpointed (its pages written, its
+        # WAL segments free for the restock to recycle; see PgCluster).
         pg.psql(db, "VACUUM ANALYZE restock_subscriptions, variants")
         pg.psql(db, "CHECKPOINT")
         wal0 = pg.wal_lsn()
@@ -676,10 +684,6 @@ def main():
         # ratio needs (BENCH_ONLY=postgres python3 bench/run.py).
         base = tempfile.mkdtemp(prefix="restockd-bench-")
         try:
-            srv = Server(os.path.join(base, "http")).start()
-            srv.call("POST", "/admin/variants", {"id": "v1"})
-            sub = load(srv, "/", SUBSCRIBE_LUA).rate
-            srv.stop()
             seq = [0]
 
             def pg_workdir(name):
@@ -687,6 +691,10 @@ def main():
                 d = os.path.join(base, "%s%d" % (name, seq[0]))
                 os.makedirs(d)
                 return d
+            srv = Server(pg_workdir("http")).start()
+            srv.call("POST", "/admin/variants", {"id": "v1"})
+            sub = load(srv, "/", SUBSCRIBE_LUA).rate
+            srv.stop()
             pg_rows = pg_section(pg_workdir, sub)
         finally:
             shutil.rmtree(base, ignore_errors=True)
