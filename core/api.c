@@ -34,6 +34,7 @@ static void api_health(HttpRequest *req, void *data) {
 typedef struct {
   ReadCall call;
   HttpRequest *req;
+  Buf out; /* the counters, rendered as the request came */
   MetricsGauges g;
 } MetricsRead;
 
@@ -61,12 +62,11 @@ static void metrics_done(ReadCall *c, int status) {
   if (status) {
     api_fail(m->req, status, NULL);
   } else {
-    Buf out = {0};
-    metrics_render(&out, &m->g);
+    metrics_render_state(&m->out, &m->g);
     http_respond(m->req, 200, "text/plain; version=0.0.4; charset=utf-8",
-                 out.data, out.len);
-    buf_free(&out);
+                 m->out.data, m->out.len);
   }
+  buf_free(&m->out);
   free(m);
 }
 
@@ -74,6 +74,7 @@ static void api_metrics(HttpRequest *req, void *data) {
   Api *api = data;
   MetricsRead *m = xcalloc(1, sizeof *m);
   m->req = http_defer(req);
+  metrics_render_counters(&m->out);
   m->call.fn = metrics_fn;
   m->call.done = metrics_done;
   domain_read(api->d, &m->call);

@@ -167,6 +167,11 @@ static long long resident_bytes(void) {
 }
 
 void metrics_render(Buf *out, const MetricsGauges *g) {
+  metrics_render_counters(out);
+  metrics_render_state(out, g);
+}
+
+void metrics_render_counters(Buf *out) {
   header(out, "restockd_http_requests_total", "counter",
          "HTTP requests answered, by route pattern and status code.");
   for (size_t i = 0; i < http_requests.n; i++) {
@@ -179,10 +184,6 @@ void metrics_render(Buf *out, const MetricsGauges *g) {
          "Time from a complete request to its queued answer, by route.");
   histogram(out, "restockd_http_request_duration_seconds", "route",
             &http_durations);
-  header(out, "restockd_active_subscriptions", "gauge",
-         "Restock subscriptions waiting for their variant.");
-  buf_printf(out, "restockd_active_subscriptions %lld\n",
-             g->active_subscriptions);
   header(out, "restockd_events_emitted_total", "counter",
          "Events written to the outbox, by event name.");
   counter1(out, "restockd_events_emitted_total", "event", &emitted, NULL);
@@ -209,6 +210,13 @@ void metrics_render(Buf *out, const MetricsGauges *g) {
   header(out, "restockd_handler_duration_seconds", "histogram",
          "Time a handler took to run one delivery, waits included.");
   histogram(out, "restockd_handler_duration_seconds", "handler", &handlers);
+}
+
+void metrics_render_state(Buf *out, const MetricsGauges *g) {
+  header(out, "restockd_active_subscriptions", "gauge",
+         "Restock subscriptions waiting for their variant.");
+  buf_printf(out, "restockd_active_subscriptions %lld\n",
+             g->active_subscriptions);
   header(out, "restockd_pending_checks", "gauge",
          "Restock checks scheduled and not yet run.");
   buf_printf(out, "restockd_pending_checks %lld\n", g->pending_checks);

@@ -43,6 +43,13 @@ typedef struct {
 
 /* Appends the whole exposition to `out`. */
 void metrics_render(Buf *out, const MetricsGauges *g);
+/* The same in two parts: the counters this process keeps, then what `g`
+ * holds (the database's counts, the store's, the process's). GET /metrics
+ * renders the counters before it counts the rows, so that the rows are
+ * never older than the counters beside them: a client that saw an event
+ * counted as delivered sees its delivery gone from the pending ones. */
+void metrics_render_counters(Buf *out);
+void metrics_render_state(Buf *out, const MetricsGauges *g);
 /* Frees everything (at exit). */
 void metrics_reset(void);
 

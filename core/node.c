@@ -205,6 +205,8 @@ static int beat_fn(StoreTx *tx, void *arg) {
   return rc;
 }
 
+size_t node_peer_count(const Node *n) { return n ? n->peers.n : 0; }
+
 static void on_beat_timer(uv_timer_t *t);
 
 static void maybe_free(Node *n) {

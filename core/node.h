@@ -47,6 +47,8 @@ bool node_is_dead_here(const char *id);
 Node *node_new(Domain *d, const char *id, Config *own);
 const char *node_id(const Node *n);
 const char *node_started_at(const Node *n);
+/* How many other nodes this one saw at its last heartbeat (0 for NULL). */
+size_t node_peer_count(const Node *n);
 /* Before store_start, on a shared store: registers the node and reads its
  * peers synchronously, so that a node is listed and knows the service's
  * handlers when it starts listening. Returns 0 or a negative code. */

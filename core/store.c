@@ -1579,6 +1579,22 @@ int store_subscription_take(StoreTx *tx, const char *variant_id,
   return store_subscription_scope_any(tx, variant_id, channel, quantity, more);
 }
 
+int store_subscription_span(StoreTx *tx, const char *variant_id,
+                            const char *channel, long long *first,
+                            long long *last) {
+  Q q;
+  *first = *last = 0;
+  if (q_open(&q, tx, SQL_SUB_SPAN, "ss", variant_id, channel))
+    return RESTOCK_ESTORE;
+  int rc = q_step(&q);
+  if (rc == 1 && !tx->drv->column_null(q.st, 0)) {
+    *first = q_int(&q, 0);
+    *last = q_int(&q, 1);
+  }
+  q_close(&q);
+  return rc < 0 ? rc : 0;
+}
+
 int store_take_counts_begin(StoreTx *tx) {
   if (!tx->drv->take_moves) return 0;
   return q_exec(tx, NULL, SQL_DEMAND_DEFER, "");

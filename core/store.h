@@ -416,6 +416,11 @@ int store_subscription_take(StoreTx *tx, const char *variant_id,
                             long long limit, const char *now,
                             long long shared_after, TakenList *taken,
                             bool *more);
+/* The first and last id of the scope's active subscriptions (0 and 0 for
+ * none). */
+int store_subscription_span(StoreTx *tx, const char *variant_id,
+                            const char *channel, long long *first,
+                            long long *last);
 int store_take_counts_begin(StoreTx *tx);
 int store_take_counts_end(StoreTx *tx, const char *variant_id,
                           const char *channel, long long taken);

@@ -306,6 +306,10 @@ static const char *const pg_sql[SQL_COUNT_] = {
         " ON CONFLICT (variant_id, sales_channel_id) DO UPDATE"
         " SET waiting = demand_counts.waiting - EXCLUDED.notified,"
         " notified = demand_counts.notified + EXCLUDED.notified",
+    /* The first and last id of a scope (two index probes). */
+    [SQL_SUB_SPAN] =
+        "SELECT min(id), max(id) FROM restock_subscriptions"
+        " WHERE variant_id = $1 AND sales_channel_id = $2",
     [SQL_SUB_TO_HISTORY] =
         HISTORY_INSERT
         " SELECT variant_id, sales_channel_id, email, created_at, $4,"

@@ -190,6 +190,9 @@ static const char *const sqlite_sql[SQL_COUNT_] = {
     [SQL_SUB_TAKE] = SUB_TAKE,
     /* One writer: nothing else holds a row the take wants. */
     [SQL_SUB_TAKE_SHARED] = SUB_TAKE,
+    [SQL_SUB_SPAN] =
+        "SELECT min(id), max(id) FROM restock_subscriptions"
+        " WHERE variant_id = ?1 AND sales_channel_id = ?2",
     [SQL_SUB_TO_HISTORY] =
         "INSERT INTO restock_history (variant_id, sales_channel_id, email,"
         " created_at, notified_at, subscribed_event_id, status, quantity,"

@@ -219,6 +219,16 @@ describe("a restock shared by three nodes", function()
       for i = 0, 99999 do
         assert(seen["s" .. i .. "@example.com"], "s" .. i .. " never got one")
       end
+      -- Each event oldest first, wherever the lane of the node that took
+      -- it started (and 100 of them below: each whole).
+      for _, r in ipairs(all_records(nodes, "done")) do
+        local prev = -1
+        for _, email in ipairs(r.data.emails) do
+          local i = tonumber(email:match("^s(%d+)@"))
+          assert.truthy(i > prev, "an event's emails are out of order")
+          prev = i
+        end
+      end
       local n = 0
       for _ in pairs(used) do
         n = n + 1
