@@ -1,6 +1,7 @@
 #include "engine.h"
 
 #include <limits.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,8 +42,7 @@ static void lane_clear(Lane *l) {
 
 struct Engine {
   Domain *d;
-  Lane lane; /* the loop's copy */
-  unsigned long long seed;
+  Lane lane;        /* the loop's copy */
   uv_timer_t timer; /* the earliest future check */
   uv_idle_t soon;   /* checks due now, after the loop has polled for I/O */
   long long armed;  /* the due time the timer is set for; 0: none */
@@ -71,7 +71,6 @@ Engine *engine_new(Domain *d) {
   uv_timer_init(d->loop, &e->timer);
   uv_idle_init(d->loop, &e->soon);
   e->timer.data = e->soon.data = e;
-  e->seed = uv_hrtime() ^ ((unsigned long long)uv_os_getpid() << 32);
   e->open_handles = 2;
   return e;
 }
@@ -325,7 +324,6 @@ static int notify_scope(StoreTx *tx, Unit *u, const Variant *v,
     bool wrap = shared && !*more && !wrapped;
     bool again = (*more || wrap) && total < allowed;
     StoreTake next;
-    if (shared) *last = after;
     long long from = after;
     if (again && wrap) {
       wrapped = true;
@@ -359,6 +357,27 @@ static int notify_scope(StoreTx *tx, Unit *u, const Variant *v,
   if (shared && *sent > 0) *last = after;
   taken_list_clear(&taken);
   if (rc == 0) rc = store_take_counts_end(tx, v->id, channel, *sent);
+  return rc;
+}
+
+/* Where this node's takes of a shared scope start (0: at its first row):
+ * its lane's last id, or for a new lane in a scope more than a unit long a
+ * random point of it. No lanes without other nodes alive (`random` 0): one
+ * node takes from the first row. */
+static int lane_start(StoreTx *tx, const Lane *lane, unsigned long long random,
+                      const char *variant_id, const char *channel,
+                      long long *start) {
+  *start = 0;
+  if (!random) return 0;
+  if (lane->variant_id && strcmp(lane->variant_id, variant_id) == 0 &&
+      strcmp(lane->channel, channel) == 0) {
+    *start = lane->after;
+    return 0;
+  }
+  long long first, end;
+  int rc = store_subscription_span(tx, variant_id, channel, &first, &end);
+  if (rc == 0 && end - first > ENGINE_CHUNK)
+    *start = first + (long long)(random % (unsigned long long)(end - first));
   return rc;
 }
 
@@ -418,22 +437,8 @@ static int run_check(StoreTx *tx, Unit *u, const char *variant_id,
     long long wants_at_most =
         v.manage_inventory && !v.allow_backorder ? quantity : LLONG_MAX;
     long long start = 0, last = 0;
-    /* Lanes only with other nodes alive (`random` set): one node takes
-     * from the scope's first row. */
-    if (rc == 0 && shared && allowed > 0 && random) {
-      if (lane->variant_id && strcmp(lane->variant_id, v.id) == 0 &&
-          strcmp(lane->channel, channel) == 0) {
-        start = lane->after;
-      } else {
-        long long first, end;
-        rc = store_subscription_span(tx, v.id, channel, &first, &end);
-        /* A scope more than a unit long: a new lane starts at a random
-         * point of it. */
-        if (rc == 0 && end - first > ENGINE_CHUNK)
-          start =
-              first + (long long)(random % (unsigned long long)(end - first));
-      }
-    }
+    if (rc == 0 && shared && allowed > 0)
+      rc = lane_start(tx, lane, random, v.id, channel, &start);
     if (rc == 0 && allowed > 0)
       rc = notify_scope(tx, u, &v, channel, wants_at_most, allowed, now, shared,
                         start, &sent, &more, &last);
@@ -604,14 +609,11 @@ static void run_due(Engine *e) {
   /* The lane goes to the unit and comes back with it (due_done). */
   du->lane = e->lane;
   memset(&e->lane, 0, sizeof e->lane);
-  /* splitmix64: where a new lane starts, when other nodes share the
-   * database (0: at the scope's first row). */
-  if (node_peer_count(e->d->node) > 0) {
-    unsigned long long z = (e->seed += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    du->random = (z ^ (z >> 31)) | 1;
-  }
+  /* Where a new lane starts, when other nodes share the database (0: at
+   * the scope's first row). */
+  if (node_peer_count(e->d->node) > 0 &&
+      RAND_bytes((unsigned char *)&du->random, sizeof du->random) == 1)
+    du->random |= 1;
   e->running = true;
   unit_write(e->d, &du->unit, due_fn, due_done);
 }
