@@ -516,3 +516,89 @@ describe("PostgreSQL going away", function()
         server:stderr())
     end)
 end)
+
+-- One node's two writers (issue 14): on PostgreSQL, subscribes that arrive
+-- while the writer runs a group go to a second writer connection, opened
+-- the first time it is needed, so that one group executes while the other
+-- waits; without a connection to spare, the first writer does them all.
+describe("a node's second writer", function()
+  after_each(helpers.cleanup)
+
+  -- Subscribes from 32 connections at once for `secs`; every answer must
+  -- be a 201. Returns the answers and their count.
+  local function subscribe_for(server, secs)
+    local answers = {}
+    local t = socket.gettime()
+    subscribe_load(server, "w", 32, function()
+      return socket.gettime() - t > secs
+    end, answers)
+    local n = 0
+    for email, status in pairs(answers) do
+      assert.equals(201, status, email)
+      n = n + 1
+    end
+    return answers, n
+  end
+
+  -- Each subscription answered is stored once, with its event and count,
+  -- read through `db`.
+  local function assert_stored(db, n)
+    assert.equals(tostring(n) .. "|" .. tostring(n), helpers.sql(db,
+      "SELECT count(*), count(DISTINCT email) FROM restock_subscriptions"))
+    assert.equals(tostring(n), helpers.sql(db,
+      "SELECT count(*) FROM events WHERE name = "
+      .. "'restock-notification.subscribed'"))
+    assert.equals(tostring(n), helpers.sql(db,
+      "SELECT waiting FROM demand_counts WHERE variant_id = 'v'"))
+  end
+
+  it("runs the subscribes that arrive while the first works on a second "
+    .. "connection, each stored once with its event", function()
+      if helpers.pg_only("one writer serves a SQLite file") then return end
+      local server = helpers.start()
+      helpers.assert_status(admin(server, "POST", "/admin/variants",
+        { id = "v", inventory_quantity = 0 }), 200)
+      local _, n = subscribe_for(server, 2)
+      assert.truthy(n > 0)
+      assert.truthy(server:stderr():find("a second writer connection opened",
+        1, true), server:stderr())
+      assert.equals("1", helpers.sql(server.db,
+        "SELECT count(*) FROM pg_stat_activity"
+        .. " WHERE application_name = 'restockd writer 2'"))
+      assert_stored(server.db, n)
+    end)
+
+  it("with no connection to spare, leaves every write to the first writer",
+    function()
+      if helpers.pg_only("one writer serves a SQLite file") then return end
+      -- A role allowed the node's four connections (the writer, two
+      -- readers, the listener) and no fifth, owning a schema of its own.
+      local role = string.format("spec_lim_%d_%d", os.time(),
+        math.random(1e6))
+      helpers.psql(helpers.PG_BASE, string.format(
+        'CREATE ROLE "%s" LOGIN CONNECTION LIMIT 4;'
+        .. ' CREATE SCHEMA "%s" AUTHORIZATION "%s";', role, role, role))
+      local db = helpers.PG_BASE:gsub("//[^@/]+@", "//" .. role .. "@", 1)
+        .. (helpers.PG_BASE:find("?", 1, true) and "&" or "?")
+        .. "options=-csearch_path%3D" .. role
+      local ok, err = pcall(function()
+        local server = helpers.start { db = db }
+        helpers.assert_status(admin(server, "POST", "/admin/variants",
+          { id = "v", inventory_quantity = 0 }), 200)
+        local _, n = subscribe_for(server, 2)
+        assert.truthy(n > 0)
+        assert.truthy(server:stderr():find(
+          "a second writer connection could not be made", 1, true),
+          server:stderr())
+        assert.falsy(server:stderr():find("a second writer connection opened",
+          1, true))
+        -- Read as the suite's role: the node holds all four of its own.
+        assert_stored(helpers.pg_uri(role), n)
+        server:stop()
+      end)
+      helpers.cleanup()
+      helpers.psql(helpers.PG_BASE, string.format(
+        'DROP SCHEMA "%s" CASCADE; DROP ROLE "%s";', role, role))
+      assert(ok, err)
+    end)
+end)
