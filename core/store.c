@@ -24,8 +24,6 @@
  * other nodes. */
 #define ID_POOL_MAX 256
 #define ID_POOL_FRESH_NS (1000ULL * 1000000)
-/* How long the second writer waits after its connection failed. */
-#define WRITER2_RETRY_MS 10000
 /* Reader connections of a server, for listings and other read units. */
 #define DEFAULT_READERS 2
 /* A take of this many rows or more turns the row triggers off around its
@@ -45,6 +43,11 @@ struct StoreTx {
   StoreStmt *stmt[SQL_COUNT_];
   int depth;   /* store_tx_begin levels open */
   bool writes; /* the writer's (or the CLI's): its reads may lock rows */
+  /* Issue 14: ids the last store_subscribe_many reserved for the next
+   * batch, so that it needs no round trip of its own for them. */
+  long long pool_sub[ID_POOL_MAX];
+  size_t pool_n, pool_used;
+  uint64_t pool_at_ns;
   /* A backend without RETURNING (SQLite, last_insert_id) inside one group
    * transaction of the writer: the ids its units take are read once a
    * group and recorded once, before the commit, not once a subscribe.
@@ -55,7 +58,6 @@ struct StoreTx {
   long long sub_given; /* the largest given, recorded at the commit */
   bool event_known;    /* event_max holds the largest event id */
   long long event_max;
-  int applied; /* the durability a writer last set on its connection */
 };
 
 typedef struct {
@@ -69,26 +71,6 @@ struct Store {
   StoreRole role;
   void *server; /* the driver's server state */
   StoreTx writer;
-  /* Issue 14: a backend whose writers may run at once (PostgreSQL) gets a
-   * second writer for batched units (subscribes), which takes them only
-   * while the first is running a group: one group executes while the other
-   * waits for its commit or for its next units. Its connection is opened
-   * the first time it is needed. */
-  bool has_writer2;
-  uint64_t writer2_retry_ns; /* its connection failed: not before then */
-  bool writer_busy; /* the first writer is running a group (under mu) */
-  StoreTx writer2;
-  uv_thread_t writer2_thread;
-  uv_cond_t w2cond;
-  /* Issue 14: the subscription ids the last store_subscribe_many reserved
-   * for the next batch, so that it needs no round trip of its own for
-   * them; shared by the writers (under mu). The ids give subscription
-   * order: none is given below the largest given before (id_floor), so
-   * that a subscribe is never placed before one answered earlier. */
-  long long pool[ID_POOL_MAX];
-  size_t pool_n, pool_used;
-  uint64_t pool_at_ns;
-  long long id_floor;
   int nreaders;
   StoreTx *readers;
   uv_thread_t writer_thread;
@@ -105,6 +87,7 @@ struct Store {
   uv_loop_t *loop;
   size_t inflight;              /* loop thread only */
   int durability;               /* wanted; atomic */
+  int applied;                  /* what the writer last set */
   unsigned long long wal_bytes; /* the writer's; copied into stats */
   StoreStats stats;
   /* Issue 14: whether the last transaction reached the database (atomic;
@@ -117,11 +100,6 @@ struct Store {
   uv_async_t wake_async;
   bool wake_open;
 };
-
-/* Raises the floor of the ids to give to `id` (under s->mu). */
-static void id_given(Store *s, long long id) {
-  if (id > s->id_floor) s->id_floor = id;
-}
 
 static void queue_push(Queue *q, StoreWork *w) {
   w->next = NULL;
@@ -353,7 +331,7 @@ int store_open(const char *uri, const StoreOptions *o, Store **out,
   s->uri = xstrdup(uri);
   s->node_id = xstrdup(o->node_id ? o->node_id : "local");
   s->role = o->role;
-  s->durability = o->durability;
+  s->durability = s->applied = o->durability;
   s->nreaders = o->role == STORE_ROLE_SERVER
                     ? (o->readers >= 0 ? o->readers : DEFAULT_READERS)
                     : 0;
@@ -374,15 +352,12 @@ int store_open(const char *uri, const StoreOptions *o, Store **out,
   }
   tx_init(&s->writer, s, conn);
   s->writer.writes = true;
-  s->writer.applied = o->durability;
-  s->has_writer2 = o->role == STORE_ROLE_SERVER && drv->shared && drv->batches;
   if (drv->set_node) drv->set_node(conn, s->node_id);
   s->healthy = 1;
   if (o->durability != DURABILITY_PROCESS && drv->set_durability)
     drv->set_durability(conn, o->durability);
   uv_mutex_init(&s->mu);
   uv_cond_init(&s->wcond);
-  uv_cond_init(&s->w2cond);
   uv_cond_init(&s->rcond);
   uv_cond_init(&s->sync_cond);
   *out = s;
@@ -482,7 +457,8 @@ static StoreWork *run_batch(StoreTx *tx, StoreWork *first, size_t *n) {
 /* Runs one group of write units in one transaction (the writer thread).
  * Returns whether it committed: the writer then runs the backend's
  * after_commit (writer_main), once the group's answers are on their way. */
-static bool run_group(Store *s, StoreTx *tx, StoreWork *first) {
+static bool run_group(Store *s, StoreWork *first) {
+  StoreTx *tx = &s->writer;
   const StoreDriver *d = s->drv;
   if (!tx_ensure(tx)) {
     set_healthy(s, false);
@@ -496,9 +472,9 @@ static bool run_group(Store *s, StoreTx *tx, StoreWork *first) {
     return false;
   }
   int wanted = __atomic_load_n(&s->durability, __ATOMIC_RELAXED);
-  if (wanted != tx->applied && d->set_durability) {
+  if (wanted != s->applied && d->set_durability) {
     d->set_durability(tx->conn, (Durability)wanted);
-    tx->applied = wanted;
+    s->applied = wanted;
   }
   bool open = exec_id(tx, SQL_BEGIN) == 0;
   tx->grouped = open && d->last_insert_id;
@@ -586,112 +562,41 @@ static bool run_group(Store *s, StoreTx *tx, StoreWork *first) {
   return !failed;
 }
 
-/* Hands a group's units back: completions to the loop, a sync unit's
- * caller woken. Under s->mu. */
-static bool group_done(Store *s, StoreWork *first) {
-  bool any = false, synced = false;
-  for (StoreWork *w = first, *next; w; w = next) {
-    next = w->next;
-    if (w->sync) {
-      w->sync_done = true;
-      synced = true;
-    } else {
-      queue_push(&s->dq, w);
-      any = true;
-    }
-  }
-  if (synced) uv_cond_broadcast(&s->sync_cond);
-  return any;
-}
-
-/* The units the second writer may take: the batched ones at the queue's
- * head, while the first writer runs a group. Under s->mu. */
-static bool writer2_may(const Store *s) {
-  return s->wq.head && s->wq.head->batch && s->writer_busy &&
-         (s->writer2_retry_ns == 0 || uv_hrtime() >= s->writer2_retry_ns);
-}
-
-/* Takes the next group off the write queue (under s->mu): up to GROUP_MAX
- * units, or for the second writer the batched neighbours at its head. */
-static StoreWork *take_group(Store *s, bool second) {
-  StoreWork *first = s->wq.head, *last = first;
-  for (int n = 1; n < GROUP_MAX && last->next; n++) {
-    if (second && last->next->batch != first->batch) break;
-    last = last->next;
-  }
-  s->wq.head = last->next;
-  if (!s->wq.head) s->wq.tail = NULL;
-  last->next = NULL;
-  return first;
-}
-
-/* The second writer's connection, made on its first group. On failure
- * (the database refuses one more connection, or is down) the group goes
- * back to the queue's head and the first writer does all the work for
- * WRITER2_RETRY_MS. Called without s->mu. */
-static bool writer2_connect(Store *s) {
-  if (s->writer2.conn) return true;
-  StoreConn *c = NULL;
-  char *err = NULL;
-  if (s->drv->connect(s->uri, CONN_WRITER2, &c, &err)) {
-    log_warn(
-        "store: a second writer connection could not be made (%s); "
-        "one writer does all the writes for %d s",
-        err ? err : "?", WRITER2_RETRY_MS / 1000);
-    free(err);
-    return false;
-  }
-  if (s->drv->set_node) s->drv->set_node(c, s->node_id);
-  uv_mutex_lock(&s->mu);
-  tx_init(&s->writer2, s, c);
-  s->writer2.writes = true;
-  s->writer2.applied = DURABILITY_PROCESS;
-  uv_mutex_unlock(&s->mu);
-  log_info(
-      "store: a second writer connection opened, for subscribes that "
-      "arrive while the first writer works");
-  return true;
-}
-
-static void writer_run(Store *s, bool second) {
-  StoreTx *tx = second ? &s->writer2 : &s->writer;
+static void writer_main(void *arg) {
+  Store *s = arg;
+  pthread_setname_np(pthread_self(), "restockd-writer");
   uv_mutex_lock(&s->mu);
   for (;;) {
-    if (second) {
-      while (!writer2_may(s) && !s->stopping) uv_cond_wait(&s->w2cond, &s->mu);
-      if (s->stopping) break;
-    } else {
-      while (!s->wq.head && !s->stopping) uv_cond_wait(&s->wcond, &s->mu);
-      if (!s->wq.head) break;
-    }
-    StoreWork *first = take_group(s, second);
-    if (!second) {
-      s->writer_busy = true;
-      if (writer2_may(s)) uv_cond_signal(&s->w2cond);
-    }
+    while (!s->wq.head && !s->stopping) uv_cond_wait(&s->wcond, &s->mu);
+    if (!s->wq.head) break;
+    StoreWork *first = s->wq.head, *last = first;
+    for (int n = 1; n < GROUP_MAX && last->next; n++) last = last->next;
+    s->wq.head = last->next;
+    if (!s->wq.head) s->wq.tail = NULL;
+    last->next = NULL;
     uv_mutex_unlock(&s->mu);
-    if (second && !writer2_connect(s)) {
-      uv_mutex_lock(&s->mu);
-      StoreWork *last = first;
-      while (last->next) last = last->next;
-      last->next = s->wq.head;
-      s->wq.head = first;
-      if (!s->wq.tail) s->wq.tail = last;
-      s->writer2_retry_ns = uv_hrtime() + WRITER2_RETRY_MS * 1000000ULL;
-      uv_cond_signal(&s->wcond);
-      continue;
-    }
-    bool committed = run_group(s, tx, first);
+    bool committed = run_group(s, first);
     uv_mutex_lock(&s->mu);
-    if (!second) s->writer_busy = false;
-    bool any = group_done(s, first);
+    /* Completions go to the loop; a sync unit's caller is woken instead. */
+    bool any = false, synced = false;
+    for (StoreWork *w = first, *next; w; w = next) {
+      next = w->next;
+      if (w->sync) {
+        w->sync_done = true;
+        synced = true;
+      } else {
+        queue_push(&s->dq, w);
+        any = true;
+      }
+    }
+    if (synced) uv_cond_broadcast(&s->sync_cond);
     uv_mutex_unlock(&s->mu);
     if (any) uv_async_send(&s->async);
     /* The backend's upkeep after a commit (SQLite: the WAL's checkpoints,
      * which can take the writer a few ms with their fsyncs) comes after
      * the answers, so that it never delays the group just committed. */
     if (committed && s->drv->after_commit) {
-      s->drv->after_commit(tx->conn, s->server, &s->wal_bytes);
+      s->drv->after_commit(s->writer.conn, s->server, &s->wal_bytes);
       uv_mutex_lock(&s->mu);
       s->stats.wal_max_bytes = s->wal_bytes;
       uv_mutex_unlock(&s->mu);
@@ -701,16 +606,6 @@ static void writer_run(Store *s, bool second) {
   s->threads_running--;
   uv_mutex_unlock(&s->mu);
   uv_async_send(&s->async);
-}
-
-static void writer_main(void *arg) {
-  pthread_setname_np(pthread_self(), "restockd-writer");
-  writer_run(arg, false);
-}
-
-static void writer2_main(void *arg) {
-  pthread_setname_np(pthread_self(), "restockd-writer");
-  writer_run(arg, true);
 }
 
 static void run_read(StoreTx *tx, StoreWork *w) {
@@ -777,7 +672,6 @@ static void on_async(uv_async_t *a) {
     if (!w) {
       if (s->stopping && running == 0 && !s->closed_async) {
         uv_thread_join(&s->writer_thread);
-        if (s->has_writer2) uv_thread_join(&s->writer2_thread);
         for (int i = 0; i < s->nreaders; i++)
           uv_thread_join(&s->reader_threads[i]);
         if (s->drv->server_stop && s->server) s->drv->server_stop(s->server);
@@ -831,7 +725,7 @@ int store_start(Store *s, uv_loop_t *loop, char **err) {
       return RESTOCK_ESTORE;
     }
   }
-  s->threads_running = 1 + s->nreaders + (s->has_writer2 ? 1 : 0);
+  s->threads_running = 1 + s->nreaders;
   s->started = true;
   uv_thread_options_t o = {UV_THREAD_HAS_STACK_SIZE, 1 << 20};
   int made = 0;
@@ -840,10 +734,7 @@ int store_start(Store *s, uv_loop_t *loop, char **err) {
     if (uv_thread_create_ex(&s->reader_threads[made], &o, reader_main,
                             &s->readers[made]) != 0)
       break;
-  bool writer2 = !s->has_writer2 || (writer && made == s->nreaders &&
-                                     uv_thread_create_ex(&s->writer2_thread, &o,
-                                                         writer2_main, s) == 0);
-  if (writer && made == s->nreaders && writer2) return 0;
+  if (writer && made == s->nreaders) return 0;
   /* Out of threads at start-up: stop the ones that started, and say so. */
   *err = xstrdup("cannot start the storage threads (out of threads?)");
   uv_mutex_lock(&s->mu);
@@ -854,7 +745,6 @@ int store_start(Store *s, uv_loop_t *loop, char **err) {
   uv_mutex_unlock(&s->mu);
   if (writer) uv_thread_join(&s->writer_thread);
   for (int i = 0; i < made; i++) uv_thread_join(&s->reader_threads[i]);
-  s->has_writer2 = false;
   s->started = false;
   s->closed_async = true;
   uv_close((uv_handle_t *)&s->async, on_async_closed);
@@ -884,7 +774,6 @@ static void submit(Store *s, StoreWork *w, StoreFn fn, StoreBatchFn batch,
   if (write || s->nreaders == 0) {
     queue_push(&s->wq, w);
     uv_cond_signal(&s->wcond);
-    if (s->has_writer2 && writer2_may(s)) uv_cond_signal(&s->w2cond);
   } else {
     queue_push(&s->rq, w);
     uv_cond_signal(&s->rcond);
@@ -955,7 +844,6 @@ void store_stop(Store *s) {
   uv_mutex_lock(&s->mu);
   s->stopping = true;
   uv_cond_broadcast(&s->wcond);
-  uv_cond_broadcast(&s->w2cond);
   uv_cond_broadcast(&s->rcond);
   uv_mutex_unlock(&s->mu);
   /* Kept alive until the threads have gone (on_async closes it). */
@@ -970,11 +858,9 @@ void store_close(Store *s) {
   free(s->readers);
   free(s->reader_threads);
   tx_release(&s->writer);
-  if (s->writer2.conn) tx_release(&s->writer2);
   if (s->server) s->drv->server_close(s->server);
   uv_mutex_destroy(&s->mu);
   uv_cond_destroy(&s->wcond);
-  uv_cond_destroy(&s->w2cond);
   uv_cond_destroy(&s->rcond);
   uv_cond_destroy(&s->sync_cond);
   free(s->uri);
@@ -989,10 +875,6 @@ void store_stats(Store *s, StoreStats *out) {
   /* The connections count their own round trips. */
   if (s->drv->round_trips) {
     if (s->writer.conn) out->round_trips += s->drv->round_trips(s->writer.conn);
-    uv_mutex_lock(&s->mu);
-    StoreConn *second = s->writer2.conn;
-    uv_mutex_unlock(&s->mu);
-    if (second) out->round_trips += s->drv->round_trips(second);
     for (int i = 0; s->readers && i < s->nreaders; i++)
       if (s->readers[i].conn)
         out->round_trips += s->drv->round_trips(s->readers[i].conn);
@@ -1233,12 +1115,6 @@ int store_subscription_next_id(StoreTx *tx, long long *id) {
   bool any = false;
   int rc = q_scalar(tx, id, &any, SQL_SUB_NEXT_ID, "");
   if (rc == 0 && !any) rc = RESTOCK_ESTORE;
-  if (rc == 0 && !tx->drv->last_insert_id) {
-    /* A fresh id from the sequence: the batches' pool gives none below. */
-    uv_mutex_lock(&tx->s->mu);
-    id_given(tx->s, *id);
-    uv_mutex_unlock(&tx->s->mu);
-  }
   if (rc || !tx->drv->last_insert_id) return rc;
   /* A backend without RETURNING (see last_insert_id) records it apart:
    * in a group, once, before its commit (run_group). */
@@ -2597,21 +2473,15 @@ int store_node_delete(StoreTx *tx) {
  * -------------------------------------------------------- */
 
 int store_ids_reserve(StoreTx *tx, size_t n, long long *subscription_ids) {
-  Store *s = tx->s;
   /* Those the last batch reserved ahead, if there are enough, fresh. */
-  uv_mutex_lock(&s->mu);
-  while (s->pool_used < s->pool_n && s->pool[s->pool_used] <= s->id_floor)
-    s->pool_used++;
-  if (n > 0 && s->pool_n - s->pool_used >= n &&
-      uv_hrtime() - s->pool_at_ns < ID_POOL_FRESH_NS) {
-    memcpy(subscription_ids, s->pool + s->pool_used, n * sizeof(long long));
-    s->pool_used += n;
-    id_given(s, subscription_ids[n - 1]);
-    uv_mutex_unlock(&s->mu);
+  if (tx->pool_n - tx->pool_used >= n &&
+      uv_hrtime() - tx->pool_at_ns < ID_POOL_FRESH_NS) {
+    memcpy(subscription_ids, tx->pool_sub + tx->pool_used,
+           n * sizeof(long long));
+    tx->pool_used += n;
     return 0;
   }
-  s->pool_n = s->pool_used = 0;
-  uv_mutex_unlock(&s->mu);
+  tx->pool_n = tx->pool_used = 0;
   Q q;
   if (q_open(&q, tx, SQL_IDS_RESERVE, "i", (long long)n)) return RESTOCK_ESTORE;
   size_t got = 0;
@@ -2620,11 +2490,6 @@ int store_ids_reserve(StoreTx *tx, size_t n, long long *subscription_ids) {
     subscription_ids[got++] = q_int(&q, 0);
   }
   q_close(&q);
-  if (got > 0) {
-    uv_mutex_lock(&s->mu);
-    id_given(s, subscription_ids[got - 1]);
-    uv_mutex_unlock(&s->mu);
-  }
   return rc < 0 ? rc : got == n ? 0 : RESTOCK_ESTORE;
 }
 
@@ -2650,12 +2515,12 @@ int store_subscribe_many(StoreTx *tx, const SubscribeRow *rows, size_t n,
   free(text);
   if (rc) return RESTOCK_ESTORE;
   size_t got = 0;
-  long long ahead_ids[ID_POOL_MAX];
-  size_t ahead_n = 0;
+  tx->pool_n = tx->pool_used = 0;
+  tx->pool_at_ns = uv_hrtime();
   while ((rc = q_step(&q)) == 1) {
     long long i = q_int(&q, 0);
-    if (i == -1) {
-      if (ahead_n < ID_POOL_MAX) ahead_ids[ahead_n++] = q_int(&q, 3);
+    if (i == -1 && tx->pool_n < ID_POOL_MAX) {
+      tx->pool_sub[tx->pool_n++] = q_int(&q, 3);
       continue;
     }
     if (i < 0 || (size_t)i >= n) continue;
@@ -2664,17 +2529,6 @@ int store_subscribe_many(StoreTx *tx, const SubscribeRow *rows, size_t n,
     got++;
   }
   q_close(&q);
-  /* The ids reserved ahead replace the pool: fresher than what it held.
-   * Only those above the floor may be given. */
-  if (rc >= 0 && ahead_n > 0) {
-    Store *s = tx->s;
-    uv_mutex_lock(&s->mu);
-    s->pool_n = s->pool_used = 0;
-    for (size_t k = 0; k < ahead_n; k++)
-      if (ahead_ids[k] > s->id_floor) s->pool[s->pool_n++] = ahead_ids[k];
-    s->pool_at_ns = uv_hrtime();
-    uv_mutex_unlock(&s->mu);
-  }
   return rc < 0 ? rc : got == n ? 0 : RESTOCK_ESTORE;
 }
 

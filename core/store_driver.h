@@ -17,10 +17,9 @@ typedef struct StoreConn StoreConn;
 typedef struct StoreStmt StoreStmt;
 
 typedef enum {
-  CONN_WRITER,  /* the server's writer */
-  CONN_WRITER2, /* its second writer, for batched units (store.c) */
-  CONN_READER,  /* read-only, for read units */
-  CONN_CLI,     /* the CLI's only connection: writes, waits as long as needed */
+  CONN_WRITER, /* the server's writer */
+  CONN_READER, /* read-only, for read units */
+  CONN_CLI,    /* the CLI's only connection: writes, waits as long as needed */
 } ConnRole;
 
 typedef struct StoreDriver {

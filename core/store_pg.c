@@ -1234,9 +1234,7 @@ static int pg_connect(const char *uri, ConnRole role, StoreConn **out,
   c->uri = xstrdup(uri);
   c->role = role;
   c->backoff_ms = BACKOFF_FIRST_MS;
-  c->app = role == CONN_READER    ? "restockd reader"
-           : role == CONN_WRITER2 ? "restockd writer 2"
-                                  : "restockd";
+  c->app = role == CONN_READER ? "restockd reader" : "restockd";
   /* A server's connections give up on an answer that does not come; the
    * CLI waits as long as a migration takes. */
   c->timeout_ms = role == CONN_CLI ? 0 : IO_TIMEOUT_MS;
