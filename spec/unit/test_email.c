@@ -37,7 +37,8 @@ TEST(email_rejects_spaces_and_controls) {
   CHECK(norm("   ") == NULL);
   char with_nul[] = "a\0b@example.com";
   char out[EMAIL_MAX + 1];
-  CHECK(email_normalize(with_nul, sizeof with_nul - 1, out, NULL) == RESTOCK_EINVAL);
+  CHECK(email_normalize(with_nul, sizeof with_nul - 1, out, NULL) ==
+        RESTOCK_EINVAL);
 }
 
 TEST(email_length_limits) {
@@ -121,10 +122,11 @@ TEST(email_keeps_sharp_s_and_ascii_rules) {
 TEST(email_refuses_invalid_idna) {
   CHECK(norm("a@xn--zz.com") == NULL);              /* bad Punycode */
   CHECK(norm("a@exa\xe2\x98\x95mple.com") == NULL); /* U+2615, disallowed */
-  CHECK(norm("a@\xcc\x81" "example.com") == NULL);     /* leading combining mark */
-  CHECK(norm("a@ab\xd7\x90.com") == NULL);          /* bidi rule */
-  CHECK(norm("a@ex\xc3\xa4_mple.com") == NULL);     /* '_' passed by libidn2 */
-  CHECK(norm("a@ex\xef\xbc\xa0mple.com") == NULL);  /* full-width '@' */
+  CHECK(norm("a@\xcc\x81"
+             "example.com") == NULL);              /* leading combining mark */
+  CHECK(norm("a@ab\xd7\x90.com") == NULL);         /* bidi rule */
+  CHECK(norm("a@ex\xc3\xa4_mple.com") == NULL);    /* '_' passed by libidn2 */
+  CHECK(norm("a@ex\xef\xbc\xa0mple.com") == NULL); /* full-width '@' */
   const char *why = NULL;
   char out[EMAIL_MAX + 1];
   const char *bad = "a@xn--zz.com";
