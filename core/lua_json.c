@@ -4,10 +4,12 @@
 #include "json_text.h"
 #include "utf8.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
@@ -130,15 +132,36 @@ static int on_boolean(void *ctx, int b) {
   lua_pushboolean(d->L, b);
   return decoded(d);
 }
-static int on_integer(void *ctx, long long i) {
+/* A number, read as jansson reads one: an integer without a fraction or
+ * an exponent (refused past long long's range), else a double (refused
+ * when it overflows). yajl's own integer reading refuses the smallest long
+ * long, -9223372036854775808, as an overflow: a Lua event holding
+ * math.mininteger would never have reached its handler (fuzz_lua_json
+ * found it). */
+static int on_number(void *ctx, const char *s, size_t len) {
   Decode *d = ctx;
-  lua_pushinteger(d->L, (lua_Integer)i);
-  return decoded(d);
-}
-static int on_double(void *ctx, double x) {
-  Decode *d = ctx;
-  lua_pushnumber(d->L, x);
-  return decoded(d);
+  char small[64];
+  char *text = len < sizeof small ? small : malloc(len + 1);
+  if (!text) return 0;
+  memcpy(text, s, len);
+  text[len] = '\0';
+  int ok = 1;
+  errno = 0;
+  if (!strpbrk(text, ".eE")) {
+    long long i = strtoll(text, NULL, 10);
+    if (errno == ERANGE)
+      ok = 0;
+    else
+      lua_pushinteger(d->L, (lua_Integer)i);
+  } else {
+    double x = strtod(text, NULL);
+    if (errno == ERANGE && (x == HUGE_VAL || x == -HUGE_VAL))
+      ok = 0;
+    else
+      lua_pushnumber(d->L, x);
+  }
+  if (text != small) free(text);
+  return ok ? decoded(d) : 0;
 }
 static int on_string(void *ctx, const unsigned char *s, size_t len) {
   Decode *d = ctx;
@@ -156,8 +179,7 @@ static int on_start_array(void *ctx) { return open_container(ctx, false); }
 static const yajl_callbacks decode_callbacks = {
     .yajl_null = on_null,
     .yajl_boolean = on_boolean,
-    .yajl_integer = on_integer,
-    .yajl_double = on_double,
+    .yajl_number = on_number,
     .yajl_string = on_string,
     .yajl_start_map = on_start_map,
     .yajl_map_key = on_key,
