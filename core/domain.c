@@ -66,6 +66,15 @@ static void prepare(Domain *d, Unit *u, UnitFinish finish) {
   u->cfg = config_ref(d->config);
   memset(&u->fx, 0, sizeof u->fx);
   u->finish = finish;
+  u->reset = NULL;
+  u->work.reset = NULL;
+}
+
+/* On the writer, before a replayable unit's fn runs again. */
+static void unit_reset(void *arg) {
+  Unit *u = arg;
+  effects_clear(&u->fx);
+  u->reset(u);
 }
 
 void unit_write(Domain *d, Unit *u, StoreFn fn, UnitFinish finish) {
@@ -77,6 +86,17 @@ void unit_write_batched(Domain *d, Unit *u, StoreFn fn, StoreBatchFn batch,
                         UnitFinish finish) {
   prepare(d, u, finish);
   store_write_batched(d->store, &u->work, fn, batch, unit_done, u);
+}
+
+void unit_write_replayable(Domain *d, Unit *u, StoreFn fn, StoreBatchFn batch,
+                           UnitReset reset, UnitFinish finish) {
+  prepare(d, u, finish);
+  u->reset = reset;
+  u->work.reset = unit_reset;
+  if (batch)
+    store_write_batched(d->store, &u->work, fn, batch, unit_done, u);
+  else
+    store_write(d->store, &u->work, fn, unit_done, u);
 }
 
 void unit_read(Domain *d, Unit *u, StoreFn fn, UnitFinish finish) {

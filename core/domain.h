@@ -75,12 +75,17 @@ typedef struct Unit Unit;
  * store was stopping. */
 typedef void (*UnitFinish)(Unit *u, int status);
 
+/* Puts a replayable unit's own outputs back as they were when it was
+ * queued (its Effects are cleared already). */
+typedef void (*UnitReset)(Unit *u);
+
 struct Unit {
   StoreWork work;
   Domain *d;
   Config *cfg; /* the settings the unit runs with */
   Effects fx;
   UnitFinish finish;
+  UnitReset reset; /* private: unit_write_replayable's */
 };
 
 /* Queues `u` (usually embedded in the use-case's call struct) as a write
@@ -90,6 +95,11 @@ void unit_write(Domain *d, Unit *u, StoreFn fn, UnitFinish finish);
  * neighbours through `batch` (store_write_batched); `fn` runs otherwise. */
 void unit_write_batched(Domain *d, Unit *u, StoreFn fn, StoreBatchFn batch,
                         UnitFinish finish);
+/* The same, for a unit whose `fn` the writer may run again, after `reset`
+ * (StoreWork.reset): `fn` then changes nothing but the database, the
+ * unit's Effects and what `reset` puts back. `batch` may be NULL. */
+void unit_write_replayable(Domain *d, Unit *u, StoreFn fn, StoreBatchFn batch,
+                           UnitReset reset, UnitFinish finish);
 /* The same as a read unit: it sees committed rows and writes nothing. */
 void unit_read(Domain *d, Unit *u, StoreFn fn, UnitFinish finish);
 

@@ -52,6 +52,10 @@ typedef void (*StoreDone)(void *arg, int status);
 typedef int (*StoreBatchFn)(StoreTx *tx, void *const *args, int *statuses,
                             size_t n);
 
+/* Puts a write unit's outputs back as they were when it was queued (its
+ * StoreFn is about to run again). */
+typedef void (*StoreReset)(void *arg);
+
 /* A unit of work. The caller owns the memory (usually embedded in its own
  * context) and must keep it until `done` has run. */
 typedef struct StoreWork {
@@ -59,6 +63,13 @@ typedef struct StoreWork {
   StoreFn fn;
   StoreDone done;
   void *arg;
+  /* Optional, set before the unit is queued: makes a write unit
+   * replayable. Its fn must then change nothing but the database and what
+   * `reset` puts back. A group whose units are replayable runs them
+   * without a savepoint each; when one of them fails having written, the
+   * writer rolls the group back and runs the units before it again, each
+   * after its reset (run_group). NULL: the unit runs in a savepoint. */
+  StoreReset reset;
   int status; /* private until done runs */
   uint64_t queued_ns;
   StoreBatchFn batch; /* private: store_write_batched's */

@@ -60,6 +60,11 @@ typedef struct StoreDriver {
   const char *(*column_text)(StoreStmt *st, int i);
   /* Rows changed by the statement that last finished on `c`. */
   long long (*changes)(StoreConn *c, StoreStmt *st);
+  /* Optional: rows changed on `c` since it opened, triggers' included;
+   * a statement that failed adds none. A backend whose failed statement
+   * leaves its transaction usable (SQLite) sets it: the writer then runs a
+   * group's replayable units without a savepoint each (run_group). */
+  long long (*total_changes)(StoreConn *c);
   const char *(*errmsg)(StoreConn *c);
   /* True while `c` has a transaction open (a failed statement may have
    * rolled it back on its own, as SQLite does when the disk is full). */

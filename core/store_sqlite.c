@@ -860,6 +860,10 @@ static long long sq_changes(StoreConn *c, StoreStmt *s) {
   return sqlite3_changes64(c->db);
 }
 static const char *sq_errmsg(StoreConn *c) { return sqlite3_errmsg(c->db); }
+static long long sq_total_changes(StoreConn *c) {
+  return sqlite3_total_changes64(c->db);
+}
+
 static bool sq_in_transaction(StoreConn *c) {
   return sqlite3_get_autocommit(c->db) == 0;
 }
@@ -1107,6 +1111,7 @@ const StoreDriver store_sqlite_driver = {
     .column_double = sq_column_double,
     .column_text = sq_column_text,
     .changes = sq_changes,
+    .total_changes = sq_total_changes,
     .errmsg = sq_errmsg,
     .in_transaction = sq_in_transaction,
     .last_insert_id = sq_last_insert_id,

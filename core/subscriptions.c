@@ -358,6 +358,17 @@ static int subscribe_batch(StoreTx *tx, void *const *args, int *statuses,
   return rc;
 }
 
+/* Before subscribe_fn runs again (a replayed group): its outputs as they
+ * were when it was queued. */
+static void subscribe_reset(Unit *u) {
+  SubscribeCall *c = (SubscribeCall *)u;
+  free(c->channel);
+  c->channel = NULL;
+  c->message[0] = '\0';
+  c->created_at[0] = '\0';
+  c->created = c->pending = false;
+}
+
 static void subscribe_finish(Unit *u, int status) {
   SubscribeCall *c = (SubscribeCall *)u;
   c->done(c, status);
@@ -405,11 +416,9 @@ static void hook_done(void *arg, HookOutcome outcome, const char *message) {
  * (issue 14). The Config it runs with is the Domain's now. */
 static void subscribe_write(Domain *d, SubscribeCall *c) {
   c->unit.cfg = d->config; /* for batchable(); unit_write takes its ref */
-  if (batchable(c))
-    unit_write_batched(d, &c->unit, subscribe_fn, subscribe_batch,
-                       subscribe_finish);
-  else
-    unit_write(d, &c->unit, subscribe_fn, subscribe_finish);
+  unit_write_replayable(d, &c->unit, subscribe_fn,
+                        batchable(c) ? subscribe_batch : NULL, subscribe_reset,
+                        subscribe_finish);
 }
 
 void subscriptions_subscribe(Domain *d, SubscribeCall *c) {

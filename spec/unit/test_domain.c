@@ -415,3 +415,120 @@ TEST(outbox_subscriber_data_is_the_shoppers_share) {
   json_decref(c);
   json_decref(data);
 }
+
+/* ---- a group's units without savepoints (run_group's bare mode) -------- */
+
+typedef struct {
+  StoreWork work;
+  const char *key;
+  bool fail;         /* writes its key, then fails */
+  bool replayable;   /* has a reset */
+  uv_sem_t *started; /* posts it when it runs */
+  uv_sem_t *gate;    /* then waits for it (holds the writer) */
+  int runs, resets;  /* writer side, read after done */
+  int status, done;
+} KvUnit;
+
+static int kv_unit_fn(StoreTx *tx, void *arg) {
+  KvUnit *u = arg;
+  if (u->started) uv_sem_post(u->started);
+  if (u->gate) uv_sem_wait(u->gate);
+  u->runs++;
+  int rc = store_kv_put(tx, u->key, "x", 0, 1);
+  if (rc) return rc;
+  return u->fail ? RESTOCK_EINVAL : 0;
+}
+
+static void kv_unit_reset(void *arg) { ((KvUnit *)arg)->resets++; }
+
+static int kv_done_calls;
+static void kv_unit_done(void *arg, int status) {
+  KvUnit *u = arg;
+  u->status = status;
+  u->done = 1;
+  kv_done_calls++;
+}
+
+static void kv_queue(World *w, KvUnit *u) {
+  u->work.reset = u->replayable ? kv_unit_reset : NULL;
+  store_write(w->d.store, &u->work, kv_unit_fn, kv_unit_done, u);
+}
+
+typedef struct {
+  const char *keys[4];
+  bool found[4];
+} KvRead;
+
+static int kv_read_fn(StoreTx *tx, void *arg) {
+  KvRead *r = arg;
+  for (int i = 0; i < 4 && r->keys[i]; i++) {
+    char *v = NULL;
+    r->found[i] = store_kv_get(tx, r->keys[i], 1, &v) == 0;
+    free(v);
+  }
+  return 0;
+}
+
+static void kv_read_done(void *arg, int status) {
+  (void)arg;
+  CHECK(status == 0);
+  kv_done_calls++;
+}
+
+/* Runs `units` as one group (a unit holds the writer while they are
+ * queued), then reads which keys were stored. */
+static void kv_group(World *w, KvUnit *units, int n, KvRead *r) {
+  uv_sem_t gate, started;
+  uv_sem_init(&gate, 0);
+  uv_sem_init(&started, 0);
+  KvUnit holder = {
+      .key = "holder", .replayable = true, .started = &started, .gate = &gate};
+  kv_done_calls = 0;
+  kv_queue(w, &holder);
+  uv_sem_wait(&started); /* its group is taken: the next holds the rest */
+  for (int i = 0; i < n; i++) kv_queue(w, &units[i]);
+  uv_sem_post(&gate);
+  run_until(w, &kv_done_calls, n + 1);
+  StoreWork rw = {0};
+  store_write(w->d.store, &rw, kv_read_fn, kv_read_done, r);
+  run_until(w, &kv_done_calls, n + 2);
+  uv_sem_destroy(&gate);
+  uv_sem_destroy(&started);
+}
+
+/* A unit that fails after writing is undone alone: the group is rolled
+ * back and the units before it run again (once more each, after their
+ * reset); the ones after it run once. */
+TEST(store_group_undoes_a_unit_that_failed_after_writing) {
+  World w;
+  if (world_open(&w)) return;
+  KvUnit u[3] = {{.key = "a", .replayable = true},
+                 {.key = "b", .replayable = true, .fail = true},
+                 {.key = "c", .replayable = true}};
+  KvRead r = {{"a", "b", "c"}, {0}};
+  kv_group(&w, u, 3, &r);
+  CHECK(u[0].done && u[0].status == 0);
+  CHECK(u[1].done && u[1].status == RESTOCK_EINVAL);
+  CHECK(u[2].done && u[2].status == 0);
+  CHECK(r.found[0] && !r.found[1] && r.found[2]);
+  CHECK(u[0].runs == 2 && u[0].resets == 1);
+  CHECK(u[1].runs == 1 && u[1].resets == 0);
+  CHECK(u[2].runs == 1 && u[2].resets == 0);
+  world_close(&w);
+}
+
+/* A unit before another that is not replayable: the group runs each unit
+ * in a savepoint, so none runs twice. */
+TEST(store_group_with_a_unit_not_replayable_uses_savepoints) {
+  World w;
+  if (world_open(&w)) return;
+  KvUnit u[3] = {{.key = "a", .replayable = false},
+                 {.key = "b", .replayable = true, .fail = true},
+                 {.key = "c", .replayable = false}};
+  KvRead r = {{"a", "b", "c"}, {0}};
+  kv_group(&w, u, 3, &r);
+  CHECK(u[0].status == 0 && u[1].status == RESTOCK_EINVAL && u[2].status == 0);
+  CHECK(r.found[0] && !r.found[1] && r.found[2]);
+  CHECK(u[0].runs == 1 && u[1].runs == 1 && u[2].runs == 1);
+  world_close(&w);
+}
